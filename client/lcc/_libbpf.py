@@ -1,0 +1,621 @@
+"""The one place where lcc talks to libbpf through ctypes.
+
+``lib()`` loads ``libbpf.so.1`` on first use (never at import time) and
+declares every prototype lcc uses.  The rest of lcc calls the typed
+functions below; return codes become exceptions in :func:`check`, NULL
+pointers in :func:`check_ptr`.
+
+libbpf 1.1 (Debian bookworm) is the minimum: it returns ``-errno`` from
+int-returning calls and sets ``errno`` when a pointer-returning call fails.
+Functions added after 1.1 are looked up with :func:`has` and callers degrade
+when they are absent.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes as ct
+import ctypes.util
+import logging
+import os
+import threading
+
+from .errors import BpfError, NotSupported, from_errno
+
+log = logging.getLogger("lcc.libbpf")
+log.setLevel(logging.ERROR)  # lcc -v / set_verbose() lowers it
+
+# -- C types -----------------------------------------------------------------
+
+c_obj_p = ct.c_void_p  # struct bpf_object *
+c_prog_p = ct.c_void_p  # struct bpf_program *
+c_map_p = ct.c_void_p  # struct bpf_map *
+c_link_p = ct.c_void_p  # struct bpf_link *
+c_btf_p = ct.c_void_p  # struct btf *
+
+
+class bpf_object_open_opts(ct.Structure):
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("object_name", ct.c_char_p),
+        ("relaxed_maps", ct.c_bool),
+        ("pin_root_path", ct.c_char_p),
+        ("_attach_prog_fd", ct.c_uint32),
+        ("kconfig", ct.c_char_p),
+        ("btf_custom_path", ct.c_char_p),
+        ("kernel_log_buf", ct.c_void_p),
+        ("kernel_log_size", ct.c_size_t),
+        ("kernel_log_level", ct.c_uint32),
+    ]
+
+
+class bpf_uprobe_opts(ct.Structure):
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("ref_ctr_offset", ct.c_size_t),
+        ("bpf_cookie", ct.c_uint64),
+        ("retprobe", ct.c_bool),
+        ("func_name", ct.c_char_p),
+    ]
+
+
+class bpf_map_batch_opts(ct.Structure):
+    _fields_ = [("sz", ct.c_size_t), ("elem_flags", ct.c_uint64), ("flags", ct.c_uint64)]
+
+
+class bpf_prog_load_opts(ct.Structure):
+    _fields_ = [
+        ("sz", ct.c_size_t),
+        ("attempts", ct.c_int),
+        ("expected_attach_type", ct.c_int),
+        ("prog_btf_fd", ct.c_uint32),
+        ("prog_flags", ct.c_uint32),
+        ("prog_ifindex", ct.c_uint32),
+        ("kern_version", ct.c_uint32),
+        ("attach_btf_id", ct.c_uint32),
+        ("attach_prog_fd", ct.c_uint32),
+        ("attach_btf_obj_fd", ct.c_uint32),
+        ("fd_array", ct.c_void_p),
+        ("func_info", ct.c_void_p),
+        ("func_info_cnt", ct.c_uint32),
+        ("func_info_rec_size", ct.c_uint32),
+        ("line_info", ct.c_void_p),
+        ("line_info_cnt", ct.c_uint32),
+        ("line_info_rec_size", ct.c_uint32),
+        ("log_level", ct.c_uint32),
+        ("log_size", ct.c_uint32),
+        ("log_buf", ct.c_char_p),
+    ]
+
+
+class bpf_iter_attach_opts(ct.Structure):
+    _fields_ = [("sz", ct.c_size_t), ("link_info", ct.c_void_p), ("link_info_len", ct.c_uint32)]
+
+
+class btf_type(ct.Structure):
+    """struct btf_type: name_off, info (vlen | kind << 24 | kflag << 31), size/type."""
+
+    _fields_ = [("name_off", ct.c_uint32), ("info", ct.c_uint32), ("size_type", ct.c_uint32)]
+
+
+class btf_member(ct.Structure):
+    _fields_ = [("name_off", ct.c_uint32), ("type", ct.c_uint32), ("offset", ct.c_uint32)]
+
+
+class btf_array(ct.Structure):
+    _fields_ = [("type", ct.c_uint32), ("index_type", ct.c_uint32), ("nelems", ct.c_uint32)]
+
+
+class btf_enum(ct.Structure):
+    _fields_ = [("name_off", ct.c_uint32), ("val", ct.c_int32)]
+
+
+class btf_enum64(ct.Structure):
+    _fields_ = [("name_off", ct.c_uint32), ("val_lo32", ct.c_uint32), ("val_hi32", ct.c_uint32)]
+
+
+class btf_param(ct.Structure):
+    _fields_ = [("name_off", ct.c_uint32), ("type", ct.c_uint32)]
+
+
+class btf_var_secinfo(ct.Structure):
+    _fields_ = [("type", ct.c_uint32), ("offset", ct.c_uint32), ("size", ct.c_uint32)]
+
+
+PRINT_FN = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_char_p, ct.c_void_p)
+RINGBUF_SAMPLE_FN = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_size_t)
+PERF_SAMPLE_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_void_p, ct.c_uint32)
+PERF_LOST_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_uint64)
+
+_i, _u32, _sz, _vp, _cp, _b = ct.c_int, ct.c_uint32, ct.c_size_t, ct.c_void_p, ct.c_char_p, ct.c_bool
+
+# name -> (restype, argtypes). Everything lcc calls is declared here.
+_PROTOTYPES: dict[str, tuple[object, list]] = {
+    # version and global settings
+    "libbpf_major_version": (_u32, []),
+    "libbpf_minor_version": (_u32, []),
+    "libbpf_set_print": (_vp, [PRINT_FN]),
+    "libbpf_num_possible_cpus": (_i, []),
+    "libbpf_probe_bpf_prog_type": (_i, [_i, _vp]),
+    "libbpf_probe_bpf_map_type": (_i, [_i, _vp]),
+    "libbpf_probe_bpf_helper": (_i, [_i, _i, _vp]),
+    "libbpf_bpf_prog_type_str": (_cp, [_i]),
+    "libbpf_bpf_map_type_str": (_cp, [_i]),
+    "libbpf_bpf_attach_type_str": (_cp, [_i]),
+    # object
+    "bpf_object__open_mem": (c_obj_p, [_vp, _sz, ct.POINTER(bpf_object_open_opts)]),
+    "bpf_object__load": (_i, [c_obj_p]),
+    "bpf_object__close": (None, [c_obj_p]),
+    "bpf_object__name": (_cp, [c_obj_p]),
+    "bpf_object__btf": (c_btf_p, [c_obj_p]),
+    "bpf_object__next_program": (c_prog_p, [c_obj_p, c_prog_p]),
+    "bpf_object__next_map": (c_map_p, [c_obj_p, c_map_p]),
+    # programs
+    "bpf_program__name": (_cp, [c_prog_p]),
+    "bpf_program__section_name": (_cp, [c_prog_p]),
+    "bpf_program__autoload": (_b, [c_prog_p]),
+    "bpf_program__set_autoload": (_i, [c_prog_p, _b]),
+    "bpf_program__fd": (_i, [c_prog_p]),
+    "bpf_program__type": (_i, [c_prog_p]),
+    "bpf_program__expected_attach_type": (_i, [c_prog_p]),
+    "bpf_program__set_attach_target": (_i, [c_prog_p, _i, _cp]),
+    "bpf_program__insn_cnt": (_sz, [c_prog_p]),
+    "bpf_program__attach": (c_link_p, [c_prog_p]),
+    "bpf_program__attach_tracepoint": (c_link_p, [c_prog_p, _cp, _cp]),
+    "bpf_program__attach_raw_tracepoint": (c_link_p, [c_prog_p, _cp]),
+    "bpf_program__attach_kprobe": (c_link_p, [c_prog_p, _b, _cp]),
+    "bpf_program__attach_uprobe_opts": (
+        c_link_p, [c_prog_p, _i, _cp, _sz, ct.POINTER(bpf_uprobe_opts)]),
+    "bpf_program__attach_perf_event": (c_link_p, [c_prog_p, _i]),
+    "bpf_program__attach_xdp": (c_link_p, [c_prog_p, _i]),
+    "bpf_program__attach_cgroup": (c_link_p, [c_prog_p, _i]),
+    "bpf_program__attach_trace": (c_link_p, [c_prog_p]),
+    "bpf_program__attach_lsm": (c_link_p, [c_prog_p]),
+    "bpf_program__attach_iter": (c_link_p, [c_prog_p, ct.POINTER(bpf_iter_attach_opts)]),
+    # links
+    "bpf_link__destroy": (_i, [c_link_p]),
+    "bpf_link__fd": (_i, [c_link_p]),
+    "bpf_iter_create": (_i, [_i]),
+    # maps (libbpf objects)
+    "bpf_map__name": (_cp, [c_map_p]),
+    "bpf_map__type": (_i, [c_map_p]),
+    "bpf_map__fd": (_i, [c_map_p]),
+    "bpf_map__key_size": (_u32, [c_map_p]),
+    "bpf_map__value_size": (_u32, [c_map_p]),
+    "bpf_map__max_entries": (_u32, [c_map_p]),
+    "bpf_map__set_max_entries": (_i, [c_map_p, _u32]),
+    "bpf_map__map_flags": (_u32, [c_map_p]),
+    "bpf_map__btf_key_type_id": (_u32, [c_map_p]),
+    "bpf_map__btf_value_type_id": (_u32, [c_map_p]),
+    "bpf_map__initial_value": (_vp, [c_map_p, ct.POINTER(_sz)]),
+    "bpf_map__is_internal": (_b, [c_map_p]),
+    # maps (syscall wrappers)
+    "bpf_map_lookup_elem": (_i, [_i, _vp, _vp]),
+    "bpf_map_update_elem": (_i, [_i, _vp, _vp, ct.c_uint64]),
+    "bpf_map_delete_elem": (_i, [_i, _vp]),
+    "bpf_map_get_next_key": (_i, [_i, _vp, _vp]),
+    "bpf_map_lookup_and_delete_elem": (_i, [_i, _vp, _vp]),
+    "bpf_map_lookup_batch": (
+        _i, [_i, _vp, _vp, _vp, _vp, ct.POINTER(_u32), ct.POINTER(bpf_map_batch_opts)]),
+    "bpf_prog_load": (
+        _i, [_i, _cp, _cp, _vp, _sz, ct.POINTER(bpf_prog_load_opts)]),
+    # ring buffer
+    "ring_buffer__new": (_vp, [_i, RINGBUF_SAMPLE_FN, _vp, _vp]),
+    "ring_buffer__poll": (_i, [_vp, _i]),
+    "ring_buffer__consume": (_i, [_vp]),
+    "ring_buffer__free": (None, [_vp]),
+    "ring_buffer__epoll_fd": (_i, [_vp]),
+    # perf buffer
+    "perf_buffer__new": (_vp, [_i, _sz, PERF_SAMPLE_FN, PERF_LOST_FN, _vp, _vp]),
+    "perf_buffer__poll": (_i, [_vp, _i]),
+    "perf_buffer__consume": (_i, [_vp]),
+    "perf_buffer__free": (None, [_vp]),
+    "perf_buffer__epoll_fd": (_i, [_vp]),
+    # BTF
+    "btf__type_by_id": (ct.POINTER(btf_type), [c_btf_p, _u32]),
+    "btf__name_by_offset": (_cp, [c_btf_p, _u32]),
+    "btf__type_cnt": (_u32, [c_btf_p]),
+    "btf__find_by_name_kind": (_i, [c_btf_p, _cp, _u32]),
+    "btf__resolve_size": (ct.c_int64, [c_btf_p, _u32]),
+    "btf__align_of": (_i, [c_btf_p, _u32]),
+    "btf__load_vmlinux_btf": (c_btf_p, []),
+    "btf__parse": (c_btf_p, [_cp, _vp]),
+    "btf__free": (None, [c_btf_p]),
+}
+
+_lock = threading.Lock()
+_lib: ct.CDLL | None = None
+_missing: set[str] = set()
+
+
+def lib() -> ct.CDLL:
+    """Load libbpf.so.1 once and declare the prototypes; raises NotSupported if absent."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    with _lock:
+        if _lib is not None:
+            return _lib
+        path = os.environ.get("LCC_LIBBPF") or "libbpf.so.1"
+        try:
+            handle = ct.CDLL(path, use_errno=True)
+        except OSError:
+            found = ctypes.util.find_library("bpf")
+            if not found:
+                raise NotSupported(
+                    "libbpf", "libbpf.so.1 (libbpf 1.1 or newer) is not installed",
+                    hint="install it (Debian/Ubuntu: apt-get install libbpf1; "
+                         "Fedora: dnf install libbpf) or set LCC_LIBBPF to its path") from None
+            handle = ct.CDLL(found, use_errno=True)
+        for name, (restype, argtypes) in _PROTOTYPES.items():
+            try:
+                fn = getattr(handle, name)
+            except AttributeError:
+                _missing.add(name)
+                continue
+            fn.restype = restype
+            fn.argtypes = argtypes
+        if "libbpf_major_version" in _missing:
+            raise NotSupported("libbpf", "the libbpf found here is older than 1.0",
+                               hint="lcc needs libbpf 1.1 or newer")
+        _lib = handle
+        _install_print(handle)
+        return handle
+
+
+def has(name: str) -> bool:
+    """Whether the loaded libbpf exports ``name`` (for features newer than 1.1)."""
+    lib()
+    return name not in _missing
+
+
+def version() -> tuple[int, int]:
+    lb = lib()
+    return int(lb.libbpf_major_version()), int(lb.libbpf_minor_version())
+
+
+# -- libbpf's own messages ----------------------------------------------------
+
+_libc = ct.CDLL(None, use_errno=True)
+_libc.vsnprintf.argtypes = [ct.c_char_p, ct.c_size_t, ct.c_char_p, ct.c_void_p]
+_libc.vsnprintf.restype = ct.c_int
+_recent: collections.deque[str] = collections.deque(maxlen=200)
+_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+_verbose = False
+
+
+_print_buf = ct.create_string_buffer(64 << 10)
+
+
+def _on_print(level: int, fmt: bytes, va_list: int) -> int:
+    if level >= 2 and not _verbose:
+        return 0
+    _libc.vsnprintf(_print_buf, len(_print_buf), fmt, va_list)
+    text = _print_buf.value.decode("utf-8", "replace").rstrip("\n")
+    if level < 2:
+        _recent.append(text)
+    log.log(_LEVELS.get(level, logging.DEBUG), "%s", text)
+    return 0
+
+
+_print_cb = PRINT_FN(_on_print)
+
+
+def _install_print(handle: ct.CDLL) -> None:
+    handle.libbpf_set_print(_print_cb)
+
+
+def set_verbose(on: bool = True) -> None:
+    """Forward all of libbpf's messages (debug included) to the ``lcc.libbpf`` logger."""
+    global _verbose
+    _verbose = on
+    log.setLevel(logging.DEBUG if on else logging.ERROR)
+
+
+def recent_messages(clear: bool = False) -> list[str]:
+    """libbpf's warnings since the last clear, newest last (for error context)."""
+    out = list(_recent)
+    if clear:
+        _recent.clear()
+    return out
+
+
+def clear_messages() -> None:
+    _recent.clear()
+
+
+# -- return-code helpers ------------------------------------------------------
+
+def check(ret: int, what: str, hint: str | None = None) -> int:
+    """Return ``ret`` if it is >= 0, else raise the BpfError for ``-ret``."""
+    if ret < 0:
+        raise from_errno(-ret, what, hint)
+    return ret
+
+
+def check_ptr(ptr: int | None, what: str, hint: str | None = None) -> int:
+    """Return a non-NULL pointer, else raise the BpfError for errno."""
+    if not ptr:
+        err = ct.get_errno() or 22
+        raise from_errno(err, what, hint)
+    return ptr
+
+
+def cstr(value: bytes | None) -> str:
+    return value.decode("utf-8", "replace") if value else ""
+
+
+# -- typed wrappers used by the rest of lcc -----------------------------------
+
+def open_object(data: bytes, *, name: str | None, btf_custom_path: str | None,
+                log_buf: ct.Array | None) -> int:
+    """bpf_object__open_mem with relaxed maps; returns the object pointer."""
+    lb = lib()
+    opts = bpf_object_open_opts()
+    opts.sz = ct.sizeof(opts)
+    opts.relaxed_maps = True
+    if name:
+        opts.object_name = name.encode()
+    if btf_custom_path:
+        opts.btf_custom_path = os.fsencode(btf_custom_path)
+    if log_buf is not None:
+        opts.kernel_log_buf = ct.cast(log_buf, ct.c_void_p)
+        opts.kernel_log_size = len(log_buf)
+    ct.set_errno(0)
+    return check_ptr(lb.bpf_object__open_mem(data, len(data), ct.byref(opts)),
+                     "opening the BPF object")
+
+
+def iter_programs(obj: int):
+    lb = lib()
+    prog = lb.bpf_object__next_program(obj, None)
+    while prog:
+        yield prog
+        prog = lb.bpf_object__next_program(obj, prog)
+
+
+def iter_maps(obj: int):
+    lb = lib()
+    m = lb.bpf_object__next_map(obj, None)
+    while m:
+        yield m
+        m = lb.bpf_object__next_map(obj, m)
+
+
+def map_initial_value(m: int) -> tuple[int, int]:
+    """(address, size) of a global-data map's local image; (0, 0) if none."""
+    size = ct.c_size_t(0)
+    addr = lib().bpf_map__initial_value(m, ct.byref(size))
+    return (addr or 0), size.value
+
+
+def memory_view(addr: int, size: int) -> memoryview:
+    """A writable memoryview on memory owned by libbpf (valid while the owner lives)."""
+    return memoryview((ct.c_char * size).from_address(addr)).cast("B")
+
+
+def read_memory(addr: int, size: int) -> bytes:
+    """Copy ``size`` bytes from an address libbpf handed over (callbacks)."""
+    return ct.string_at(addr, size)
+
+
+def map_lookup(fd: int, key: bytes, value_size: int) -> bytearray | None:
+    """Look ``key`` up; None if absent. Other failures raise BpfError."""
+    val = bytearray(value_size)
+    cval = (ct.c_char * value_size).from_buffer(val)
+    ret = lib().bpf_map_lookup_elem(fd, key, cval)
+    if ret == -2:  # ENOENT
+        return None
+    check(ret, "map lookup")
+    return val
+
+
+def map_lookup_into(fd: int, key: bytes, out: ct.Array) -> bool:
+    ret = lib().bpf_map_lookup_elem(fd, key, out)
+    if ret == -2:
+        return False
+    check(ret, "map lookup")
+    return True
+
+
+def map_update(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
+    check(lib().bpf_map_update_elem(fd, key, value, flags), "map update")
+
+
+def map_delete(fd: int, key: bytes) -> bool:
+    """Delete ``key``; False if it was absent."""
+    ret = lib().bpf_map_delete_elem(fd, key)
+    if ret == -2:
+        return False
+    check(ret, "map delete")
+    return True
+
+
+def map_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
+    """The key after ``key`` (the first when None); None at the end."""
+    nxt = ct.create_string_buffer(key_size)
+    ret = lib().bpf_map_get_next_key(fd, key, nxt)
+    if ret == -2:
+        return None
+    check(ret, "map iteration")
+    return nxt.raw
+
+
+def map_lookup_and_delete(fd: int, key: bytes | None, value_size: int) -> bytes | None:
+    """Pop for queue/stack maps (key None) or lookup-and-delete; None if empty."""
+    val = ct.create_string_buffer(value_size)
+    ret = lib().bpf_map_lookup_and_delete_elem(fd, key, val)
+    if ret == -2:
+        return None
+    check(ret, "map pop")
+    return val.raw
+
+
+def map_lookup_batch(fd: int, key_size: int, value_size: int, count: int,
+                     token: ct.Array | None) -> tuple[bytes, bytes, int, ct.Array | None]:
+    """One BPF_MAP_LOOKUP_BATCH step.
+
+    Returns (keys, values, n, next_token); next_token is None when the map is
+    exhausted.  Raises NotSupported when the kernel or map lacks batch ops.
+    """
+    lb = lib()
+    keys = ct.create_string_buffer(key_size * count)
+    vals = ct.create_string_buffer(value_size * count)
+    out_batch = ct.create_string_buffer(max(key_size, 8))
+    n = ct.c_uint32(count)
+    opts = bpf_map_batch_opts()
+    opts.sz = ct.sizeof(opts)
+    ret = lb.bpf_map_lookup_batch(fd, token, out_batch, keys, vals, ct.byref(n), ct.byref(opts))
+    if ret == -2:  # ENOENT: this was the last batch
+        return keys.raw[: n.value * key_size], vals.raw[: n.value * value_size], n.value, None
+    if ret in (-22, -95, -524):  # EINVAL/EOPNOTSUPP/ENOTSUPP: no batch support here
+        raise NotSupported("map batch lookup", "batch lookup is not supported for this map")
+    check(ret, "map batch lookup")
+    return keys.raw[: n.value * key_size], vals.raw[: n.value * value_size], n.value, out_batch
+
+
+def num_possible_cpus() -> int:
+    return check(lib().libbpf_num_possible_cpus(), "counting possible CPUs")
+
+
+def prog_load_probe(prog_type: int, *, expected_attach_type: int = 0, attach_btf_id: int = 0,
+                    license: bytes = b"GPL") -> tuple[int, str]:
+    """Load ``r0 = 0; exit`` as a program of ``prog_type``; returns (errno or 0, log).
+
+    Used by feature probes: 0 means the kernel accepted the program.
+    """
+    insns = (ct.c_uint64 * 2)(0x00000000000000B7, 0x0000000000000095)  # mov r0,0 ; exit
+    logbuf = ct.create_string_buffer(4096)
+    opts = bpf_prog_load_opts()
+    opts.sz = ct.sizeof(opts)
+    opts.expected_attach_type = expected_attach_type
+    opts.attach_btf_id = attach_btf_id
+    opts.log_level = 1
+    opts.log_size = len(logbuf)
+    opts.log_buf = ct.cast(logbuf, ct.c_char_p)
+    fd = lib().bpf_prog_load(prog_type, None, license, insns, 2, ct.byref(opts))
+    if fd >= 0:
+        os.close(fd)
+        return 0, ""
+    return -fd, logbuf.value.decode("utf-8", "replace")
+
+
+def attach_uprobe(prog: int, pid: int, path: str, offset: int, retprobe: bool) -> int | None:
+    """bpf_program__attach_uprobe_opts; returns the link pointer or None (errno set)."""
+    opts = bpf_uprobe_opts()
+    opts.sz = ct.sizeof(opts)
+    opts.retprobe = retprobe
+    return lib().bpf_program__attach_uprobe_opts(prog, pid, os.fsencode(path), offset,
+                                                 ct.byref(opts))
+
+
+_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331,
+                       "ppc64le": 319, "loongarch64": 241}
+_PERF_FLAG_FD_CLOEXEC = 8
+
+
+def perf_event_open(event_type: int, config: int, *, sample_period: int = 0,
+                    sample_freq: int = 0, pid: int = -1, cpu: int = -1) -> int:
+    """perf_event_open(2) for one event; returns the fd (raises BpfError)."""
+    import struct
+    nr = _NR_PERF_EVENT_OPEN.get(os.uname().machine)
+    if nr is None:
+        raise NotSupported("perf_event_open", f"perf events on {os.uname().machine} are not "
+                           "supported by lcc yet")
+    freq = 1 if sample_freq else 0
+    flags = (freq << 10)  # bit 10: freq; everything else (disabled, inherit...) off
+    attr = bytearray(128)
+    struct.pack_into("=IIQQQQQ", attr, 0, event_type, len(attr), config,
+                     sample_freq or sample_period, 0, 0, flags)
+    buf = (ct.c_char * len(attr)).from_buffer(attr)
+    ct.set_errno(0)
+    fd = _libc.syscall(ct.c_long(nr), buf, ct.c_int(pid), ct.c_int(cpu), ct.c_int(-1),
+                       ct.c_ulong(_PERF_FLAG_FD_CLOEXEC))
+    if fd < 0:
+        raise from_errno(ct.get_errno() or 22, f"opening perf event {event_type}:{config} "
+                                                f"on CPU {cpu}")
+    return fd
+
+
+def errno_or(default: int) -> int:
+    return ct.get_errno() or default
+
+
+# -- BTF records ----------------------------------------------------------------
+
+_BTF_KIND_EXTRA = {
+    1: (ct.c_uint32, 0),   # INT: one u32 encoding word
+    3: (btf_array, 0),     # ARRAY: one btf_array
+    4: (btf_member, 1),    # STRUCT: vlen members
+    5: (btf_member, 1),    # UNION
+    6: (btf_enum, 1),      # ENUM
+    13: (btf_param, 1),    # FUNC_PROTO
+    14: (ct.c_uint32, 0),  # VAR: linkage
+    15: (btf_var_secinfo, 1),  # DATASEC
+    17: (ct.c_int32, 0),   # DECL_TAG: component_idx
+    19: (btf_enum64, 1),   # ENUM64
+}
+
+
+def btf_raw_type(btf: int, type_id: int) -> tuple[int, str, int, bool, int, list]:
+    """Read one BTF type record through libbpf as plain Python data.
+
+    Returns (kind, name, vlen, kflag, size_or_type, extra) where ``extra`` is
+    the list of trailing records as tuples of their fields (for INT and VAR a
+    one-element list holding the u32).
+    """
+    lb = lib()
+    ptr = lb.btf__type_by_id(btf, type_id)
+    if not ptr:
+        raise from_errno(ct.get_errno() or 2, f"reading BTF type {type_id}")
+    t = ptr.contents
+    kind = (t.info >> 24) & 0x1F
+    vlen = t.info & 0xFFFF
+    kflag = bool(t.info >> 31)
+    name = cstr(lb.btf__name_by_offset(btf, t.name_off)) if t.name_off else ""
+    extra: list = []
+    spec = _BTF_KIND_EXTRA.get(kind)
+    if spec is not None:
+        rec, per_vlen = spec
+        count = vlen if per_vlen else 1
+        base = ct.addressof(t) + ct.sizeof(btf_type)
+        arr = (rec * count).from_address(base)
+        if rec in (ct.c_uint32, ct.c_int32):
+            extra = [int(v) for v in arr]
+        else:
+            names = {"name_off"}
+            for r in arr:
+                row = []
+                for fname, _ in rec._fields_:
+                    v = getattr(r, fname)
+                    if fname in names:
+                        v = cstr(lb.btf__name_by_offset(btf, v)) if v else ""
+                    row.append(v)
+                extra.append(tuple(row))
+    return kind, name, vlen, kflag, int(t.size_type), extra
+
+
+def btf_find(btf: int, name: str, kind: int) -> int:
+    """Type id of ``name`` of ``kind``, or -1 if absent."""
+    ret = lib().btf__find_by_name_kind(btf, name.encode(), kind)
+    return ret if ret > 0 else -1
+
+
+def btf_type_count(btf: int) -> int:
+    return int(lib().btf__type_cnt(btf))
+
+
+def btf_load_vmlinux() -> int:
+    ct.set_errno(0)
+    return check_ptr(lib().btf__load_vmlinux_btf(), "loading the kernel's BTF",
+                     hint="this kernel has no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF); "
+                          "use btf='server' to fetch BTF from a compile service")
+
+
+def btf_parse(path: str) -> int:
+    ct.set_errno(0)
+    return check_ptr(lib().btf__parse(os.fsencode(path), None), f"parsing BTF from {path}")
+
+
+def btf_free(btf: int) -> None:
+    lib().btf__free(btf)

@@ -1,0 +1,466 @@
+"""ClbcBase: a BPF tool as a Python class, as pyLCC users write them.
+
+Subclass it, hand it ``.bpf.c`` source, and read ``self.maps[...]``::
+
+    class Opens(ClbcBase):
+        def __init__(self):
+            super().__init__("opens")        # compiles and loads opens.bpf.c beside this file
+
+The constructor runs the whole life cycle: compile (through
+:func:`lcc.compile.build`: cache, compile service or local clang) -> open ->
+configure -> load -> attach.  ``load=False`` stops after open so that a tool
+can set ``.rodata`` knobs, choose programs or resize maps, then call
+:meth:`load` and :meth:`attach_all` itself.  :meth:`close` releases buffers,
+links and the object, in that order, once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import selectors
+import shlex
+import weakref
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from . import features, links
+from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
+from .links import Link, LinkGroup
+from .maps import EventMap, Map, PerfEventArrayMap, RingBufMap, map_for
+from .object import BpfObject, GlobalSection, Program
+
+ProgramSelector = Iterable[str] | Callable[[Program], bool]
+
+
+class Fallback:
+    """Alternative programs for one job, best first.
+
+    Each alternative is a program name or a sequence of names that work
+    together (e.g. the fentry programs of a tool).  Before load, lcc keeps the
+    first alternative whose attach points exist and whose program kind this
+    kernel accepts, and turns autoload off for the others; if the kernel then
+    rejects the chosen one, lcc reopens the object and tries the next.
+    """
+
+    def __init__(self, *alternatives: str | Sequence[str]) -> None:
+        if not alternatives:
+            raise ValueError("Fallback needs at least one alternative")
+        self.alternatives: list[tuple[str, ...]] = [
+            (a,) if isinstance(a, str) else tuple(a) for a in alternatives]
+        self.chosen: tuple[str, ...] | None = None
+        # Why earlier alternatives were passed over: probes and load rejections.
+        self.skipped: list[tuple[tuple[str, ...], str]] = []
+        self.rejected: dict[tuple[str, ...], str] = {}
+
+    def names(self) -> set[str]:
+        return {n for alt in self.alternatives for n in alt}
+
+    def __repr__(self) -> str:
+        return f"Fallback({', '.join('+'.join(a) for a in self.alternatives)})"
+
+
+def _as_fallbacks(value: Any) -> list[Fallback]:
+    if value is None:
+        return []
+    if isinstance(value, Fallback):
+        return [value]
+    items = list(value)
+    if items and all(isinstance(x, Fallback) for x in items):
+        return items
+    return [Fallback(*items)]
+
+
+def parse_env_defines(env: str) -> dict[str, str | None]:
+    """pyLCC's ``env`` string (``"-DPID=5 -DDEBUG"``) as a defines mapping."""
+    out: dict[str, str | None] = {}
+    for tok in shlex.split(env or ""):
+        if not tok.startswith("-D") or len(tok) < 3:
+            raise LccError(f"env accepts only -DNAME[=VALUE] definitions, not {tok!r}")
+        name, eq, val = tok[2:].partition("=")
+        out[name] = val if eq else None
+    return out
+
+
+class MapCollection(Mapping[str, Map]):
+    """``self.maps``: live map objects by name, made on first access."""
+
+    def __init__(self, owner: "ClbcBase") -> None:
+        self._owner = owner
+        self._maps: dict[str, Map] = {}
+
+    def __getitem__(self, name: str) -> Map:
+        m = self._maps.get(name)
+        if m is None:
+            obj = self._owner._require_loaded()
+            m = map_for(obj, name)
+            self._maps[name] = m
+        elif self._owner.closed:
+            raise ClosedError(f"{type(self._owner).__name__} is closed")
+        return m
+
+    def __iter__(self) -> Iterator[str]:
+        obj = self._owner._require_loaded()
+        return iter([n for n in obj.map_names() if not obj.map_spec(n).internal])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def _opened(self) -> list[Map]:
+        return list(self._maps.values())
+
+
+class ClbcBase:
+    """A BPF tool: compiled source, loaded programs, their maps, links and buffers.
+
+    Arguments (the first seven as pyLCC has them):
+      bpf: the tool's name; with ``bpf_str=None`` the source is ``<bpf>.bpf.c``
+        beside the subclass's module (or a path to a ``.bpf.c`` file).
+      bpf_str: the C source as a string.
+      server: URL of a compile service (default: ``LCC_SERVER``, else local clang).
+      arch, ver: target architecture and kernel release (default: this machine).
+      env: pyLCC-style ``"-DNAME=VALUE ..."`` definitions; ``defines`` is the dict form.
+      attach: attach every loaded program by its SEC() name after load.
+      load: load after opening (``False`` leaves configuration steps to the caller).
+      rodata: ``{name: value}`` for ``const volatile`` globals, set before load.
+      programs: which programs to load (names, or a predicate on :class:`Program`).
+      fallback: a :class:`Fallback` or list of them (or one list of alternatives).
+      map_sizes: ``{map name: max_entries}`` set before load.
+      btf: ``None`` (the kernel's BTF), ``"server"`` (ask the compile service
+        for BTF tailored to this object), or a path to a BTF file.
+      cache: use the local artifact cache.
+
+    Requires root or CAP_BPF+CAP_PERFMON to load.  Owns everything it creates
+    until :meth:`close` (also through ``with``).
+    """
+
+    fallback: Any = None  # subclasses may declare their alternatives here
+
+    def __init__(self, bpf: str, bpf_str: str | None = None, server: str | None = None,
+                 arch: str | None = None, ver: str | None = None, env: str = "",
+                 attach: bool | int = True, *, load: bool = True,
+                 defines: Mapping[str, str | int | None] | None = None,
+                 rodata: Mapping[str, Any] | None = None,
+                 programs: ProgramSelector | None = None,
+                 fallback: Any = None,
+                 map_sizes: Mapping[str, int] | None = None,
+                 btf: str | None = None, cache: bool = True,
+                 obj: bytes | None = None) -> None:
+        self.name = os.path.basename(bpf)[:-6] if bpf.endswith(".bpf.c") else os.path.basename(bpf)
+        self.links: list[Link | LinkGroup] = []
+        self._obj: BpfObject | None = None
+        self._closed = False
+        self.maps = MapCollection(self)
+        self._fallbacks = _as_fallbacks(fallback if fallback is not None else type(self).fallback)
+        self._programs_sel = programs
+        self._rodata = dict(rodata or {})
+        self._map_sizes = dict(map_sizes or {})
+        self._finalizer = weakref.finalize(self, _release, {}, [], None)
+
+        all_defines: dict[str, str | None] = parse_env_defines(env)
+        for k, v in (defines or {}).items():
+            all_defines[k] = None if v is None else str(v)
+        if obj is None:
+            from .bundle import Bundle
+            from .compile import build
+            bundle = self._bundle(bpf, bpf_str, Bundle)
+            self.artifact = build(bundle, defines=all_defines, server=server, kernel=ver,
+                                  arch=arch, btf=btf == "server", cache=cache)
+            obj = self.artifact.object
+            self._btf_path = self._custom_btf(btf)
+        else:
+            self.artifact = None
+            self._btf_path = btf if btf and btf != "server" else None
+        self._obj_bytes = obj
+        self.open()
+        if load:
+            self.load()
+            if attach:
+                self.attach_all()
+
+    # -- source -------------------------------------------------------------
+
+    def _bundle(self, bpf: str, bpf_str: str | None, bundle_cls: Any) -> Any:
+        if bpf_str:
+            return bundle_cls.from_string(bpf_str, name=f"{self.name}.bpf.c",
+                                          base_dir=self._source_dir())
+        path = bpf if bpf.endswith(".bpf.c") else f"{bpf}.bpf.c"
+        if not os.path.isabs(path):
+            for d in (self._source_dir(), os.getcwd()):
+                cand = os.path.join(d, path)
+                if os.path.exists(cand):
+                    path = cand
+                    break
+        if not os.path.exists(path):
+            raise LccError(f"no BPF source: {path} does not exist and bpf_str was not given")
+        return bundle_cls.from_path(path)
+
+    def _source_dir(self) -> str:
+        try:
+            return os.path.dirname(os.path.abspath(inspect.getfile(type(self))))
+        except (TypeError, OSError):
+            return os.getcwd()
+
+    def _custom_btf(self, btf: str | None) -> str | None:
+        if btf == "server":
+            if self.artifact is None or not self.artifact.btf:
+                raise LccError("btf='server' was asked for but the compile service sent no BTF")
+            return self.artifact.btf_path
+        return btf
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def open(self) -> BpfObject:
+        """Open the compiled object and apply the configuration given to the constructor."""
+        if self._obj is not None:
+            return self._obj
+        self._obj = BpfObject(self._obj_bytes, name=self.name, btf_custom_path=self._btf_path)
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _release, self.maps._maps, self.links, self._obj)
+        if self._programs_sel is not None:
+            self._obj.select(self._programs_sel)
+        for name, n in self._map_sizes.items():
+            self._obj.resize_map(name, n)
+        if self._rodata:
+            ro = self._obj.section(".rodata")
+            for k, v in self._rodata.items():
+                setattr(ro, k, v)
+        self._apply_fallbacks()
+        return self._obj
+
+    @property
+    def obj(self) -> BpfObject:
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} '{self.name}' is closed")
+        if self._obj is None:
+            raise LccError("the object is not open")
+        return self._obj
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _require_loaded(self) -> BpfObject:
+        obj = self.obj
+        if not obj.loaded:
+            raise LccError(f"'{self.name}' is not loaded yet: call load() first")
+        return obj
+
+    def _apply_fallbacks(self) -> None:
+        obj = self.obj
+        for fb in self._fallbacks:
+            missing = fb.names() - set(obj.programs)
+            if missing:
+                raise LccError(f"fallback names programs the object lacks: "
+                               f"{', '.join(sorted(missing))}")
+            fb.chosen = None
+            fb.skipped = list(fb.rejected.items())
+            for alt in fb.alternatives:
+                if alt in fb.rejected:
+                    continue
+                reasons = [r.reason for r in (features.probe_section(obj.programs[n].section)
+                                              for n in alt) if not r]
+                if reasons:
+                    fb.skipped.append((alt, "; ".join(reasons)))
+                    continue
+                fb.chosen = alt
+                break
+            if fb.chosen is None:
+                why = "; ".join(f"{'+'.join(a)}: {r}" for a, r in fb.skipped)
+                raise NotSupported("fallback", f"no alternative of {fb!r} works on this "
+                                               f"kernel ({why})")
+            for alt in fb.alternatives:
+                for n in alt:
+                    obj.programs[n].autoload = alt == fb.chosen
+
+    def load(self) -> None:
+        """Load the selected programs, falling back to the next alternative on rejection."""
+        while True:
+            try:
+                self.obj.load()
+                return
+            except ProgramLoadError as e:
+                fb = next((f for f in self._fallbacks if f.chosen and e.program in f.chosen), None)
+                if fb is None or fb.chosen is None:
+                    raise
+                fb.rejected[fb.chosen] = str(e)
+                if all(a in fb.rejected for a in fb.alternatives):
+                    raise
+                # A failed bpf_object__load leaves the object unusable: reopen from the bytes.
+                self._obj.close()  # type: ignore[union-attr]
+                self._obj = None
+                self.open()
+
+    def chosen(self) -> list[str]:
+        """Names of the programs the fallbacks picked."""
+        return [n for fb in self._fallbacks for n in (fb.chosen or ())]
+
+    def attach_all(self) -> list[Link]:
+        """Attach every loaded program by its SEC() name; returns the new links."""
+        obj = self._require_loaded()
+        new = []
+        for prog in obj.programs.values():
+            if not prog.autoload or prog.fd < 0:
+                continue
+            if not prog.target and prog.kind in ("uprobe", "uretprobe", "xdp", "perf_event",
+                                                 "iter", "cgroup_skb", "socket"):
+                continue  # these need explicit attach arguments
+            link = links.attach_auto(prog)
+            self.links.append(link)
+            new.append(link)
+        return new
+
+    def program(self, name: str) -> Program:
+        try:
+            return self.obj.programs[name]
+        except KeyError:
+            raise LccError(f"no program named '{name}' (the object has: "
+                           f"{', '.join(self.obj.programs)})") from None
+
+    def close(self) -> None:
+        """Release buffers, then links, then the object. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> "ClbcBase":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- globals ----------------------------------------------------------------
+
+    @property
+    def rodata(self) -> GlobalSection:
+        """``const volatile`` globals: writable before load, read-only after."""
+        return self.obj.section(".rodata")
+
+    @property
+    def bss(self) -> GlobalSection:
+        return self.obj.section(".bss")
+
+    @property
+    def data(self) -> GlobalSection:
+        return self.obj.section(".data")
+
+    # -- explicit attach ---------------------------------------------------------
+
+    def _keep(self, link):
+        self.links.append(link)
+        return link
+
+    def attach_tracepoint(self, prog: str, category: str, name: str) -> Link:
+        return self._keep(links.attach_tracepoint(self.program(prog), category, name))
+
+    def attach_raw_tracepoint(self, prog: str, name: str) -> Link:
+        return self._keep(links.attach_raw_tracepoint(self.program(prog), name))
+
+    def attach_kprobe(self, prog: str, func: str) -> Link:
+        return self._keep(links.attach_kprobe(self.program(prog), func))
+
+    def attach_kretprobe(self, prog: str, func: str) -> Link:
+        return self._keep(links.attach_kprobe(self.program(prog), func, retprobe=True))
+
+    def attach_uprobe(self, prog: str, binary: str, symbol: str | None = None, *,
+                      offset: int = 0, pid: int = -1) -> Link:
+        return self._keep(links.attach_uprobe(self.program(prog), binary, symbol,
+                                              offset=offset, pid=pid))
+
+    def attach_uretprobe(self, prog: str, binary: str, symbol: str | None = None, *,
+                         offset: int = 0, pid: int = -1) -> Link:
+        return self._keep(links.attach_uprobe(self.program(prog), binary, symbol,
+                                              offset=offset, pid=pid, retprobe=True))
+
+    def attach_perf_event(self, prog: str, *, event_type: int, config: int,
+                          sample_period: int = 0, sample_freq: int = 0, pid: int = -1,
+                          cpus: Iterable[int] | None = None) -> LinkGroup:
+        return self._keep(links.attach_perf_event(
+            self.program(prog), event_type=event_type, config=config,
+            sample_period=sample_period, sample_freq=sample_freq, pid=pid, cpus=cpus))
+
+    def attach_xdp(self, prog: str, ifindex: int | str) -> Link:
+        return self._keep(links.attach_xdp(self.program(prog), ifindex))
+
+    def attach_cgroup(self, prog: str, cgroup: int | str) -> Link:
+        return self._keep(links.attach_cgroup(self.program(prog), cgroup))
+
+    def attach_iter(self, prog: str) -> Link:
+        return self._keep(links.attach_iter(self.program(prog)))
+
+    # pyLCC names
+    def attachKprobe(self, function: str, symbol: str) -> Link:  # noqa: N802
+        return self.attach_kprobe(function, symbol)
+
+    def attachKretprobe(self, function: str, symbol: str) -> Link:  # noqa: N802
+        return self.attach_kretprobe(function, symbol)
+
+    def attachUprobe(self, function: str, pid: int, binaryPath: str,  # noqa: N802,N803
+                     offset: int = 0) -> Link:
+        return self.attach_uprobe(function, binaryPath, offset=offset, pid=pid)
+
+    def attachUretprobe(self, function: str, pid: int, binaryPath: str,  # noqa: N802,N803
+                        offset: int = 0) -> Link:
+        return self.attach_uretprobe(function, binaryPath, offset=offset, pid=pid)
+
+    def attachTracepoint(self, function: str, category: str, name: str) -> Link:  # noqa: N802
+        return self.attach_tracepoint(function, category, name)
+
+    def attachRawTracepoint(self, function: str, name: str) -> Link:  # noqa: N802
+        return self.attach_raw_tracepoint(function, name)
+
+    def attachCgroup(self, function: str, fd: int) -> Link:  # noqa: N802
+        return self.attach_cgroup(function, fd)
+
+    def attachXdp(self, function: str, ifindex: int) -> Link:  # noqa: N802
+        return self.attach_xdp(function, ifindex)
+
+    def getMap(self, name: str, data: Any, size: int) -> Any:  # noqa: N802
+        m = self.maps[name]
+        if not isinstance(m, EventMap):
+            raise LccError(f"map '{name}' is not a ring buffer or perf event array")
+        return m.event(data)
+
+    # -- buffers across maps (BCC style) ------------------------------------------
+
+    def _buffers(self, kind: type) -> list[Any]:
+        return [m._buffer for m in self.maps._opened()
+                if isinstance(m, kind) and m._buffer is not None]
+
+    def _poll(self, kind: type, timeout_ms: int) -> int:
+        bufs = self._buffers(kind)
+        if not bufs:
+            raise LccError(f"no {'ring' if kind is RingBufMap else 'perf'} buffer is open")
+        if len(bufs) == 1:
+            return bufs[0].poll(timeout_ms)
+        with selectors.DefaultSelector() as sel:
+            for b in bufs:
+                sel.register(b.fileno(), selectors.EVENT_READ, b)
+            ready = sel.select(None if timeout_ms < 0 else timeout_ms / 1000)
+            return sum(key.data.consume() for key, _ in ready)
+
+    def ring_buffer_poll(self, timeout_ms: int = -1) -> int:
+        """Wait for events on every open ring buffer; returns how many were delivered."""
+        return self._poll(RingBufMap, timeout_ms)
+
+    def ring_buffer_consume(self) -> int:
+        return sum(b.consume() for b in self._buffers(RingBufMap))
+
+    def perf_buffer_poll(self, timeout_ms: int = -1) -> int:
+        """Wait for events on every open perf buffer once (BCC's semantics)."""
+        return self._poll(PerfEventArrayMap, timeout_ms)
+
+
+def _release(maps: dict, link_list: list, obj: BpfObject | None) -> None:
+    """Free buffers, detach links, then free the object (also run by the finalizer)."""
+    for m in maps.values():
+        if isinstance(m, EventMap):
+            m._close_buffer()
+    for lk in reversed(link_list):
+        try:
+            lk.close()
+        except Exception:  # noqa: BLE001 - keep releasing the rest
+            pass
+    link_list.clear()
+    if obj is not None:
+        obj.close()

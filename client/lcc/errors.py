@@ -1,0 +1,237 @@
+"""Errors raised by lcc, client and compile service alike.
+
+The hierarchy::
+
+    LccError
+     ├── CompileError           clang rejected the bundle (.diagnostics, .log)
+     ├── ToolchainMissing       no clang/bpftool here and no compile service named
+     ├── CompileServiceError    the compile service answered an error or is unreachable
+     ├── CacheError             a cache entry could not be written
+     ├── BtfError               kernel or object BTF missing or unusable
+     ├── ClosedError            (ValueError) an lcc object was used after close()
+     └── BpfError               (OSError) a bpf() operation failed; keeps errno
+          ├── KeyNotFound        (KeyError) lookup/delete of a missing key
+          ├── BpfPermissionError (PermissionError) EPERM/EACCES
+          ├── NotSupported       this kernel lacks a feature (.feature)
+          │    └── AttachPointMissing  the function/tracepoint does not exist
+          └── ProgramLoadError   the verifier (or libbpf) rejected a program (.verifier_log)
+
+Every message is one sentence that says what failed; ``hint`` says what to
+do next and is appended to ``str()``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from dataclasses import asdict, dataclass
+
+__all__ = [
+    "AttachPointMissing",
+    "BpfError",
+    "BpfPermissionError",
+    "BtfError",
+    "CacheError",
+    "ClosedError",
+    "CompileError",
+    "CompileServiceError",
+    "Diagnostic",
+    "KeyNotFound",
+    "LccError",
+    "NotSupported",
+    "ProgramLoadError",
+    "ToolchainMissing",
+    "from_errno",
+]
+
+
+class LccError(Exception):
+    """Base class of every error lcc raises on purpose."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One compiler message, with the path relative to the source bundle."""
+
+    file: str
+    line: int
+    column: int
+    severity: str  # "error", "warning", "note", "fatal error"
+    message: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Diagnostic":
+        return cls(
+            file=str(d.get("file", "")),
+            line=int(d.get("line", 0)),
+            column=int(d.get("column", 0)),
+            severity=str(d.get("severity", "error")),
+            message=str(d.get("message", "")),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
+
+
+class CompileError(LccError):
+    """clang rejected the source; ``diagnostics`` lists what it said."""
+
+    def __init__(self, message: str, diagnostics: list[Diagnostic] | None = None,
+                 log: str = "", *, hint: str | None = None) -> None:
+        self.diagnostics = list(diagnostics or [])
+        self.log = log
+        first = next((d for d in self.diagnostics if "error" in d.severity), None)
+        if first is not None and str(first) not in message:
+            message = f"{message}: {first}"
+        super().__init__(message, hint=hint)
+
+
+class ToolchainMissing(LccError):
+    """Nothing here can compile BPF C: no clang and no compile service configured."""
+
+    hint = ("install clang, llvm, bpftool and libbpf-dev (Debian: apt-get install clang llvm "
+            "bpftool libbpf-dev), or point LCC_SERVER at a compile service")
+
+
+class CompileServiceError(LccError):
+    """The compile service could not be reached or answered with an error."""
+
+    def __init__(self, message: str, *, status: int | None = None, detail: object = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.detail = detail
+
+
+class CacheError(LccError):
+    """The artifact cache could not be used."""
+
+
+class BtfError(LccError):
+    """BTF needed for this operation is missing or unusable."""
+
+
+class ClosedError(LccError, ValueError):
+    """An lcc object was used after ``close()``."""
+
+
+class BpfError(LccError, OSError):
+    """A bpf() operation or a libbpf call failed.
+
+    ``errno`` holds the positive error number, ``what`` names the operation.
+    """
+
+    def __init__(self, err: int, what: str, *, hint: str | None = None,
+                 message: str | None = None) -> None:
+        err = abs(int(err)) if err else 0
+        msg = message or f"{what} failed: {os.strerror(err) if err else 'unknown error'}"
+        LccError.__init__(self, msg, hint=hint)
+        # OSError's attributes, set by hand so that str() stays ours.
+        self.errno = err
+        self.strerror = os.strerror(err) if err else None
+        self.what = what
+
+    def __str__(self) -> str:
+        return LccError.__str__(self)
+
+    def __reduce__(self):  # keep pickling (multiprocessing) working
+        return (self.__class__._rebuild, (self.errno, self.what, self.hint, self.message))
+
+    @classmethod
+    def _rebuild(cls, err, what, hint, message):
+        obj = cls.__new__(cls)
+        BpfError.__init__(obj, err, what, hint=hint, message=message)
+        return obj
+
+
+class KeyNotFound(BpfError, KeyError):
+    """The key is not in the map."""
+
+    def __init__(self, key: object = None, map_name: str = "", *, err: int = _errno.ENOENT) -> None:
+        self.key = key
+        where = f" in map '{map_name}'" if map_name else ""
+        super().__init__(err, f"lookup{where}", message=f"key {key!r} not found{where}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class BpfPermissionError(BpfError, PermissionError):
+    """The kernel refused the operation for lack of privilege."""
+
+    hint = "run as root, or grant CAP_BPF and CAP_PERFMON (CAP_SYS_ADMIN on kernels before 5.8)"
+
+
+class NotSupported(BpfError):
+    """This kernel (or the libbpf here) does not provide a feature."""
+
+    def __init__(self, feature: str, message: str, *, err: int = _errno.EOPNOTSUPP,
+                 hint: str | None = None) -> None:
+        self.feature = feature
+        super().__init__(err, feature, message=message, hint=hint)
+
+
+class AttachPointMissing(NotSupported):
+    """The function, tracepoint or symbol to attach to does not exist."""
+
+    def __init__(self, kind: str, target: str, message: str, *, err: int = _errno.ENOENT,
+                 hint: str | None = None) -> None:
+        self.kind = kind
+        self.target = target
+        super().__init__(kind, message, err=err, hint=hint)
+
+
+class ProgramLoadError(BpfError):
+    """The kernel's verifier or libbpf rejected a program; ``verifier_log`` says why."""
+
+    def __init__(self, err: int, program: str, verifier_log: str = "", *,
+                 message: str | None = None, hint: str | None = None) -> None:
+        self.program = program
+        self.verifier_log = verifier_log
+        if message is None:
+            message = f"program '{program}' was rejected by the kernel: {os.strerror(abs(err))}"
+            last = _last_log_line(verifier_log)
+            if last:
+                message += f"; verifier: {last}"
+        super().__init__(err, f"load of program '{program}'", message=message, hint=hint)
+
+
+def _last_log_line(log: str) -> str:
+    """The most telling line of a verifier log: the last non-summary line."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    skip = ("processed ", "verification time", "stack depth", "-- END", "max_states_per_insn")
+    for ln in reversed(lines):
+        if not ln.startswith(skip):
+            return ln
+    return ""
+
+
+_BY_ERRNO: dict[int, type[BpfError]] = {
+    _errno.EPERM: BpfPermissionError,
+    _errno.EACCES: BpfPermissionError,
+}
+
+
+def from_errno(err: int, what: str, hint: str | None = None) -> BpfError:
+    """Build the fitting BpfError subclass for a (positive or negative) errno."""
+    err = abs(int(err))
+    if err in (_errno.EOPNOTSUPP, _errno.ENOTSUP, 524):  # 524: the kernel's ENOTSUPP
+        return NotSupported(what, f"{what} is not supported by this kernel", err=err, hint=hint)
+    cls = _BY_ERRNO.get(err, BpfError)
+    return cls(err, what, hint=hint)

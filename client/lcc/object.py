@@ -1,0 +1,392 @@
+"""A BPF object file opened through libbpf: programs, maps and global variables.
+
+:class:`BpfObject` owns one ``struct bpf_object``.  Its life has steps:
+open (``BpfObject(data)``) -> configure (program selection, ``.rodata``
+knobs, map sizes) -> :meth:`BpfObject.load` -> attach (see :mod:`lcc.links`).
+:meth:`BpfObject.close` releases it; :class:`lcc.ClbcBase` drives all of
+this for the common case.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import mmap
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from . import _libbpf
+from .btf import KIND_DATASEC, Btf, BtfType, Datasec, codec
+from .errors import BpfError, BtfError, ClosedError, LccError, ProgramLoadError, from_errno
+
+# enum bpf_map_type values used for the global data maps' detection and by maps.py
+MAP_TYPE_ARRAY = 2
+
+_LOG_SIZE = 256 << 10  # verifier log buffer; the kernel keeps the tail when it overflows
+
+
+class Program:
+    """One program of an object: its name, section and whether it will load."""
+
+    def __init__(self, obj: "BpfObject", ptr: int) -> None:
+        lb = _libbpf.lib()
+        self._obj = obj
+        self._ptr = ptr
+        self.name: str = _libbpf.cstr(lb.bpf_program__name(ptr))
+        self.section: str = _libbpf.cstr(lb.bpf_program__section_name(ptr))
+
+    @property
+    def ptr(self) -> int:
+        self._obj._check_open()
+        return self._ptr
+
+    @property
+    def autoload(self) -> bool:
+        return bool(_libbpf.lib().bpf_program__autoload(self.ptr))
+
+    @autoload.setter
+    def autoload(self, value: bool) -> None:
+        if self._obj.loaded:
+            raise LccError(f"program '{self.name}': autoload can only change before load()")
+        _libbpf.check(_libbpf.lib().bpf_program__set_autoload(self.ptr, bool(value)),
+                      f"setting autoload of '{self.name}'")
+
+    @property
+    def fd(self) -> int:
+        """The program's fd after load (-1 if it was not loaded)."""
+        return int(_libbpf.lib().bpf_program__fd(self.ptr))
+
+    @property
+    def prog_type(self) -> str:
+        """The program type as libbpf names it (``tracepoint``, ``kprobe``, ...)."""
+        lb = _libbpf.lib()
+        t = lb.bpf_program__type(self.ptr)
+        if _libbpf.has("libbpf_bpf_prog_type_str"):
+            return _libbpf.cstr(lb.libbpf_bpf_prog_type_str(t)) or str(t)
+        return str(t)
+
+    @property
+    def kind(self) -> str:
+        """The section's prefix: ``kprobe``, ``fentry``, ``tracepoint``, ``tp_btf``..."""
+        return self.section.split("/", 1)[0]
+
+    @property
+    def target(self) -> str:
+        """What the section says to attach to (``tcp_v4_connect``, ``sched/sched_switch``)."""
+        return self.section.split("/", 1)[1] if "/" in self.section else ""
+
+    def __repr__(self) -> str:
+        return f"<Program {self.name} SEC({self.section!r})>"
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """What libbpf knows of a map: its name, type, sizes and BTF types."""
+
+    name: str
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    key_type: BtfType | None
+    value_type: BtfType | None
+    internal: bool
+
+    @property
+    def type_name(self) -> str:
+        lb = _libbpf.lib()
+        if _libbpf.has("libbpf_bpf_map_type_str"):
+            return _libbpf.cstr(lb.libbpf_bpf_map_type_str(self.type)) or str(self.type)
+        return str(self.type)
+
+
+class GlobalSection:
+    """The global variables of one data section (``.rodata``, ``.bss``, ``.data``).
+
+    Attribute access reads and writes variables by name.  Before load the
+    values live in libbpf's copy that load() hands to the kernel; after load
+    ``.bss`` and ``.data`` are read and written in the kernel's map memory
+    (mmap), and ``.rodata`` is read-only.
+    """
+
+    def __init__(self, obj: "BpfObject", map_ptr: int, sec: Datasec, section: str) -> None:
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_map", map_ptr)
+        object.__setattr__(self, "_section", section)
+        object.__setattr__(self, "_vars", {vs.var.name: (vs.offset, codec(vs.var.type))
+                                           for vs in sec.vars})
+        object.__setattr__(self, "_live", None)
+
+    def names(self) -> list[str]:
+        return list(self._vars)
+
+    def _memory(self, writing: bool) -> memoryview:
+        obj: BpfObject = self._obj
+        obj._check_open()
+        if not obj.loaded:
+            addr, size = _libbpf.map_initial_value(self._map)
+            if not addr:
+                raise LccError(f"section {self._section} has no data")
+            return _libbpf.memory_view(addr, size)
+        if self._live is None:
+            object.__setattr__(self, "_live", obj._map_memory(self._map, self._section))
+        if writing and self._section.startswith(".rodata"):
+            raise LccError(f"{self._section} is read-only after load; set its variables before "
+                           "load() (ClbcBase(..., rodata={...}) or load=False)")
+        return self._live
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            off, c = self._vars[name]
+        except KeyError:
+            raise AttributeError(f"{self._section} has no variable '{name}' "
+                                 f"(it has: {', '.join(self._vars) or 'none'})") from None
+        return c.decode(self._memory(False), off)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            off, c = self._vars[name]
+        except KeyError:
+            raise AttributeError(f"{self._section} has no variable '{name}'") from None
+        mem = self._memory(True)
+        mem[off:off + c.size] = c.encode(value)
+
+    __getitem__ = __getattr__
+    __setitem__ = __setattr__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in self._vars}
+
+    def __repr__(self) -> str:
+        return f"<GlobalSection {self._section} {self.names()}>"
+
+
+class BpfObject:
+    """An opened BPF object file; owns the libbpf object until :meth:`close`.
+
+    ``data`` is the ELF object.  ``btf_custom_path`` points libbpf at BTF for
+    CO-RE relocations when the kernel has none of its own.
+    Raises :class:`BpfError` when libbpf cannot parse the object.
+    """
+
+    def __init__(self, data: bytes, *, name: str | None = None,
+                 btf_custom_path: str | None = None) -> None:
+        self._data = bytes(data)  # libbpf keeps pointers into the buffer
+        # libbpf loads without a log first and, when the kernel rejects a
+        # program, loads it again with the verifier log going here.
+        self._log = ct.create_string_buffer(_LOG_SIZE)
+        self._ptr = 0
+        self.loaded = False
+        _libbpf.clear_messages()
+        self._ptr = _libbpf.open_object(self._data, name=name, btf_custom_path=btf_custom_path,
+                                        log_buf=self._log)
+        self._mmaps: list[mmap.mmap] = []
+        self.name = _libbpf.cstr(_libbpf.lib().bpf_object__name(self._ptr))
+        self.btf = Btf(_libbpf.lib().bpf_object__btf(self._ptr), owner=self)
+        self.programs: dict[str, Program] = {}
+        for p in _libbpf.iter_programs(self._ptr):
+            prog = Program(self, p)
+            self.programs[prog.name] = prog
+        self._map_ptrs: dict[str, int] = {}
+        for m in _libbpf.iter_maps(self._ptr):
+            self._map_ptrs[_libbpf.cstr(_libbpf.lib().bpf_map__name(m))] = m
+        self._globals: dict[str, GlobalSection] = {}
+        self._collect_globals()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if not self._ptr:
+            raise ClosedError("this BPF object is closed")
+
+    @property
+    def closed(self) -> bool:
+        return not self._ptr
+
+    def close(self) -> None:
+        """Unload programs and maps and free the object. Idempotent."""
+        for m in self._mmaps:
+            try:
+                m.close()
+            except BufferError:
+                pass  # a memoryview is still exported; the mapping goes with the process
+        self._mmaps.clear()
+        if self._ptr:
+            _libbpf.lib().bpf_object__close(self._ptr)
+            self._ptr = 0
+
+    def load(self) -> None:
+        """Create the maps and load the selected programs into the kernel.
+
+        Raises :class:`ProgramLoadError` (with the verifier log) when the
+        kernel rejects a program, :class:`BpfPermissionError` without
+        privileges.
+        """
+        self._check_open()
+        if self.loaded:
+            return
+        _libbpf.clear_messages()
+        ret = _libbpf.lib().bpf_object__load(self._ptr)
+        if ret < 0:
+            raise self._load_error(-ret)
+        self.loaded = True
+
+    def _load_error(self, err: int) -> BpfError:
+        messages = _libbpf.recent_messages(clear=True)
+        failed = None
+        for line in messages:
+            m = re.search(r"prog '([^']+)': (?:failed to load|-- BEGIN PROG LOAD LOG)", line)
+            if m:
+                failed = m.group(1)
+        if failed is not None:
+            log = self._log.value.decode("utf-8", "replace").strip() or _verifier_log(messages)
+            hint = None
+            if err == errno.EPERM and not log:
+                hint = _eperm_hint(self.programs.get(failed))
+            return ProgramLoadError(err, failed, log, hint=hint)
+        detail = next((ln for ln in reversed(messages) if "failed" in ln or "error" in ln), "")
+        exc = from_errno(err, "loading the BPF object")
+        if detail:
+            exc.message = f"loading the BPF object failed: {detail.strip()}"
+        return exc
+
+    # -- programs -----------------------------------------------------------
+
+    def select(self, which: Iterable[str] | Callable[[Program], bool]) -> None:
+        """Load only the chosen programs: a list of names or a predicate on :class:`Program`."""
+        if callable(which):
+            keep = {p.name for p in self.programs.values() if which(p)}
+        else:
+            keep = set(which)
+            unknown = keep - set(self.programs)
+            if unknown:
+                raise LccError(f"no program named {', '.join(sorted(unknown))} "
+                               f"(the object has: {', '.join(self.programs)})")
+        for p in self.programs.values():
+            p.autoload = p.name in keep
+
+    # -- maps -----------------------------------------------------------------
+
+    def map_names(self) -> list[str]:
+        return list(self._map_ptrs)
+
+    def map_ptr(self, name: str) -> int:
+        self._check_open()
+        try:
+            return self._map_ptrs[name]
+        except KeyError:
+            raise KeyError(f"no map named '{name}' (the object has: "
+                           f"{', '.join(n for n in self._map_ptrs if not n.startswith('.'))})") \
+                from None
+
+    def map_spec(self, name: str) -> MapSpec:
+        m = self.map_ptr(name)
+        lb = _libbpf.lib()
+        kid, vid = lb.bpf_map__btf_key_type_id(m), lb.bpf_map__btf_value_type_id(m)
+        return MapSpec(
+            name=name, type=lb.bpf_map__type(m), key_size=lb.bpf_map__key_size(m),
+            value_size=lb.bpf_map__value_size(m), max_entries=lb.bpf_map__max_entries(m),
+            flags=lb.bpf_map__map_flags(m),
+            key_type=self.btf.type(kid) if kid else None,
+            value_type=self.btf.type(vid) if vid else None,
+            internal=bool(lb.bpf_map__is_internal(m)))
+
+    def map_fd(self, name: str) -> int:
+        fd = _libbpf.lib().bpf_map__fd(self.map_ptr(name))
+        if fd < 0:
+            raise LccError(f"map '{name}' has no fd yet: call load() first")
+        return fd
+
+    def resize_map(self, name: str, max_entries: int) -> None:
+        """Set a map's max_entries before load."""
+        if self.loaded:
+            raise LccError(f"map '{name}' can only be resized before load()")
+        _libbpf.check(_libbpf.lib().bpf_map__set_max_entries(self.map_ptr(name), max_entries),
+                      f"resizing map '{name}'")
+
+    def _map_memory(self, map_ptr: int, section: str) -> memoryview:
+        fd = _libbpf.lib().bpf_map__fd(map_ptr)
+        size = _libbpf.lib().bpf_map__value_size(map_ptr)
+        length = max(mmap.PAGESIZE, (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE)
+        prot = mmap.PROT_READ if section.startswith(".rodata") else mmap.PROT_READ | mmap.PROT_WRITE
+        try:
+            mm = mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=prot)
+        except OSError as e:
+            raise from_errno(e.errno or errno.EINVAL, f"mapping {section} into memory",
+                             hint="global data needs a kernel with mmap-able array maps (5.5+)")
+        self._mmaps.append(mm)
+        return memoryview(mm)[:size]
+
+    # -- globals ----------------------------------------------------------------
+
+    def _collect_globals(self) -> None:
+        for name, m in self._map_ptrs.items():
+            if not _libbpf.lib().bpf_map__is_internal(m):
+                continue
+            vid = _libbpf.lib().bpf_map__btf_value_type_id(m)
+            sec = self.btf.type(vid) if vid else None
+            if not isinstance(sec, Datasec):
+                continue
+            self._globals[sec.name] = GlobalSection(self, m, sec, sec.name)
+
+    def section(self, name: str) -> GlobalSection:
+        """Globals of a data section by its ELF name (``.rodata``, ``.bss``, ``.data``, ...)."""
+        try:
+            return self._globals[name]
+        except KeyError:
+            raise LccError(f"the object has no {name} variables "
+                           f"(sections with globals: {', '.join(self._globals) or 'none'})") \
+                from None
+
+    def global_sections(self) -> dict[str, GlobalSection]:
+        return dict(self._globals)
+
+    def iter_globals(self) -> Iterator[tuple[str, str, BtfType]]:
+        """(section, name, type) of every global variable."""
+        for secname, gs in self._globals.items():
+            sec = self.btf.find(secname, KIND_DATASEC)
+            if isinstance(sec, Datasec):
+                for vs in sec.vars:
+                    yield secname, vs.var.name, vs.var.type
+
+    def __enter__(self) -> "BpfObject":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _verifier_log(messages: list[str]) -> str:
+    """The verifier's own words from libbpf's BEGIN/END PROG LOAD LOG block."""
+    out: list[str] = []
+    inside = False
+    for line in messages:
+        if "-- BEGIN PROG LOAD LOG --" in line:
+            inside = True
+            rest = line.split("-- BEGIN PROG LOAD LOG --", 1)[1]
+            if "-- END PROG LOAD LOG --" in rest:
+                out.append(rest.split("-- END PROG LOAD LOG --", 1)[0])
+                inside = False
+            else:
+                out.append(rest)
+            continue
+        if inside:
+            if "-- END PROG LOAD LOG --" in line:
+                out.append(line.split("-- END PROG LOAD LOG --", 1)[0])
+                inside = False
+            else:
+                out.append(line)
+    return "\n".join(x.strip("\n") for x in out).strip()
+
+
+def _eperm_hint(prog: Program | None) -> str:
+    if prog is not None and prog.kind in ("fentry", "fexit", "fmod_ret", "lsm", "fentry.s",
+                                          "fexit.s", "lsm.s"):
+        return (f"this kernel refuses {prog.kind} programs (trampolines unavailable or "
+                "locked down); declare a kprobe or tracepoint alternative (fallback=...)")
+    if os.geteuid() != 0:
+        return "run as root, or grant CAP_BPF and CAP_PERFMON"
+    return "the kernel refused the program (lockdown, or an LSM denies BPF)"

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * lbc.h: the one header an lcc BPF program includes.
+ *
+ * It pulls in the kernel's types (vmlinux.h, generated from the target
+ * kernel's BTF by the compile service), libbpf's helper headers, short
+ * integer typedefs and the map macros pyLCC programs use.
+ *
+ * Event maps (LBC_PERF_OUTPUT, LBC_RINGBUF) record their event type in the
+ * map definition as an extra BTF member, `lbc_event`.  libbpf accepts it when
+ * the object is opened with relaxed_maps (lcc always does), and lcc reads it
+ * back so that Python callbacks receive decoded events with no hand-written
+ * mirror of the C struct.
+ */
+#ifndef __LBC_H
+#define __LBC_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+#ifndef NULL
+#define NULL ((void *)0)
+#endif
+
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+typedef __s8 s8;
+typedef __s16 s16;
+typedef __s32 s32;
+typedef __s64 s64;
+
+#ifndef TASK_COMM_LEN
+#define TASK_COMM_LEN 16
+#endif
+
+/* Byte order helpers with the names network code expects. */
+#define ntohs(x) bpf_ntohs(x)
+#define htons(x) bpf_htons(x)
+#define ntohl(x) bpf_ntohl(x)
+#define htonl(x) bpf_htonl(x)
+
+/* pyLCC's probe-read accessor: _(p->field) reads through CO-RE. */
+#ifndef _
+#define _(P)                                                                  \
+	({                                                                    \
+		typeof(P) __lbc_val;                                          \
+		__builtin_memset(&__lbc_val, 0, sizeof(__lbc_val));           \
+		bpf_core_read(&__lbc_val, sizeof(__lbc_val), &(P));           \
+		__lbc_val;                                                    \
+	})
+#endif
+
+#define KERN_STACKID_FLAGS (0 | BPF_F_FAST_STACK_CMP)
+#define USER_STACKID_FLAGS (0 | BPF_F_FAST_STACK_CMP | BPF_F_USER_STACK)
+
+#ifndef PERF_MAX_STACK_DEPTH
+#define PERF_MAX_STACK_DEPTH 127
+#endif
+
+/* Event maps: the event type travels in BTF as the `lbc_event` member. */
+#define LBC_PERF_OUTPUT(MAPS, TYPE, PAGES)                                    \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);                  \
+		__uint(key_size, sizeof(int));                                \
+		__uint(value_size, sizeof(int));                              \
+		__type(lbc_event, TYPE);                                      \
+		__uint(lbc_pages, PAGES);                                     \
+	} MAPS SEC(".maps")
+
+#define LBC_RINGBUF(MAPS, TYPE, BYTES)                                        \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);                           \
+		__uint(max_entries, BYTES);                                   \
+		__type(lbc_event, TYPE);                                      \
+	} MAPS SEC(".maps")
+
+#define __LBC_KV_MAP(MAPS, MAP_TYPE, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)       \
+	struct {                                                              \
+		__uint(type, MAP_TYPE);                                       \
+		__type(key, KEY_TYPE);                                        \
+		__type(value, VALUE_TYPE);                                    \
+		__uint(max_entries, MAX_ENTRIES);                             \
+	} MAPS SEC(".maps")
+
+#define LBC_HASH(MAPS, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)                     \
+	__LBC_KV_MAP(MAPS, BPF_MAP_TYPE_HASH, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)
+#define LBC_ARRAY(MAPS, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)                    \
+	__LBC_KV_MAP(MAPS, BPF_MAP_TYPE_ARRAY, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)
+#define LBC_LRU_HASH(MAPS, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)                 \
+	__LBC_KV_MAP(MAPS, BPF_MAP_TYPE_LRU_HASH, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)
+#define LBC_PERCPU_HASH(MAPS, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)              \
+	__LBC_KV_MAP(MAPS, BPF_MAP_TYPE_PERCPU_HASH, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)
+#define LBC_PERCPU_ARRAY(MAPS, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)             \
+	__LBC_KV_MAP(MAPS, BPF_MAP_TYPE_PERCPU_ARRAY, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)
+#define LBC_LRU_PERCPU_HASH(MAPS, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)          \
+	__LBC_KV_MAP(MAPS, BPF_MAP_TYPE_LRU_PERCPU_HASH, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)
+
+/* A stack trace map: stack id -> array of instruction pointers. */
+#define LBC_STACK(MAPS, MAX_ENTRIES)                                          \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_STACK_TRACE);                       \
+		__uint(key_size, sizeof(u32));                                \
+		__uint(value_size, PERF_MAX_STACK_DEPTH * sizeof(u64));       \
+		__uint(max_entries, MAX_ENTRIES);                             \
+	} MAPS SEC(".maps")
+
+/*
+ * log2 histograms, as BCC and libbpf-tools draw them: a slot per power of
+ * two.  lcc renders an array or hash map whose value is a u64/u32 count and
+ * whose key is the slot as a histogram.
+ */
+#define LBC_HIST_SLOTS 64
+
+static __always_inline u32 lbc_log2(u32 v)
+{
+	u32 r, shift;
+
+	r = (v > 0xFFFF) << 4; v >>= r;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline u32 lbc_log2l(u64 v)
+{
+	u32 hi = v >> 32;
+
+	if (hi)
+		return lbc_log2(hi) + 32;
+	return lbc_log2(v);
+}
+
+/* Slot for value v: 0 holds 0 and 1, slot k holds [2^k, 2^(k+1)). */
+static __always_inline u32 lbc_hist_slot(u64 v)
+{
+	u32 slot = lbc_log2l(v);
+
+	return slot < LBC_HIST_SLOTS ? slot : LBC_HIST_SLOTS - 1;
+}
+
+/* Add 1 to a u64 counter in a key -> count map, creating it if needed. */
+static __always_inline void lbc_count(void *map, const void *key)
+{
+	u64 zero = 0, *val;
+
+	val = bpf_map_lookup_elem(map, key);
+	if (!val) {
+		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+		val = bpf_map_lookup_elem(map, key);
+		if (!val)
+			return;
+	}
+	__sync_fetch_and_add(val, 1);
+}
+
+/* Increment the log2 slot of v in a u32 slot -> u64 count map. */
+#define lbc_hist_add(MAP, V)                                                  \
+	({                                                                    \
+		u32 __lbc_slot = lbc_hist_slot(V);                            \
+		lbc_count(&(MAP), &__lbc_slot);                               \
+	})
+
+#endif /* __LBC_H */

@@ -1,0 +1,75 @@
+"""Shared test policy and fixtures.
+
+Tiers: tests/unit runs anywhere; tests marked ``bpf`` load programs into the
+running kernel and skip (with the reason) without root or kernel BTF, unless
+``LCC_REQUIRE_BPF=1`` turns those skips into failures; tests marked
+``docker`` likewise with ``LCC_REQUIRE_DOCKER=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PROGS = Path(__file__).resolve().parent / "progs"
+
+
+def _bpf_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "kernel tests need root (CAP_BPF and CAP_PERFMON)"
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "this kernel has no BTF (/sys/kernel/btf/vmlinux)"
+    if shutil.which("clang") is None:
+        return "clang is not installed (scripts/setup.sh installs it)"
+    return None
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("bpf"):
+        reason = _bpf_unavailable()
+        if reason:
+            if os.environ.get("LCC_REQUIRE_BPF") == "1":
+                pytest.fail(f"LCC_REQUIRE_BPF=1 but {reason}", pytrace=False)
+            pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mounts():
+    """tracefs and bpffs, mounted when missing (root only)."""
+    if os.geteuid() == 0:
+        for fstype, path in (("tracefs", "/sys/kernel/tracing"), ("bpf", "/sys/fs/bpf")):
+            if os.path.isdir(path) and subprocess.run(["mountpoint", "-q", path]).returncode:
+                subprocess.run(["mount", "-t", fstype, fstype, path], capture_output=True)
+    yield
+
+
+@pytest.fixture(scope="session")
+def lcc_cache(tmp_path_factory):
+    """A private artifact cache for the test session."""
+    d = tmp_path_factory.mktemp("lcc-cache")
+    old = os.environ.get("LCC_CACHE_DIR")
+    os.environ["LCC_CACHE_DIR"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("LCC_CACHE_DIR", None)
+    else:
+        os.environ["LCC_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def compile_prog(lcc_cache):
+    """Compile a test program (a file under tests/progs or C text) to object bytes."""
+    from lcc.bundle import Bundle
+    from lcc.compile import build
+
+    def _compile(src: str, defines: dict | None = None) -> bytes:
+        path = PROGS / src
+        bundle = Bundle.from_path(str(path)) if path.exists() else Bundle.from_string(src)
+        return build(bundle, defines=defines).object
+
+    return _compile
