@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 
-from .errors import BpfError, NotSupported, from_errno
+from .errors import NotSupported, from_errno
 
 log = logging.getLogger("lcc.libbpf")
 log.setLevel(logging.ERROR)  # lcc -v / set_verbose() lowers it
@@ -127,7 +127,8 @@ RINGBUF_SAMPLE_FN = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_size_t
 PERF_SAMPLE_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_void_p, ct.c_uint32)
 PERF_LOST_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_uint64)
 
-_i, _u32, _sz, _vp, _cp, _b = ct.c_int, ct.c_uint32, ct.c_size_t, ct.c_void_p, ct.c_char_p, ct.c_bool
+_i, _u32, _sz, _vp = ct.c_int, ct.c_uint32, ct.c_size_t, ct.c_void_p
+_cp, _b = ct.c_char_p, ct.c_bool
 
 # name -> (restype, argtypes). Everything lcc calls is declared here.
 _PROTOTYPES: dict[str, tuple[object, list]] = {
@@ -197,6 +198,8 @@ _PROTOTYPES: dict[str, tuple[object, list]] = {
     "bpf_map_lookup_and_delete_elem": (_i, [_i, _vp, _vp]),
     "bpf_map_lookup_batch": (
         _i, [_i, _vp, _vp, _vp, _vp, ct.POINTER(_u32), ct.POINTER(bpf_map_batch_opts)]),
+    "bpf_prog_get_fd_by_id": (_i, [_u32]),
+    "bpf_map_get_fd_by_id": (_i, [_u32]),
     "bpf_prog_load": (
         _i, [_i, _cp, _cp, _vp, _sz, ct.POINTER(bpf_prog_load_opts)]),
     # ring buffer
@@ -472,6 +475,24 @@ def map_lookup_batch(fd: int, key_size: int, value_size: int, count: int,
         raise NotSupported("map batch lookup", "batch lookup is not supported for this map")
     check(ret, "map batch lookup")
     return keys.raw[: n.value * key_size], vals.raw[: n.value * value_size], n.value, out_batch
+
+
+def prog_exists(prog_id: int) -> bool:
+    """Whether a program with this id is loaded in the kernel (needs CAP_SYS_ADMIN)."""
+    fd = lib().bpf_prog_get_fd_by_id(prog_id)
+    if fd >= 0:
+        os.close(fd)
+        return True
+    if fd == -2:  # ENOENT
+        return False
+    check(fd, f"looking up program id {prog_id}")
+    return False
+
+
+def fd_info(fd: int) -> dict[str, str]:
+    """The kernel's /proc/self/fdinfo for a BPF fd (``prog_id``, ``map_id``, ``map_type``...)."""
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return dict(ln.rstrip("\n").split(":\t", 1) for ln in f if ":\t" in ln)
 
 
 def num_possible_cpus() -> int:

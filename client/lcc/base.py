@@ -171,11 +171,17 @@ class ClbcBase:
             self.artifact = None
             self._btf_path = btf if btf and btf != "server" else None
         self._obj_bytes = obj
-        self.open()
-        if load:
-            self.load()
-            if attach:
-                self.attach_all()
+        try:
+            self.open()
+            if load:
+                self.load()
+                if attach:
+                    self.attach_all()
+        except BaseException:
+            # Nothing half-made outlives a failed constructor (a traceback
+            # would otherwise keep programs loaded and attached).
+            self.close()
+            raise
 
     # -- source -------------------------------------------------------------
 
@@ -195,10 +201,22 @@ class ClbcBase:
         return bundle_cls.from_path(path)
 
     def _source_dir(self) -> str:
+        """Where ``<name>.bpf.c`` is looked for: beside the subclass's module, or,
+        for ClbcBase used directly, beside the script that called it."""
+        here = os.path.dirname(os.path.abspath(__file__))
         try:
-            return os.path.dirname(os.path.abspath(inspect.getfile(type(self))))
+            d = os.path.dirname(os.path.abspath(inspect.getfile(type(self))))
         except (TypeError, OSError):
-            return os.getcwd()
+            d = here
+        if d != here:
+            return d
+        frame = inspect.currentframe()
+        while frame is not None:
+            f = os.path.abspath(frame.f_code.co_filename)
+            if os.path.dirname(f) != here and os.path.exists(f):
+                return os.path.dirname(f)
+            frame = frame.f_back
+        return os.getcwd()
 
     def _custom_btf(self, btf: str | None) -> str | None:
         if btf == "server":
@@ -299,11 +317,8 @@ class ClbcBase:
         obj = self._require_loaded()
         new = []
         for prog in obj.programs.values():
-            if not prog.autoload or prog.fd < 0:
+            if not prog.autoload or prog.fd < 0 or links.needs_explicit_attach(prog):
                 continue
-            if not prog.target and prog.kind in ("uprobe", "uretprobe", "xdp", "perf_event",
-                                                 "iter", "cgroup_skb", "socket"):
-                continue  # these need explicit attach arguments
             link = links.attach_auto(prog)
             self.links.append(link)
             new.append(link)
@@ -424,6 +439,7 @@ class ClbcBase:
     # -- buffers across maps (BCC style) ------------------------------------------
 
     def _buffers(self, kind: type) -> list[Any]:
+        self.obj  # raises ClosedError after close()
         return [m._buffer for m in self.maps._opened()
                 if isinstance(m, kind) and m._buffer is not None]
 

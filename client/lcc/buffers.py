@@ -1,29 +1,41 @@
 """Ring buffers and perf buffers: events from BPF programs to Python callbacks.
 
-A buffer owns its libbpf consumer and the ctypes callbacks that feed it,
-decodes each event with the map's BTF event type, and calls the user's
-callback.  An exception raised by the user's callback stops the poll and is
-re-raised from :meth:`poll`/:meth:`consume`; nothing is swallowed.  Each
-buffer exposes :meth:`fileno` (an epoll fd that becomes readable when events
-wait) for ``selectors`` or asyncio.
+A buffer owns its consumer, decodes each event with the map's BTF event
+type, and calls the user's callback.  Ring buffers are read straight from
+the map's memory on x86_64 (:mod:`lcc.ringbuf_mmap`, several million events
+a second) and through libbpf's ``ring_buffer`` elsewhere; perf buffers use
+libbpf's ``perf_buffer``.  An exception raised by the user's callback stops
+the poll and is re-raised from :meth:`poll`/:meth:`consume`; nothing is
+swallowed.  Each buffer exposes :meth:`fileno` (an epoll fd that becomes
+readable when events wait) for ``selectors`` or asyncio.
 """
 
 from __future__ import annotations
 
 import errno
-import inspect
-from typing import TYPE_CHECKING, Any, Callable
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from . import _libbpf
+from . import _libbpf, ringbuf_mmap
 from .btf import Codec
-from .errors import ClosedError, LccError
+from .errors import BpfError, ClosedError, LccError
 
 if TYPE_CHECKING:
     from .maps import PerfEventArrayMap, RingBufMap
 
+log = logging.getLogger("lcc.buffers")
+
 
 def _positional_arity(fn: Callable[..., Any]) -> int:
     """How many positional arguments ``fn`` takes (bound methods exclude self); 99 for *args."""
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is not None and not isinstance(fn, type):  # functions, lambdas, bound methods
+        if code.co_flags & 0x04:  # CO_VARARGS
+            return 99
+        return code.co_argcount - (1 if hasattr(fn, "__self__") else 0)
+    import inspect  # other callables (partials, builtins, objects with __call__)
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -57,21 +69,118 @@ class _Decoder:
         return self.codec.decode(data, 0)  # type: ignore[union-attr]
 
 
-class RingBuffer:
-    """A BPF ring buffer map's consumer (libbpf ``ring_buffer``)."""
+def _ring_backend(requested: str | None) -> str:
+    """"mmap" or "libbpf": the caller's choice, else LCC_RINGBUF, else mmap where it is safe."""
+    choice = requested or os.environ.get("LCC_RINGBUF") or "auto"
+    if choice not in ("auto", "mmap", "libbpf"):
+        raise LccError(f"unknown ring buffer backend {choice!r} (use 'mmap' or 'libbpf')")
+    if choice == "libbpf" or not ringbuf_mmap.supported():
+        return "libbpf"
+    return "mmap"
 
-    def __init__(self, map_: "RingBufMap") -> None:
+
+class RingBuffer:
+    """A BPF ring buffer map's consumer.
+
+    Two backends deliver the same events with the same semantics:
+    ``"mmap"`` (x86_64, the default there) reads records straight from the
+    map's memory and decodes runs of them at C speed (:mod:`lcc.ringbuf_mmap`);
+    ``"libbpf"`` (other architectures, or ``backend="libbpf"`` /
+    ``LCC_RINGBUF=libbpf``) is libbpf's ``ring_buffer`` with one ctypes
+    callback per record.  If the kernel refuses the mappings lcc falls back
+    to libbpf.  :attr:`backend` says which one runs; :attr:`events` counts
+    the events delivered.
+    """
+
+    def __init__(self, map_: RingBufMap, *, backend: str | None = None) -> None:
+        self._map = map_
+        self.backend = _ring_backend(backend)
+        self._fast: ringbuf_mmap.MmapRing | None = None
+        self._slow: _LibbpfRing | None = None
+        self._callback: Callable[..., Any] | None = None
+        self._raw = False
+        self._closed = False
+
+    def add(self, callback: Callable[..., Any], *, raw: bool = False) -> None:
+        """Set the callback (one per ring buffer; a second call replaces it)."""
+        if self._closed:
+            raise ClosedError(f"ring buffer '{self._map.name}' is closed")
+        self._callback, self._raw = callback, raw
+        if self.backend == "mmap" and self._fast is None:
+            try:
+                self._fast = ringbuf_mmap.MmapRing(self._map.fd, self._map.max_entries,
+                                                   self._map.name)
+            except BpfError as e:
+                log.info("ring buffer '%s': %s; using libbpf's consumer", self._map.name, e)
+                self.backend = "libbpf"
+        if self._fast is not None:
+            self._fast.deliver = ringbuf_mmap.EventDelivery(
+                callback, self._map.event_codec, raw=raw,
+                bcc_style=_positional_arity(callback) >= 3)
+            return
+        if self._slow is None:
+            self._slow = _LibbpfRing(self._map)
+        self._slow.add(callback, raw=raw)
+
+    def set_codec(self, codec: Codec) -> None:
+        """Decode events with ``codec`` from now on (``RingBufMap.set_event_type``)."""
+        if self._fast is not None and self._callback is not None:
+            self._fast.deliver = ringbuf_mmap.EventDelivery(
+                self._callback, codec, raw=self._raw,
+                bcc_style=_positional_arity(self._callback) >= 3)
+        if self._slow is not None:
+            self._slow.set_codec(codec)
+
+    def _impl(self) -> ringbuf_mmap.MmapRing | _LibbpfRing:
+        impl = self._fast or self._slow
+        if impl is None or self._closed:
+            raise ClosedError(f"ring buffer '{self._map.name}' is closed")
+        return impl
+
+    def poll(self, timeout_ms: int = -1) -> int:
+        """Deliver waiting events, else wait up to ``timeout_ms`` (-1: forever); returns how many.
+
+        An exception raised by the callback stops the delivery and is
+        re-raised here; the events after it wait for the next poll.
+        """
+        return self._impl().poll(int(timeout_ms))
+
+    def consume(self) -> int:
+        """Deliver the events already waiting, without blocking; returns how many."""
+        return self._impl().consume()
+
+    @property
+    def events(self) -> int:
+        """Events delivered to the callback so far."""
+        impl = self._fast or self._slow
+        return impl.events if impl is not None else 0
+
+    def fileno(self) -> int:
+        """An epoll fd that is readable when events wait."""
+        return self._impl().fileno()
+
+    def close(self) -> None:
+        """Stop consuming and release the mappings or libbpf's consumer. Idempotent."""
+        self._closed = True
+        if self._fast is not None:
+            self._fast.close()
+        if self._slow is not None:
+            self._slow.close()
+
+
+class _LibbpfRing:
+    """libbpf's ``ring_buffer``: one ctypes callback per record."""
+
+    def __init__(self, map_: RingBufMap) -> None:
         self._map = map_
         self._ptr = 0
         self._error: BaseException | None = None
-        self._handlers: list[Callable[[int, int], int]] = []
         self._decoder = _Decoder(map_.event_codec, raw=False)
         self._c_cb = _libbpf.RINGBUF_SAMPLE_FN(self._on_sample)
         self._deliver: Callable[[int, int], None] | None = None
         self.events = 0
 
     def add(self, callback: Callable[..., Any], *, raw: bool = False) -> None:
-        """Set the callback (one per ring buffer; a second call replaces it)."""
         self._decoder.set(self._map.event_codec, raw)
         dec = self._decoder
         if _positional_arity(callback) >= 3:
@@ -89,12 +198,12 @@ class RingBuffer:
         self._decoder.set(codec, self._decoder.raw and self._decoder.codec is not None)
 
     def _on_sample(self, _ctx: int, data: int, size: int) -> int:
+        self.events += 1  # a callback that raises has had its event too
         try:
             self._deliver(data, size)  # type: ignore[misc]
         except BaseException as e:  # noqa: BLE001 - re-raised from poll()
             self._error = e
-            return -1  # stops ring_buffer__poll/consume
-        self.events += 1
+            return -1  # stops ring_buffer__poll/consume; the record counts as consumed
         return 0
 
     def _check(self) -> int:
@@ -102,26 +211,26 @@ class RingBuffer:
             raise ClosedError(f"ring buffer '{self._map.name}' is closed")
         return self._ptr
 
-    def _finish(self, ret: int, what: str) -> int:
+    def _finish(self, ret: int, what: str, before: int) -> int:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
         if ret == -errno.EINTR:
-            return 0
-        return _libbpf.check(ret, what)
+            return self.events - before
+        _libbpf.check(ret, what)
+        return self.events - before
 
     def poll(self, timeout_ms: int = -1) -> int:
-        """Wait up to ``timeout_ms`` (-1: forever) and deliver waiting events; returns how many."""
+        before = self.events
         ret = _libbpf.lib().ring_buffer__poll(self._check(), int(timeout_ms))
-        return self._finish(ret, f"polling ring buffer '{self._map.name}'")
+        return self._finish(ret, f"polling ring buffer '{self._map.name}'", before)
 
     def consume(self) -> int:
-        """Deliver the events already waiting, without blocking; returns how many."""
+        before = self.events
         ret = _libbpf.lib().ring_buffer__consume(self._check())
-        return self._finish(ret, f"consuming ring buffer '{self._map.name}'")
+        return self._finish(ret, f"consuming ring buffer '{self._map.name}'", before)
 
     def fileno(self) -> int:
-        """An epoll fd that is readable when events wait."""
         return int(_libbpf.lib().ring_buffer__epoll_fd(self._check()))
 
     def close(self) -> None:
@@ -136,7 +245,7 @@ class PerfBuffer:
     ``lost`` counts the samples the kernel dropped because the buffer was full.
     """
 
-    def __init__(self, map_: "PerfEventArrayMap", callback: Callable[..., Any], *,
+    def __init__(self, map_: PerfEventArrayMap, callback: Callable[..., Any], *,
                  lost_cb: Callable[..., Any] | None = None, pages: int = 64,
                  raw: bool = False) -> None:
         if pages <= 0 or pages & (pages - 1):

@@ -42,6 +42,7 @@ __all__ = [
     "ProgramLoadError",
     "ToolchainMissing",
     "from_errno",
+    "strerror",
 ]
 
 
@@ -131,6 +132,31 @@ class ClosedError(LccError, ValueError):
     """An lcc object was used after ``close()``."""
 
 
+# libbpf's own error numbers (libbpf.h, enum libbpf_errno), above the kernel's.
+_LIBBPF_ERRNO = {
+    4000: "something wrong in libelf",
+    4001: "not a valid BPF object file (bad ELF or BTF format)",
+    4002: "the object has no or an invalid kernel version section",
+    4003: "the object's endianness does not match this machine",
+    4004: "internal libbpf error",
+    4005: "relocation failed",
+    4006: "the kernel failed to load the program",
+    4007: "the kernel verifier rejected the program",
+    4008: "the program is too big",
+    4009: "the kernel version is wrong",
+    4010: "the kernel does not support this program type",
+    4011: "netlink answered from the wrong pid",
+    4012: "netlink answered out of sequence",
+    4013: "netlink message could not be parsed",
+}
+
+
+def strerror(err: int) -> str:
+    """The text of a kernel errno or of one of libbpf's own error numbers (4000+)."""
+    err = abs(int(err))
+    return _LIBBPF_ERRNO.get(err) or os.strerror(err)
+
+
 class BpfError(LccError, OSError):
     """A bpf() operation or a libbpf call failed.
 
@@ -140,18 +166,20 @@ class BpfError(LccError, OSError):
     def __init__(self, err: int, what: str, *, hint: str | None = None,
                  message: str | None = None) -> None:
         err = abs(int(err)) if err else 0
-        msg = message or f"{what} failed: {os.strerror(err) if err else 'unknown error'}"
+        msg = message or f"{what} failed: {strerror(err) if err else 'unknown error'}"
         LccError.__init__(self, msg, hint=hint)
         # OSError's attributes, set by hand so that str() stays ours.
         self.errno = err
-        self.strerror = os.strerror(err) if err else None
+        self.strerror = strerror(err) if err else None
         self.what = what
 
     def __str__(self) -> str:
         return LccError.__str__(self)
 
     def __reduce__(self):  # keep pickling (multiprocessing) working
-        return (self.__class__._rebuild, (self.errno, self.what, self.hint, self.message))
+        # Subclasses' own attributes (key, feature, verifier_log...) travel as state.
+        return (self.__class__._rebuild, (self.errno, self.what, self.hint, self.message),
+                dict(self.__dict__))
 
     @classmethod
     def _rebuild(cls, err, what, hint, message):
@@ -163,10 +191,12 @@ class BpfError(LccError, OSError):
 class KeyNotFound(BpfError, KeyError):
     """The key is not in the map."""
 
-    def __init__(self, key: object = None, map_name: str = "", *, err: int = _errno.ENOENT) -> None:
+    def __init__(self, key: object = None, map_name: str = "", *, err: int = _errno.ENOENT,
+                 message: str | None = None) -> None:
         self.key = key
+        self.map_name = map_name
         where = f" in map '{map_name}'" if map_name else ""
-        super().__init__(err, f"lookup{where}", message=f"key {key!r} not found{where}")
+        super().__init__(err, f"lookup{where}", message=message or f"key {key!r} not found{where}")
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.message
@@ -205,10 +235,11 @@ class ProgramLoadError(BpfError):
         self.program = program
         self.verifier_log = verifier_log
         if message is None:
-            message = f"program '{program}' was rejected by the kernel: {os.strerror(abs(err))}"
             last = _last_log_line(verifier_log)
             if last:
-                message += f"; verifier: {last}"
+                message = f"program '{program}' was rejected by the verifier: {last}"
+            else:
+                message = f"program '{program}' could not be loaded: {strerror(err)}"
         super().__init__(err, f"load of program '{program}'", message=message, hint=hint)
 
 

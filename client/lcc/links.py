@@ -99,6 +99,39 @@ def _generic_error(err: int, what: str) -> BpfError:
     return from_errno(err, f"attaching {what}")
 
 
+# Program kinds libbpf never attaches by section name: they need an
+# interface, a cgroup, a perf event or a socket given at attach time.
+_EXPLICIT_KINDS = frozenset({
+    "xdp", "cgroup", "cgroup_skb", "cgroup_sock", "cgroup_sock_addr", "sockops", "sk_skb",
+    "sk_msg", "sk_lookup", "sk_reuseport", "socket", "tc", "tcx", "classifier", "action",
+    "perf_event", "flow_dissector", "lwt_in", "lwt_out", "lwt_xmit", "lwt_seg6local",
+    "lirc_mode2", "netfilter", "netkit", "syscall", "struct_ops", "sockops",
+})
+# Kinds that attach by name only when the section names a target.
+_TARGETED_KINDS = frozenset({
+    "tracepoint", "tp", "raw_tp", "raw_tracepoint", "raw_tp.w", "raw_tracepoint.w",
+    "kprobe", "kretprobe", "ksyscall", "kretsyscall", "uprobe", "uretprobe", "usdt",
+})
+
+
+def needs_explicit_attach(prog: "Program") -> bool:
+    """Whether ``prog`` can only be attached by an explicit ``attach_*`` call.
+
+    True for kinds that need a runtime target (XDP, cgroup, perf event, ...)
+    and for sections without a target (``SEC("tracepoint")``, ``SEC("uprobe")``).
+    """
+    kind = prog.kind.split(".")[0] if prog.kind not in _TARGETED_KINDS else prog.kind
+    if kind in _EXPLICIT_KINDS:
+        return True
+    if kind in _TARGETED_KINDS or kind in ("uprobe", "uretprobe"):
+        if not prog.target:
+            return True
+        # libbpf attaches uprobes by name only as SEC("uprobe/<binary>:<function>")
+        if kind in ("uprobe", "uretprobe", "usdt") and ":" not in prog.target:
+            return True
+    return False
+
+
 def attach_auto(prog: "Program") -> Link:
     """Attach by SEC() name, as libbpf's ``bpf_program__attach`` does."""
     kind, target = prog.kind, prog.target
@@ -116,7 +149,8 @@ def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfErro
         if not features.has_kprobes():
             return NotSupported(
                 "kprobe", f"cannot attach {what}: this kernel has no kprobes "
-                          "(CONFIG_KPROBES is off; /sys/bus/event_source/devices/kprobe is missing)",
+                          "(CONFIG_KPROBES is off; /sys/bus/event_source/devices/kprobe is "
+                          "missing)",
                 err=err, hint="use a tracepoint or tp_btf program instead, or declare one as a "
                               "fallback alternative")
         func = target.split("+")[0]
@@ -140,7 +174,8 @@ def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfErro
     if kind in ("fentry", "fexit", "fmod_ret", "lsm"):
         if not features.kernel_func_btf_id(target if kind != "lsm" else f"bpf_lsm_{target}"):
             return AttachPointMissing(kind, target, f"cannot attach {what}: kernel function "
-                                                    f"'{target}' is not in the kernel's BTF", err=err)
+                                                    f"'{target}' is not in the kernel's BTF",
+                                      err=err)
         return NotSupported(kind, f"cannot attach {what}: this kernel refuses {kind} "
                                   f"programs ({os.strerror(err)})", err=err,
                             hint="declare a kprobe or tracepoint alternative (fallback=...)")
@@ -236,7 +271,8 @@ def attach_perf_event(prog: "Program", *, event_type: int, config: int, sample_p
                 err = _libbpf.errno_or(errno.EINVAL)
                 os.close(fd)
                 raise _generic_error(err, what)
-            links.append(Link(ptr, what, prog, fds=[fd]))
+            # The link owns the perf event now: bpf_link__destroy closes it.
+            links.append(Link(ptr, what, prog))
     except BaseException:
         for lk in links:
             lk.close()

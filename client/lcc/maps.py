@@ -16,11 +16,13 @@ unchanged.
 from __future__ import annotations
 
 import collections.abc
+import errno
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import _libbpf
-from .btf import BtfType, Codec, codec, raw_codec
-from .errors import KeyNotFound, LccError, NotSupported
+from .btf import BtfType
+from .codecs import Codec, codec, raw_codec
+from .errors import BpfError, KeyNotFound, LccError, NotSupported
 
 if TYPE_CHECKING:
     from .buffers import PerfBuffer, RingBuffer
@@ -138,7 +140,22 @@ class KeyValueMap(Map, collections.abc.MutableMapping):
             for k, v in kw.items():
                 self.update(k, v)
             return
-        _libbpf.map_update(self.fd, self._key(key), self._value(value), flags)
+        try:
+            _libbpf.map_update(self.fd, self._key(key), self._value(value), flags)
+        except BpfError as e:
+            raise self._update_error(e, key) from None
+
+    def _update_error(self, e: BpfError, key: Any) -> BpfError:
+        if e.errno == errno.ENOENT:  # BPF_EXIST and the key is absent
+            return KeyNotFound(key, self.name)
+        if e.errno == errno.EEXIST:  # BPF_NOEXIST and the key is present
+            return BpfError(e.errno, f"update of map '{self.name}'",
+                            message=f"key {key!r} already exists in map '{self.name}'")
+        if e.errno == errno.E2BIG:
+            return BpfError(e.errno, f"update of map '{self.name}'",
+                            message=f"map '{self.name}' is full ({self.max_entries} entries)",
+                            hint="give it more room before load: map_sizes={name: n}")
+        return e
 
     def __delitem__(self, key: Any) -> None:
         if not _libbpf.map_delete(self.fd, self._key(key)):
@@ -169,11 +186,16 @@ class KeyValueMap(Map, collections.abc.MutableMapping):
     def items_raw(self) -> Iterator[tuple[bytes, bytes]]:
         """(key bytes, value bytes) of every element, by batch lookup where the kernel has it."""
         if self._batch_ok:
+            batches = self._batch_items()
             try:
-                yield from self._batch_items()
-                return
+                first = next(batches, None)
             except NotSupported:
-                self._batch_ok = False
+                self._batch_ok = False  # decided on the first call: nothing was yielded yet
+            else:
+                if first is not None:
+                    yield first
+                    yield from batches
+                return
         fd, vs = self.fd, self._value_buffer_size()
         for k in self._raw_keys():
             v = _libbpf.map_lookup(fd, k, vs)
@@ -253,6 +275,13 @@ class HashMap(KeyValueMap):
 
 class LruHashMap(HashMap):
     """BPF_MAP_TYPE_LRU_HASH: the kernel evicts old elements when it is full."""
+
+
+class LpmTrieMap(KeyValueMap):
+    """BPF_MAP_TYPE_LPM_TRIE: keys are ``{prefixlen, data}``; lookups match the longest prefix.
+
+    The kernel has no batch lookup for tries: iteration walks get_next_key.
+    """
 
 
 class ArrayMap(KeyValueMap):
@@ -368,14 +397,14 @@ class QueueMap(Map):
         """Remove and return the next value; raises KeyNotFound when empty."""
         raw = _libbpf.map_lookup_and_delete(self.fd, None, self.value_size)
         if raw is None:
-            raise KeyNotFound("(empty)", self.name)
+            raise KeyNotFound(None, self.name, message=f"map '{self.name}' is empty")
         return self.value_codec.decode(raw, 0)
 
     def peek(self) -> Any:
         """The next value without removing it; raises KeyNotFound when empty."""
         raw = _libbpf.map_lookup(self.fd, None, self.value_size)  # type: ignore[arg-type]
         if raw is None:
-            raise KeyNotFound("(empty)", self.name)
+            raise KeyNotFound(None, self.name, message=f"map '{self.name}' is empty")
         return self.value_codec.decode(raw, 0)
 
     def drain(self) -> list[Any]:
@@ -408,9 +437,8 @@ class StackTraceMap(Map):
 
     def symbolize(self, stack_id: int) -> list[str]:
         """Kernel frames of a stack as ``func+0xoff`` (from /proc/kallsyms)."""
-        from .symbols import KernelSymbols
-        ksyms = KernelSymbols.default()
-        return [ksyms.format(a) for a in self.stack(stack_id)]
+        from .symbols import kernel_symbols
+        return kernel_symbols().symbolize(self.stack(stack_id))
 
     def __delitem__(self, stack_id: int) -> None:
         if not _libbpf.map_delete(self.fd, int(stack_id).to_bytes(4, "little")):
@@ -551,6 +579,7 @@ MAP_CLASSES: dict[int, type[Map]] = {
     STACK_TRACE: StackTraceMap,
     LRU_HASH: LruHashMap,
     LRU_PERCPU_HASH: LruPerCpuHashMap,
+    LPM_TRIE: LpmTrieMap,
     QUEUE: QueueMap,
     STACK: StackMap,
     RINGBUF: RingBufMap,

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from . import _libbpf
-from .btf import KIND_DATASEC, Btf, BtfType, Datasec, codec
-from .errors import BpfError, BtfError, ClosedError, LccError, ProgramLoadError, from_errno
+from .btf import KIND_DATASEC, Btf, BtfType, Datasec
+from .codecs import codec
+from .errors import (BpfPermissionError, BtfError, ClosedError, LccError, ProgramLoadError,
+                     from_errno, strerror)
 
 # enum bpf_map_type values used for the global data maps' detection and by maps.py
 MAP_TYPE_ARRAY = 2
@@ -56,7 +58,14 @@ class Program:
     @property
     def fd(self) -> int:
         """The program's fd after load (-1 if it was not loaded)."""
-        return int(_libbpf.lib().bpf_program__fd(self.ptr))
+        fd = int(_libbpf.lib().bpf_program__fd(self.ptr))
+        return fd if fd >= 0 else -1  # libbpf says -ENOENT
+
+    @property
+    def id(self) -> int | None:
+        """The kernel's id of the loaded program (as ``bpftool prog show`` lists it)."""
+        fd = self.fd
+        return int(_libbpf.fd_info(fd)["prog_id"]) if fd >= 0 else None
 
     @property
     def prog_type(self) -> str:
@@ -180,10 +189,15 @@ class BpfObject:
         self._log = ct.create_string_buffer(_LOG_SIZE)
         self._ptr = 0
         self.loaded = False
+        self._btf_custom_path = btf_custom_path
+        if btf_custom_path is not None and not os.path.isfile(btf_custom_path):
+            raise BtfError(f"the BTF file {btf_custom_path} does not exist",
+                           hint="give the path of the target kernel's BTF (a vmlinux ELF or a "
+                                "raw .btf file), or btf='server' to fetch it")
         _libbpf.clear_messages()
         self._ptr = _libbpf.open_object(self._data, name=name, btf_custom_path=btf_custom_path,
                                         log_buf=self._log)
-        self._mmaps: list[mmap.mmap] = []
+        self._mmaps: list[tuple[mmap.mmap, memoryview]] = []
         self.name = _libbpf.cstr(_libbpf.lib().bpf_object__name(self._ptr))
         self.btf = Btf(_libbpf.lib().bpf_object__btf(self._ptr), owner=self)
         self.programs: dict[str, Program] = {}
@@ -191,9 +205,18 @@ class BpfObject:
             prog = Program(self, p)
             self.programs[prog.name] = prog
         self._map_ptrs: dict[str, int] = {}
+        # BTF key/value type ids as the object declares them: libbpf zeroes them
+        # at load for map types the kernel takes without BTF (queue, stack,
+        # perf event array...), but they still say how to decode the values.
+        self._map_btf_ids: dict[str, tuple[int, int]] = {}
+        lb = _libbpf.lib()
         for m in _libbpf.iter_maps(self._ptr):
-            self._map_ptrs[_libbpf.cstr(_libbpf.lib().bpf_map__name(m))] = m
+            name = _libbpf.cstr(lb.bpf_map__name(m))
+            self._map_ptrs[name] = m
+            self._map_btf_ids[name] = (lb.bpf_map__btf_key_type_id(m),
+                                       lb.bpf_map__btf_value_type_id(m))
         self._globals: dict[str, GlobalSection] = {}
+        self._section_maps: dict[str, str] = {}  # ".bss" -> "<obj>.bss"
         self._collect_globals()
 
     # -- lifecycle ----------------------------------------------------------
@@ -208,13 +231,17 @@ class BpfObject:
 
     def close(self) -> None:
         """Unload programs and maps and free the object. Idempotent."""
-        for m in self._mmaps:
+        # Release the views first: a mapping that is still exported cannot
+        # be unmapped, and it would keep the kernel map alive after close.
+        for mm, view in self._mmaps:
+            view.release()
             try:
-                m.close()
+                mm.close()
             except BufferError:
-                pass  # a memoryview is still exported; the mapping goes with the process
+                pass  # a view made by the caller is still alive; the GC unmaps it
         self._mmaps.clear()
         if self._ptr:
+            self.btf._detach()  # bpf_object__close frees the object's BTF
             _libbpf.lib().bpf_object__close(self._ptr)
             self._ptr = 0
 
@@ -234,24 +261,10 @@ class BpfObject:
             raise self._load_error(-ret)
         self.loaded = True
 
-    def _load_error(self, err: int) -> BpfError:
-        messages = _libbpf.recent_messages(clear=True)
-        failed = None
-        for line in messages:
-            m = re.search(r"prog '([^']+)': (?:failed to load|-- BEGIN PROG LOAD LOG)", line)
-            if m:
-                failed = m.group(1)
-        if failed is not None:
-            log = self._log.value.decode("utf-8", "replace").strip() or _verifier_log(messages)
-            hint = None
-            if err == errno.EPERM and not log:
-                hint = _eperm_hint(self.programs.get(failed))
-            return ProgramLoadError(err, failed, log, hint=hint)
-        detail = next((ln for ln in reversed(messages) if "failed" in ln or "error" in ln), "")
-        exc = from_errno(err, "loading the BPF object")
-        if detail:
-            exc.message = f"loading the BPF object failed: {detail.strip()}"
-        return exc
+    def _load_error(self, err: int) -> LccError:
+        return load_error(err, _libbpf.recent_messages(clear=True),
+                          self._log.value.decode("utf-8", "replace").strip(),
+                          programs=self.programs, btf_custom_path=self._btf_custom_path)
 
     # -- programs -----------------------------------------------------------
 
@@ -273,19 +286,23 @@ class BpfObject:
     def map_names(self) -> list[str]:
         return list(self._map_ptrs)
 
+    def _map_name(self, name: str) -> str:
+        """libbpf's name of a map; global data maps also answer to their section (``.bss``)."""
+        if name in self._map_ptrs:
+            return name
+        if name in self._section_maps:
+            return self._section_maps[name]
+        user = [n for n in self._map_ptrs if n not in self._section_maps.values()]
+        raise KeyError(f"no map named '{name}' (the object has: {', '.join(user) or 'none'})")
+
     def map_ptr(self, name: str) -> int:
         self._check_open()
-        try:
-            return self._map_ptrs[name]
-        except KeyError:
-            raise KeyError(f"no map named '{name}' (the object has: "
-                           f"{', '.join(n for n in self._map_ptrs if not n.startswith('.'))})") \
-                from None
+        return self._map_ptrs[self._map_name(name)]
 
     def map_spec(self, name: str) -> MapSpec:
         m = self.map_ptr(name)
         lb = _libbpf.lib()
-        kid, vid = lb.bpf_map__btf_key_type_id(m), lb.bpf_map__btf_value_type_id(m)
+        kid, vid = self._map_btf_ids[self._map_name(name)]
         return MapSpec(
             name=name, type=lb.bpf_map__type(m), key_size=lb.bpf_map__key_size(m),
             value_size=lb.bpf_map__value_size(m), max_entries=lb.bpf_map__max_entries(m),
@@ -317,8 +334,10 @@ class BpfObject:
         except OSError as e:
             raise from_errno(e.errno or errno.EINVAL, f"mapping {section} into memory",
                              hint="global data needs a kernel with mmap-able array maps (5.5+)")
-        self._mmaps.append(mm)
-        return memoryview(mm)[:size]
+        with memoryview(mm) as whole:
+            view = whole[:size]
+        self._mmaps.append((mm, view))
+        return view
 
     # -- globals ----------------------------------------------------------------
 
@@ -331,6 +350,7 @@ class BpfObject:
             if not isinstance(sec, Datasec):
                 continue
             self._globals[sec.name] = GlobalSection(self, m, sec, sec.name)
+            self._section_maps[sec.name] = name
 
     def section(self, name: str) -> GlobalSection:
         """Globals of a data section by its ELF name (``.rodata``, ``.bss``, ``.data``, ...)."""
@@ -357,6 +377,56 @@ class BpfObject:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_BTF_FAILURES = ("failed to parse target BTF", "Error loading vmlinux BTF",
+                 "failed to find valid kernel BTF", "failed to load vmlinux BTF")
+
+
+def load_error(err: int, messages: list[str], log: str = "", *,
+               programs: dict[str, Program] | None = None,
+               btf_custom_path: str | None = None) -> LccError:
+    """The error for a failed bpf_object__load, from libbpf's messages and the verifier log.
+
+    A program the kernel rejected -> ProgramLoadError (with the verifier
+    log); target BTF missing or unreadable -> BtfError; otherwise the
+    BpfError for ``err`` with libbpf's most telling message.
+    """
+    failed = None
+    for line in messages:
+        m = re.search(r"prog '([^']+)': (?:failed to load|-- BEGIN PROG LOAD LOG)", line)
+        if m:
+            failed = m.group(1)
+    if failed is not None:
+        log = log or _verifier_log(messages)
+        hint = None
+        if err == errno.EPERM and not log:
+            hint = _eperm_hint((programs or {}).get(failed))
+        return ProgramLoadError(err, failed, log, hint=hint)
+    if any(marker in line for line in messages for marker in _BTF_FAILURES):
+        if btf_custom_path:
+            return BtfError(f"the BTF file {btf_custom_path} cannot be used for CO-RE "
+                            f"relocations: {strerror(err)}",
+                            hint="give a vmlinux ELF with .BTF or a raw BTF file of the target "
+                                 "kernel")
+        return BtfError("this kernel has no BTF (/sys/kernel/btf/vmlinux), which CO-RE "
+                        "programs need to load",
+                        hint="use a kernel built with CONFIG_DEBUG_INFO_BTF, or pass btf='server' "
+                             "or btf='/path/to/vmlinux' to ClbcBase")
+    if err in (errno.EPERM, errno.EACCES):
+        # Before any program: bpf() itself was refused (libbpf's own advice
+        # about RLIMIT_MEMLOCK is beside the point on kernels >= 5.11).
+        return BpfPermissionError(err, "loading the BPF object", message=(
+            f"loading the BPF object was refused: this process may not use bpf() "
+            f"({strerror(err)})"))
+    skip = ("failed to load object", "failed to load BPF skeleton")
+    detail = next((ln for ln in reversed(messages)
+                   if ("failed" in ln or "error" in ln.lower()) and not any(x in ln for x in skip)),
+                  "")
+    exc = from_errno(err, "loading the BPF object")
+    if detail:
+        exc.message = f"loading the BPF object failed: {detail.removeprefix('libbpf: ').strip()}"
+    return exc
 
 
 def _verifier_log(messages: list[str]) -> str:

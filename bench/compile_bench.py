@@ -1,0 +1,392 @@
+#!/usr/bin/env python3
+"""Compile benchmark: plain clang vs the compile service, in one run.
+
+Prints, for the same tcpconnlat-sized program (several programs and maps,
+CO-RE reads on struct sock, a local header):
+
+- plain clang            clang run directly, no service, no PCH (the baseline)
+- service cold, no PCH   a request the service has not seen, PCH not applicable
+- service cold (PCH)     a request the service has not seen (its PCH is warm)
+- service cache hit      the same request again (HTTP round trip)
+- small program cold     a 15-line program, for scale (struct sock's type graph
+                         is what makes tcpconnlat-sized programs slower)
+- throughput             8 concurrent clients, every request new (a -D varies)
+
+Targets (printed next to the figures, never asserted): cold <= 150 ms,
+cache hit <= 10 ms, zero errors under the concurrent run.
+
+By default the service is started here with uvicorn on 127.0.0.1 and a
+temporary state directory; ``--server URL [--token T]`` measures a running one
+instead.  Usage: ``python bench/compile_bench.py [--runs 15] [--clients 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+TCPCONNLAT_H = """\
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+#ifndef __TCPCONNLAT_H
+#define __TCPCONNLAT_H
+
+#define TASK_COMM_LEN 16
+
+struct event {
+\tunion {
+\t\t__u32 saddr_v4;
+\t\t__u8 saddr_v6[16];
+\t};
+\tunion {
+\t\t__u32 daddr_v4;
+\t\t__u8 daddr_v6[16];
+\t};
+\tchar comm[TASK_COMM_LEN];
+\t__u64 delta_us;
+\t__u64 ts_us;
+\t__u32 tgid;
+\tint af;
+\t__u16 lport;
+\t__u16 dport;
+};
+
+#endif /* __TCPCONNLAT_H */
+"""
+
+TCPCONNLAT_C = """\
+// SPDX-License-Identifier: GPL-2.0
+/* TCP connect latency: time from connect() to the SYN-ACK, per socket. */
+#include "lbc.h"
+#include "tcpconnlat.h"
+
+#define AF_INET    2
+#define AF_INET6   10
+
+const volatile __u64 targ_min_us = 0;
+const volatile pid_t targ_tgid = 0;
+
+struct piddata {
+\tchar comm[TASK_COMM_LEN];
+\tu64 ts;
+\tu32 tgid;
+};
+
+LBC_HASH(start, struct sock *, struct piddata, 4096);
+LBC_RINGBUF(events, struct event, 256 * 1024);
+LBC_ARRAY(hist, u32, u64, LBC_HIST_SLOTS);
+LBC_PERCPU_ARRAY(counters, u32, u64, 4);
+
+static int trace_connect(struct sock *sk)
+{
+\tu32 tgid = bpf_get_current_pid_tgid() >> 32;
+\tstruct piddata piddata = {};
+
+\tif (targ_tgid && targ_tgid != tgid)
+\t\treturn 0;
+
+\tbpf_get_current_comm(&piddata.comm, sizeof(piddata.comm));
+\tpiddata.ts = bpf_ktime_get_ns();
+\tpiddata.tgid = tgid;
+\tbpf_map_update_elem(&start, &sk, &piddata, 0);
+\treturn 0;
+}
+
+static int handle_tcp_rcv_state_process(void *ctx, struct sock *sk)
+{
+\tstruct piddata *piddatap;
+\tstruct event *event;
+\ts64 delta;
+\tu64 ts;
+\tu32 key = 0;
+
+\tif (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_SYN_SENT)
+\t\treturn 0;
+
+\tpiddatap = bpf_map_lookup_elem(&start, &sk);
+\tif (!piddatap)
+\t\treturn 0;
+
+\tts = bpf_ktime_get_ns();
+\tdelta = (s64)(ts - piddatap->ts);
+\tif (delta < 0)
+\t\tgoto cleanup;
+
+\tlbc_hist_add(hist, delta / 1000U);
+\tif (delta / 1000U < targ_min_us)
+\t\tgoto cleanup;
+
+\tevent = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+\tif (!event) {
+\t\tu64 *drops = bpf_map_lookup_elem(&counters, &key);
+\t\tif (drops)
+\t\t\t(*drops)++;
+\t\tgoto cleanup;
+\t}
+\t__builtin_memcpy(&event->comm, piddatap->comm, sizeof(event->comm));
+\tevent->delta_us = delta / 1000U;
+\tevent->ts_us = ts / 1000;
+\tevent->tgid = piddatap->tgid;
+\tevent->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+\tevent->dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+\tevent->af = BPF_CORE_READ(sk, __sk_common.skc_family);
+\tif (event->af == AF_INET) {
+\t\tevent->saddr_v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+\t\tevent->daddr_v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+\t} else {
+\t\tBPF_CORE_READ_INTO(&event->saddr_v6, sk,
+\t\t\t\t   __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
+\t\tBPF_CORE_READ_INTO(&event->daddr_v6, sk,
+\t\t\t\t   __sk_common.skc_v6_daddr.in6_u.u6_addr32);
+\t}
+\tbpf_ringbuf_submit(event, 0);
+
+cleanup:
+\tbpf_map_delete_elem(&start, &sk);
+\treturn 0;
+}
+
+SEC("kprobe/tcp_v4_connect")
+int BPF_KPROBE(tcp_v4_connect, struct sock *sk)
+{
+\treturn trace_connect(sk);
+}
+
+SEC("kprobe/tcp_v6_connect")
+int BPF_KPROBE(tcp_v6_connect, struct sock *sk)
+{
+\treturn trace_connect(sk);
+}
+
+SEC("kprobe/tcp_rcv_state_process")
+int BPF_KPROBE(tcp_rcv_state_process, struct sock *sk)
+{
+\treturn handle_tcp_rcv_state_process(ctx, sk);
+}
+
+SEC("tracepoint/tcp/tcp_destroy_sock")
+int tcp_destroy_sock(struct trace_event_raw_tcp_event_sk *ctx)
+{
+\tconst struct sock *sk = ctx->skaddr;
+
+\tbpf_map_delete_elem(&start, &sk);
+\treturn 0;
+}
+
+SEC("fentry/tcp_v4_connect")
+int BPF_PROG(fentry_tcp_v4_connect, struct sock *sk)
+{
+\treturn trace_connect(sk);
+}
+
+SEC("fentry/tcp_v6_connect")
+int BPF_PROG(fentry_tcp_v6_connect, struct sock *sk)
+{
+\treturn trace_connect(sk);
+}
+
+SEC("fentry/tcp_rcv_state_process")
+int BPF_PROG(fentry_tcp_rcv_state_process, struct sock *sk)
+{
+\treturn handle_tcp_rcv_state_process(ctx, sk);
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+HELLO_C = """\
+// SPDX-License-Identifier: GPL-2.0
+#include "lbc.h"
+
+LBC_HASH(counts, u32, u64, 1024);
+
+SEC("tracepoint/syscalls/sys_enter_getpid")
+int on_getpid(void *ctx)
+{
+\tu32 pid = bpf_get_current_pid_tgid() >> 32;
+
+\tlbc_count(&counts, &pid);
+\treturn 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def bundle(tag: str = "") -> dict:
+    main = f"// bench {tag}\n" + TCPCONNLAT_C if tag else TCPCONNLAT_C
+    return {"main": "tcpconnlat.bpf.c",
+            "files": {"tcpconnlat.bpf.c": main, "tcpconnlat.h": TCPCONNLAT_H}}
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+def summary(samples: list[float]) -> str:
+    s = sorted(samples)
+    p90 = s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+    return f"median {ms(statistics.median(s))}   p90 {ms(p90)}   n={len(s)}"
+
+
+# -- baseline: plain clang ----------------------------------------------------------
+
+def plain_clang(runs: int, work: Path) -> list[float]:
+    """clang -g -O2 -target bpf on the same bundle, directly, no PCH."""
+    vm = work / "vmlinux"
+    vm.mkdir()
+    bpftool = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
+    with open(vm / "vmlinux.h", "wb") as f:
+        subprocess.run([bpftool, "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"],
+                       stdout=f, check=True)
+    src = work / "src"
+    src.mkdir()
+    for name, text in bundle()["files"].items():
+        (src / name).write_text(text)
+    argv = ["clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-I", str(src),
+            "-I", str(REPO / "lbc_include"), "-I", str(vm), "-c", "tcpconnlat.bpf.c",
+            "-o", str(work / "out.o")]
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, cwd=src, check=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+# -- the service ------------------------------------------------------------------------
+
+def start_service(state: Path, concurrency: int) -> tuple[subprocess.Popen, str, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    env = {**os.environ, "LCC_STATE_DIR": str(state), "LCC_TOKEN": token,
+           "LCC_MAX_CONCURRENCY": str(concurrency)}
+    env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "lcc_server.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return proc, url, token
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("the compile service did not start")
+        time.sleep(0.1)
+
+
+def timed_post(client: httpx.Client, body: dict) -> tuple[float, httpx.Response]:
+    t0 = time.perf_counter()
+    r = client.post("/v1/compile", json=body)
+    return time.perf_counter() - t0, r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=15, help="samples per sequential figure")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    ap.add_argument("--per-client", type=int, default=6, help="requests per client")
+    ap.add_argument("--concurrency", type=int, default=os.cpu_count() or 1,
+                    help="LCC_MAX_CONCURRENCY of the service started here")
+    ap.add_argument("--server", help="measure this running service instead")
+    ap.add_argument("--token", default=os.environ.get("LCC_TOKEN"))
+    args = ap.parse_args()
+
+    errors = 0
+    with tempfile.TemporaryDirectory(prefix="lcc-bench-") as tmp:
+        tmp = Path(tmp)
+        baseline = plain_clang(args.runs, tmp)
+        proc = None
+        if args.server:
+            url, token = args.server.rstrip("/"), args.token
+        else:
+            proc, url, token = start_service(tmp / "state", args.concurrency)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
+                # Warm-up: the service builds vmlinux.h and its PCH once per kernel.
+                t_first, r = timed_post(c, {"bundle": bundle("warm-" + secrets.token_hex(4))})
+                r.raise_for_status()
+                run_id = secrets.token_hex(4)
+
+                no_pch, cold, hits, small = [], [], [], []
+                for i in range(args.runs):
+                    dt, r = timed_post(c, {"bundle": {"main": "hello.bpf.c", "files": {
+                        "hello.bpf.c": f"// small {run_id}-{i}\n" + HELLO_C}}})
+                    errors += r.status_code != 200
+                    small.append(dt)
+                for i in range(args.runs):
+                    dt, r = timed_post(c, {"bundle": bundle(f"np-{run_id}-{i}"),
+                                           "defines": {"_BENCH_NO_PCH": None}})
+                    errors += r.status_code != 200
+                    no_pch.append(dt)
+                for i in range(args.runs):
+                    dt, r = timed_post(c, {"bundle": bundle(f"cold-{run_id}-{i}")})
+                    errors += r.status_code != 200 or r.json()["cached"]
+                    cold.append(dt)
+                hit_body = {"bundle": bundle(f"cold-{run_id}-0")}
+                for _ in range(args.runs * 4):
+                    dt, r = timed_post(c, hit_body)
+                    errors += r.status_code != 200 or not r.json()["cached"]
+                    hits.append(dt)
+
+            def client_run(n: int) -> list[tuple[float, int]]:
+                out = []
+                with httpx.Client(base_url=url, headers=headers, timeout=120) as cc:
+                    for j in range(args.per_client):
+                        dt, r = timed_post(cc, {"bundle": bundle(),
+                                                "defines": {"BENCH_ID": f"{run_id}_{n}_{j}"}})
+                        out.append((dt, r.status_code))
+                return out
+
+            t0 = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+                results = [x for part in pool.map(client_run, range(args.clients)) for x in part]
+            wall = time.perf_counter() - t0
+            conc_errors = sum(status != 200 for _, status in results)
+            errors += conc_errors
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=15)
+
+    print(f"lcc compile benchmark  (tcpconnlat-sized bundle: {len(TCPCONNLAT_C.splitlines())} "
+          f"+ {len(TCPCONNLAT_H.splitlines())} lines; {os.cpu_count()} CPUs; "
+          f"service concurrency {args.concurrency if not args.server else 'remote'})")
+    print(f"  first request (builds vmlinux.h + PCH unless warm): {ms(t_first)}")
+    print(f"  plain clang (baseline)      {summary(baseline)}")
+    print(f"  service cold, no PCH        {summary(no_pch)}")
+    print(f"  service cold (PCH)          {summary(cold)}   target <= 150 ms")
+    print(f"  service cache hit           {summary(hits)}   target <= 10 ms")
+    print(f"  (small program, cold, PCH   {summary(small)})")
+    lat = [dt for dt, _ in results]
+    print(f"  {args.clients} clients x {args.per_client} cold compiles: "
+          f"{len(results) / wall:6.1f} compiles/s over {wall:.2f} s; latency {summary(lat)}")
+    print(f"  errors: {errors} (concurrent run: {conc_errors})   target 0")
+    print(f"  speed-up of cold (PCH) over plain clang: "
+          f"{statistics.median(baseline) / statistics.median(cold):.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""lcc runtime benchmark: start-to-attached time, peak RSS and ring buffer drain rate.
+
+Prints lcc's figures beside a plain C libbpf loader's, measured in the same
+run on the same object, with the targets of the runtime issue next to them.
+It is a report, not a test: nothing passes or fails.
+
+The program (bench/ring_bench.bpf.c) is a tracepoint on
+syscalls/sys_enter_getppid that writes ``per_call`` 24-byte events to a BPF
+ring buffer (bpf_loop) whenever the target process calls getppid().  It is
+compiled once by lcc.compile.build; both loaders then open that .o:
+
+* C: bench/c_loader.c, built here with gcc against libbpf.  It opens the
+  object with bpf_object__open_file(relaxed_maps) -- lbc.h's event maps carry
+  an `lbc_event` BTF member that bpftool's skeleton generator rejects --,
+  sets .rodata through the object's BTF, loads, attaches every program and
+  creates libbpf's ring_buffer.
+* lcc: ``ClbcBase(..., obj=<the .o bytes>, rodata=...)`` then
+  ``maps["events"].open_ring_buffer(callback)``; the event type comes from
+  the map's BTF (LBC_RINGBUF).
+
+Measurements (each in a fresh child process):
+
+* start: from just before the parent spawns the child to the moment the
+  child has attached and opened its ring buffer (CLOCK_MONOTONIC, shared by
+  both processes), and the same measured inside the child (C: from main();
+  lcc: from the ClbcBase() call, lcc already imported).  Python runs with
+  its bytecode cache warm, as after ``pip install``.
+* peak RSS: VmHWM of the child right after attach.
+* drain: the child fills the ring with a known number of events (getppid()
+  bursts, nothing consuming), then times one consume() call that drains
+  them into a callback; repeated for several rounds.  C's callback counts
+  and reads each event's seq; lcc's Python callback receives each event
+  decoded (a struct object) and reads its seq.  Pre-filling measures the
+  consumer alone, independently of how fast the producer runs and of other
+  load on the machine.  Every run checks that all events arrived in order.
+
+Needs root, kernel BTF, clang (lcc's toolchain) and gcc with libbpf headers.
+Run: ``sudo /work/venv/bin/python bench/runtime_bench.py`` (``--quick`` for
+fewer repetitions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MIB = 1 << 20
+
+# -- child programs ---------------------------------------------------------------
+# Kept minimal so that the start measurement counts lcc, not this script's imports.
+
+LCC_START = r"""
+import time
+t0 = time.monotonic_ns()
+import os, sys
+from lcc import ClbcBase
+t1 = time.monotonic_ns()
+obj = open(sys.argv[1], "rb").read()
+tool = ClbcBase("ring_bench", obj=obj, rodata={"target_tgid": os.getpid()})
+buf = tool.maps["events"].open_ring_buffer(lambda event: None)
+t2 = time.monotonic_ns()
+hwm = next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(f"attached_at_ns={t2} in_process_ns={t2 - t1} import_ns={t1 - t0} hwm_kb={hwm} "
+      f"backend={buf.backend}")
+"""
+
+LCC_DRAIN = r"""
+import os, sys, time
+from lcc import ClbcBase
+obj_path, ring, want, rounds, per_call, backend = sys.argv[1:7]
+ring, want, rounds, per_call = int(ring), int(want), int(rounds), int(per_call)
+os.environ["LCC_RINGBUF"] = backend
+tool = ClbcBase("ring_bench", obj=open(obj_path, "rb").read(),
+                rodata={"target_tgid": os.getpid(), "per_call": per_call},
+                map_sizes={"events": ring})
+count = 0
+last_seq = -1
+
+def on_event(event):
+    global count, last_seq
+    count += 1
+    last_seq = event.seq
+
+buf = tool.maps["events"].open_ring_buffer(on_event)
+calls = -(-want // per_call)
+getppid = os.getppid
+clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+ns = cpu = 0
+for _ in range(rounds):
+    for _ in range(calls):
+        getppid()
+    t, c = clock(), cpu_clock()
+    buf.consume()
+    cpu += cpu_clock() - c
+    ns += clock() - t
+print(f"events={count} seconds={ns / 1e9:.9f} cpu_seconds={cpu / 1e9:.9f} "
+      f"expected={calls * per_call * rounds} "
+      f"last_seq={last_seq} dropped={tool.bss.dropped} backend={buf.backend}")
+"""
+
+
+def parse(line: str) -> dict[str, str]:
+    return dict(tok.split("=", 1) for tok in line.split() if "=" in tok)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.obj = work / "ring_bench.bpf.o"
+        self.c_loader: Path | None = work / "c_loader"
+        self.c_missing = ""
+        env = dict(os.environ)
+        # As after pip install: bytecode cached (here in the scratch dir, not the repo).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+        self.env = env
+
+    # -- setup -------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        from lcc.bundle import Bundle
+        from lcc.compile import build
+        art = build(Bundle.from_path(str(HERE / "ring_bench.bpf.c")))
+        self.obj.write_bytes(art.object)
+        gcc = shutil.which("gcc") or shutil.which("cc")
+        if gcc is None:
+            self.c_loader, self.c_missing = None, "no C compiler"
+        else:
+            r = subprocess.run([gcc, "-O2", "-Wall", "-o", str(self.c_loader),
+                                str(HERE / "c_loader.c"), "-lbpf"],
+                               capture_output=True, text=True, check=False)
+            if r.returncode:
+                self.c_loader, self.c_missing = None, "gcc failed: " + r.stderr.strip()[-200:]
+        # Warm the bytecode cache (not measured).
+        self.python(["-c", "import lcc, lcc.buffers, lcc.maps"])
+
+    def python(self, argv: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *argv], env=self.env, capture_output=True,
+                              text=True, check=False)
+
+    def child(self, argv: list[str]) -> tuple[int, dict[str, str]]:
+        """Run a child; returns (monotonic ns just before the spawn, its key=value output)."""
+        t = time.monotonic_ns()
+        r = subprocess.run(argv, env=self.env, capture_output=True, text=True, check=False)
+        if r.returncode:
+            raise RuntimeError(f"{argv[0]} {' '.join(argv[1:3])}... failed:\n{r.stderr[-2000:]}")
+        return t, parse(r.stdout.strip().splitlines()[-1])
+
+    # -- measurements --------------------------------------------------------------
+
+    def start(self) -> dict[str, dict[str, list[float]]]:
+        out: dict[str, dict[str, list[float]]] = {"c": {}, "lcc": {}}
+        for _ in range(self.args.runs):  # interleaved, so load changes hit both alike
+            runs = [("lcc", [sys.executable, "-c", LCC_START, str(self.obj)])]
+            if self.c_loader:
+                runs.insert(0, ("c", [str(self.c_loader), "start", str(self.obj)]))
+            for who, argv in runs:
+                spawned, kv = self.child(argv)
+                d = out[who]
+                d.setdefault("spawn", []).append((int(kv["attached_at_ns"]) - spawned) / 1e6)
+                d.setdefault("inproc", []).append(int(kv["in_process_ns"]) / 1e6)
+                d.setdefault("hwm", []).append(int(kv["hwm_kb"]) / 1024)
+                if "import_ns" in kv:
+                    d.setdefault("import", []).append(int(kv["import_ns"]) / 1e6)
+        return out
+
+    def drain(self, who: str, events: int, rounds: int, repeats: int) -> list[dict]:
+        a = self.args
+        ring = str(a.ring_mib * MIB)
+        results = []
+        for _ in range(repeats):
+            if who == "c":
+                argv = [str(self.c_loader), "drain", str(self.obj), ring, str(events),
+                        str(rounds), str(a.per_call)]
+            else:
+                argv = [sys.executable, "-c", LCC_DRAIN, str(self.obj), ring, str(events),
+                        str(rounds), str(a.per_call), who]
+            _, kv = self.child(argv)
+            n, exp = int(kv["events"]), int(kv["expected"])
+            ok = n == exp and int(kv["last_seq"]) == exp - 1 and int(kv.get("dropped", 0)) == 0
+            results.append({"rate": n / float(kv["seconds"]),
+                            "cpu_rate": n / max(float(kv["cpu_seconds"]), 1e-9),
+                            "ok": ok, "events": n,
+                            "expected": exp, "backend": kv.get("backend", "")})
+        return results
+
+
+# -- report ------------------------------------------------------------------------
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def spread(xs: list[float], fmt: str) -> str:
+    return f"{format(med(xs), fmt)} [{format(min(xs), fmt)}..{format(max(xs), fmt)}]"
+
+
+def rate_cell(rs: list[dict], key: str) -> str:
+    rates = [r[key] / 1e6 for r in rs]
+    bad = [r for r in rs if not r["ok"]]
+    cell = f"{med(rates):.2f} [{min(rates):.2f}..{max(rates):.2f}]"
+    if bad:
+        cell += f"  (!) {len(bad)} run(s) lost events: {bad[0]['events']}/{bad[0]['expected']}"
+    return cell
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=9, help="start measurements per loader")
+    ap.add_argument("--events", type=int, default=1_500_000, help="events per drain round")
+    ap.add_argument("--rounds", type=int, default=3, help="drain rounds per child")
+    ap.add_argument("--repeats", type=int, default=3, help="drain children per consumer")
+    ap.add_argument("--per-call", type=int, default=64, help="events per getppid()")
+    ap.add_argument("--ring-mib", type=int, default=64, help="ring buffer size for the drain")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    a = ap.parse_args()
+    if a.quick:
+        a.runs, a.repeats, a.rounds = 3, 1, 2
+    if a.events * 32 >= a.ring_mib * MIB:
+        ap.error("--events of 32-byte records must fit in --ring-mib")
+    if os.geteuid() != 0:
+        print("runtime_bench needs root (loading BPF programs)", file=sys.stderr)
+        return 1
+
+    work = Path(tempfile.mkdtemp(prefix="lcc-bench-"))
+    try:
+        b = Bench(a, work)
+        b.prepare()
+        st = b.start()
+        drains = {}
+        if b.c_loader:
+            drains["c"] = b.drain("c", a.events, a.rounds, a.repeats)
+        drains["mmap"] = b.drain("mmap", a.events, a.rounds, a.repeats)
+        # The per-record ctypes path is slow: one round of a third of the events.
+        drains["libbpf"] = b.drain("libbpf", max(a.events // 3, 1000), 1, 1)
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"scratch directory kept: {work}")
+
+    report(a, b, st, drains)
+    return 0
+
+
+def report(a, b: Bench, st: dict, drains: dict) -> None:
+    c, lc = st["c"], st["lcc"]
+    have_c = bool(b.c_loader)
+    try:
+        import bcc  # noqa: F401
+        bcc_note = "installed, not measured by this script"
+    except ImportError:
+        bcc_note = "not installed; the runtime issue quotes 1.10 M/s on this machine"
+
+    w1, w2, w3 = 44, 24, 24
+    print()
+    print(f"lcc runtime bench  |  kernel {platform.release()}  |  {os.cpu_count()} CPUs  |  "
+          f"Python {platform.python_version()}")
+    print("program: bench/ring_bench.bpf.c (tracepoint syscalls/sys_enter_getppid -> "
+          "BPF ring buffer, 24-byte events)")
+    print("object compiled once by lcc.compile.build; both loaders open the same .o "
+          "(C: bpf_object__open_file, relaxed_maps)")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"figures: median [min..max]; start over {a.runs} runs each, interleaved; "
+          f"load average at the end: {load}")
+    print()
+    hdr = f"{'':{w1}}{'C libbpf loader':>{w2}}{'lcc':>{w3}}  {'lcc/C':>6}  target"
+    print(hdr)
+    print("-" * len(hdr) + "-" * 12)
+
+    def row(label, ckey, fmt, unit, target="", ratio=True):
+        cv = spread(c[ckey], fmt) + unit if have_c and ckey in c else "-"
+        lv = spread(lc[ckey], fmt) + unit if ckey in lc else "-"
+        r = f"{med(lc[ckey]) / med(c[ckey]):5.1f}x" if ratio and have_c and ckey in c else ""
+        print(f"{label:{w1}}{cv:>{w2}}{lv:>{w3}}  {r:>6}  {target}")
+
+    row("start: spawn -> attached + ring open", "spawn", ".1f", " ms", "<= 2x C")
+    row("  of which: in process, open -> attached", "inproc", ".2f", " ms", "<= 2x C")
+    row("  of which: interpreter + import lcc", "import", ".1f", " ms", ratio=False)
+    row("peak RSS (VmHWM after attach)", "hwm", ".1f", " MiB", "lcc <= 25 MiB", ratio=False)
+    print()
+    n_ev = f"{a.rounds} x {a.events / 1e6:g} M events"
+    print(f"ring buffer drain into a callback: {n_ev} pre-filled in a {a.ring_mib} MiB ring, "
+          f"{a.repeats} child(ren) each")
+    print("M events/s, median [min..max]; 'per CPU-s' divides by the consumer thread's CPU time "
+          "(robust to other load)")
+    w, wc = 56, 26
+    hdr2 = f"{'':{w}}{'wall clock':>{wc}}{'per CPU-s':>{wc}}  target"
+    print(hdr2)
+    print("-" * (len(hdr) + 12))
+
+    def drow(label: str, rs: list[dict] | None, target: str = "", note: str = "") -> None:
+        if rs is None:
+            print(f"{label:{w}}{note}")
+            return
+        print(f"{label:{w}}{rate_cell(rs, 'rate'):>{wc}}{rate_cell(rs, 'cpu_rate'):>{wc}}  "
+              f"{target}{note}")
+
+    if "c" in drains:
+        drow("C: ring_buffer__consume, C callback reads seq", drains["c"])
+    else:
+        drow("C loader", None, note=f"not built ({b.c_missing})")
+    mm = drains["mmap"]
+    label = ("lcc: mmap consumer, Python callback, decoded event" if mm[0]["backend"] == "mmap"
+             else f"lcc: default consumer ({mm[0]['backend']}), decoded event")
+    drow(label, mm, ">= 2 M/s")
+    lb = drains["libbpf"]
+    drow("lcc: libbpf consumer, ctypes callback per event", lb,
+         note=f"(1 child, 1 x {lb[0]['expected'] / 1e6:g} M events)")
+    print(f"{'BCC (python3-bpfcc)':{w}}{bcc_note}")
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""The client's content-addressed artifact cache.
+
+Compiled objects (and tailored BTF) are kept in the user's cache directory
+(``platformdirs.user_cache_dir("lcc")``, or ``LCC_CACHE_DIR``) so that a tool
+starting again compiles nothing and contacts nobody.  Layout under
+``<root>/artifacts/v1``::
+
+    keys/<kk>/<key>.json     what a cache key maps to (object/BTF sha256, metadata)
+    blobs/<bb>/<sha256>.o    an object, named by the sha256 of its bytes
+    blobs/<bb>/<sha256>.btf  tailored BTF, likewise
+    locks/<key>.lock         flock(2) held while one process fills that key
+
+``<root>/toolchain`` is the embedded toolchain's work directory (vmlinux.h
+and precompiled headers), see :mod:`lcc.compile`.
+
+Guarantees:
+
+- every file is written to a temporary name and renamed into place
+  (``os.replace``), so readers see a whole entry or none (no fsync: a file
+  cut short by a crash fails verification like any other damage);
+- reads verify each blob against its sha256; a corrupt or partial entry is
+  logged, dropped and reported as a miss, so the caller compiles or fetches
+  it again;
+- :meth:`ArtifactCache.lock` serialises the filling of one key across
+  processes (single flight), so N processes starting the same tool compile
+  it once.
+
+The key itself is made by :func:`cache_key` from everything that decides
+the object; see :mod:`lcc.compile` for what goes into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from collections.abc import Iterator, Mapping
+
+from .errors import CacheError
+
+__all__ = ["ArtifactCache", "CacheEntry", "cache_key", "default_dir"]
+
+log = logging.getLogger("lcc.cache")
+
+FORMAT = "v1"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def default_dir() -> Path:
+    """``LCC_CACHE_DIR`` if set, else the user's cache directory for lcc."""
+    env = os.environ.get("LCC_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("lcc"))
+
+
+def cache_key(**parts: Any) -> str:
+    """sha256 hex of the canonical JSON of ``parts`` (any JSON-able values).
+
+    Equal inputs give equal keys in every process and Python version; a
+    change in any part gives a different key.
+    """
+    blob = json.dumps({"format": FORMAT, **parts}, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class CacheEntry:
+    """One cached artifact: what the key maps to, with the verified bytes when read."""
+
+    key: str
+    meta: dict
+    object: bytes = b""
+    btf: bytes | None = None
+    btf_path: Path | None = None
+    object_path: Path | None = None
+    size: int = 0  # bytes on disk (object + BTF)
+
+    @property
+    def digest(self) -> str:
+        return self.meta["object"]
+
+    @property
+    def created(self) -> float:
+        return float(self.meta.get("created", 0))
+
+
+class ArtifactCache:
+    """The artifact cache rooted at ``root`` (default :func:`default_dir`).
+
+    Safe for concurrent use by threads and processes.  ``put`` raises
+    :class:`CacheError` when the directory cannot be written; ``get`` never
+    raises for a damaged entry (it is dropped and reported as a miss).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root) if root is not None else default_dir()
+        self.base = self.root / "artifacts" / FORMAT
+
+    def __repr__(self) -> str:
+        return f"ArtifactCache({str(self.root)!r})"
+
+    # -- paths ------------------------------------------------------------------
+
+    @property
+    def toolchain_dir(self) -> Path:
+        """Work directory of the embedded toolchain (vmlinux.h, PCH)."""
+        return self.root / "toolchain"
+
+    def _key_path(self, key: str) -> Path:
+        _check_hex(key, "cache key")
+        return self.base / "keys" / key[:2] / f"{key}.json"
+
+    def blob_path(self, sha: str, kind: str) -> Path:
+        """Where the blob with this sha256 lives (``kind``: ``o`` or ``btf``)."""
+        _check_hex(sha, "blob digest")
+        return self.base / "blobs" / sha[:2] / f"{sha}.{kind}"
+
+    # -- reading ------------------------------------------------------------------
+
+    def get(self, key: str) -> CacheEntry | None:
+        """The entry for ``key`` with its bytes verified, or None (miss).
+
+        A damaged entry (unreadable metadata, a missing blob or one whose
+        sha256 differs from its name) is logged, removed and counted as a miss.
+        """
+        path = self._key_path(key)
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            if not isinstance(e, (FileNotFoundError, NotADirectoryError)):
+                log.debug("cache entry %s cannot be read: %s", key[:16], e)
+            return None
+        try:
+            meta = json.loads(raw.decode("utf-8"))
+            if not isinstance(meta, dict) or meta.get("key") != key:
+                raise ValueError("metadata names another key")
+            obj_sha = meta["object"]
+            btf_sha = meta.get("btf")
+        except (ValueError, KeyError, TypeError) as e:
+            self._drop(key, f"unreadable metadata ({e})")
+            return None
+        try:
+            obj_path = self.blob_path(obj_sha, "o")
+            obj = _read_verified(obj_path, obj_sha)
+            btf = btf_path = None
+            if btf_sha:
+                btf_path = self.blob_path(btf_sha, "btf")
+                btf = _read_verified(btf_path, btf_sha)
+        except _Damaged as e:
+            self._drop(key, e.why, e.path)
+            return None
+        except CacheError as e:  # metadata names a malformed digest
+            self._drop(key, str(e))
+            return None
+        return CacheEntry(key=key, meta=meta, object=obj, btf=btf, btf_path=btf_path,
+                          object_path=obj_path, size=len(obj) + len(btf or b""))
+
+    def _drop(self, key: str, why: str, blob: Path | None = None) -> None:
+        log.warning("cache entry %s is damaged (%s); dropping it", key[:16], why)
+        for p in (self._key_path(key), blob):
+            if p is not None:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    # -- writing ------------------------------------------------------------------
+
+    def put(self, key: str, obj: bytes, *, btf: bytes | None = None,
+            meta: Mapping[str, Any] | None = None) -> CacheEntry:
+        """Store ``obj`` (and ``btf``) under ``key``; returns the stored entry.
+
+        ``meta`` is kept alongside (JSON-able: origin, warnings, toolchain...).
+        Raises :class:`CacheError` when the cache cannot be written.
+        """
+        obj_sha = hashlib.sha256(obj).hexdigest()
+        btf_sha = hashlib.sha256(btf).hexdigest() if btf is not None else None
+        record = {**dict(meta or {}), "key": key, "object": obj_sha, "btf": btf_sha,
+                  "size": len(obj) + len(btf or b""), "created": time.time()}
+        try:
+            obj_path = self._put_blob(obj, obj_sha, "o")
+            btf_path = self._put_blob(btf, btf_sha, "btf") if btf is not None else None
+            _atomic_write(self._key_path(key),
+                          json.dumps(record, sort_keys=True, indent=1).encode())
+        except OSError as e:
+            raise CacheError(f"cannot write the artifact cache at {self.root}: "
+                             f"{e.strerror or e}",
+                             hint="set LCC_CACHE_DIR to a writable directory") from None
+        return CacheEntry(key=key, meta=record, object=obj, btf=btf, btf_path=btf_path,
+                          object_path=obj_path, size=record["size"])
+
+    def _put_blob(self, data: bytes, sha: str, kind: str) -> Path:
+        path = self.blob_path(sha, kind)
+        try:
+            if path.stat().st_size == len(data) and _sha256_file(path) == sha:
+                return path  # content-addressed: already there
+        except OSError:
+            pass
+        _atomic_write(path, data)
+        return path
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the cross-process lock of ``key`` (flock); others wait.
+
+        Without a writable cache directory it degrades to no locking.
+        """
+        path = self.base / "locks" / f"{key}.lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            log.debug("no cache lock for %s: %s", key[:16], e)
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    # -- listing and cleaning -------------------------------------------------------
+
+    def entries(self) -> list[CacheEntry]:
+        """Every readable entry's metadata (bytes not loaded), oldest first."""
+        out = []
+        keys = self.base / "keys"
+        if not keys.is_dir():
+            return out
+        for path in keys.glob("*/*.json"):
+            try:
+                meta = json.loads(path.read_text(encoding="utf-8"))
+                out.append(CacheEntry(key=meta["key"], meta=meta, size=int(meta.get("size", 0))))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return sorted(out, key=lambda e: e.created)
+
+    def remove(self, key: str) -> bool:
+        """Forget ``key`` (its blobs stay while other keys may share them)."""
+        try:
+            self._key_path(key).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def clear(self, *, toolchain: bool = False) -> tuple[int, int]:
+        """Remove every entry (and, with ``toolchain``, the header caches).
+
+        Returns (entries removed, bytes freed).  Raises :class:`CacheError`.
+        """
+        entries = self.entries()
+        freed = _tree_size(self.base)
+        try:
+            if self.base.exists():
+                # Rename first so that readers never see a half-deleted tree.
+                trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=self.root))
+                os.replace(self.base, trash / "v")
+                shutil.rmtree(trash)
+            if toolchain and self.toolchain_dir.exists():
+                freed += _tree_size(self.toolchain_dir)
+                shutil.rmtree(self.toolchain_dir)
+        except OSError as e:
+            raise CacheError(f"cannot clear the cache at {self.root}: {e.strerror or e}") from None
+        return len(entries), freed
+
+
+def _check_hex(value: str, what: str) -> None:
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise CacheError(f"{what} {value!r:.20} is not a sha256 hex digest")
+
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Damaged(Exception):
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(why)
+        self.path = path
+        self.why = why
+
+
+def _read_verified(path: Path, sha: str) -> bytes:
+    """The blob's bytes; raises ``_Damaged`` when missing or not matching ``sha``."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise _Damaged(path, f"{path.name}: {e.strerror}") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha:
+        raise _Damaged(path, f"{path.name} has sha256 {got[:16]}..., not {sha[:16]}...")
+    return data
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+    return total

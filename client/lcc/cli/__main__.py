@@ -1,0 +1,7 @@
+"""``python -m lcc.cli``: the ``lcc`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""``lcc cache``: list or clear the artifact cache (``LCC_CACHE_DIR``)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from .common import human_size
+
+HELP = "list or clear the compiled-object cache"
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("cache", parents=[common], help=HELP, description=HELP + ".")
+    cmds = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+    ls = cmds.add_parser("ls", parents=[common], help="list cached objects",
+                         description="List cached objects, oldest first.")
+    ls.set_defaults(func=run_ls)
+    clear = cmds.add_parser("clear", parents=[common], help="remove every cached object",
+                            description="Remove every cached object.")
+    clear.add_argument("--all", action="store_true",
+                       help="also remove the local toolchain's vmlinux.h and header caches")
+    clear.set_defaults(func=run_clear)
+    where = cmds.add_parser("dir", parents=[common], help="print the cache directory",
+                            description="Print the cache directory.")
+    where.set_defaults(func=run_dir)
+
+
+def _age(created: float) -> str:
+    secs = max(0, time.time() - created)
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= n:
+            return f"{int(secs // n)}{unit}"
+    return f"{int(secs)}s"
+
+
+def run_ls(args: argparse.Namespace) -> int:
+    from ..cache import ArtifactCache
+    store = ArtifactCache()
+    entries = store.entries()
+    print(f"# {store.root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
+          f"{human_size(sum(e.size for e in entries))}")
+    if entries:
+        print(f"{'KEY':<12}  {'SOURCE':<20}  {'KERNEL':<24}  {'ARCH':<7}  {'SIZE':>9}  "
+              f"{'BTF':<3}  {'AGE':>4}  ORIGIN")
+    for e in entries:
+        m = e.meta
+        print(f"{e.key[:12]}  {str(m.get('main', '?'))[:20]:<20}  "
+              f"{str(m.get('kernel', '?'))[:24]:<24}  {str(m.get('arch', '?')):<7}  "
+              f"{human_size(e.size):>9}  {'yes' if m.get('btf') else 'no':<3}  "
+              f"{_age(e.created):>4}  {m.get('origin', '?')}")
+    return 0
+
+
+def run_clear(args: argparse.Namespace) -> int:
+    from ..cache import ArtifactCache
+    store = ArtifactCache()
+    n, freed = store.clear(toolchain=args.all)
+    print(f"removed {n} entr{'y' if n == 1 else 'ies'} ({human_size(freed)}) from {store.root}")
+    return 0
+
+
+def run_dir(args: argparse.Namespace) -> int:
+    from ..cache import ArtifactCache
+    print(ArtifactCache().root)
+    return 0

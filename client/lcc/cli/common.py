@@ -1,0 +1,67 @@
+"""Helpers shared by the ``lcc`` subcommands: server selection, files, sizes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from ..errors import LccError
+
+__all__ = ["add_server_option", "human_size", "server_client", "server_url", "warn",
+           "write_file"]
+
+
+def add_server_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", metavar="URL",
+                   help="compile service URL (default: LCC_SERVER); its token comes from "
+                        "LCC_TOKEN")
+
+
+def server_url(args: argparse.Namespace) -> str:
+    """``--server`` or ``LCC_SERVER``; raises :class:`LccError` when neither is set."""
+    url = getattr(args, "server", None) or os.environ.get("LCC_SERVER")
+    if not url:
+        raise LccError("no compile service named", hint="pass --server URL or set LCC_SERVER")
+    return url
+
+
+def server_client(args: argparse.Namespace):
+    """A :class:`lcc.remote.ServiceClient` for ``--server``/``LCC_SERVER``."""
+    from ..remote import ServiceClient
+    return ServiceClient(server_url(args))
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".lcc-", dir=directory)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise LccError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise LccError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def warn(text: str) -> None:
+    print(text, file=sys.stderr)

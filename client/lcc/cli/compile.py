@@ -1,0 +1,84 @@
+"""``lcc compile``: a ``.bpf.c`` file (and the headers it includes) to a BPF object."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import LccError
+from .common import add_server_option, human_size, warn, write_file
+
+HELP = "compile a .bpf.c program into a CO-RE BPF object"
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "compile", parents=[common], help=HELP, description=HELP + ". The local headers it "
+        "includes go with it; the result is cached (LCC_CACHE_DIR).")
+    p.add_argument("source", help="the program's main file, e.g. tool.bpf.c")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="object to write (default: the source with .o for .c, beside it)")
+    add_server_option(p)
+    p.add_argument("--backend", choices=("local", "server", "docker"),
+                   help="where to compile (default: --server/LCC_SERVER, LCC_BACKEND, "
+                        "else local clang)")
+    p.add_argument("--kernel", metavar="RELEASE", help="target kernel release (default: uname -r)")
+    p.add_argument("--arch", metavar="ARCH", help="target machine (default: uname -m)")
+    p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="define a macro (repeatable)")
+    p.add_argument("--btf", action="store_true",
+                   help="also write BTF of the target kernel tailored to this object "
+                        "(for kernels without /sys/kernel/btf/vmlinux)")
+    p.add_argument("--btf-output", metavar="FILE",
+                   help="where --btf writes (default: the object's name with .btf)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor fill the cache")
+    p.set_defaults(func=run)
+
+
+def parse_defines(items: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not name:
+            raise LccError(f"-D {item!r} has no macro name")
+        out[name] = value if eq else None
+    return out
+
+
+def default_output(source: str) -> str:
+    base = source.removesuffix(".c")
+    return base + ".o"
+
+
+def default_btf_output(output: str) -> str:
+    for suffix in (".bpf.o", ".o"):
+        if output.endswith(suffix):
+            return output[:-len(suffix)] + ".btf"
+    return output + ".btf"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bundle import Bundle
+    from ..compile import build
+
+    if not os.path.isfile(args.source):
+        raise LccError(f"no such file: {args.source}")
+    bundle = Bundle.from_path(args.source)
+    art = build(bundle, defines=parse_defines(args.defines), server=args.server,
+                kernel=args.kernel, arch=args.arch, btf=args.btf, cache=not args.no_cache,
+                backend=args.backend)
+    for w in art.warnings:
+        warn(str(w))
+    output = args.output or default_output(args.source)
+    write_file(output, art.object)
+    how = ("from the cache" if art.cache_hit else
+           "compiled locally" if art.origin == "local" else
+           f"{'cached' if art.cached else 'compiled'} by {art.origin}")
+    print(f"{output}: {human_size(len(art.object))}, sha256 {art.digest[:16]} ({how})")
+    if args.btf:
+        btf_out = args.btf_output or default_btf_output(output)
+        write_file(btf_out, art.btf or b"")
+        print(f"{btf_out}: {human_size(len(art.btf or b''))} of tailored BTF")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,286 @@
+"""Compile through the lcc compile service image on the local Docker engine.
+
+A machine with Docker but no clang runs lcc tools through this backend
+(``LCC_BACKEND=docker``, ``lcc compile --backend docker``, or
+``lcc.compile.build(bundle, backend="docker")``, which talks to it with
+:class:`lcc.remote.ServiceClient`)::
+
+    with DockerBackend() as backend:
+        url = backend.endpoint()          # http://127.0.0.1:<port>, healthy
+        client = ServiceClient(url, token=backend.token)
+
+:meth:`DockerBackend.endpoint` starts one long-lived service container on
+demand (named ``lcc-compiler``, published on 127.0.0.1 only, with a random
+bearer token that only users of the Docker engine can read back) and reuses
+it from then on, across processes: its artifact cache and BTF store live on
+the named volume ``lcc-compiler-state``, so a later run is a cache hit.
+A container left by an older build of the image is replaced.
+
+The container sees the host's kernel: ``/sys/kernel/btf/vmlinux`` inside it
+is the host's, so objects compiled through it match this kernel without a
+BTF upload.
+
+Requires the ``docker`` extra (``pip install 'lcc[docker]'``), a Docker
+engine this user may use, and the image, built by ``scripts/docker/build.sh``
+in an lcc checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+import requests
+
+from .errors import ClosedError, CompileServiceError, LccError
+
+__all__ = ["DEFAULT_IMAGE", "DockerBackend", "DockerImageMissing", "DockerUnavailable"]
+
+DEFAULT_IMAGE = "lcc-compiler:latest"
+CONTAINER_NAME = "lcc-compiler"
+SERVICE_PORT = 7655
+BUILD_COMMAND = "scripts/docker/build.sh"
+
+_LABEL = "org.lcc.role"
+_STATE_DIR = "/var/lib/lcc"
+
+
+class DockerUnavailable(LccError):
+    """No Docker engine can be used: the SDK is missing or the engine does not answer."""
+
+    hint = ("start a Docker engine (in an lcc checkout: scripts/docker/engine.sh; or set "
+            "DOCKER_HOST), or install clang to compile locally")
+
+
+class DockerImageMissing(DockerUnavailable):
+    """The compile service image is not in the local Docker engine."""
+
+    hint = f"build it in an lcc checkout with: {BUILD_COMMAND}"
+
+
+class DockerBackend:
+    """The compile service, run as a container of ``image`` on the local engine.
+
+    Defaults come from the environment, then the constants above: ``image``
+    (``LCC_DOCKER_IMAGE``, lcc-compiler:latest), ``name`` of the container
+    (``LCC_DOCKER_CONTAINER``, lcc-compiler; its state volume is
+    ``<name>-state``), ``port`` published on 127.0.0.1 (``LCC_DOCKER_PORT``,
+    else one the engine picks). With ``keep_running`` (the default) the
+    container outlives this object for the next run to reuse; otherwise
+    :meth:`close` removes the container if this object started it.
+    ``start_timeout`` bounds the wait for ``/healthz``.
+    """
+
+    def __init__(self, image: str | None = None, *, name: str | None = None,
+                 port: int | None = None, keep_running: bool = True,
+                 start_timeout: float = 60.0) -> None:
+        self.image = image or os.environ.get("LCC_DOCKER_IMAGE") or DEFAULT_IMAGE
+        self.name = name or os.environ.get("LCC_DOCKER_CONTAINER") or CONTAINER_NAME
+        self.volume = f"{self.name}-state"
+        env_port = os.environ.get("LCC_DOCKER_PORT")
+        self.port = port if port is not None else (int(env_port) if env_port else None)
+        self.keep_running = keep_running
+        self.start_timeout = start_timeout
+        self._client = None
+        self._container = None
+        self._started = False
+        self._url: str | None = None
+        self._token: str | None = None
+        self._http = requests.Session()
+        # The service is on loopback; a proxy from the environment must not see it.
+        self._http.trust_env = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def endpoint(self) -> str:
+        """Base URL (``http://127.0.0.1:PORT``) of a healthy service container.
+
+        Reuses a running ``lcc-compiler`` container of the same image; otherwise
+        (re)creates it and waits for ``/healthz``. Raises DockerUnavailable,
+        DockerImageMissing, or CompileServiceError when the container does not
+        become healthy (with the end of its log).
+        """
+        self._check_open()
+        if self._url is None:
+            client = self._docker()
+            image = self._image(client)
+            container = None
+            for _ in range(3):  # other processes may be creating or replacing it meanwhile
+                container = self._reuse(client, image) or self._start(client, image)
+                if container is not None:
+                    break
+            if container is None:
+                raise CompileServiceError(f"could not start or find container {self.name}",
+                                          hint=f"see `docker ps -a --filter name={self.name}`")
+            self._container = container
+            url = f"http://127.0.0.1:{self._host_port(container)}"
+            self._token = _env_of(container).get("LCC_TOKEN") or None
+            self._wait_healthy(container, url)
+            self._url = url
+        return self._url
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token of the container's service (known after :meth:`endpoint`)."""
+        return self._token
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers a request to :meth:`endpoint` needs."""
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def close(self) -> None:
+        """Release the engine connection; remove the container if this object started it
+        and ``keep_running`` is false. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._started and not self.keep_running and self._container is not None:
+                import docker
+                try:
+                    self._container.remove(force=True)
+                except docker.errors.NotFound:  # already gone: nothing to release
+                    pass
+        finally:
+            self._http.close()
+            if self._client is not None:
+                self._client.close()
+
+    def __enter__(self) -> "DockerBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- steps of endpoint() -----------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("DockerBackend used after close()")
+
+    def _docker(self):
+        """A client of a Docker engine that answers."""
+        if self._client is None:
+            try:
+                import docker
+            except ImportError:
+                raise DockerUnavailable(
+                    "the docker backend needs the Docker SDK for Python",
+                    hint="pip install 'lcc[docker]'") from None
+            try:
+                client = docker.from_env()
+                client.ping()
+            except docker.errors.DockerException as e:
+                raise DockerUnavailable(f"no Docker engine answered: {_one_line(e)}") from None
+            self._client = client
+        return self._client
+
+    def _image(self, client):
+        import docker
+        try:
+            return client.images.get(self.image)
+        except docker.errors.ImageNotFound:
+            raise DockerImageMissing(f"the image {self.image} is not in the Docker engine") from None
+        except docker.errors.APIError as e:
+            raise DockerUnavailable(f"the Docker engine failed to list {self.image}: "
+                                    f"{_one_line(e)}") from None
+
+    def _reuse(self, client, image):
+        """The live container of this image, or None after removing a stale one."""
+        import docker
+        try:
+            container = client.containers.get(self.name)
+        except docker.errors.NotFound:
+            return None
+        if container.image.id == image.id and container.status in ("created", "running"):
+            # "created": another process is starting it right now.
+            return self._published(container)
+        # Stopped, or from an older build of the image: start afresh (the volume stays).
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        return None
+
+    def _start(self, client, image):
+        import docker
+        token = secrets.token_urlsafe(32)
+        try:
+            container = client.containers.run(
+                image.id,
+                name=self.name,
+                detach=True,
+                init=True,  # forwards SIGTERM to the server and reaps clang processes
+                environment={"LCC_TOKEN": token},
+                ports={f"{SERVICE_PORT}/tcp": ("127.0.0.1", self.port) if self.port
+                       else ("127.0.0.1",)},
+                volumes={self.volume: {"bind": _STATE_DIR, "mode": "rw"}},
+                labels={_LABEL: "compile-service"},
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                read_only=True,
+                tmpfs={"/tmp": "rw,nosuid,nodev,size=512m"},
+            )
+        except docker.errors.APIError as e:
+            if e.status_code == 409:
+                # Another process created it a moment ago: use theirs (None: gone again).
+                try:
+                    return self._published(client.containers.get(self.name))
+                except docker.errors.NotFound:
+                    return None
+            raise CompileServiceError(f"could not start the {self.image} container: "
+                                      f"{_one_line(e)}") from None
+        self._started = True
+        container.reload()
+        return container
+
+    def _published(self, container):
+        deadline = time.monotonic() + self.start_timeout
+        while not self._host_port(container, required=False) \
+                and container.status in ("created", "running") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            container.reload()
+        return container
+
+    def _host_port(self, container, *, required: bool = True) -> str | None:
+        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}) \
+            .get(f"{SERVICE_PORT}/tcp") or []
+        for b in bindings:
+            if b.get("HostIp") in ("127.0.0.1", "") and b.get("HostPort"):
+                return b["HostPort"]
+        if required:
+            raise CompileServiceError(f"container {self.name} publishes no port for "
+                                      f"{SERVICE_PORT}/tcp on 127.0.0.1")
+        return None
+
+    def _wait_healthy(self, container, url: str) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        last = "no answer yet"
+        while True:
+            try:
+                r = self._http.get(f"{url}/healthz", headers=self.headers(), timeout=2)
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}"
+            except requests.RequestException as e:
+                last = _one_line(e)
+            container.reload()
+            if container.status not in ("created", "running") or time.monotonic() > deadline:
+                logs = container.logs(tail=20).decode(errors="replace").strip()
+                raise CompileServiceError(
+                    f"the compile service in container {self.name} did not become healthy "
+                    f"(status {container.status}, {last})",
+                    detail=logs, hint=f"see `docker logs {self.name}`")
+            time.sleep(0.2)
+
+
+def _env_of(container) -> dict[str, str]:
+    env = container.attrs.get("Config", {}).get("Env") or []
+    return dict(item.split("=", 1) for item in env if "=" in item)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,235 @@
+"""The compile service's HTTP API (FastAPI).
+
+``create_app(settings=None, *, toolchain=None, btf_store=None, artifacts=None)``
+builds an application; every dependency not given is made from ``settings``
+(by default ``Settings.from_env()``).  Nothing happens at import time, so
+``uvicorn lcc_server.app:create_app --factory`` works.
+
+Routes (OpenAPI at ``/docs``; models in ``lcc_server.models``)::
+
+    POST /v1/compile                  200 CompileResponse | 422 compile error | 4xx ErrorBody
+    GET  /v1/artifacts/{digest}       JSON like /v1/compile, or the raw object with
+                                      ``Accept: application/octet-stream``
+    PUT  /v1/btf/{arch}/{release}     raw BTF body; 201 created | 200 already there
+    GET  /v1/btf/{arch}/{release}     raw BTF
+    GET  /v1/btf                      {"btf": [entries]}
+    GET  /healthz   GET /metrics
+
+Status codes: 400 invalid request, 401 no/wrong token, 404 unknown
+kernel/artifact, 409 BTF conflict, 413 too large, 422 compiler error,
+503 busy or no toolchain.  A compiler failure is never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lcc.errors import BtfError, CompileError, LccError, ToolchainMissing
+from lcc_server.artifacts import Artifact, ArtifactStore
+from lcc_server.btf_store import BtfConflict, BtfStore
+from lcc_server.guard import RequestGuard
+from lcc_server.metrics import CONTENT_TYPE, Metrics
+from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, CompileRequest,
+                               CompileResponse, ErrorBody)
+from lcc_server.service import BtfMissing, Busy, CompileService
+from lcc_server.settings import Settings
+from lcc_server.toolchain import Toolchain
+from lcc_server.validation import InvalidRequest, check_arch, check_digest, check_release
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("lcc_server")
+
+_OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+_ERRORS = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
+           503: ErrorBody}
+
+
+def _error(status: int, error: str, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    """Pydantic's complaints as one short line; never echoes the input."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p)[:60] for p in err.get("loc", ()) if p != "body")
+        if not loc and tuple(err.get("loc", ())) == ("body",):
+            loc = "body"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")[:300]
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def _artifact_json(art: Artifact, *, btf: bytes | None, cached: bool) -> dict:
+    return {
+        "digest": art.digest,
+        "object": base64.b64encode(art.object).decode(),
+        "toolchain": art.toolchain,
+        "warnings": [w.to_dict() for w in art.warnings],
+        "programs": art.programs,
+        "maps": art.maps,
+        "btf": base64.b64encode(btf).decode() if btf is not None else None,
+        "cached": cached,
+    }
+
+
+def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None = None,
+               btf_store: BtfStore | None = None,
+               artifacts: ArtifactStore | None = None) -> FastAPI:
+    """A ready application; see the module docstring.  Raises ``ValueError`` on
+    malformed settings in the environment."""
+    settings = settings or Settings.from_env()
+    state = Path(settings.state_dir)
+    metrics = Metrics()
+    toolchain = toolchain or Toolchain(
+        clang=settings.clang, bpftool=settings.bpftool, work_dir=state / "work",
+        sandbox=settings.sandbox, limits=settings.limits, pch=settings.pch, caps=settings.caps)
+    btf_store = btf_store or BtfStore(state / "btf", host_btf=settings.host_btf)
+    artifacts = artifacts or ArtifactStore(state / "artifacts")
+    service = CompileService(settings, toolchain, btf_store, artifacts, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.warm:
+            service.warm()
+        yield
+        service.close()
+
+    app = FastAPI(title="lcc compile service", version="1",
+                  description="Compiles BPF C bundles into CO-RE objects; see lcc_server.app.",
+                  lifespan=lifespan)
+    app.state.service = service
+    app.state.settings = settings
+
+    # -- errors -------------------------------------------------------------
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return _error(400, "invalid_request", _validation_detail(exc))
+
+    @app.exception_handler(InvalidRequest)
+    async def _invalid2(request: Request, exc: InvalidRequest):
+        return _error(400, "invalid_request", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        name = {400: "invalid_request", 404: "not_found",
+                405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, name, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(CompileError)
+    async def _compile_error(request: Request, exc: CompileError):
+        return JSONResponse({"error": "compile", "detail": exc.message,
+                             "diagnostics": [d.to_dict() for d in exc.diagnostics],
+                             "log": exc.log}, status_code=422)
+
+    @app.exception_handler(BtfMissing)
+    async def _btf_missing(request: Request, exc: BtfMissing):
+        return _error(404, "btf_missing", str(exc))
+
+    @app.exception_handler(BtfConflict)
+    async def _btf_conflict(request: Request, exc: BtfConflict):
+        return _error(409, "conflict", str(exc))
+
+    @app.exception_handler(BtfError)
+    async def _btf_error(request: Request, exc: BtfError):
+        return _error(422, "btf", str(exc))
+
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, exc: Busy):
+        return _error(503, "busy", str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(ToolchainMissing)
+    async def _no_toolchain(request: Request, exc: ToolchainMissing):
+        return _error(503, "toolchain_missing", str(exc))
+
+    @app.exception_handler(LccError)
+    async def _lcc_error(request: Request, exc: LccError):
+        log.error("compile service failure: %s", exc)
+        return _error(503, "unavailable", str(exc))
+
+    # -- routes -------------------------------------------------------------
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict:
+        """Liveness; open even when a token is configured."""
+        return {"status": "ok", "landlock_abi": toolchain.sandbox.landlock_abi}
+
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus metrics (see lcc_server.metrics)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.post("/v1/compile", tags=["compile"], response_model=None,
+              responses={200: {"model": CompileResponse}, 422: {"model": CompileErrorBody},
+                         **{k: {"model": v} for k, v in _ERRORS.items()}})
+    async def compile_bundle(req: CompileRequest) -> JSONResponse:
+        """Compile a bundle for a kernel; identical requests compile once."""
+        out = await service.compile(req)
+        return JSONResponse(_artifact_json(out.artifact, btf=out.btf, cached=out.cached))
+
+    @app.get("/v1/artifacts/{digest}", tags=["compile"], response_model=None,
+             responses={200: {"model": CompileResponse, "content": {
+                 "application/octet-stream": {}}}, **{k: {"model": v} for k, v in _ERRORS.items()}})
+    async def get_artifact(digest: str, request: Request) -> Response:
+        """A compiled object by its sha256; raw bytes with Accept: application/octet-stream."""
+        check_digest(digest)
+        art = service.artifact(digest)
+        if art is None:
+            return _error(404, "not_found", f"no artifact {digest} on this server")
+        if "application/octet-stream" in request.headers.get("accept", ""):
+            return Response(art.object, media_type="application/octet-stream",
+                            headers={"X-Lcc-Digest": digest})
+        return JSONResponse(_artifact_json(art, btf=None, cached=True))
+
+    @app.get("/v1/btf", tags=["btf"], response_model=BtfList)
+    async def list_btf() -> dict:
+        """Kernels this server can compile for."""
+        return {"btf": await service.list_btf()}
+
+    @app.get("/v1/btf/{arch}/{release}", tags=["btf"], response_class=Response,
+             responses={200: {"content": {"application/octet-stream": {}}},
+                        **{k: {"model": v} for k, v in _ERRORS.items()}})
+    async def get_btf(arch: str, release: str) -> Response:
+        """The raw BTF stored for a kernel."""
+        check_arch(arch)
+        check_release(release)
+        entry = service.btf_entry(arch, release)
+        return Response(entry.path.read_bytes(), media_type="application/octet-stream")
+
+    @app.put("/v1/btf/{arch}/{release}", tags=["btf"], response_model=BtfEntryModel,
+             status_code=201, responses={200: {"model": BtfEntryModel},
+                                         **{k: {"model": v} for k, v in _ERRORS.items()}},
+             openapi_extra={"requestBody": {"content": {"application/octet-stream": {}},
+                                            "required": True}})
+    async def put_btf(arch: str, release: str, request: Request,
+                      replace: bool = Query(False, description="overwrite a different upload")):
+        """Upload a kernel's raw BTF (its /sys/kernel/btf/vmlinux)."""
+        check_arch(arch)
+        check_release(release)
+        data = await request.body()
+        try:
+            entry, created = await service.put_btf(arch, release, data, replace)
+        except BtfError as exc:  # bpftool cannot read the upload: the client's fault
+            raise InvalidRequest(str(exc)) from None
+        return JSONResponse(entry, status_code=201 if created else 200)
+
+    known = frozenset({"/healthz", "/metrics", "/v1/compile", "/v1/btf"})
+
+    def body_limit(method: str, path: str) -> int:
+        if method == "PUT" and path.startswith("/v1/btf/"):
+            return settings.max_btf_bytes
+        return settings.max_body_bytes
+
+    app.add_middleware(RequestGuard, token=settings.token, open_paths=_OPEN_PATHS,
+                       body_limit=body_limit, metrics=metrics, known_paths=known)
+    return app

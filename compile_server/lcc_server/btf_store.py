@@ -1,0 +1,146 @@
+"""Kernel BTF by (arch, release): the server's own kernel plus uploads.
+
+Layout: ``<root>/<arch>/<release>.btf``, each written atomically.  The
+server's own ``/sys/kernel/btf/vmlinux`` is listed under its ``uname -m`` /
+``uname -r`` without being copied, and cannot be replaced.  Uploads must be
+raw BTF (what ``/sys/kernel/btf/vmlinux`` holds): ``check_btf`` checks the
+header (magic 0xeB9F in either byte order, version 1, sections inside the
+blob); the service then has bpftool read it before keeping it.
+
+Arch and release are checked by ``lcc_server.validation`` before any path is
+built, and the final path is checked to lie under the root.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from lcc_server.validation import InvalidRequest, check_arch, check_release
+
+__all__ = ["BtfConflict", "BtfEntry", "BtfStore", "check_btf"]
+
+_BTF_MAGIC = 0xEB9F
+_HEADER = struct.Struct("HBBIIIII")  # magic, version, flags, hdr_len, type_off/len, str_off/len
+
+
+class BtfConflict(Exception):
+    """A different BTF is already stored for this (arch, release)."""
+
+
+@dataclass(frozen=True)
+class BtfEntry:
+    arch: str
+    release: str
+    path: Path
+    source: str  # "host" or "upload"
+
+    def to_dict(self, sha256: str) -> dict:
+        return {"arch": self.arch, "release": self.release, "source": self.source,
+                "size": self.path.stat().st_size, "sha256": sha256}
+
+
+def check_btf(data: bytes) -> None:
+    """Raise ``InvalidRequest`` unless ``data`` starts like raw BTF and its
+    sections lie inside it."""
+    if len(data) < _HEADER.size:
+        raise InvalidRequest(f"BTF is {len(data)} bytes, shorter than its header")
+    for order in ("<", ">"):
+        magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = \
+            struct.unpack(order + _HEADER.format, data[:_HEADER.size])
+        if magic == _BTF_MAGIC:
+            break
+    else:
+        raise InvalidRequest("not raw BTF: bad magic (expected 0xeB9F, as in "
+                             "/sys/kernel/btf/vmlinux)")
+    if version != 1:
+        raise InvalidRequest(f"BTF version {version} is not supported (expected 1)")
+    body = len(data) - hdr_len
+    if hdr_len < _HEADER.size or body < 0 or type_off + type_len > body or str_off + str_len > body:
+        raise InvalidRequest("BTF header describes sections outside the data")
+    if str_len == 0:
+        raise InvalidRequest("BTF has no string section")
+
+
+class BtfStore:
+    """Where the BTF of each known kernel is; thread-safe (atomic renames)."""
+
+    def __init__(self, root: Path, *, host_btf: Path | None = None,
+                 host_arch: str | None = None, host_release: str | None = None) -> None:
+        self.root = Path(root)
+        uname = os.uname()
+        self.host_arch = host_arch or uname.machine
+        self.host_release = host_release or uname.release
+        self.host_btf = Path(host_btf) if host_btf else None
+
+    def _host(self) -> BtfEntry | None:
+        if self.host_btf is not None and self.host_btf.is_file():
+            return BtfEntry(self.host_arch, self.host_release, self.host_btf, "host")
+        return None
+
+    def _upload_path(self, arch: str, release: str) -> Path:
+        check_arch(arch)
+        check_release(release)
+        path = (self.root / arch / f"{release}.btf").resolve()
+        if path.parent != (self.root / arch).resolve():
+            raise InvalidRequest("kernel release would leave the BTF store")
+        return path
+
+    def find(self, arch: str, release: str) -> BtfEntry | None:
+        """The entry for (arch, release), or None.  Raises ``InvalidRequest``."""
+        path = self._upload_path(arch, release)
+        host = self._host()
+        if host is not None and (arch, release) == (host.arch, host.release):
+            return host
+        return BtfEntry(arch, release, path, "upload") if path.is_file() else None
+
+    def put(self, arch: str, release: str, data: bytes, *,
+            replace: bool = False) -> tuple[BtfEntry, bool]:
+        """Store ``data``; returns (entry, created).  Identical data is a no-op.
+
+        Raises ``InvalidRequest`` (bad names or not BTF) and ``BtfConflict``
+        (different BTF already there and ``replace`` is false, or the host's).
+        """
+        path = self._upload_path(arch, release)
+        check_btf(data)
+        existing = self.find(arch, release)
+        if existing is not None:
+            if existing.path.read_bytes() == data:
+                return existing, False
+            if existing.source == "host":
+                raise BtfConflict(f"{arch}/{release} is this server's own kernel; its BTF "
+                                  "cannot be replaced")
+            if not replace:
+                raise BtfConflict(f"a different BTF is stored for {arch}/{release}; "
+                                  "pass replace=true to overwrite it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".up-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return BtfEntry(arch, release, path, "upload"), True
+
+    def remove(self, arch: str, release: str) -> None:
+        """Delete an upload (used when bpftool cannot read what was stored)."""
+        self._upload_path(arch, release).unlink(missing_ok=True)
+
+    def entries(self) -> list[BtfEntry]:
+        """Every stored kernel, the host's first, then uploads by arch and release."""
+        out = [h for h in (self._host(),) if h is not None]
+        if self.root.is_dir():
+            for arch_dir in sorted(self.root.iterdir()):
+                if not arch_dir.is_dir() or arch_dir.name.startswith("."):
+                    continue
+                for f in sorted(arch_dir.glob("*.btf")):
+                    release = f.name[:-len(".btf")]
+                    if any(e.arch == arch_dir.name and e.release == release for e in out):
+                        continue
+                    out.append(BtfEntry(arch_dir.name, release, f, "upload"))
+        return out

@@ -1,0 +1,72 @@
+"""Turn clang's stderr into ``lcc.errors.Diagnostic`` records, without server paths.
+
+``PathScrubber`` rewrites every server directory a compile used (its temp
+directory, the include roots, the vmlinux.h cache) so that the text sent back
+names files as the bundle does (``prog.bpf.c``, ``include/x.h``) or as an
+include would (``lbc.h``, ``vmlinux.h``, ``bpf/bpf_helpers.h``).
+``parse(log)`` reads ``file:line:col: severity: message`` lines, plus
+location-less ``error: ...`` lines, into diagnostics in order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from lcc.errors import Diagnostic
+
+__all__ = ["MAX_LOG_CHARS", "PathScrubber", "parse", "truncate"]
+
+#: Logs sent back are cut to this many characters.
+MAX_LOG_CHARS = 64 * 1024
+
+_SEVERITIES = "fatal error|error|warning|note|remark"
+_LOCATED = re.compile(r"^(?P<file>[^\s:][^:\n]*?):(?P<line>\d+):(?:(?P<col>\d+):)?\s"
+                      rf"(?P<sev>{_SEVERITIES}):\s(?P<msg>.*)$")
+_UNLOCATED = re.compile(r"^(?:[\w.+-]*clang[\w.+-]*:\s)?"
+                        r"(?P<sev>fatal error|error|warning):\s(?P<msg>.*)$")
+
+
+class PathScrubber:
+    """Replaces server directories in text; longest directory first."""
+
+    def __init__(self, roots: Iterable[tuple[str, str]]) -> None:
+        # (directory, replacement prefix); "" makes paths under it relative.
+        pairs = [(str(d).rstrip("/"), r) for d, r in roots if str(d).rstrip("/")]
+        self._pairs = sorted(pairs, key=lambda p: len(p[0]), reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for directory, repl in self._pairs:
+            text = text.replace(directory + "/", repl)
+            text = text.replace(directory, repl.rstrip("/") or ".")
+        return text
+
+
+def _clean_file(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def parse(log: str) -> list[Diagnostic]:
+    """Diagnostics in ``log`` (already scrubbed), in the order clang gave them."""
+    out: list[Diagnostic] = []
+    for line in log.splitlines():
+        m = _LOCATED.match(line)
+        if m:
+            out.append(Diagnostic(file=_clean_file(m["file"]), line=int(m["line"]),
+                                  column=int(m["col"] or 0), severity=m["sev"],
+                                  message=m["msg"].strip()))
+            continue
+        m = _UNLOCATED.match(line)
+        if m:
+            out.append(Diagnostic(file="", line=0, column=0, severity=m["sev"],
+                                  message=m["msg"].strip()))
+    return out
+
+
+def truncate(log: str, limit: int = MAX_LOG_CHARS) -> str:
+    """``log`` cut to ``limit`` characters, saying so."""
+    if len(log) <= limit:
+        return log
+    return log[:limit] + f"\n[... {len(log) - limit} more characters cut]\n"

@@ -1,0 +1,42 @@
+"""Prometheus metrics of one service instance (its own registry, no globals).
+
+=====================================  =========  ===============================
+metric                                 type       labels
+=====================================  =========  ===============================
+lcc_requests_total                     counter    endpoint (route template), status
+lcc_cache_hits_total                   counter    kind: artifact | shared | btf
+lcc_compiles_total                     counter    result: ok | error; pch: yes | no
+lcc_compile_seconds                    histogram  (clang runs only)
+lcc_compile_queue_depth                gauge      compiles waiting for a slot
+lcc_compiles_in_progress               gauge
+=====================================  =========  ===============================
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
+                               Histogram, generate_latest)
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("lcc_requests", "HTTP requests by endpoint and status",
+                                ["endpoint", "status"], registry=r)
+        self.cache_hits = Counter("lcc_cache_hits", "Requests answered without compiling",
+                                  ["kind"], registry=r)
+        self.compiles = Counter("lcc_compiles", "clang runs", ["result", "pch"], registry=r)
+        self.compile_seconds = Histogram(
+            "lcc_compile_seconds", "Time of one compile (clang in its sandbox)",
+            buckets=(0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.queue_depth = Gauge("lcc_compile_queue_depth", "Compiles waiting for a slot",
+                                 registry=r)
+        self.in_progress = Gauge("lcc_compiles_in_progress", "Compiles running", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

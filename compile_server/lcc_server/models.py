@@ -1,0 +1,120 @@
+"""JSON shapes of the HTTP API (pydantic), documented in the OpenAPI schema.
+
+Requests are strict: wrong JSON types are rejected rather than coerced,
+unknown fields are rejected (there is no way to pass compiler flags), and
+patterns come from ``lcc_server.validation``.  Size caps, which depend on the
+settings, are checked by the endpoint with ``validation.check_bundle``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+
+from lcc_server import validation
+
+__all__ = ["BtfEntryModel", "BtfList", "BundleModel", "CompileRequest", "CompileResponse",
+           "CompileErrorBody", "DiagnosticModel", "ErrorBody"]
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class BundleModel(BaseModel):
+    """The main source's path and every file of the bundle (path -> text)."""
+
+    model_config = _STRICT
+    main: StrictStr = Field(max_length=1024, examples=["hello.bpf.c"])
+    files: dict[StrictStr, StrictStr] = Field(
+        examples=[{"hello.bpf.c": '#include "lbc.h"\n...'}])
+
+    @field_validator("main")
+    @classmethod
+    def _main(cls, v: str) -> str:
+        return validation.check_path(v)
+
+
+class CompileRequest(BaseModel):
+    """POST /v1/compile."""
+
+    model_config = _STRICT
+    bundle: BundleModel
+    kernel: StrictStr | None = Field(
+        default=None, description="kernel release (uname -r); default: the server's own")
+    arch: StrictStr | None = Field(
+        default=None, description="kernel machine (uname -m); default: the server's own")
+    defines: dict[StrictStr, StrictStr | None] = Field(
+        default_factory=dict, description="NAME -> value, or null for a bare -DNAME")
+    btf: StrictBool = Field(default=False, description="also return BTF tailored to the "
+                            "object for this kernel (bpftool gen min_core_btf)")
+
+    @field_validator("kernel")
+    @classmethod
+    def _kernel(cls, v: str | None) -> str | None:
+        return None if v is None else validation.check_release(v)
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str | None) -> str | None:
+        return None if v is None else validation.check_arch(v)
+
+    @field_validator("defines")
+    @classmethod
+    def _defines(cls, v: dict) -> dict:
+        return validation.check_defines(v)
+
+
+class DiagnosticModel(BaseModel):
+    file: str
+    line: int
+    column: int
+    severity: str
+    message: str
+
+
+class ProgramModel(BaseModel):
+    name: str
+    section: str
+
+
+class MapModel(BaseModel):
+    name: str
+    section: str
+
+
+class CompileResponse(BaseModel):
+    """200 of POST /v1/compile and of GET /v1/artifacts/{digest}."""
+
+    digest: str = Field(description="sha256 hex of the object")
+    object: str = Field(description="the ELF object, base64")
+    toolchain: dict
+    warnings: list[DiagnosticModel]
+    programs: list[ProgramModel]
+    maps: list[MapModel]
+    btf: str | None = Field(description="tailored BTF, base64, when asked for")
+    cached: bool = Field(description="true when this request did not run the compiler")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx other than a compile error."""
+
+    error: str
+    detail: str
+
+
+class CompileErrorBody(BaseModel):
+    """422 of POST /v1/compile: clang rejected the bundle."""
+
+    error: str = "compile"
+    diagnostics: list[DiagnosticModel]
+    log: str
+
+
+class BtfEntryModel(BaseModel):
+    arch: str
+    release: str
+    source: str = Field(description="host (the server's own kernel) or upload")
+    size: int
+    sha256: str
+
+
+class BtfList(BaseModel):
+    btf: list[BtfEntryModel]

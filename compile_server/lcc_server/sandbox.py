@@ -1,0 +1,189 @@
+"""Run an untrusted-input tool (clang, bpftool) in a confined child process.
+
+``Sandbox.run(argv, cwd=..., read=..., write=...)`` starts the program through
+the ``lcc_server.sandbox_exec`` trampoline with
+
+- an empty environment (the caller may pass a small explicit one),
+- rlimits: CPU time, address space, output file size, open files, processes,
+- a wall-clock timeout, after which the whole process group is killed,
+- Landlock: reads only under the toolchain directories plus ``read``,
+  writes only under ``write``, no TCP, no abstract unix sockets,
+- a new network namespace when the kernel lets us create one,
+- no capabilities and ``no_new_privs``.
+
+When Landlock is unavailable the sandbox logs one warning and keeps every
+other limit.  ``Sandbox(enabled=False)`` runs the program directly with the
+same environment, limits and timeout but no Landlock, namespace or capability
+changes (for hosts that forbid them).
+The outcome is a ``Completed``; ``Completed.exceeded`` names the limit that
+stopped the program, if any.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lcc_server import landlock
+from lcc_server.sandbox_exec import encode_policy
+
+__all__ = ["Completed", "Limits", "Sandbox", "SandboxError", "SYSTEM_READ_PATHS"]
+
+log = logging.getLogger("lcc_server.sandbox")
+
+# What a dynamically linked toolchain needs to start.
+SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
+                     "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d")
+
+#: Bytes of a program's stdout/stderr read back (the rest is dropped).
+MAX_CAPTURE = 1 << 20
+
+_SETUP_FAILED = 125
+_EXEC_FAILED = 127
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not be set up (not the program's failure)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed run."""
+
+    cpu_seconds: int = 20
+    memory_bytes: int = 1 << 30
+    file_size_bytes: int = 64 << 20
+    open_files: int = 256
+    processes: int = 0  # clang -c runs cc1 in-process; nothing may fork
+    wall_seconds: float = 30.0
+
+    def rlimits(self) -> dict[str, int]:
+        return {"cpu": self.cpu_seconds, "as": self.memory_bytes,
+                "fsize": self.file_size_bytes, "nofile": self.open_files,
+                "nproc": self.processes, "core": 0}
+
+
+@dataclass
+class Completed:
+    """The outcome of a sandboxed run."""
+
+    returncode: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+    exceeded: str | None = None  # "CPU time", "wall-clock time", "memory", "output size"
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.exceeded is None
+
+
+@dataclass
+class Sandbox:
+    """Runs programs confined; one instance is shared by many threads."""
+
+    enabled: bool = True
+    limits: Limits = field(default_factory=Limits)
+    python: str = sys.executable
+    extra_read: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.landlock_abi = landlock.abi_version() if self.enabled else 0
+        if self.enabled and self.landlock_abi == 0:
+            log.warning("Landlock is not available on this kernel: compilers run with "
+                        "resource limits, an empty environment and no capabilities, but "
+                        "without filesystem confinement")
+        # The trampoline is imported from where this package lives, whatever
+        # sys.path the server has; -c starts faster than -m (no runpy).
+        pkg_parent = str(Path(__file__).resolve().parent.parent)
+        self._bootstrap = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
+                           "from lcc_server.sandbox_exec import main; main(sys.argv[1:])")
+
+    def toolchain_paths(self, *programs: str) -> list[str]:
+        """Read paths a program needs besides the system ones: the tree it is
+        installed in when that is outside /usr (e.g. /opt/llvm)."""
+        out = []
+        for prog in programs:
+            found = shutil.which(prog)
+            if not found:
+                continue
+            root = Path(found).resolve().parent.parent
+            if str(root) != "/" and not str(root).startswith("/usr"):
+                out.append(str(root))
+        return out
+
+    def run(self, argv: list[str], *, cwd: Path, read: Iterable[str | os.PathLike] = (),
+            write: Iterable[str | os.PathLike] = (), env: Mapping[str, str] | None = None,
+            stdout_path: Path | None = None, limits: Limits | None = None) -> Completed:
+        """Run ``argv`` confined; ``argv[0]`` must be an absolute path.
+
+        ``stdout_path`` receives the program's output; otherwise its first
+        ``MAX_CAPTURE`` bytes come back in ``Completed.stdout`` (stderr alike).
+        Raises ``SandboxError`` when the confinement could not be applied.
+        """
+        limits = limits or self.limits
+        options = encode_policy(
+            cwd=str(cwd), read=[*SYSTEM_READ_PATHS, *self.extra_read, *map(str, read)],
+            write=list(map(str, write)), rlimits=limits.rlimits(), env=env,
+            landlock=self.enabled and self.landlock_abi > 0,
+            netns=self.enabled, drop_caps=self.enabled)
+        cmd = [self.python, "-E", "-s", "-S", "-c", self._bootstrap, *options, *argv]
+        # Output goes to files, not pipes: the file-size limit then bounds it
+        # too, and only its head is read back into this process.
+        with contextlib.ExitStack() as files:
+            out_f = files.enter_context(open(stdout_path, "wb") if stdout_path  # noqa: SIM115
+                                        else tempfile.TemporaryFile())
+            err_f = files.enter_context(tempfile.TemporaryFile())
+            proc = subprocess.Popen(  # noqa: S603 - argv is built by lcc, never by a request
+                cmd, cwd=str(cwd), env={}, stdin=subprocess.DEVNULL, stdout=out_f,
+                stderr=err_f, start_new_session=True)
+            try:
+                proc.wait(timeout=limits.wall_seconds)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                _kill_group(proc.pid)
+                proc.wait()
+                timed_out = True
+            out = b"" if stdout_path else _head(out_f)
+            err = _head(err_f)
+        done = Completed(proc.returncode, out or b"", err or b"")
+        if timed_out:
+            done.exceeded = "wall-clock time"
+        else:
+            done.exceeded = _exceeded(proc.returncode, done.stderr)
+        if proc.returncode == _SETUP_FAILED and err.startswith(b"lcc-sandbox:"):
+            raise SandboxError(err.decode(errors="replace").strip())
+        return done
+
+
+def _head(f, limit: int = MAX_CAPTURE) -> bytes:
+    f.seek(0)
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        return data[:limit] + b"\n[... output cut]\n"
+    return data
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _exceeded(returncode: int, stderr: bytes) -> str | None:
+    """Which limit a dead program hit, judged from how it died."""
+    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return "CPU time"
+    if returncode == -signal.SIGXFSZ or (returncode != 0 and b"File too large" in stderr):
+        return "output size"
+    if returncode != 0 and (b"out of memory" in stderr.lower() or b"bad_alloc" in stderr
+                            or b"Cannot allocate memory" in stderr):
+        return "memory"
+    return None

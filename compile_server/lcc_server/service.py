@@ -1,0 +1,254 @@
+"""The compile service's logic, without HTTP: caching, single-flight, concurrency.
+
+``CompileService.compile(request)`` answers a validated ``CompileRequest``:
+
+1. find the kernel's BTF in the ``BtfStore`` (``BtfMissing`` if unknown);
+2. key = sha256(bundle, defines, arch, BTF sha256, toolchain identity);
+3. a stored artifact for the key answers at once (``cached``);
+4. else one compile per key runs (``SingleFlight``: identical concurrent
+   requests share it), in a thread pool, after taking one of
+   ``max_concurrency`` slots (``Busy`` when ``max_queue`` already wait);
+5. with ``btf=True``, BTF tailored to the object, cached per (object, BTF).
+
+Blocking work (clang, bpftool, hashing a new BTF) runs in the pool, never
+on the event loop; nothing holds a global lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from lcc.errors import BtfError, CompileError, LccError
+from lcc_server import objinfo
+from lcc_server.artifacts import Artifact, ArtifactStore
+from lcc_server.btf_store import BtfEntry, BtfStore
+from lcc_server.metrics import Metrics
+from lcc_server.models import CompileRequest
+from lcc_server.settings import Settings
+from lcc_server.singleflight import SingleFlight
+from lcc_server.toolchain import Toolchain, bundle_digest
+from lcc_server.validation import ARCHES, check_bundle
+
+__all__ = ["BtfMissing", "Busy", "CompileService", "Outcome"]
+
+log = logging.getLogger("lcc_server")
+
+
+class Busy(Exception):
+    """Too many compiles are already waiting."""
+
+
+class BtfMissing(LookupError):
+    """The server has no BTF for the requested kernel."""
+
+    def __init__(self, arch: str, release: str) -> None:
+        super().__init__(f"no BTF for kernel {release} ({arch}) on this server; upload the "
+                         f"kernel's /sys/kernel/btf/vmlinux with `lcc btf push` (PUT "
+                         f"/v1/btf/{arch}/{release}) and retry")
+
+
+@dataclass
+class Outcome:
+    artifact: Artifact
+    btf: bytes | None
+    cached: bool
+
+
+class CompileService:
+    """Owns the thread pools; ``close()`` shuts them down."""
+
+    def __init__(self, settings: Settings, toolchain: Toolchain, btf_store: BtfStore,
+                 artifacts: ArtifactStore, metrics: Metrics) -> None:
+        self.settings = settings
+        self.toolchain = toolchain
+        self.btf_store = btf_store
+        self.artifacts = artifacts
+        self.metrics = metrics
+        self._slots_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # Compiles (and the start-up warm-up) get their own threads, so that
+        # short blocking work on the cache-hit path never waits behind clang.
+        self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrency + 1,
+                                        thread_name_prefix="lcc-compile")
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lcc-io")
+        self._flight = SingleFlight()
+        self._waiting = 0
+        host = os.uname().machine
+        self.default_arch = host if host in ARCHES else "x86_64"
+        self.default_release = btf_store.host_release
+
+    @property
+    def _slots(self) -> asyncio.Semaphore:
+        # One semaphore per event loop: asyncio primitives belong to a loop.
+        loop = asyncio.get_running_loop()
+        sem = self._slots_by_loop.get(loop)
+        if sem is None:
+            sem = self._slots_by_loop[loop] = asyncio.Semaphore(self.settings.max_concurrency)
+        return sem
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._io.shutdown(wait=False, cancel_futures=True)
+
+    # -- running blocking work ---------------------------------------------
+
+    async def _in_slot(self, fn, *args, **kwargs):
+        """Run ``fn`` in the pool once a compile slot is free."""
+        if self._waiting >= self.settings.max_queue:
+            raise Busy(f"{self._waiting} compiles are waiting; retry later")
+        self._waiting += 1
+        self.metrics.queue_depth.inc()
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+            self.metrics.queue_depth.dec()
+        try:
+            self.metrics.in_progress.inc()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        finally:
+            self.metrics.in_progress.dec()
+            self._slots.release()
+
+    async def _blocking(self, fn, *args):
+        """Run short blocking work (hashing, file writes) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
+    def warm(self) -> asyncio.Future | None:
+        """Start building vmlinux.h and the PCH of the host kernel in the background."""
+        entry = self._host_entry()
+        if entry is None:
+            return None
+        fut = asyncio.get_running_loop().run_in_executor(
+            self._pool, self.toolchain.prepare, entry.path, self.default_arch)
+        fut.add_done_callback(_log_warm_result)
+        return fut
+
+    def _host_entry(self) -> BtfEntry | None:
+        try:
+            return self.btf_store.find(self.default_arch, self.default_release)
+        except ValueError:
+            return None
+
+    # -- BTF ----------------------------------------------------------------
+
+    def btf_entry(self, arch: str, release: str) -> BtfEntry:
+        """Raises ``InvalidRequest`` or ``BtfMissing``."""
+        entry = self.btf_store.find(arch, release)
+        if entry is None:
+            raise BtfMissing(arch, release)
+        return entry
+
+    async def put_btf(self, arch: str, release: str, data: bytes,
+                      replace: bool) -> tuple[dict, bool]:
+        """Store an upload once bpftool has read it; returns (listing entry, created).
+
+        Raises ``InvalidRequest``, ``BtfConflict``, ``BtfError`` (bpftool
+        could not read it; nothing is kept).
+        """
+        entry, created = await self._blocking(
+            lambda: self.btf_store.put(arch, release, data, replace=replace))
+        try:
+            await self._in_slot(self.toolchain.vmlinux_h, entry.path)
+        except BtfError:
+            if created:
+                self.btf_store.remove(arch, release)
+            raise
+        sha = await self._blocking(self.toolchain.btf_sha256, entry.path)
+        return entry.to_dict(sha), created
+
+    async def list_btf(self) -> list[dict]:
+        def listing():
+            return [e.to_dict(self.toolchain.btf_sha256(e.path)) for e in self.btf_store.entries()]
+        return await self._blocking(listing)
+
+    # -- compiling ----------------------------------------------------------
+
+    async def compile(self, req: CompileRequest) -> Outcome:
+        """Raises ``InvalidRequest``, ``BtfMissing``, ``Busy``, ``CompileError``,
+        ``BtfError``, ``ToolchainMissing``, ``LccError``."""
+        bundle = req.bundle
+        check_bundle(bundle.main, bundle.files, self.settings.caps)
+        arch = req.arch or self.default_arch
+        release = req.kernel or self.default_release
+        entry = self.btf_entry(arch, release)
+        btf_sha = await self._blocking(self.toolchain.btf_sha256, entry.path)
+        identity = await self._blocking(self.toolchain.identity)  # runs clang --version once
+        key = hashlib.sha256(json.dumps({
+            "bundle": bundle_digest(bundle.main, bundle.files),
+            "defines": sorted(req.defines.items(), key=lambda kv: kv[0]),
+            "arch": arch, "btf": btf_sha, "toolchain": identity,
+        }, sort_keys=True).encode()).hexdigest()
+
+        art = self.artifacts.lookup(key)
+        cached = art is not None
+        if cached:
+            self.metrics.cache_hits.labels("artifact").inc()
+        else:
+            art, cached = await self._flight.do(
+                key, lambda: self._compile_job(key, bundle, arch, req.defines, entry.path))
+            if cached:
+                self.metrics.cache_hits.labels("shared").inc()
+        btf = await self._tailored_btf(art, entry.path, btf_sha) if req.btf else None
+        return Outcome(artifact=art, btf=btf, cached=cached)
+
+    async def _compile_job(self, key: str, bundle, arch: str, defines: dict,
+                           btf_path: Path) -> Artifact:
+        def run():
+            started = time.perf_counter()
+            try:
+                result = self.toolchain.compile(bundle, arch=arch, defines=defines,
+                                                btf_path=btf_path)
+            except CompileError:
+                self.metrics.compiles.labels("error", "-").inc()
+                raise
+            self.metrics.compile_seconds.observe(time.perf_counter() - started)
+            self.metrics.compiles.labels("ok", "yes" if result.pch else "no").inc()
+            return result
+
+        result = await self._in_slot(run)
+        summary = objinfo.summarize(result.object)
+        art = Artifact(digest=result.digest, object=result.object, toolchain=result.toolchain,
+                       warnings=result.warnings, programs=summary["programs"],
+                       maps=summary["maps"])
+
+        def store():
+            self.artifacts.put(art)
+            self.artifacts.remember(key, art.digest)
+        await self._blocking(store)
+        return art
+
+    async def _tailored_btf(self, art: Artifact, btf_path: Path, btf_sha: str) -> bytes:
+        data = self.artifacts.get_btf(art.digest, btf_sha)
+        if data is not None:
+            self.metrics.cache_hits.labels("btf").inc()
+            return data
+
+        async def job() -> bytes:
+            out = await self._in_slot(self.toolchain.min_core_btf, art.object, btf_path)
+            await self._blocking(self.artifacts.put_btf, art.digest, btf_sha, out)
+            return out
+        data, _ = await self._flight.do(f"btf:{art.digest}:{btf_sha}", job)
+        return data
+
+    def artifact(self, digest: str) -> Artifact | None:
+        return self.artifacts.get(digest)
+
+
+def _log_warm_result(fut: asyncio.Future) -> None:
+    if fut.cancelled():
+        return
+    exc = fut.exception()
+    if isinstance(exc, LccError):
+        log.warning("could not prepare headers for the host kernel: %s", exc)
+    elif exc is not None:
+        log.error("preparing headers for the host kernel failed", exc_info=exc)

@@ -1,0 +1,148 @@
+"""Configuration of the compile service, read from the environment at the edge.
+
+``Settings.from_env()`` reads these variables (all optional):
+
+=========================  ===========================================  ==================
+variable                   meaning                                      default
+=========================  ===========================================  ==================
+LCC_TOKEN                  bearer token required on /v1 and /metrics    none (open)
+LCC_STATE_DIR              BTF store, artifacts, header caches          user state dir/server
+LCC_MAX_CONCURRENCY        compiles running at once                     CPU count
+LCC_MAX_QUEUE              compiles waiting before 503                  256
+LCC_MAX_BODY_BYTES         JSON request body                            8 MiB
+LCC_MAX_BTF_BYTES          uploaded BTF                                 64 MiB
+LCC_MAX_FILES              files in a bundle                            64
+LCC_MAX_FILE_BYTES         one bundle file                              1 MiB
+LCC_MAX_BUNDLE_BYTES       all bundle files                             4 MiB
+LCC_COMPILE_TIMEOUT        wall-clock seconds per tool run              30
+LCC_COMPILE_CPU_SECONDS    CPU seconds per tool run                     20
+LCC_COMPILE_MEMORY_MB      address space per tool run                   1024
+LCC_CLANG / LCC_BPFTOOL    tool names or paths                          clang / bpftool
+LCC_SANDBOX                0 disables Landlock/namespaces (not limits)  1
+LCC_PCH                    0 disables precompiled headers               1
+LCC_HOST_BTF               the server's own kernel BTF                  /sys/kernel/btf/vmlinux
+LCC_WARM                   0: do not build the host PCH at start        1
+=========================  ===========================================  ==================
+
+A malformed value raises ``ValueError`` naming the variable.  Nothing is read
+at import time; tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+from lcc_server.sandbox import Limits
+from lcc_server.validation import Caps
+
+__all__ = ["DEFAULT_PORT", "Settings"]
+
+DEFAULT_PORT = 7655
+
+
+def _default_state_dir() -> Path:
+    return platformdirs.user_state_path("lcc") / "server"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to know; see the module docstring."""
+
+    state_dir: Path = field(default_factory=_default_state_dir)
+    token: str | None = None
+    max_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_queue: int = 256
+    max_body_bytes: int = 8 << 20
+    max_btf_bytes: int = 64 << 20
+    caps: Caps = field(default_factory=Caps)
+    limits: Limits = field(default_factory=Limits)
+    clang: str = "clang"
+    bpftool: str = "bpftool"
+    sandbox: bool = True
+    pch: bool = True
+    host_btf: Path = Path("/sys/kernel/btf/vmlinux")
+    warm: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``env`` (default ``os.environ``)."""
+        env = os.environ if env is None else env
+
+        def num(name: str, default: int) -> int:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not an integer") from None
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+            return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(name)
+            if raw in (None, ""):
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{name}={raw!r} is not a boolean (use 1 or 0)")
+
+        base = cls()
+        limits = Limits(
+            cpu_seconds=num("LCC_COMPILE_CPU_SECONDS", base.limits.cpu_seconds),
+            memory_bytes=num("LCC_COMPILE_MEMORY_MB", base.limits.memory_bytes >> 20) << 20,
+            wall_seconds=float(num("LCC_COMPILE_TIMEOUT", int(base.limits.wall_seconds))))
+        caps = Caps(
+            max_files=num("LCC_MAX_FILES", base.caps.max_files),
+            max_file_bytes=num("LCC_MAX_FILE_BYTES", base.caps.max_file_bytes),
+            max_bundle_bytes=num("LCC_MAX_BUNDLE_BYTES", base.caps.max_bundle_bytes))
+        return replace(
+            base,
+            state_dir=Path(env["LCC_STATE_DIR"]) if env.get("LCC_STATE_DIR") else base.state_dir,
+            token=env.get("LCC_TOKEN") or None,
+            max_concurrency=num("LCC_MAX_CONCURRENCY", base.max_concurrency),
+            max_queue=num("LCC_MAX_QUEUE", base.max_queue),
+            max_body_bytes=num("LCC_MAX_BODY_BYTES", base.max_body_bytes),
+            max_btf_bytes=num("LCC_MAX_BTF_BYTES", base.max_btf_bytes),
+            caps=caps, limits=limits,
+            clang=env.get("LCC_CLANG") or base.clang,
+            bpftool=env.get("LCC_BPFTOOL") or base.bpftool,
+            sandbox=flag("LCC_SANDBOX", base.sandbox),
+            pch=flag("LCC_PCH", base.pch),
+            host_btf=Path(env.get("LCC_HOST_BTF") or base.host_btf),
+            warm=flag("LCC_WARM", base.warm))
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that make ``from_env`` return these settings (for
+        worker processes started by uvicorn)."""
+        out = {
+            "LCC_STATE_DIR": str(self.state_dir),
+            "LCC_MAX_CONCURRENCY": str(self.max_concurrency),
+            "LCC_MAX_QUEUE": str(self.max_queue),
+            "LCC_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "LCC_MAX_BTF_BYTES": str(self.max_btf_bytes),
+            "LCC_MAX_FILES": str(self.caps.max_files),
+            "LCC_MAX_FILE_BYTES": str(self.caps.max_file_bytes),
+            "LCC_MAX_BUNDLE_BYTES": str(self.caps.max_bundle_bytes),
+            "LCC_COMPILE_TIMEOUT": str(int(self.limits.wall_seconds)),
+            "LCC_COMPILE_CPU_SECONDS": str(self.limits.cpu_seconds),
+            "LCC_COMPILE_MEMORY_MB": str(self.limits.memory_bytes >> 20),
+            "LCC_CLANG": self.clang,
+            "LCC_BPFTOOL": self.bpftool,
+            "LCC_SANDBOX": "1" if self.sandbox else "0",
+            "LCC_PCH": "1" if self.pch else "0",
+            "LCC_HOST_BTF": str(self.host_btf),
+            "LCC_WARM": "1" if self.warm else "0",
+        }
+        if self.token:
+            out["LCC_TOKEN"] = self.token
+        return out
+

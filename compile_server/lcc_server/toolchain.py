@@ -1,0 +1,353 @@
+"""Compile a BPF C bundle into a CO-RE object with clang, safely and fast.
+
+``Toolchain`` is used by the compile service and, embedded, by the lcc client
+on a machine that has clang.  It owns a work directory holding
+
+- ``vmlinux/<btf sha256>/vmlinux.h``   (``lcc_server.vmlinux``),
+- ``pch/<key>/lbc.pch``                 (``lcc_server.pch``),
+- ``tmp/``                              one directory per compile, removed after.
+
+Each compile writes the bundle into a fresh directory and runs
+
+    clang -g -O2 -target bpfel -D__TARGET_ARCH_<x> -I <bundle> -I <lbc.h dir>
+          -I <vmlinux.h dir> [-include-pch lbc.pch] -D... -c <main> -o <out>
+
+in the sandbox (``lcc_server.sandbox``).  Server directories are mapped to
+fixed names in the object's debug info (``-ffile-prefix-map``) and scrubbed
+from diagnostics, so the object depends only on the inputs and the toolchain
+identity, and no reply names a server path.  Results with and without the
+precompiled header are byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lcc.errors import BtfError, CompileError, Diagnostic, LccError, ToolchainMissing
+from lcc_server import diagnostics
+from lcc_server.pch import Pch, PchCache, reason_not_applicable, refused
+from lcc_server.sandbox import Limits, Sandbox, SandboxError
+from lcc_server.validation import (ARCHES, BIG_ENDIAN_ARCHES, Caps, check_arch, check_bundle,
+                                   check_defines, define_args)
+from lcc_server.vmlinux import BtfDigests, VmlinuxCache
+
+__all__ = ["ARCHES", "CompileResult", "Toolchain", "bundle_digest", "include_dir"]
+
+HOST_BTF = Path("/sys/kernel/btf/vmlinux")
+#: Bumped whenever the compile flags change, so caches keyed by identity() turn over.
+FLAGS_VERSION = "1"
+_OBJ_NAME = "prog.o"
+
+
+def include_dir() -> Path:
+    """Directory holding lbc.h: ``lcc_server/include`` in a wheel, else the repo's
+    ``lbc_include``.  Raises ``ToolchainMissing`` when neither exists."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "include", here.parent.parent / "lbc_include"):
+        if (cand / "lbc.h").is_file():
+            return cand
+    raise ToolchainMissing("lbc.h is missing from this lcc installation",
+                           hint="reinstall lcc; the wheel ships it as lcc_server/include/lbc.h")
+
+
+def bundle_digest(main: str, files: Mapping[str, str]) -> str:
+    """sha256 of the canonical JSON of a bundle (main name, sorted files)."""
+    canon = json.dumps({"main": main, "files": dict(sorted(files.items()))},
+                       sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class CompileResult:
+    """A compiled object and what came with it."""
+
+    object: bytes
+    digest: str  # sha256 hex of object
+    warnings: list[Diagnostic] = field(default_factory=list)
+    toolchain: dict = field(default_factory=dict)
+    pch: bool = False  # whether the precompiled header was used
+
+
+class Toolchain:
+    """clang + bpftool behind a sandbox, with vmlinux.h and PCH caches.
+
+    Thread-safe: one instance serves concurrent compiles; no global lock.
+    ``sandbox`` is True (confine tools, see ``lcc_server.sandbox``), False
+    (limits only) or a ready ``Sandbox``.  ``pch=False`` never uses
+    precompiled headers.
+    """
+
+    def __init__(self, *, clang: str = "clang", bpftool: str = "bpftool", work_dir: Path,
+                 sandbox: bool | Sandbox = True, limits: Limits | None = None,
+                 pch: bool = True, caps: Caps | None = None,
+                 libbpf_include: Path = Path("/usr/include")) -> None:
+        self.work_dir = Path(work_dir)
+        self._clang_name = clang
+        self._bpftool_name = bpftool
+        if isinstance(sandbox, Sandbox):
+            self.sandbox = sandbox
+        else:
+            self.sandbox = Sandbox(enabled=sandbox, limits=limits or Limits())
+            self.sandbox.extra_read = tuple(self.sandbox.toolchain_paths(clang, bpftool))
+        self.use_pch = pch
+        self.caps = caps or Caps()
+        self.libbpf_include = Path(libbpf_include)
+        self._btf = BtfDigests()
+        self._vmlinux = VmlinuxCache(self.work_dir / "vmlinux", self.sandbox, self.bpftool_path)
+        self._pch = PchCache(self.work_dir / "pch", self.sandbox)
+        self._lock = threading.Lock()
+        self._versions: dict[str, str | None] = {}
+        self._hash_memo: dict[str, tuple[tuple, str]] = {}
+
+    # -- tools and identity -------------------------------------------------
+
+    def clang_path(self) -> str:
+        """Absolute path of clang; raises ``ToolchainMissing``."""
+        return self._which(self._clang_name, "clang")
+
+    def bpftool_path(self) -> str:
+        """Absolute path of bpftool; raises ``ToolchainMissing``."""
+        return self._which(self._bpftool_name, "bpftool")
+
+    @staticmethod
+    def _which(name: str, what: str) -> str:
+        found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+        if not found:
+            raise ToolchainMissing(f"{what} ({name}) was not found on PATH")
+        return os.path.abspath(found)
+
+    def _version(self, key: str, argv: list[str]) -> str | None:
+        with self._lock:
+            if key in self._versions:
+                return self._versions[key]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=30,  # noqa: S603
+                                 env={}, check=True).stdout
+            lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+            if key == "bpftool":  # "/usr/sbin/bpftool v7.1.0" names a server path
+                lines[0] = "bpftool " + lines[0].split(None, 1)[-1]
+                value = "; ".join(lines[:2])
+            else:
+                value = lines[0]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            value = None
+        with self._lock:
+            self._versions[key] = value
+        return value
+
+    def _hash_files(self, key: str, paths: list[Path]) -> str:
+        """sha256[:16] over files' names and contents, memoised by their stat."""
+        stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+        with self._lock:
+            hit = self._hash_memo.get(key)
+        if hit and hit[0] == stats:
+            return hit[1]
+        h = hashlib.sha256()
+        for p in paths:
+            h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+        digest = h.hexdigest()[:16]
+        with self._lock:
+            self._hash_memo[key] = (stats, digest)
+        return digest
+
+    def identity(self) -> dict:
+        """What decides the output besides the inputs: tool versions and header hashes.
+
+        ``{"clang", "bpftool", "lbc_h", "libbpf_h", "flags"}``; stable while
+        nothing is upgraded.  Raises ``ToolchainMissing`` without clang.
+        """
+        clang = self._version("clang", [self.clang_path(), "--version"])
+        if clang is None:
+            raise ToolchainMissing(f"{self.clang_path()} --version failed")
+        try:
+            bpftool = self._version("bpftool", [self.bpftool_path(), "version"])
+        except ToolchainMissing:
+            bpftool = None
+        bpf_dir = self.libbpf_include / "bpf"
+        return {
+            "clang": clang,
+            "bpftool": bpftool,
+            "lbc_h": self._hash_files("lbc_h", [include_dir() / "lbc.h"]),
+            "libbpf_h": self._hash_files("libbpf_h", sorted(bpf_dir.glob("*.h"))),
+            "flags": FLAGS_VERSION,
+        }
+
+    # -- BTF and headers ----------------------------------------------------
+
+    def btf_sha256(self, btf_path: Path) -> str:
+        """sha256 of a BTF file (memoised); raises ``BtfError`` if unreadable."""
+        return self._btf.sha256(Path(btf_path))
+
+    def vmlinux_h(self, btf_path: Path = HOST_BTF) -> Path:
+        """vmlinux.h for this BTF, generated once per distinct BTF.
+
+        Raises ``BtfError`` (unreadable BTF) or ``ToolchainMissing`` (no bpftool).
+        """
+        btf_path = Path(btf_path)
+        return self._vmlinux.get(btf_path, self.btf_sha256(btf_path)) / "vmlinux.h"
+
+    def _flags(self, arch: str, vmdir: Path, src: Path | None) -> list[str]:
+        inc = include_dir()
+        flags = ["-g", "-O2", "-target", "bpfeb" if arch in BIG_ENDIAN_ARCHES else "bpfel",
+                 f"-D__TARGET_ARCH_{ARCHES[arch]}",
+                 "-fno-crash-diagnostics", "-fno-color-diagnostics"]
+        if src is not None:
+            flags += ["-I", str(src), f"-ffile-prefix-map={src}=."]
+        flags += ["-I", str(inc), "-I", str(vmdir),
+                  f"-ffile-prefix-map={inc}=/lcc/include",
+                  f"-ffile-prefix-map={vmdir}=/lcc/vmlinux"]
+        return flags
+
+    def _pch_for(self, arch: str, btf_sha: str, vmdir: Path) -> tuple[str, Pch | None]:
+        key = hashlib.sha256(json.dumps([self.identity(), btf_sha, arch],
+                                        sort_keys=True).encode()).hexdigest()[:32]
+        inc = include_dir()
+
+        def argv(out: Path, deps: Path) -> list[str]:
+            return [self.clang_path(), *self._flags(arch, vmdir, None), "-x", "c-header",
+                    str(inc / "lbc.h"), "-o", str(out), "-MD", "-MF", str(deps)]
+        read = [inc, vmdir, self.libbpf_include / "bpf"]
+        return key, self._pch.get(key, argv, read)
+
+    def prepare(self, btf_path: Path = HOST_BTF, arch: str = "x86_64") -> bool:
+        """Build vmlinux.h and the PCH ahead of the first compile; True if a PCH exists."""
+        check_arch(arch)
+        vmdir = self.vmlinux_h(btf_path).parent
+        return self.use_pch and self._pch_for(arch, self.btf_sha256(btf_path), vmdir)[1] is not None
+
+    # -- compiling ----------------------------------------------------------
+
+    def compile(self, bundle, *, arch: str = "x86_64",
+                defines: Mapping[str, str | None] | None = None,
+                btf_path: Path = HOST_BTF, use_pch: bool | None = None) -> CompileResult:
+        """Compile ``bundle`` (``.main`` and ``.files``: relative path -> text).
+
+        ``defines`` maps NAME -> value (None for a bare ``-DNAME``).  Raises
+        ``CompileError`` (clang's diagnostics, or a limit hit), ``ValueError``
+        (``validation.InvalidRequest``: bad bundle, arch or define),
+        ``BtfError``, ``ToolchainMissing``.  ``use_pch=False`` forces the plain
+        path (the result is the same).
+        """
+        main, files = bundle.main, dict(bundle.files)
+        check_bundle(main, files, self.caps)
+        defines = check_defines(defines, self.caps)
+        check_arch(arch)
+        clang = self.clang_path()
+        identity = self.identity()
+        btf_path = Path(btf_path)
+        btf_sha = self.btf_sha256(btf_path)
+        vmdir = self._vmlinux.get(btf_path, btf_sha)
+
+        pch_key, pch = None, None
+        if self.use_pch and use_pch is not False:
+            pch_key, pch = self._pch_for(arch, btf_sha, vmdir)
+            if pch is not None and reason_not_applicable(pch, main, files, defines):
+                pch = None
+
+        tmp_root = self.work_dir / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        req = Path(tempfile.mkdtemp(prefix="c-", dir=tmp_root))
+        try:
+            src, out = req / "src", req / "out"
+            _write_bundle(src, files)
+            out.mkdir()
+            run = self._run_clang(clang, arch, vmdir, src, out, main, defines, pch)
+            if pch is not None and run[0] != 0 and refused(run[1]):
+                # clang refused the PCH (a header changed on disk): rebuild later.
+                self._pch.drop(pch_key, pch)
+                pch = None
+                run = self._run_clang(clang, arch, vmdir, src, out, main, defines, None)
+            returncode, log, exceeded = run
+            diags = diagnostics.parse(log)
+            if exceeded or returncode != 0:
+                raise _compile_error(main, returncode, log, diags, exceeded, self.sandbox.limits)
+            obj = (out / _OBJ_NAME).read_bytes()
+        finally:
+            shutil.rmtree(req, ignore_errors=True)
+        return CompileResult(object=obj, digest=hashlib.sha256(obj).hexdigest(),
+                             warnings=[d for d in diags if d.severity == "warning"],
+                             toolchain=identity, pch=pch is not None)
+
+    def _run_clang(self, clang: str, arch: str, vmdir: Path, src: Path, out: Path, main: str,
+                   defines: Mapping[str, str | None],
+                   pch: Pch | None) -> tuple[int, str, str | None]:
+        argv = [clang, *self._flags(arch, vmdir, src)]
+        read = [src, include_dir(), vmdir, self.libbpf_include / "bpf"]
+        if pch is not None:
+            argv += ["-include-pch", str(pch.path)]
+            read.append(pch.path.parent)
+        argv += [*define_args(defines), "-c", main, "-o", str(out / _OBJ_NAME)]
+        try:
+            done = self.sandbox.run(argv, cwd=src, read=read, write=[out])
+        except SandboxError as exc:
+            raise LccError(f"the compiler sandbox could not be set up: {exc}",
+                           hint="run on a kernel with Landlock, or disable the sandbox "
+                                "(LCC_SANDBOX=0) on a trusted host") from None
+        scrub = diagnostics.PathScrubber([
+            (src, ""), (out, ""), (vmdir, ""), (include_dir(), ""),
+            (self.libbpf_include, ""), (self.work_dir, "<work>/"),
+            *([(pch.path.parent, "")] if pch is not None else [])])
+        return done.returncode, scrub(done.stderr.decode("utf-8", errors="replace")), done.exceeded
+
+    # -- tailored BTF -------------------------------------------------------
+
+    def min_core_btf(self, obj: bytes, btf_path: Path = HOST_BTF) -> bytes:
+        """BTF of ``btf_path`` cut down to the types ``obj`` relocates against
+        (``bpftool gen min_core_btf``).  Raises ``BtfError``, ``ToolchainMissing``."""
+        bpftool = self.bpftool_path()
+        btf_path = Path(btf_path)
+        tmp_root = self.work_dir / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        req = Path(tempfile.mkdtemp(prefix="b-", dir=tmp_root))
+        try:
+            src, out = req / "src", req / "out"
+            src.mkdir()
+            out.mkdir()
+            (src / "obj.o").write_bytes(obj)
+            done = self.sandbox.run(
+                [bpftool, "gen", "min_core_btf", str(btf_path), str(out / "min.btf"),
+                 str(src / "obj.o")], cwd=out, read=[btf_path, src], write=[out])
+            if not done.ok or not (out / "min.btf").is_file():
+                why = done.exceeded or done.stderr.decode(errors="replace").strip()[-300:]
+                why = why.replace(str(req), "").replace(str(btf_path), btf_path.name)
+                raise BtfError(f"bpftool could not tailor BTF for this object: {why}")
+            return (out / "min.btf").read_bytes()
+        finally:
+            shutil.rmtree(req, ignore_errors=True)
+
+
+def _write_bundle(src: Path, files: Mapping[str, str]) -> None:
+    """Write validated bundle files under ``src`` (never following symlinks)."""
+    src.mkdir()
+    for rel, text in files.items():
+        target = src / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with open(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+
+def _compile_error(main: str, returncode: int, log: str, diags: list[Diagnostic],
+                   exceeded: str | None, limits: Limits) -> CompileError:
+    log = diagnostics.truncate(log)
+    if exceeded:
+        detail = {"CPU time": f"{limits.cpu_seconds} s",
+                  "wall-clock time": f"{limits.wall_seconds} s",
+                  "memory": f"{limits.memory_bytes >> 20} MiB",
+                  "output size": f"{limits.file_size_bytes >> 20} MiB"}.get(exceeded, "")
+        msg = f"compilation stopped: {exceeded} limit ({detail}) exceeded"
+        return CompileError(msg, [*diags, Diagnostic(main, 0, 0, "error", msg)], log,
+                            hint="simplify the program; macro expansion may be exploding")
+    if not any("error" in d.severity for d in diags):
+        what = f"signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+        diags = [*diags, Diagnostic(main, 0, 0, "error", f"clang failed ({what})")]
+    return CompileError("clang could not compile the program", diags, log)

@@ -1,0 +1,111 @@
+"""vmlinux.h, generated once per distinct BTF and kept on disk.
+
+``BtfDigests.sha256(path)`` hashes a BTF file, remembering the answer while
+the file's identity (device, inode, size, mtime) stays the same, so the
+5 MB ``/sys/kernel/btf/vmlinux`` is hashed once per process.
+``VmlinuxCache.get(btf_path, sha)`` returns the directory holding
+``vmlinux.h`` for that BTF, running ``bpftool btf dump file ... format c``
+in the sandbox the first time (the BTF may be an upload from anyone).
+Entries are published by an atomic rename, so several threads or processes
+may share one cache directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from lcc.errors import BtfError
+from lcc_server.locks import KeyedLocks
+from lcc_server.sandbox import Sandbox
+
+__all__ = ["BtfDigests", "VmlinuxCache", "file_sha256"]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class BtfDigests:
+    """sha256 of BTF files, memoised by file identity."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._memo: dict[str, tuple[tuple, str]] = {}
+
+    def sha256(self, path: Path) -> str:
+        """Raises ``BtfError`` when the file cannot be read."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise BtfError(f"BTF file {path.name} cannot be read: {exc.strerror}") from None
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            hit = self._memo.get(str(path))
+        if hit and hit[0] == ident:
+            return hit[1]
+        digest = file_sha256(path)
+        with self._lock:
+            self._memo[str(path)] = (ident, digest)
+        return digest
+
+
+class VmlinuxCache:
+    """``<root>/<btf sha256>/vmlinux.h``, made with bpftool on first use."""
+
+    def __init__(self, root: Path, sandbox: Sandbox, bpftool: Callable[[], str]) -> None:
+        self.root = Path(root)
+        self._sandbox = sandbox
+        self._bpftool = bpftool  # resolves lazily: raises ToolchainMissing
+        self._locks = KeyedLocks()
+
+    def path(self, sha: str) -> Path:
+        return self.root / sha
+
+    def get(self, btf_path: Path, sha: str) -> Path:
+        """Directory holding vmlinux.h for the BTF whose sha256 is ``sha``.
+
+        Raises ``BtfError`` when bpftool cannot read the BTF.
+        """
+        final = self.path(sha)
+        if (final / "vmlinux.h").is_file():
+            return final
+        with self._locks.hold(sha):
+            if (final / "vmlinux.h").is_file():
+                return final
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            try:
+                done = self._sandbox.run(
+                    [self._bpftool(), "btf", "dump", "file", str(btf_path), "format", "c"],
+                    cwd=tmp, read=[btf_path], write=[tmp], stdout_path=tmp / "vmlinux.h")
+                if not done.ok:
+                    why = _failure(done, btf_path)
+                    raise BtfError(f"bpftool could not turn the BTF into vmlinux.h: {why}",
+                                   hint="upload the kernel's /sys/kernel/btf/vmlinux unchanged")
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if not (final / "vmlinux.h").is_file():  # lost a race otherwise
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+
+def _failure(done, btf_path: Path) -> str:
+    """One line saying why bpftool failed, without server paths."""
+    if done.exceeded:
+        return f"{done.exceeded} limit exceeded"
+    lines = done.stderr.decode(errors="replace").replace(str(btf_path), btf_path.name).split("\n")
+    lines = [ln.strip() for ln in lines if ln.strip()]
+    return lines[-1] if lines else f"exit status {done.returncode}"

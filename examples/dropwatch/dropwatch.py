@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""dropwatch: every packet the kernel drops, why, where, and (-s) from which kernel stack.
+
+Each drop seen at the ``skb:kfree_skb`` tracepoint is printed with its drop
+reason (named from the running kernel's ``enum skb_drop_reason`` in its BTF,
+so new reasons need no update here), the kernel function that dropped it
+(``symbol+0xoff`` from /proc/kallsyms) and its protocol and addresses.
+Packets freed after normal use (SKB_CONSUMED) are not drops and are skipped.
+
+    dropwatch                     # every drop
+    dropwatch -P tcp -p 80        # TCP drops to or from port 80
+    dropwatch -a 10.0.0.1         # drops to or from an address (IPv4 or IPv6)
+    dropwatch -s                  # also sum drops by kernel stack, top stacks at exit
+    dropwatch -s -q -d 10         # only the top stacks after 10 seconds
+    dropwatch --json              # one JSON object per drop, then the summary
+
+Filters apply in the kernel.  Requires root (or CAP_BPF + CAP_PERFMON) and a
+kernel with BTF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
+
+from lcc import ClbcBase, Fallback  # noqa: E402
+from lcc.btf import enum_names  # noqa: E402
+from lcc.errors import BtfError  # noqa: E402
+from lcc.netfmt import (  # noqa: E402
+    AF_INET,
+    AF_INET6,
+    addr_to_raw,
+    eth_proto_name,
+    fmt_addr,
+    fmt_endpoint,
+    ip_proto_name,
+    ip_proto_number,
+)
+from lcc.symbols import SymbolsUnavailable, kernel_symbols  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ALTERNATIVES = ("btf_kfree_skb", "raw_kfree_skb", "tp_kfree_skb")
+PORTLESS = {"ICMP", "ICMPV6"}
+# The innermost frames of a drop's stack are the tracing machinery and the free
+# function itself; a stack is shown from the caller that dropped the packet.
+TRACING_FRAMES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "perf_trace_", "trace_event_",
+                  "__traceiter_", "perf_")
+FREE_FUNCTIONS = ("sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb_list_reason",
+                  "__kfree_skb", "kfree_skb", "__dev_kfree_skb_any", "dev_kfree_skb_any_reason")
+TCP_FLAGS = ((0x02, "S"), (0x01, "F"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"))
+
+
+class DropReasons:
+    """Drop reason codes -> names, from the kernel's BTF (``enum skb_drop_reason``).
+
+    Names lose their ``SKB_DROP_REASON_`` prefix, as the tracepoint prints
+    them (``NO_SOCKET``).  Codes of subsystems (high 16 bits) are named
+    ``<SUBSYS>:<code>`` from ``enum skb_drop_reason_subsys``.
+    """
+
+    def __init__(self, names: dict[int, str] | None = None,
+                 subsystems: dict[int, str] | None = None) -> None:
+        if names is None:
+            names = enum_names("skb_drop_reason")
+        if subsystems is None:
+            try:
+                subsystems = enum_names("skb_drop_reason_subsys")
+            except BtfError:
+                subsystems = {}
+        self.names = {v: self._short(n) for v, n in names.items()
+                      if not n.startswith("SKB_DROP_REASON_SUBSYS")}
+        self.subsystems = {v: n.removeprefix("SKB_DROP_REASON_SUBSYS_")
+                           for v, n in subsystems.items()}
+
+    @staticmethod
+    def _short(name: str) -> str:
+        for prefix in ("SKB_DROP_REASON_", "SKB_"):
+            if name.startswith(prefix):
+                return name[len(prefix):]
+        return name
+
+    def __call__(self, code: int) -> str:
+        name = self.names.get(code)
+        if name is not None:
+            return name
+        sub = code >> 16
+        if sub:
+            return f"{self.subsystems.get(sub, f'SUBSYS{sub}')}:{code & 0xFFFF}"
+        return f"UNKNOWN({code})"
+
+
+def trim_stack(frames: list[str]) -> list[str]:
+    """``frames`` (innermost first) from the function that dropped the packet outwards."""
+    names = [f.split("+", 1)[0] for f in frames]
+    last_free = max((i for i, n in enumerate(names[:8]) if n in FREE_FUNCTIONS), default=-1)
+    if last_free >= 0:
+        return frames[last_free + 1:]
+    i = 0
+    while i < len(frames) and names[i].startswith(TRACING_FRAMES):
+        i += 1
+    return frames[i:]
+
+
+def tcp_flags_text(flags: int) -> str:
+    return "".join(ch for bit, ch in TCP_FLAGS if flags & bit)
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One dropped packet as the tool reports it."""
+
+    ts_ns: int
+    reason: str
+    reason_code: int
+    location: str          # symbol+0xoff
+    location_addr: int
+    proto: str             # TCP, UDP, ICMP... or the Ethernet protocol when not IP
+    family: int            # 4, 6 or 0
+    saddr: str | None
+    sport: int | None
+    daddr: str | None
+    dport: int | None
+    tcp_flags: str | None
+    ifindex: int
+    netns: int
+    pid: int
+    comm: str
+    stack_id: int
+
+    @classmethod
+    def from_event(cls, ev: Any, reasons: DropReasons,
+                   symbolize: Callable[[int], str]) -> Drop:
+        """Build from a decoded ``struct drop_event`` (dropwatch.h)."""
+        ip = ev.family in (AF_INET, AF_INET6)
+        size = 4 if ev.family == AF_INET else 16
+        proto = ip_proto_name(ev.l4_proto) if ip else eth_proto_name(ev.l3_proto) \
+            if ev.l3_proto else "?"
+        ports = ip and proto not in PORTLESS and (ev.sport or ev.dport or proto in ("TCP", "UDP"))
+        return cls(
+            ts_ns=ev.ts, reason=reasons(ev.reason), reason_code=ev.reason,
+            location=symbolize(ev.location), location_addr=ev.location, proto=proto,
+            family=4 if ev.family == AF_INET else 6 if ev.family == AF_INET6 else 0,
+            saddr=fmt_addr(ev.family, bytes(ev.saddr[:size])) if ip else None,
+            sport=ev.sport if ports else None,
+            daddr=fmt_addr(ev.family, bytes(ev.daddr[:size])) if ip else None,
+            dport=ev.dport if ports else None,
+            tcp_flags=tcp_flags_text(ev.tcp_flags) if ip and ev.l4_proto == 6 else None,
+            ifindex=ev.ifindex, netns=ev.netns, pid=ev.pid, comm=ev.comm, stack_id=ev.stack_id)
+
+    def endpoint(self, which: str) -> str:
+        addr, port = (self.saddr, self.sport) if which == "s" else (self.daddr, self.dport)
+        if addr is None:
+            return "-"
+        return fmt_endpoint(addr, port) if port is not None else addr
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "drop", "time": _wall(self.ts_ns), **asdict(self)}
+
+
+@dataclass(frozen=True)
+class StackSum:
+    """Drops with one reason counted under one kernel stack (-s)."""
+
+    count: int
+    reason: str
+    stack_id: int
+    frames: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "stack", **asdict(self)}
+
+
+class DropWatch(ClbcBase):
+    """The BPF side: drops at skb:kfree_skb, filtered in the kernel.
+
+    ``proto``: an IP protocol name or number; ``address``: an IPv4 or IPv6
+    address matching source or destination; ``port``: source or destination
+    port; ``stacks``: sum drops by kernel stack (see :meth:`stack_sums`);
+    ``events``: send one event per drop (turn off to only sum stacks);
+    ``kinds``: the program kinds to try, best first among ``ALTERNATIVES``
+    (``btf``, ``raw``, ``tp``).  Other keyword arguments go to
+    :class:`lcc.ClbcBase`.  Requires root (or CAP_BPF + CAP_PERFMON).
+    """
+
+    def __init__(self, *, proto: str | int | None = None, address: str | None = None,
+                 port: int | None = None, stacks: bool = False, events: bool = True,
+                 kinds: Sequence[str] = ("btf", "raw", "tp"), **kwargs: Any) -> None:
+        rodata: dict[str, Any] = {"want_stacks": bool(stacks), "want_events": bool(events)}
+        if proto is not None:
+            rodata["filter_proto"] = ip_proto_number(proto)
+        if port is not None:
+            if not 0 < int(port) < 65536:
+                raise ValueError(f"port out of range: {port}")
+            rodata["filter_port"] = int(port)
+        if address is not None:
+            family, raw = addr_to_raw(address)
+            rodata["filter_family"] = family
+            rodata["filter_addr"] = list(raw.ljust(16, b"\0"))
+        kept = [a for a in ALTERNATIVES if a.split("_", 1)[0] in kinds]
+        if not kept:
+            raise ValueError(f"no kfree_skb program of kinds {', '.join(kinds)}")
+        self.alternatives = Fallback(*kept)
+        super().__init__(os.path.join(HERE, "dropwatch.bpf.c"), rodata=rodata,
+                         fallback=self.alternatives, **kwargs)
+        self.reasons = DropReasons()
+        self._ksyms = kernel_symbols()
+
+    def symbolize(self, addr: int) -> str:
+        """``func+0xoff`` of a kernel address (hex when kallsyms is hidden)."""
+        try:
+            return self._ksyms.format(addr)
+        except SymbolsUnavailable:
+            return f"{addr:#x}"
+
+    def open_events(self, callback: Callable[[Drop], Any]) -> None:
+        """Deliver each drop to ``callback`` as a :class:`Drop`."""
+        self.maps["events"].open_ring_buffer(
+            lambda ev: callback(Drop.from_event(ev, self.reasons, self.symbolize)))
+
+    def poll(self, timeout_ms: int = -1) -> int:
+        return self.ring_buffer_poll(timeout_ms)
+
+    def stack_sums(self) -> list[StackSum]:
+        """Drops per (kernel stack, reason), most first (needs ``stacks=True``)."""
+        stacks = self.maps["stacks"]
+        out = []
+        for key, count in self.maps["stack_counts"].items():
+            frames: list[str] = []
+            if key.stack_id >= 0:
+                try:
+                    frames = trim_stack([self.symbolize(a) for a in stacks.stack(key.stack_id)])
+                except KeyError:
+                    frames = []
+            out.append(StackSum(count, self.reasons(key.reason), key.stack_id, frames))
+        return sorted(out, key=lambda s: (-s.count, s.reason, s.stack_id))
+
+    @property
+    def dropped(self) -> int:
+        """Events lost because the ring buffer was full."""
+        return int(self.bss.dropped)
+
+
+def _wall(mono_ns: int) -> str:
+    wall = time.time() - time.monotonic() + mono_ns / 1e9
+    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall % 1 * 1e6):06d}"
+
+
+class Printer:
+    """One line (or JSON object) per drop; the summary and the top stacks at exit."""
+
+    def __init__(self, *, json: bool, quiet: bool = False) -> None:
+        self.json, self.quiet = json, quiet
+        self.by_reason: dict[str, int] = {}
+        self.count = 0
+
+    def header(self) -> None:
+        if not self.json and not self.quiet:
+            print(f"{'TIME':<15} {'PROTO':<8} {'SOURCE':<24} {'DESTINATION':<24} "
+                  f"{'REASON':<22} LOCATION", flush=True)
+
+    def __call__(self, d: Drop) -> None:
+        self.count += 1
+        self.by_reason[d.reason] = self.by_reason.get(d.reason, 0) + 1
+        if self.quiet:
+            return
+        if self.json:
+            cli.print_json(d.to_dict())
+            return
+        proto = d.proto + (f"[{d.tcp_flags}]" if d.tcp_flags else "")
+        print(f"{_wall(d.ts_ns):<15} {proto:<8} {d.endpoint('s'):<24} {d.endpoint('d'):<24} "
+              f"{d.reason:<22} {d.location}", flush=True)
+
+    def summary(self, *, seconds: float, dropped: int, stacks: list[StackSum] | None,
+                top: int) -> None:
+        if stacks is not None and self.quiet:
+            # Without events the counts come from the stack sums.
+            self.by_reason = {}
+            for s in stacks:
+                self.by_reason[s.reason] = self.by_reason.get(s.reason, 0) + s.count
+            self.count = sum(s.count for s in stacks)
+        ranked = sorted(self.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+        if self.json:
+            for s in (stacks or [])[:top]:
+                cli.print_json(s.to_dict())
+            cli.print_json({"type": "summary", "drops": self.count, "seconds": round(seconds, 3),
+                            "by_reason": dict(ranked), "dropped_events": dropped,
+                            "stacks": len(stacks) if stacks is not None else None})
+            return
+        if stacks is not None:
+            shown = stacks[:top]
+            print(f"\nTop {len(shown)} of {len(stacks)} kernel stacks by drops:")
+            for s in shown:
+                print(f"\n{s.count} drop{'s' if s.count != 1 else ''}, {s.reason}:")
+                for f in s.frames or ["(stack unavailable)"]:
+                    print(f"    {f}")
+        print(f"\n{self.count} drop{'s' if self.count != 1 else ''} in {seconds:.1f}s")
+        for reason, n in ranked:
+            print(f"  {reason:<28} {n}")
+        if dropped:
+            print(f"{dropped} events lost (ring buffer full)")
+        sys.stdout.flush()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    doc = __doc__.split("\n\n")
+    p = argparse.ArgumentParser(prog="dropwatch", description=doc[0],
+                                epilog="examples:\n" + doc[2] + "\n",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-P", "--proto", metavar="PROTO",
+                   help="only this IP protocol (tcp, udp, icmp, ... or a number)")
+    p.add_argument("-a", "--addr", metavar="ADDR",
+                   help="only packets from or to this IPv4/IPv6 address")
+    p.add_argument("-p", "--port", type=int, help="only packets from or to this port")
+    p.add_argument("-s", "--stacks", action="store_true",
+                   help="sum drops by kernel stack and print the top stacks at exit")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no line per drop (with -s: only the stacks and the summary)")
+    p.add_argument("--top", type=int, default=10, help="stacks to print with -s (default 10)")
+    cli.add_common_args(p)
+    args = p.parse_args(argv)
+    if args.proto is not None:
+        try:
+            ip_proto_number(args.proto)
+        except ValueError as e:
+            p.error(str(e))
+    if args.addr is not None:
+        try:
+            addr_to_raw(args.addr)
+        except ValueError as e:
+            p.error(str(e))
+    if args.port is not None and not 0 < args.port < 65536:
+        p.error(f"port out of range: {args.port}")
+    if args.top < 1:
+        p.error("--top must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with DropWatch(proto=args.proto, address=args.addr, port=args.port, stacks=args.stacks,
+                   events=not args.quiet) as tool:
+        if args.verbose:
+            for line in cli.fallback_report(tool):
+                cli.info(line)
+        printer = Printer(json=args.json, quiet=args.quiet)
+        if not args.quiet:
+            tool.open_events(printer)
+        cli.info("Tracing packet drops. Hit Ctrl-C to end.")
+        printer.header()
+        with cli.Session(args.duration) as session:
+            if args.quiet:
+                session.run(lambda ms: time.sleep(ms / 1000))
+            else:
+                session.run(tool.poll)
+                tool.ring_buffer_consume()  # what arrived before the stop
+        printer.summary(seconds=session.elapsed(), dropped=tool.dropped,
+                        stacks=tool.stack_sums() if args.stacks else None, top=args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_tool(main))

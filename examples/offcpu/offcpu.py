@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""offcpu: tasks off CPU longer than a threshold, with the kernel stack where they blocked.
+
+    offcpu                         # sleeping (S) or blocked (D) for 1 ms or more, any task
+    offcpu -m 10000 --state D      # uninterruptible waits of 10 ms or more
+    offcpu -p 1234 --state RSD     # process 1234, also preempted waits for a CPU (R)
+    offcpu -c nginx --json -d 10   # JSON lines, 10 seconds
+
+Each off-CPU period longer than ``-m MIN_US`` prints one line (time, pid,
+tid, command, state, milliseconds off CPU) and the kernel stack where the
+task left the CPU.  At exit (duration over, Ctrl-C or SIGTERM) the stacks
+with the most time off CPU are summarised.
+
+As a library::
+
+    with OffCpu(min_us=1000, tid=tid) as tool:
+        tool.open_events(print)               # OffCpuEvent per period
+        tool.poll(100)
+        tool.top_stacks()
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
+from lcc import ClbcBase, LccError  # noqa: E402
+from lcc.symbols import kernel_symbols  # noqa: E402
+
+STATE_LETTERS = "RSDTtXZPI"  # OFFCPU_STATE_LETTERS in offcpu.h
+STATE_NAMES = {"R": "waiting for a CPU (preempted)", "S": "sleeping",
+               "D": "uninterruptible", "T": "stopped", "t": "traced", "X": "dead",
+               "Z": "zombie", "P": "parked", "I": "idle kernel thread"}
+
+
+def state_mask(states: str) -> int:
+    """Bit mask of state letters (``"SD"``; ``"all"`` for every state)."""
+    if states == "all":
+        return (1 << len(STATE_LETTERS)) - 1
+    mask = 0
+    for ch in states:
+        i = STATE_LETTERS.find(ch)
+        if i < 0:
+            raise LccError(f"unknown task state {ch!r}",
+                           hint=f"states are letters of {STATE_LETTERS} or 'all'")
+        mask |= 1 << i
+    return mask
+
+
+@dataclass(frozen=True)
+class OffCpuEvent:
+    """One off-CPU period: who, in which state, how long, and where it blocked."""
+
+    pid: int
+    tid: int
+    comm: str
+    state: str
+    delta_ns: int
+    ts_ns: int  # switch-in time, ns since boot
+    stack_id: int
+    stack: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "event", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class StackTotal:
+    """All off-CPU periods over the threshold that blocked at one stack in one state."""
+
+    state: str
+    stack_id: int
+    stack: list[str]
+    count: int
+    total_ns: int
+    max_ns: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "stack", **asdict(self)}
+
+
+class OffCpu(ClbcBase):
+    """Off-CPU periods of at least ``min_us`` in the given ``states`` (letters, e.g. ``"SD"``).
+
+    Filters: ``pid`` (process), ``tid`` (thread), ``comm``.  The tracer's own
+    process is left out unless ``pid`` or ``tid`` names it.  Needs root; owns its ring buffer.
+    """
+
+    def __init__(self, min_us: int = 1000, states: str = "SD", pid: int | None = None,
+                 tid: int | None = None, comm: str | None = None,
+                 max_us: int | None = None, **kw: Any) -> None:
+        rodata: dict[str, Any] = {
+            "targ_tgid": pid or 0, "targ_tid": tid or 0,
+            # The tracer leaves itself out, unless it was asked for by pid or tid.
+            "self_tgid": 0 if (pid or tid) else os.getpid(),
+            "state_mask": state_mask(states), "min_ns": int(min_us) * 1000,
+            "max_ns": int(max_us) * 1000 if max_us else (1 << 64) - 1,
+        }
+        if comm:
+            rodata.update(filter_comm=True, targ_comm=comm[:15])
+        super().__init__("offcpu", rodata=rodata, **kw)
+        self._ksyms = kernel_symbols()
+
+    def stack(self, stack_id: int) -> list[str]:
+        """The kernel frames of a stack id, innermost first, as ``func+0xoff``."""
+        if stack_id < 0:
+            return [f"[stack not recorded: error {stack_id}]"]
+        try:
+            return self._ksyms.symbolize(self.maps["kstacks"].stack(stack_id))
+        except KeyError:
+            return ["[stack gone]"]
+
+    def _event(self, e: Any) -> OffCpuEvent:
+        return OffCpuEvent(pid=e.pid, tid=e.tid, comm=e.comm, state=STATE_LETTERS[e.state],
+                           delta_ns=e.delta_ns, ts_ns=e.ts, stack_id=e.kstack_id,
+                           stack=self.stack(e.kstack_id))
+
+    def open_events(self, callback: Callable[[OffCpuEvent], Any]) -> None:
+        """Deliver each off-CPU period to ``callback`` as an :class:`OffCpuEvent`."""
+        self.maps["events"].open_ring_buffer(lambda e: callback(self._event(e)))
+
+    def poll(self, timeout_ms: int = -1) -> int:
+        """Wait up to ``timeout_ms`` and deliver waiting events; returns how many."""
+        return self.maps["events"].ring_buffer_poll(timeout_ms)
+
+    def drain(self) -> int:
+        """Deliver the events already waiting."""
+        return self.maps["events"].ring_buffer_consume()
+
+    def top_stacks(self, n: int | None = 10) -> list[StackTotal]:
+        """Stacks with the most time off CPU (over the threshold), largest first."""
+        items = sorted(self.maps["totals"].items(), key=lambda kv: -kv[1].total_ns)
+        return [StackTotal(STATE_LETTERS[k.state], k.kstack_id, self.stack(k.kstack_id),
+                           v.count, v.total_ns, v.max_ns)
+                for k, v in items[:n]]
+
+
+# -- command line ------------------------------------------------------------------
+
+class _Printer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.out = args, sys.stdout
+        self.header = False
+
+    def event(self, e: OffCpuEvent) -> None:
+        if self.args.json:
+            cli.print_json(e.to_dict())
+        else:
+            if not self.header:
+                self.out.write(f"{'TIME':<8} {'PID':<7} {'TID':<7} {'COMM':<16} "
+                               f"{'STATE':<5} {'OFF(ms)':>10}\n")
+                self.header = True
+            self.out.write(f"{time.strftime('%H:%M:%S'):<8} {e.pid:<7} {e.tid:<7} "
+                           f"{e.comm:<16} {e.state:<5} {e.delta_ns / 1e6:>10.3f}\n")
+            if not self.args.no_stacks:
+                for fr in e.stack:
+                    self.out.write(f"    {fr}\n")
+        self.out.flush()
+
+    def summary(self, stacks: list[StackTotal]) -> None:
+        if self.args.json:
+            for s in stacks:
+                cli.print_json(s.to_dict())
+        else:
+            self.out.write(f"\nTop {len(stacks)} off-CPU stacks by total time:\n")
+            for s in stacks:
+                self.out.write(f"\n  state {s.state} ({STATE_NAMES[s.state]}): {s.count} times, "
+                               f"total {s.total_ns / 1e6:.3f} ms, max {s.max_ns / 1e6:.3f} ms\n")
+                for fr in s.stack:
+                    self.out.write(f"    {fr}\n")
+        self.out.flush()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="offcpu", description="Tasks off CPU longer than a threshold, in a chosen state, "
+        "with the kernel stack where they blocked; top stacks at exit.",
+        epilog="states: R waiting for a CPU, S sleeping, D uninterruptible, I idle kernel "
+               "thread, T stopped, ... (ps(1) letters; 'all' for every state)")
+    p.add_argument("-m", "--min-us", type=int, default=1000, metavar="MIN_US",
+                   help="report periods of at least MIN_US microseconds (default 1000)")
+    p.add_argument("-M", "--max-us", type=int, metavar="MAX_US",
+                   help="ignore periods longer than MAX_US")
+    p.add_argument("--state", default="SD", metavar="STATES",
+                   help="task states to trace, e.g. S, D, SD, RSD, all (default SD)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("-p", "--pid", type=int, help="trace this process only")
+    who.add_argument("-t", "--tid", type=int, help="trace this thread only")
+    p.add_argument("-c", "--comm", help="trace tasks with this command name only")
+    p.add_argument("--no-stacks", action="store_true", help="no stack under each event")
+    p.add_argument("--top", type=int, default=10, metavar="N",
+                   help="stacks in the summary at exit (default 10)")
+    cli.add_common_args(p)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with OffCpu(min_us=args.min_us, states=args.state, pid=args.pid, tid=args.tid,
+                comm=args.comm, max_us=args.max_us) as tool:
+        pr = _Printer(args)
+        tool.open_events(pr.event)
+        with cli.Session(args.duration) as session:
+            cli.info(f"Tracing off-CPU time >= {args.min_us} us in state {args.state}... "
+                     "Hit Ctrl-C to end.")
+            session.run(tool.poll)
+            tool.drain()  # what arrived before the stop
+        pr.summary(tool.top_stacks(args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_tool(main))

@@ -1,0 +1,172 @@
+"""syslat end to end: a child makes a known number of syscalls, syslat counts exactly those.
+
+The child blocks SIGUSR1, says "ready", waits in sigwait (so its startup
+syscalls happen before syslat attaches), then makes N getppid() and M
+read() calls and leaves with _exit (exit_group never returns, so it is
+never counted).  Filtering by the child's pid leaves nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.bpf
+
+REPO = Path(__file__).resolve().parents[2]
+TOOL = REPO / "examples" / "syslat" / "syslat.py"
+
+CHILD = r"""
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+n, m, comm = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+with open("/proc/self/comm", "w") as f:
+    f.write(comm)
+fd = os.open("/dev/zero", os.O_RDONLY)
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+signal.sigwait({signal.SIGUSR1})
+for _ in range(n):
+    os.getppid()
+for _ in range(m):
+    os.read(fd, 1)
+os._exit(0)
+"""
+
+N_GETPPID, M_READ = 37, 23
+
+
+def _load_module():
+    spec = importlib.util.spec_from_file_location("syslat_tool", TOOL)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def syslat():
+    return _load_module()
+
+
+class Child:
+    """The syscall-making child, stopped in sigwait until go()."""
+
+    def __init__(self, n: int = N_GETPPID, m: int = M_READ, comm: str | None = None) -> None:
+        self.comm = comm or f"sylt{os.getpid() % 100000}"
+        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, str(n), str(m), self.comm],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline() == "ready\n"
+        self.pid = self.proc.pid
+
+    def go(self) -> None:
+        os.kill(self.pid, signal.SIGUSR1)
+        assert self.proc.wait(timeout=30) == 0
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def child():
+    c = Child()
+    yield c
+    c.kill()
+
+
+def _by_name(results):
+    return {r.name: r for r in results}
+
+
+def test_counts_match_the_calls_made(syslat, child):
+    with syslat.SysLat(pid=child.pid) as tool:
+        child.go()
+        got = _by_name(tool.results())
+    assert got["getppid"].count == N_GETPPID
+    assert got["read"].count == M_READ
+    for name in ("getppid", "read"):
+        r = got[name]
+        assert r.hist.total == r.count          # every call is in the histogram
+        assert r.nr == tool.table.number(name)
+        assert 0 < r.max_ns <= r.total_ns
+    # Syscalls entered before attach (the sigwait) or never returning (exit_group) are absent.
+    assert "rt_sigtimedwait" not in got and "exit_group" not in got
+
+
+def test_named_syscalls_only(syslat, child):
+    with syslat.SysLat(pid=child.pid, syscalls=["getppid"], unit="ns") as tool:
+        child.go()
+        got = _by_name(tool.results())
+    assert list(got) == ["getppid"]
+    r = got["getppid"]
+    assert r.count == N_GETPPID and r.hist.total == N_GETPPID
+    text = r.render()
+    assert text.startswith(f"getppid ({r.nr}): {N_GETPPID} calls")
+    assert "MIN -> MAX" in text and "PCT% TOTAL" in text and "average:" in text
+    # The percentages of the summary rows add up to 100.
+    pcts = [float(line.split(":")[1].split("%")[0]) for line in text.splitlines()
+            if "->" in line and "MIN" not in line]
+    assert abs(sum(pcts) - 100.0) < 0.1
+
+
+def test_comm_filter(syslat, child):
+    with syslat.SysLat(comm=child.comm, syscalls=["getppid", "read"]) as tool:
+        child.go()
+        got = _by_name(tool.results())
+    assert got["getppid"].count == N_GETPPID
+    assert got["read"].count == M_READ
+
+
+def test_unknown_syscall_is_a_clear_error(syslat):
+    from lcc.syscalls import UnknownSyscall
+    with pytest.raises(UnknownSyscall, match="did you mean"):
+        syslat.SysLat(pid=1, syscalls=["getppidd"])
+
+
+def _start_cli(*args: str) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, str(TOOL), *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    line = p.stderr.readline()
+    assert line.startswith("Tracing"), line + p.stderr.read()
+    return p
+
+
+def test_cli_json_stops_when_the_process_exits(child):
+    p = _start_cli("-p", str(child.pid), "--json", "getppid", "read")
+    child.go()
+    out, err = p.communicate(timeout=30)  # exits by itself: the traced process is gone
+    assert p.returncode == 0, err
+    recs = {r["syscall"]: r for r in map(json.loads, out.splitlines())}
+    assert set(recs) == {"getppid", "read"}
+    assert recs["getppid"]["count"] == N_GETPPID
+    assert recs["read"]["count"] == M_READ
+    assert sum(b["count"] for b in recs["read"]["hist"]["buckets"]) == M_READ
+    assert recs["read"]["unit"] == "us"
+
+
+def test_cli_sigterm_prints_the_summary(child):
+    p = _start_cli("-c", child.comm, "--hist", "getppid")
+    child.go()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert out.startswith("getppid (")
+    assert f": {N_GETPPID} calls" in out.splitlines()[0]
+    assert "usecs" in out and "distribution" in out
+    counts = [int(line.split(":")[1].split("|")[0]) for line in out.splitlines()
+              if "->" in line]
+    assert sum(counts) == N_GETPPID
+
+
+def test_cli_help():
+    r = subprocess.run([sys.executable, str(TOOL), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--duration" in r.stdout and "SYSCALL" in r.stdout

@@ -1,0 +1,119 @@
+"""tcpconnlat end to end: the test's own connections to listeners on 127.0.0.1 and ::1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+import pytest
+
+from toolproc import ToolProcess, load_example, wait_until
+
+pytestmark = pytest.mark.bpf
+
+HOSTS = ((socket.AF_INET, "127.0.0.1", 4), (socket.AF_INET6, "::1", 6))
+# Loopback connects take microseconds; this bound only catches garbage (e.g. ns as us).
+MAX_LAT_MS = 5000.0
+
+
+@pytest.fixture(scope="module")
+def mod():
+    return load_example("tcpconnlat")
+
+
+def _comm() -> str:
+    with open("/proc/self/comm") as f:
+        return f.read().strip()[:15]
+
+
+def connect_once(family: int, host: str) -> dict:
+    """A full connect/accept/close to a fresh listener; returns the endpoints used."""
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.bind((host, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection((host, port), timeout=5) as client:
+            lport = client.getsockname()[1]
+            conn, _ = listener.accept()
+            conn.close()
+    return {"host": host, "dport": port, "lport": lport}
+
+
+def test_reports_own_connections(mod):
+    me = os.getpid()
+    seen, other, slow = [], [], []
+    with mod.TcpConnLat(pid=me) as tool, mod.TcpConnLat(pid=1) as not_me, \
+            mod.TcpConnLat(min_ms=60_000) as too_slow:
+        assert set(tool.chosen()) <= set(mod.FENTRY + mod.KPROBE + mod.TRACEPOINT)
+        tool.open_events(seen.append)
+        not_me.open_events(other.append)
+        too_slow.open_events(slow.append)
+
+        made = [(ip, connect_once(fam, host)) for fam, host, ip in HOSTS]
+        ports = {m["dport"] for _, m in made}
+
+        def ours():
+            return [c for c in seen if c.dport in ports]
+
+        wait_until(lambda: len(ours()) == len(made), 10, step=lambda: tool.poll(100),
+                   what="both connections")
+        not_me.ring_buffer_consume()
+        too_slow.ring_buffer_consume()
+
+    by_port = {c.dport: c for c in ours()}
+    for ip, m in made:
+        c = by_port[m["dport"]]
+        assert c.pid == me
+        assert c.comm == _comm()
+        assert c.ip == ip
+        assert c.saddr == m["host"] and c.daddr == m["host"]
+        assert c.lport == m["lport"]
+        assert 0 <= c.lat_ms < MAX_LAT_MS
+        assert c.to_dict()["type"] == "connect"
+    # The kernel-side filters: another pid, and a minimum latency no loopback connect reaches.
+    assert not [c for c in other if c.dport in ports]
+    assert not [c for c in slow if c.dport in ports]
+
+
+def test_cli_json_and_summary():
+    me = os.getpid()
+    with ToolProcess("tcpconnlat", "--json", "-v", "-L", "-p", str(me)) as tool:
+        made = [(ip, connect_once(fam, host)) for fam, host, ip in HOSTS]
+        ports = {m["dport"] for _, m in made}
+        events = tool.wait_json(lambda o: o.get("dport") in ports, 10,
+                                what="both connections")
+        tool.wait_for(lambda: len({o["dport"] for o in tool.json()
+                                   if o.get("dport") in ports}) == 2, 10)
+        assert tool.stop(signal.SIGTERM) == 0
+        out = tool.json()
+    events = [o for o in out if o.get("dport") in ports]
+    for ip, m in made:
+        (e,) = [o for o in events if o["dport"] == m["dport"]]
+        assert e["type"] == "connect" and e["pid"] == me and e["ip"] == ip
+        assert e["saddr"] == e["daddr"] == m["host"] and e["lport"] == m["lport"]
+        assert 0 <= e["lat_ms"] < MAX_LAT_MS
+    summary = out[-1]
+    assert summary["type"] == "summary" and summary["connections"] >= 2
+    assert summary["lat_ms_max"] >= max(e["lat_ms"] for e in events)
+    # -v names the alternative in use and why the better ones were passed over.
+    using = [ln for ln in tool.stderr if ln.startswith("using ")]
+    assert len(using) == 1
+    if "tp_inet_sock_set_state" in using[0]:
+        assert any(ln.startswith("skipped fentry_tcp_v4_connect") for ln in tool.stderr)
+
+
+def test_cli_table_columns():
+    with ToolProcess("tcpconnlat", "-t", "-L", "-p", str(os.getpid())) as tool:
+        m = connect_once(socket.AF_INET, "127.0.0.1")
+        tool.wait_for(lambda: [ln for ln in tool.stdout if f" {m['dport']} " in ln], 10,
+                      what="the connection's line")
+        assert tool.stop(signal.SIGINT) == 0
+    assert tool.stdout[0].split() == ["TIME(s)", "PID", "COMM", "IP", "SADDR", "LPORT", "DADDR",
+                                      "DPORT", "LAT(ms)"]
+    (row,) = [ln.split() for ln in tool.stdout[1:] if f" {m['dport']} " in ln]
+    assert row[1] == str(os.getpid()) and row[3] == "4"
+    assert row[4] == row[6] == "127.0.0.1"
+    assert row[5] == str(m["lport"]) and row[7] == str(m["dport"])
+    assert 0 <= float(row[8]) < MAX_LAT_MS
+    assert any(ln.startswith("1 connection") for ln in tool.stdout)

@@ -1,0 +1,28 @@
+"""Helpers shared by the kernel tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+
+def trigger() -> None:
+    """The syscall most test programs count: getppid() from this process."""
+    os.getppid()
+
+
+def wait_for(cond: Callable[[], object], what: str, timeout: float = 10.0) -> object:
+    """Poll ``cond`` until it is true; fail naming ``what`` after ``timeout`` seconds.
+
+    For effects that arrive asynchronously (a child process, another CPU);
+    the timeout only bounds a failure, it never decides a pass.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)

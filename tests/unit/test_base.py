@@ -1,0 +1,88 @@
+"""ClbcBase's configuration pieces that need no kernel: defines, fallbacks, attach policy."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from lcc import Fallback, LccError, features
+from lcc.base import _as_fallbacks, parse_env_defines
+from lcc.links import needs_explicit_attach
+
+
+def test_env_defines_as_pylcc_writes_them():
+    assert parse_env_defines("-DPID=5 -DDEBUG") == {"PID": "5", "DEBUG": None}
+    assert parse_env_defines('-DNAME="a b" -DEMPTY=') == {"NAME": "a b", "EMPTY": ""}
+    assert parse_env_defines("") == {} and parse_env_defines(None) == {}
+    with pytest.raises(LccError, match="-I/tmp"):
+        parse_env_defines("-DOK=1 -I/tmp")
+    with pytest.raises(LccError):
+        parse_env_defines("-D")
+
+
+def test_fallback_alternatives():
+    fb = Fallback("fentry_x", ("kprobe_x", "kretprobe_x"), "tp_x")
+    assert fb.alternatives == [("fentry_x",), ("kprobe_x", "kretprobe_x"), ("tp_x",)]
+    assert fb.names() == {"fentry_x", "kprobe_x", "kretprobe_x", "tp_x"}
+    assert fb.chosen is None and fb.skipped == [] and fb.rejected == {}
+    assert repr(fb) == "Fallback(fentry_x, kprobe_x+kretprobe_x, tp_x)"
+    with pytest.raises(ValueError):
+        Fallback()
+
+
+def test_fallback_forms_accepted_by_clbcbase():
+    fb = Fallback("a", "b")
+    assert _as_fallbacks(None) == []
+    assert _as_fallbacks(fb) == [fb]
+    assert _as_fallbacks([fb, fb]) == [fb, fb]
+    (one,) = _as_fallbacks(["a", "b"])  # one list of alternatives
+    assert one.alternatives == [("a",), ("b",)]
+
+
+def prog(section: str):
+    kind, _, target = section.partition("/")
+    return SimpleNamespace(section=section, kind=kind, target=target)
+
+
+@pytest.mark.parametrize("section, explicit", [
+    ("tracepoint/syscalls/sys_enter_openat", False),
+    ("tracepoint", True),
+    ("tp", True),
+    ("raw_tp/sys_enter", False),
+    ("raw_tp", True),
+    ("tp_btf/sched_switch", False),
+    ("kprobe/do_sys_open", False),
+    ("kprobe", True),
+    ("uprobe", True),
+    ("uprobe/libc.so.6", True),
+    ("uprobe//bin/bash:readline", False),
+    ("uretprobe.s", True),
+    ("xdp", True),
+    ("xdp.frags", True),
+    ("cgroup_skb/egress", True),
+    ("cgroup/connect4", True),
+    ("perf_event", True),
+    ("socket", True),
+    ("tc", True),
+    ("iter/task", False),
+    ("fentry/tcp_v4_connect", False),
+    ("lsm/file_open", False),
+])
+def test_which_programs_attach_by_section_name(section, explicit):
+    assert needs_explicit_attach(prog(section)) is explicit
+
+
+def test_section_probes(monkeypatch):
+    monkeypatch.setattr(features, "has_kprobes", lambda: False)
+    r = features.probe_section("kprobe/tcp_v4_connect")
+    assert not r and "no kprobes" in r.reason
+    monkeypatch.setattr(features, "has_kprobes", lambda: True)
+    monkeypatch.setattr(features, "kernel_function_exists", lambda name: name == "real_fn")
+    assert features.probe_section("kprobe/real_fn")
+    r = features.probe_section("kretprobe/gone_fn")
+    assert not r and "gone_fn" in r.reason
+    monkeypatch.setattr(features, "tracepoint_exists", lambda cat, name: name == "here")
+    assert features.probe_section("tracepoint/sched/here")
+    assert not features.probe_section("tracepoint/sched/gone")
+    assert features.probe_section("socket")  # nothing to judge: assumed to work

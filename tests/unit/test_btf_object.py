@@ -1,0 +1,124 @@
+"""BTF read through libbpf from a compiled object: opened, never loaded (no privileges).
+
+Compiles tests/progs/btf_types.bpf.c through lcc's normal compile path;
+skips when this machine cannot compile BPF.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from lcc import BtfError, ClosedError, LccError
+from lcc.btf import KIND_STRUCT, Alias, Array, Datasec, Enum, Float, Int, Ptr, Struct
+from lcc.codecs import codec
+from lcc.object import BpfObject
+
+
+@pytest.fixture(scope="module")
+def obj(compile_prog):
+    try:
+        data = compile_prog("btf_types.bpf.c")
+    except LccError as e:  # ToolchainMissing, or no kernel BTF to make vmlinux.h from
+        pytest.skip(f"cannot compile BPF here: {e}")
+    o = BpfObject(data, name="btf_types")
+    yield o
+    o.close()
+
+
+def test_int_and_typedef_chain(obj):
+    t = obj.btf.named_type("my_u32_again")
+    assert isinstance(t, Alias) and str(t) == "my_u32_again"
+    r = t.resolve()
+    assert isinstance(r, Int) and (r.size, r.signed) == (4, False)
+    assert t.size == 4
+
+
+def test_struct_layout(obj):
+    flat = obj.btf.named_type("struct flat")
+    assert isinstance(flat, Struct) and not flat.is_union
+    offs = {mb.name: mb.offset for mb in flat.members}
+    assert offs["a"] == 0 and offs["b"] == 8 and offs["name"] == 16
+    name_t = next(mb.type for mb in flat.members if mb.name == "name")
+    assert isinstance(name_t, Array) and name_t.nelems == 8
+    grid = next(mb.type for mb in flat.members if mb.name == "grid").resolve()
+    assert isinstance(grid, Array) and grid.nelems == 2 and grid.elem.resolve().nelems == 3
+    assert isinstance(next(mb.type for mb in flat.members if mb.name == "d").resolve(), Float)
+    assert isinstance(next(mb.type for mb in flat.members if mb.name == "ptr").resolve(), Ptr)
+
+
+def test_self_referencing_struct(obj):
+    node = obj.btf.named_type("struct lcc_node")
+    nxt = node.members[0].type.resolve()
+    assert isinstance(nxt, Ptr) and nxt.target is node  # followed lazily, no recursion
+    v = codec(node).decode(struct.pack("<Qi4x", 0xFFFF888000001000, -4))
+    assert (v.next, v.val) == (0xFFFF888000001000, -4)
+
+
+def test_bitfields_and_unions(obj):
+    odd = obj.btf.named_type("struct odd")
+    bits = {mb.name: (mb.bit_offset, mb.bitfield_size) for mb in odd.members if mb.name}
+    assert bits["lo"] == (0, 4) and bits["mid"] == (4, 12) and bits["neg"] == (16, 5)
+    un = next(mb.type for mb in odd.members if mb.name == "un").resolve()
+    assert isinstance(un, Struct) and un.is_union
+    c = codec(odd)
+    v = c.decode(c.encode({"lo": 15, "mid": 4095, "neg": -16, "un": {"bytes": [1, 2, 3, 4]},
+                           "alias_b": 9, "inner_x": 300, "deep": 7, "color": "GREEN",
+                           "big": 0x1234567890, "in": 1, "uc": [250, 251]}))
+    assert (v.lo, v.mid, v.neg) == (15, 4095, -16)
+    assert v.un.word == 0x04030201
+    assert v.alias_a == 9 and v.inner_x == 300 and v.deep == 7  # nested anonymous members
+    assert v.color == 2 and v.big == 0x1234567890 and v.in_ == 1 and v.uc == (250, 251)
+
+
+def test_enums(obj):
+    color = obj.btf.enum("color")
+    assert isinstance(color, Enum) and color.names == {1: "RED", 2: "GREEN", 40: "BLUE"}
+    with pytest.raises(BtfError, match="enum nope"):
+        obj.btf.enum("nope")
+
+
+def test_named_type_lookups(obj):
+    assert obj.btf.named_type("struct point").size == 4
+    assert obj.btf.find("point", KIND_STRUCT) is obj.btf.named_type("struct point")
+    with pytest.raises(BtfError) as ei:
+        obj.btf.named_type("struct not_there")
+    assert "struct not_there" in str(ei.value) and ei.value.hint
+
+
+def test_global_sections_from_datasec(obj):
+    secs = obj.global_sections()
+    assert set(secs) >= {".rodata", ".data", ".bss"}
+    assert secs[".bss"].names() == ["g_flat", "g_odd", "g_node", "g_typedef"]
+    assert obj.section(".rodata").knob == 3  # initial values readable before load
+    assert obj.section(".data").counter == 7
+    obj.section(".data").counter = 8
+    assert obj.section(".data").counter == 8
+    assert isinstance(obj.btf.find(".bss", 15), Datasec)
+    assert {(s, n) for s, n, _t in obj.iter_globals()} >= {(".rodata", "knob"), (".bss", "g_odd")}
+
+
+def test_map_and_program_specs_before_load(obj):
+    assert list(obj.programs) == ["uses_types"]
+    p = obj.programs["uses_types"]
+    assert (p.kind, p.target, p.autoload, p.fd) == ("tracepoint", "syscalls/sys_enter_getppid",
+                                                    True, -1)
+    assert p.id is None
+    spec = obj.map_spec(".bss")
+    assert spec.internal and isinstance(spec.value_type, Datasec)
+    with pytest.raises(LccError, match="call load"):
+        obj.map_fd(".bss")
+
+
+def test_btf_of_a_closed_object_is_not_read(compile_prog, obj):
+    o = BpfObject(compile_prog("btf_types.bpf.c"))
+    btf = o.btf
+    point = btf.named_type("struct point")
+    o.close()
+    o.close()
+    with pytest.raises(ClosedError):
+        btf.named_type("struct flat")
+    assert codec(point).size == 4  # types already read stay usable
+    with pytest.raises(ClosedError):
+        o.programs["uses_types"].autoload

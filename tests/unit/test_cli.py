@@ -1,0 +1,313 @@
+"""The ``lcc`` command, run as a subprocess (``python -m lcc.cli``).
+
+Compiling needs clang, bpftool and kernel BTF (skipped without); nothing
+needs privileges.  Every run gets a private cache (LCC_CACHE_DIR) and no
+compile service in its environment.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+needs_toolchain = pytest.mark.skipif(
+    shutil.which("clang") is None
+    or shutil.which("bpftool", path="/usr/sbin:/usr/bin:/sbin") is None
+    or not os.path.exists("/sys/kernel/btf/vmlinux"),
+    reason="needs clang, bpftool and kernel BTF")
+
+TOOL_H = """\
+#ifndef __TOOL_H
+#define __TOOL_H
+struct event {
+\tu32 pid;
+\tu64 delta_ns;
+\tchar comm[TASK_COMM_LEN];
+};
+#endif
+"""
+
+TOOL_C = """\
+// SPDX-License-Identifier: GPL-2.0
+#include "lbc.h"
+#include "tool.h"
+
+const volatile u32 targ_pid = 0;
+u64 total = 0;
+
+LBC_RINGBUF(events, struct event, 1 << 16);
+LBC_HASH(counts, u32, u64, 1024);
+
+SEC("tracepoint/syscalls/sys_enter_getpid")
+int on_getpid(void *ctx)
+{
+\tu32 pid = bpf_get_current_pid_tgid() >> 32;
+\tstruct event *e;
+
+\tif (targ_pid && pid != targ_pid)
+\t\treturn 0;
+\tlbc_count(&counts, &pid);
+\te = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+\tif (!e)
+\t\treturn 0;
+\te->pid = pid;
+\te->delta_ns = ++total;
+\tbpf_get_current_comm(e->comm, sizeof(e->comm));
+\tbpf_ringbuf_submit(e, 0);
+\treturn 0;
+}
+
+SEC("uprobe")
+int on_call(void *ctx)
+{
+\treturn 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+NEEDS_DEFINE = """\
+#include "lbc.h"
+#ifndef SLOTS
+#error SLOTS must be defined
+#endif
+LBC_ARRAY(slots, u32, u64, SLOTS);
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("LCC_SERVER", "LCC_BACKEND", "LCC_TOKEN")}
+    e["LCC_CACHE_DIR"] = str(tmp_path / "cache")
+    e["PATH"] = e.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+    return e
+
+
+@pytest.fixture
+def lcc(env, tmp_path):
+    def run(*args: str, check: int | None = 0) -> subprocess.CompletedProcess:
+        p = subprocess.run([sys.executable, "-m", "lcc.cli", *args], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        if check is not None:
+            assert p.returncode == check, f"lcc {' '.join(args)}: {p.returncode}\n{p.stderr}"
+        return p
+    return run
+
+
+@pytest.fixture
+def tool(tmp_path) -> Path:
+    (tmp_path / "tool.h").write_text(TOOL_H)
+    (tmp_path / "tool.bpf.c").write_text(TOOL_C)
+    return tmp_path / "tool.bpf.c"
+
+
+def elf_machine(path: Path) -> str:
+    from elftools.elf.elffile import ELFFile
+    return ELFFile(io.BytesIO(path.read_bytes())).header["e_machine"]
+
+
+def one_error_line(p: subprocess.CompletedProcess) -> str:
+    lines = p.stderr.splitlines()
+    assert p.returncode == 1, p.stderr
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("lcc: ")
+    return lines[0]
+
+
+# -- help ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    [], ["compile"], ["run"], ["inspect"], ["doctor"], ["cache"], ["cache", "ls"],
+    ["cache", "clear"], ["cache", "dir"], ["btf"], ["btf", "push"], ["btf", "pull"],
+    ["btf", "ls"], ["server"]])
+def test_help_everywhere(lcc, args):
+    p = lcc(*args, "--help")
+    assert p.stdout.startswith(f"usage: lcc {' '.join(args)}".rstrip())
+
+
+def test_no_command_prints_usage(lcc):
+    p = lcc(check=2)
+    assert "usage: lcc" in p.stderr and "compile" in p.stderr
+
+
+def test_usage_errors_are_argparse_errors(lcc, tool):
+    p = lcc("compile", str(tool), "--backend", "bogus", check=2)
+    assert "invalid choice" in p.stderr
+
+
+# -- compile --------------------------------------------------------------------------------
+
+@needs_toolchain
+def test_compile_writes_an_elf_object_and_is_cached(lcc, tool, tmp_path):
+    first = lcc("compile", str(tool), "-o", "out.bpf.o")
+    again = lcc("compile", str(tool), "-o", "again.bpf.o")
+    default = lcc("compile", str(tool))
+
+    assert elf_machine(tmp_path / "out.bpf.o") == "EM_BPF"
+    assert "compiled locally" in first.stdout
+    assert "from the cache" in again.stdout
+    assert (tmp_path / "again.bpf.o").read_bytes() == (tmp_path / "out.bpf.o").read_bytes()
+    assert (tmp_path / "tool.bpf.o").read_bytes() == (tmp_path / "out.bpf.o").read_bytes()
+    assert default.stderr == ""
+
+
+@needs_toolchain
+def test_compile_defines(lcc, tmp_path):
+    (tmp_path / "d.bpf.c").write_text(NEEDS_DEFINE)
+
+    missing = lcc("compile", "d.bpf.c", check=None)
+    given = lcc("compile", "d.bpf.c", "-D", "SLOTS=8", "-DUNUSED")
+
+    assert "SLOTS must be defined" in one_error_line(missing)
+    assert "d.bpf.o" in given.stdout
+
+
+@needs_toolchain
+def test_compile_error_is_one_line(lcc, tmp_path):
+    (tmp_path / "bad.bpf.c").write_text('#include "lbc.h"\nint x = ;\nint y = ;\n')
+
+    line = one_error_line(lcc("compile", "bad.bpf.c", check=None))
+
+    assert re.search(r"bad\.bpf\.c:2:\d+: error: expected expression", line)
+    assert "1 more error" in line
+    assert not (tmp_path / "bad.bpf.o").exists()
+
+
+@needs_toolchain
+def test_compile_error_with_verbose_shows_the_log(lcc, tmp_path):
+    (tmp_path / "bad.bpf.c").write_text('#include "lbc.h"\nint x = ;\nint y = ;\n')
+
+    p = lcc("compile", "-v", "bad.bpf.c", check=1)
+
+    assert "bad.bpf.c:3" in p.stderr and p.stderr.rstrip().splitlines()[-1].startswith("lcc: ")
+
+
+@needs_toolchain
+def test_compile_prints_warnings(lcc, tmp_path):
+    (tmp_path / "w.bpf.c").write_text('#include "lbc.h"\n#warning check me\n'
+                                      'char LICENSE[] SEC("license") = "GPL";\n')
+
+    p = lcc("compile", "w.bpf.c")
+
+    assert re.search(r"w\.bpf\.c:2:\d+: warning: check me", p.stderr)
+
+
+@needs_toolchain
+def test_compile_btf_writes_tailored_btf(lcc, tool, tmp_path):
+    lcc("compile", str(tool), "-o", "t.bpf.o", "--btf")
+
+    btf = (tmp_path / "t.btf").read_bytes()
+    assert btf[:2] in (b"\x9f\xeb", b"\xeb\x9f")  # raw BTF magic
+
+
+def test_compile_missing_file(lcc):
+    assert "no such file: nope.bpf.c" in one_error_line(lcc("compile", "nope.bpf.c", check=None))
+
+
+def test_compile_against_a_dead_service_names_it(lcc, tool):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    line = one_error_line(lcc("compile", str(tool), "--server", url, check=None))
+    assert f"compile service at {url} is unreachable" in line
+
+
+def test_server_backend_without_url(lcc, tool):
+    line = one_error_line(lcc("compile", str(tool), "--backend", "server", check=None))
+    assert "LCC_SERVER" in line
+
+
+def test_other_kernel_without_service_is_refused(lcc, tool):
+    line = one_error_line(lcc("compile", str(tool), "--backend", "local", "--kernel",
+                              "4.19.0-other", check=None))
+    assert "4.19.0-other" in line and "--server" in line
+
+
+# -- inspect ----------------------------------------------------------------------------------
+
+@needs_toolchain
+def test_inspect_lists_programs_maps_globals_with_btf_types(lcc, tool, tmp_path):
+    lcc("compile", str(tool), "-o", "t.bpf.o")
+
+    text = lcc("inspect", "t.bpf.o").stdout
+    info = json.loads(lcc("inspect", "t.bpf.o", "--json").stdout)
+
+    assert 'on_getpid  SEC("tracepoint/syscalls/sys_enter_getpid")' in text
+    assert "attach tracepoint syscalls/sys_enter_getpid" in text
+    assert re.search(r"events\s+ringbuf, max_entries 65536", text)
+    assert "event struct event (32 bytes)" in text
+    assert re.search(r"counts\s+hash, max_entries 1024", text)
+    assert "key u32 (4 bytes)" in text and "value u64 (8 bytes)" in text
+    assert re.search(r"\.rodata\s+const volatile u32 targ_pid \(4 bytes\)", text)
+    assert re.search(r"\.bss\s+u64 total", text)
+    assert "+8    u64 delta_ns" in text
+
+    progs = {p["name"]: p for p in info["programs"]}
+    assert progs["on_getpid"]["type"] == "tracepoint"
+    assert progs["on_call"] == {"name": "on_call", "section": "uprobe", "type": "kprobe",
+                                "kind": "uprobe", "target": ""}
+    maps = {m["name"]: m for m in info["maps"]}
+    assert maps["counts"]["key_type"] == {"name": "u32", "size": 4}
+    assert maps["events"]["event_type"] == {"name": "struct event", "size": 32}
+    assert info["types"]["struct event"]["members"][2] == {
+        "name": "comm", "type": "char[16]", "offset": 16}
+
+
+def test_inspect_rejects_non_objects(lcc, tmp_path):
+    (tmp_path / "x.txt").write_text("hello")
+    assert "not an ELF object" in one_error_line(lcc("inspect", "x.txt", check=None))
+    assert "cannot read" in one_error_line(lcc("inspect", "missing.o", check=None))
+
+
+# -- doctor, cache, btf ---------------------------------------------------------------------
+
+def test_doctor_reports_kernel_and_probes(lcc):
+    from lcc import features
+
+    p = lcc("doctor")
+    info = json.loads(lcc("doctor", "--json").stdout)
+
+    assert re.search(rf"^kernel:\s+{re.escape(os.uname().release)} \({os.uname().machine}\)$",
+                     p.stdout, re.M)
+    kprobes = "yes" if features.has_kprobes() else "no"
+    assert re.search(rf"^kprobes:\s+{kprobes}$", p.stdout, re.M)
+    assert re.search(r"^libbpf:\s+\d+\.\d+$", p.stdout, re.M)
+    assert info["kprobes"] is features.has_kprobes()
+    if os.geteuid() == 0:
+        assert info["program types"]["tracepoint"] is True
+        assert info["map types"]["hash"] is True
+
+
+@needs_toolchain
+def test_cache_ls_and_clear(lcc, tool, env):
+    lcc("compile", str(tool))
+
+    listed = lcc("cache", "ls").stdout
+    cleared = lcc("cache", "clear").stdout
+    after = lcc("cache", "ls").stdout
+
+    assert f"# {env['LCC_CACHE_DIR']}: 1 entry" in listed
+    assert "tool.bpf.c" in listed and "local" in listed
+    assert cleared.startswith("removed 1 entry")
+    assert ": 0 entries" in after
+    assert lcc("cache", "dir").stdout.strip() == env["LCC_CACHE_DIR"]
+
+
+def test_btf_without_service(lcc):
+    assert "LCC_SERVER" in one_error_line(lcc("btf", "ls", check=None))
+
+
+def test_verbose_before_or_after_the_command(lcc):
+    assert lcc("-v", "cache", "dir").returncode == 0
+    assert lcc("cache", "dir", "-v").returncode == 0

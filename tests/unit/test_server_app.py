@@ -1,0 +1,252 @@
+"""The HTTP application with its toolchain replaced by a fake (no clang needed):
+routing, error shapes, auth, caps, single-flight, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from lcc.errors import CompileError, Diagnostic  # noqa: E402
+from lcc_server.app import create_app  # noqa: E402
+from lcc_server.btf_store import BtfStore  # noqa: E402
+from lcc_server.settings import Settings  # noqa: E402
+from lcc_server.toolchain import CompileResult  # noqa: E402
+from lcc_server.validation import Caps  # noqa: E402
+
+FAKE_BTF = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, 1) + b"\0"
+
+
+def _elf(payload: bytes) -> bytes:
+    """A minimal ELF64 relocatable BPF object with no sections, then ``payload``."""
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9
+    header = struct.pack("<HHIQQQIHHHHHH", 1, 247, 1, 0, 0, 0, 0, 64, 0, 0, 64, 0, 0)
+    return ident + header + payload
+
+
+class FakeSandbox:
+    landlock_abi = 0
+
+
+class FakeToolchain:
+    """Compiles by hashing the source; 'FAIL' in it is a compile error."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls = 0
+        self.sandbox = FakeSandbox()
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict:
+        return {"clang": "fake 1.0"}
+
+    def btf_sha256(self, path: Path) -> str:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    def vmlinux_h(self, path: Path) -> Path:
+        return Path(path)
+
+    def prepare(self, *args) -> bool:
+        return False
+
+    def compile(self, bundle, *, arch, defines, btf_path) -> CompileResult:
+        with self._lock:
+            self.calls += 1
+        time.sleep(self.delay)
+        text = bundle.files[bundle.main]
+        if "FAIL" in text:
+            raise CompileError("clang could not compile the program",
+                               [Diagnostic(bundle.main, 2, 5, "error", "FAIL found")],
+                               f"{bundle.main}:2:5: error: FAIL found\n")
+        obj = _elf(repr((text, sorted(defines.items()), arch)).encode())
+        return CompileResult(object=obj, digest=hashlib.sha256(obj).hexdigest(),
+                             toolchain=self.identity())
+
+    def min_core_btf(self, obj: bytes, btf_path: Path) -> bytes:
+        return FAKE_BTF
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    host = tmp_path / "vmlinux"
+    host.write_bytes(FAKE_BTF)
+
+    def make(token: str | None = None, delay: float = 0.0, **settings):
+        fake = FakeToolchain(delay)
+        s = Settings(state_dir=tmp_path / "state", token=token, warm=False, host_btf=host,
+                     max_concurrency=2, **settings)
+        store = BtfStore(tmp_path / "state" / "btf", host_btf=host, host_arch="x86_64",
+                         host_release="6.0-test")
+        return create_app(s, toolchain=fake, btf_store=store), fake
+    return make
+
+
+def run(app, requests):
+    """Send ``requests`` [(method, path, kwargs)] concurrently; return the responses."""
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await asyncio.gather(*(c.request(m, p, **kw) for m, p, kw in requests))
+    return asyncio.run(main())
+
+
+def body(text="int x;", **extra):
+    return {"json": {"bundle": {"main": "a.bpf.c", "files": {"a.bpf.c": text}},
+                     "arch": "x86_64", "kernel": "6.0-test", **extra}}
+
+
+def test_compile_and_cache(make_app):
+    app, fake = make_app()
+    first, second = run(app, [("POST", "/v1/compile", body())]) + \
+        run(app, [("POST", "/v1/compile", body())])
+
+    assert first.status_code == 200, first.text
+    assert first.json()["cached"] is False and second.json()["cached"] is True
+    assert fake.calls == 1
+    obj = base64.b64decode(first.json()["object"])
+    assert first.json()["digest"] == hashlib.sha256(obj).hexdigest()
+    assert first.json()["programs"] == [] and first.json()["maps"] == []
+
+
+def test_concurrent_identical_requests_compile_once(make_app):
+    app, fake = make_app(delay=0.2)
+    replies = run(app, [("POST", "/v1/compile", body("int y;"))] * 16)
+
+    assert [r.status_code for r in replies] == [200] * 16
+    assert fake.calls == 1
+    assert sum(not r.json()["cached"] for r in replies) == 1
+
+
+def test_different_requests_compile_separately(make_app):
+    app, fake = make_app()
+    replies = run(app, [("POST", "/v1/compile", body(defines={"N": str(i)})) for i in range(4)])
+
+    assert len({r.json()["digest"] for r in replies}) == 4
+    assert fake.calls == 4
+
+
+def test_compile_error_is_422(make_app):
+    app, _ = make_app()
+    (r,) = run(app, [("POST", "/v1/compile", body("int x;\nFAIL"))])
+
+    assert r.status_code == 422
+    assert r.json()["error"] == "compile"
+    assert r.json()["diagnostics"] == [{"file": "a.bpf.c", "line": 2, "column": 5,
+                                        "severity": "error", "message": "FAIL found"}]
+
+
+def test_tailored_btf(make_app):
+    app, _ = make_app()
+    (r,) = run(app, [("POST", "/v1/compile", body(btf=True))])
+    assert base64.b64decode(r.json()["btf"]) == FAKE_BTF
+
+
+def test_token(make_app):
+    app, _ = make_app(token="s3cret")
+    anon, wrong, good, health = run(app, [
+        ("POST", "/v1/compile", body()),
+        ("POST", "/v1/compile", {**body(), "headers": {"Authorization": "Bearer nope"}}),
+        ("POST", "/v1/compile", {**body(), "headers": {"Authorization": "Bearer s3cret"}}),
+        ("GET", "/healthz", {}),
+    ])
+    assert (anon.status_code, wrong.status_code, good.status_code, health.status_code) == \
+        (401, 401, 200, 200)
+    assert anon.json()["error"] == "unauthorized"
+
+
+async def _chunks(parts):
+    """A streamed body without Content-Length."""
+    for part in parts:
+        yield part
+
+
+def test_caps(make_app):
+    app, _ = make_app(max_body_bytes=1000, caps=Caps(max_file_bytes=100))
+    big_body, big_file, chunked = run(app, [
+        ("POST", "/v1/compile", body("int x;//" + "a" * 2000)),
+        ("POST", "/v1/compile", body("int x;//" + "a" * 200)),
+        ("POST", "/v1/compile", {"content": _chunks([b"{" + b" " * 600, b" " * 600 + b"}"]),
+                                 "headers": {"content-type": "application/json"}}),
+    ])
+    assert big_body.status_code == 413 and big_body.json()["error"] == "too_large"
+    assert big_file.status_code == 400 and "100" in big_file.json()["detail"]
+    assert chunked.status_code == 413
+
+
+def test_unknown_kernel_and_artifacts(make_app):
+    app, _ = make_app()
+    (compiled,) = run(app, [("POST", "/v1/compile", body())])
+    digest = compiled.json()["digest"]
+    missing, art, raw, bad, absent = run(app, [
+        ("POST", "/v1/compile", body(kernel="9.9")),
+        ("GET", f"/v1/artifacts/{digest}", {}),
+        ("GET", f"/v1/artifacts/{digest}", {"headers": {"Accept": "application/octet-stream"}}),
+        ("GET", "/v1/artifacts/ABC", {}),
+        ("GET", "/v1/artifacts/" + "f" * 64, {}),
+    ])
+    assert missing.status_code == 404 and "lcc btf push" in missing.json()["detail"]
+    assert art.json()["object"] == compiled.json()["object"]
+    assert raw.content == base64.b64decode(compiled.json()["object"])
+    assert (bad.status_code, absent.status_code) == (400, 404)
+
+
+def test_corrupt_artifact_is_never_served(make_app, tmp_path):
+    app, _ = make_app()
+    (first,) = run(app, [("POST", "/v1/compile", body())])
+    digest = first.json()["digest"]
+    (tmp_path / "state" / "artifacts" / "objects" / f"{digest}.o").write_bytes(b"garbage")
+
+    (same_process,) = run(app, [("POST", "/v1/compile", body())])
+    restarted, fake = make_app()  # a new process has only the disk copy
+    (after_restart,) = run(restarted, [("POST", "/v1/compile", body())])
+
+    assert same_process.json()["object"] == first.json()["object"]  # the verified copy
+    assert after_restart.json()["cached"] is False and fake.calls == 1
+    assert after_restart.json()["digest"] == digest
+
+
+def test_btf_routes(make_app):
+    app, _ = make_app()
+    put, again, got, listing, bad = run(app, [
+        ("PUT", "/v1/btf/aarch64/5.10-arm", {"content": FAKE_BTF}),
+    ]) + run(app, [
+        ("PUT", "/v1/btf/aarch64/5.10-arm", {"content": FAKE_BTF}),
+        ("GET", "/v1/btf/aarch64/5.10-arm", {}),
+        ("GET", "/v1/btf", {}),
+        ("PUT", "/v1/btf/aarch64/5.10-bad", {"content": b"not btf"}),
+    ])
+    assert (put.status_code, again.status_code) == (201, 200)
+    assert got.content == FAKE_BTF
+    assert [(e["arch"], e["release"], e["source"]) for e in listing.json()["btf"]] == [
+        ("x86_64", "6.0-test", "host"), ("aarch64", "5.10-arm", "upload")]
+    assert bad.status_code == 400
+
+
+def test_metrics(make_app):
+    app, _ = make_app()
+    run(app, [("POST", "/v1/compile", body())])
+    run(app, [("POST", "/v1/compile", body())])
+    (m,) = run(app, [("GET", "/metrics", {})])
+
+    text = m.text
+    assert 'lcc_requests_total{endpoint="/v1/compile",status="200"} 2.0' in text
+    assert 'lcc_cache_hits_total{kind="artifact"} 1.0' in text
+    assert 'lcc_compiles_total{pch="no",result="ok"} 1.0' in text
+    assert "lcc_compile_seconds_count 1.0" in text
+    assert "lcc_compile_queue_depth 0.0" in text
+
+
+def test_two_apps_do_not_share_state(make_app):
+    (a, _), (b, _) = make_app(), make_app()
+    run(a, [("POST", "/v1/compile", body())])
+    (m,) = run(b, [("GET", "/metrics", {})])
+    assert 'lcc_requests_total{endpoint="/v1/compile"' not in m.text

@@ -1,0 +1,250 @@
+"""Toolchain: real clang and bpftool (skipped when absent), no privileges needed.
+
+The precompiled header must never change a result: every case compiles the
+same bundle with and without it and compares the bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lcc.errors import CompileError, ToolchainMissing
+from lcc_server import landlock
+from lcc_server.sandbox import Limits
+from lcc_server.toolchain import Toolchain, include_dir
+
+HOST_BTF = Path("/sys/kernel/btf/vmlinux")
+BPFTOOL = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
+pytestmark = pytest.mark.skipif(
+    shutil.which("clang") is None or BPFTOOL is None or not HOST_BTF.exists(),
+    reason="needs clang, bpftool and kernel BTF")
+
+
+@dataclass
+class B:
+    main: str
+    files: dict = field(default_factory=dict)
+
+
+HELLO = """\
+// SPDX-License-Identifier: GPL-2.0
+#include "lbc.h"
+
+LBC_HASH(counts, u32, u64, 1024);
+
+SEC("tracepoint/syscalls/sys_enter_getpid")
+int on_getpid(void *ctx)
+{
+\tu32 pid = bpf_get_current_pid_tgid() >> 32;
+
+\tlbc_count(&counts, &pid);
+\treturn 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+CONNECT_H = """\
+#ifndef __CONNECT_H
+#define __CONNECT_H
+struct event {
+\tu32 saddr, daddr;
+\tu16 dport;
+\tu64 delta_us;
+\tu32 tgid;
+\tchar comm[TASK_COMM_LEN];
+};
+#endif
+"""
+
+CONNECT_C = """\
+// SPDX-License-Identifier: GPL-2.0
+/* connect latency, CO-RE reads on struct sock */
+#include "lbc.h"
+#include "hdr/connect.h"
+
+const volatile u64 min_us = 0;
+
+struct start { u64 ts; u32 tgid; char comm[TASK_COMM_LEN]; };
+LBC_HASH(start, struct sock *, struct start, 4096);
+LBC_RINGBUF(events, struct event, 1 << 18);
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
+{
+\tstruct start *s, init = {};
+\tstruct event *e;
+\tu64 now = bpf_ktime_get_ns();
+
+\tif (newstate == TCP_SYN_SENT) {
+\t\tinit.ts = now;
+\t\tinit.tgid = bpf_get_current_pid_tgid() >> 32;
+\t\tbpf_get_current_comm(init.comm, sizeof(init.comm));
+\t\tbpf_map_update_elem(&start, &sk, &init, BPF_ANY);
+\t\treturn 0;
+\t}
+\ts = bpf_map_lookup_elem(&start, &sk);
+\tif (!s)
+\t\treturn 0;
+\tif ((now - s->ts) / 1000 >= min_us) {
+\t\te = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+\t\tif (e) {
+\t\t\te->saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+\t\t\te->daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+\t\t\te->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+\t\t\te->delta_us = (now - s->ts) / 1000;
+\t\t\te->tgid = s->tgid;
+\t\t\t__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
+\t\t\tbpf_ringbuf_submit(e, 0);
+\t\t}
+\t}
+\tbpf_map_delete_elem(&start, &sk);
+\treturn 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+@pytest.fixture(scope="module")
+def tc(tmp_path_factory):
+    return Toolchain(work_dir=tmp_path_factory.mktemp("toolchain"))
+
+
+def _both(tc, bundle, **kw):
+    with_pch = tc.compile(bundle, **kw)
+    plain = tc.compile(bundle, use_pch=False, **kw)
+    return with_pch, plain
+
+
+@pytest.mark.parametrize("bundle,defines", [
+    (B("hello.bpf.c", {"hello.bpf.c": HELLO}), {}),
+    (B("hello.bpf.c", {"hello.bpf.c": HELLO}), {"MY_KNOB": "3", "OTHER": None}),
+    (B("connect.bpf.c", {"connect.bpf.c": CONNECT_C, "hdr/connect.h": CONNECT_H}), {}),
+    (B("tools/connect.bpf.c", {"tools/connect.bpf.c": CONNECT_C.replace("hdr/", "../hdr/"),
+                               "hdr/connect.h": CONNECT_H}), {}),
+], ids=["hello", "hello-defines", "co-re-multi-file", "main-in-subdir"])
+def test_pch_result_is_byte_identical_to_plain(tc, bundle, defines):
+    with_pch, plain = _both(tc, bundle, defines=defines)
+
+    assert with_pch.pch is True
+    assert plain.pch is False
+    assert with_pch.object == plain.object
+    assert with_pch.digest == plain.digest
+
+
+@pytest.mark.parametrize("bundle,defines", [
+    (B("hello.bpf.c", {"hello.bpf.c": HELLO}), {"PERF_MAX_STACK_DEPTH": "64"}),
+    (B("hello.bpf.c", {"hello.bpf.c": "#define LBC_X 1\n" + HELLO}), {}),
+    (B("hello.bpf.c", {"hello.bpf.c": HELLO, "vmlinux.h": '#include_next "vmlinux.h"\n'}), {}),
+], ids=["define-used-by-lbc.h", "text-before-include", "bundle-shadows-vmlinux.h"])
+def test_pch_is_skipped_when_it_could_differ(tc, bundle, defines):
+    with_pch, plain = _both(tc, bundle, defines=defines)
+
+    assert with_pch.pch is False
+    assert with_pch.object == plain.object
+
+
+def test_object_does_not_depend_on_work_dir(tc, tmp_path):
+    other = Toolchain(work_dir=tmp_path / "elsewhere")
+    bundle = B("hello.bpf.c", {"hello.bpf.c": HELLO})
+
+    a, b = tc.compile(bundle), other.compile(bundle)
+
+    assert a.digest == b.digest
+    assert str(tc.work_dir).encode() not in a.object
+    assert b"/lcc/include" in a.object  # lbc.h is named by its fixed virtual path
+
+
+def test_compile_error_has_bundle_relative_diagnostics(tc):
+    bundle = B("bad.bpf.c", {"bad.bpf.c": '#include "lbc.h"\n#include "inc/bad.h"\n',
+                             "inc/bad.h": "int f(void) { return nope; }\n"})
+    with pytest.raises(CompileError) as err:
+        tc.compile(bundle)
+
+    first = err.value.diagnostics[0]
+    assert (first.file, first.line, first.severity) == ("inc/bad.h", 1, "error")
+    assert "nope" in first.message
+    assert str(tc.work_dir) not in err.value.log
+    assert "inc/bad.h:1:" in str(err.value)
+
+
+def test_error_inside_lbc_h_is_named_lbc_h(tc):
+    with pytest.raises(CompileError) as err:
+        tc.compile(B("x.bpf.c", {"x.bpf.c": "#define lbc_log2 123\n#include \"lbc.h\"\n"}))
+    files = {d.file for d in err.value.diagnostics}
+    assert "lbc.h" in files
+    assert not any(f.startswith("/") for f in files)
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="this kernel has no Landlock")
+def test_compiler_cannot_read_outside_its_roots(tc):
+    with pytest.raises(CompileError) as err:
+        tc.compile(B("x.bpf.c", {"x.bpf.c": '#include "/etc/passwd"\n'}))
+    assert "Permission denied" in err.value.diagnostics[0].message
+    assert "root:" not in err.value.log
+
+
+def test_cpu_limit_stops_a_macro_bomb(tmp_path):
+    tight = Toolchain(work_dir=tmp_path, limits=Limits(cpu_seconds=1, wall_seconds=20), pch=False)
+    bomb = ("#define A0 x x x x\n"
+            + "".join(f"#define A{i} A{i - 1} A{i - 1} A{i - 1} A{i - 1}\n" for i in range(1, 16))
+            + "int y = A15;\n")
+    with pytest.raises(CompileError) as err:
+        tight.compile(B("x.bpf.c", {"x.bpf.c": bomb}))
+    assert "CPU time limit" in str(err.value)
+
+
+def test_min_core_btf_is_small_valid_btf(tc):
+    obj = tc.compile(B("connect.bpf.c", {"connect.bpf.c": CONNECT_C,
+                                         "hdr/connect.h": CONNECT_H})).object
+    btf = tc.min_core_btf(obj, HOST_BTF)
+
+    assert btf[:2] == b"\x9f\xeb"
+    assert 24 < len(btf) < HOST_BTF.stat().st_size // 10
+
+
+def test_vmlinux_h_is_generated_once(tc):
+    first = tc.vmlinux_h(HOST_BTF)
+    mtime = first.stat().st_mtime_ns
+    again = tc.vmlinux_h(HOST_BTF)
+
+    assert first == again and again.stat().st_mtime_ns == mtime
+    assert first.parent.name == tc.btf_sha256(HOST_BTF)
+    assert "struct task_struct {" in first.read_text()
+
+
+def test_identity_is_stable_and_complete(tc):
+    ident = tc.identity()
+    assert ident == tc.identity()
+    assert set(ident) == {"clang", "bpftool", "lbc_h", "libbpf_h", "flags"}
+    assert "clang" in ident["clang"] and "/" not in ident["bpftool"]
+
+
+def test_include_dir_holds_lbc_h():
+    assert (include_dir() / "lbc.h").is_file()
+
+
+def test_missing_clang_is_toolchain_missing(tmp_path):
+    with pytest.raises(ToolchainMissing):
+        Toolchain(clang="no-such-clang-lcc", work_dir=tmp_path).compile(
+            B("x.bpf.c", {"x.bpf.c": HELLO}))
+
+
+def test_a_refused_pch_falls_back_and_is_rebuilt(tmp_path):
+    tc = Toolchain(work_dir=tmp_path)
+    bundle = B("hello.bpf.c", {"hello.bpf.c": HELLO})
+    assert tc.prepare(HOST_BTF)
+    good = tc.compile(bundle)
+    (pch_file,) = (tmp_path / "pch").glob("*/lbc.pch")
+    pch_file.write_bytes(b"not a precompiled header")
+
+    fallback = tc.compile(bundle)
+    rebuilt = tc.compile(bundle)
+
+    assert (good.pch, fallback.pch, rebuilt.pch) == (True, False, True)
+    assert good.object == fallback.object == rebuilt.object

@@ -1,0 +1,121 @@
+"""The sandbox that clang and bpftool run in: filesystem, environment,
+capabilities, network and resource limits.  Needs no root; the Landlock
+checks skip on kernels without Landlock."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from lcc_server import landlock
+from lcc_server.sandbox import Limits, Sandbox
+
+needs_landlock = pytest.mark.skipif(landlock.abi_version() < 1,
+                                    reason="this kernel has no Landlock")
+PY = shutil.which("python3", path="/usr/bin:/bin")
+
+
+@pytest.fixture
+def box(tmp_path):
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "rw").mkdir()
+    (tmp_path / "ro" / "public.txt").write_text("public\n")
+    (tmp_path / "secret.txt").write_text("secret\n")
+    return tmp_path
+
+
+@needs_landlock
+def test_reads_only_allowed_paths(box):
+    sb = Sandbox()
+    allowed = sb.run(["/usr/bin/cat", str(box / "ro" / "public.txt")], cwd=box / "rw",
+                     read=[box / "ro"], write=[box / "rw"])
+    denied = sb.run(["/usr/bin/cat", str(box / "secret.txt")], cwd=box / "rw",
+                    read=[box / "ro"], write=[box / "rw"])
+    passwd = sb.run(["/usr/bin/cat", "/etc/passwd"], cwd=box / "rw")
+
+    assert allowed.ok and allowed.stdout == b"public\n"
+    assert denied.returncode != 0 and b"secret" not in denied.stdout
+    assert b"Permission denied" in denied.stderr
+    assert passwd.returncode != 0 and passwd.stdout == b""
+
+
+@needs_landlock
+def test_writes_only_in_write_paths(box):
+    sb = Sandbox()
+    inside = sb.run(["/usr/bin/touch", str(box / "rw" / "ok")], cwd=box / "rw",
+                    read=[box / "ro"], write=[box / "rw"])
+    outside = sb.run(["/usr/bin/touch", str(box / "ro" / "no")], cwd=box / "rw",
+                     read=[box / "ro"], write=[box / "rw"])
+
+    assert inside.ok and (box / "rw" / "ok").exists()
+    assert outside.returncode != 0 and not (box / "ro" / "no").exists()
+
+
+def test_environment_is_empty_unless_given(box):
+    sb = Sandbox()
+    empty = sb.run(["/usr/bin/env"], cwd=box)
+    given = sb.run(["/usr/bin/env"], cwd=box, env={"ONLY": "this"})
+
+    assert empty.ok and empty.stdout == b""
+    assert given.stdout == b"ONLY=this\n"
+
+
+@needs_landlock
+def test_no_capabilities_and_no_new_privileges(box):
+    done = Sandbox().run(["/usr/bin/cat", "/proc/self/status"], cwd=box, read=["/proc"])
+    status = dict(line.split(":\t", 1) for line in done.stdout.decode().splitlines()
+                  if ":\t" in line)
+
+    assert status["CapEff"].strip() == "0000000000000000"
+    assert status["CapPrm"].strip() == "0000000000000000"
+    assert status["NoNewPrivs"].strip() == "1"
+
+
+@pytest.mark.skipif(PY is None, reason="no system python3 to act as a client")
+def test_no_tcp_connections(box):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)"
+        confined = Sandbox().run([PY, "-c", code], cwd=box)
+        control = Sandbox(enabled=False).run([PY, "-c", code], cwd=box)
+
+    assert control.ok, control.stderr
+    assert confined.returncode != 0
+
+
+def test_wall_clock_limit_kills(box):
+    done = Sandbox(limits=Limits(wall_seconds=0.5)).run(["/usr/bin/sleep", "30"], cwd=box)
+    assert done.exceeded == "wall-clock time"
+
+
+@pytest.mark.skipif(PY is None, reason="no system python3")
+def test_cpu_limit_kills(box):
+    done = Sandbox(limits=Limits(cpu_seconds=1, wall_seconds=20)).run(
+        [PY, "-c", "while True: pass"], cwd=box)
+    assert done.exceeded == "CPU time"
+
+
+def test_output_size_limit(box):
+    done = Sandbox(limits=Limits(file_size_bytes=1 << 20)).run(
+        ["/usr/bin/dd", "if=/dev/zero", f"of={box / 'rw' / 'big'}", "bs=1M", "count=4"],
+        cwd=box / "rw", read=["/dev/zero"], write=[box / "rw"])
+    assert done.exceeded == "output size"
+    assert (box / "rw" / "big").stat().st_size <= 1 << 20
+
+
+def test_missing_program_is_reported(box):
+    done = Sandbox().run([str(Path("/nonexistent/tool"))], cwd=box)
+    assert done.returncode == 127 and b"cannot execute" in done.stderr
+
+
+def test_only_the_head_of_the_output_is_kept(box):
+    done = Sandbox().run(["/usr/bin/head", "-c", str(3 << 20), "/dev/zero"], cwd=box,
+                         read=["/dev/zero"])
+    assert done.ok
+    assert len(done.stdout) < (1 << 20) + 100
+    assert done.stdout.endswith(b"[... output cut]\n")
