@@ -19,9 +19,22 @@ REPO = Path(__file__).resolve().parent.parent
 PROGS = Path(__file__).resolve().parent / "progs"
 
 
+def _effective_caps() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
 def _bpf_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "kernel tests need root (CAP_BPF and CAP_PERFMON)"
+    caps = _effective_caps()
+    has = lambda c: bool(caps >> c & 1)  # noqa: E731
+    if not (has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON))):
+        return "kernel tests need CAP_BPF and CAP_PERFMON (or root)"
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
         return "this kernel has no BTF (/sys/kernel/btf/vmlinux)"
     if shutil.which("clang") is None:

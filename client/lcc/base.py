@@ -59,14 +59,21 @@ class Fallback:
         return f"Fallback({', '.join('+'.join(a) for a in self.alternatives)})"
 
 
-def _as_fallbacks(value: Any) -> list[Fallback]:
+    def fresh(self) -> "Fallback":
+        """A copy with nothing chosen or rejected (one per tool instance)."""
+        return Fallback(*self.alternatives)
+
+
+def _as_fallbacks(value: Any, *, copy: bool) -> list[Fallback]:
+    """The fallbacks of one instance.  Those declared on the class are copied,
+    so that one instance's choices and rejections never leak into the next;
+    those passed to the constructor are used as they are (the caller may read
+    ``chosen`` and ``skipped`` from them)."""
     if value is None:
         return []
-    if isinstance(value, Fallback):
-        return [value]
-    items = list(value)
+    items = [value] if isinstance(value, Fallback) else list(value)
     if items and all(isinstance(x, Fallback) for x in items):
-        return items
+        return [x.fresh() if copy else x for x in items]
     return [Fallback(*items)]
 
 
@@ -145,12 +152,14 @@ class ClbcBase:
                  map_sizes: Mapping[str, int] | None = None,
                  btf: str | None = None, cache: bool = True,
                  obj: bytes | None = None) -> None:
-        self.name = os.path.basename(bpf)[:-6] if bpf.endswith(".bpf.c") else os.path.basename(bpf)
+        base = os.path.basename(bpf)
+        self.name = base.removesuffix(".bpf.c").removesuffix(".c")
         self.links: list[Link | LinkGroup] = []
         self._obj: BpfObject | None = None
         self._closed = False
         self.maps = MapCollection(self)
-        self._fallbacks = _as_fallbacks(fallback if fallback is not None else type(self).fallback)
+        self._fallbacks = (_as_fallbacks(fallback, copy=False) if fallback is not None
+                           else _as_fallbacks(type(self).fallback, copy=True))
         self._programs_sel = programs
         self._rodata = dict(rodata or {})
         self._map_sizes = dict(map_sizes or {})
@@ -189,7 +198,8 @@ class ClbcBase:
         if bpf_str:
             return bundle_cls.from_string(bpf_str, name=f"{self.name}.bpf.c",
                                           base_dir=self._source_dir())
-        path = bpf if bpf.endswith(".bpf.c") else f"{bpf}.bpf.c"
+        # "tool" and "tool.bpf.c" name the same source; so does a path to any .c file
+        path = bpf if bpf.endswith(".c") else f"{bpf}.bpf.c"
         if not os.path.isabs(path):
             for d in (self._source_dir(), os.getcwd()):
                 cand = os.path.join(d, path)
@@ -275,8 +285,10 @@ class ClbcBase:
             for alt in fb.alternatives:
                 if alt in fb.rejected:
                     continue
-                reasons = [r.reason for r in (features.probe_section(obj.programs[n].section)
-                                              for n in alt) if not r]
+                # dict.fromkeys: one reason once, even when several programs share it
+                reasons = list(dict.fromkeys(
+                    r.reason for r in (features.probe_section(obj.programs[n].section)
+                                       for n in alt) if not r))
                 if reasons:
                     fb.skipped.append((alt, "; ".join(reasons)))
                     continue

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _libbpf, ringbuf_mmap
-from .btf import Codec
+from .codecs import Codec
 from .errors import BpfError, ClosedError, LccError
 
 if TYPE_CHECKING:

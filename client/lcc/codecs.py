@@ -30,6 +30,12 @@ from typing import Any, Callable
 from .btf import Array, BtfType, Enum, Float, Int, Member, Ptr, Struct, Void, iter_members
 from .errors import BtfError
 
+try:  # CPython's namedtuple field accessor reads the item in C, with no Python call
+    from collections import _tuplegetter as _member_getter  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - other interpreters
+    def _member_getter(i: int, doc: str) -> property:
+        return property(lambda self: tuple.__getitem__(self, i), doc=doc)
+
 _ORDER = "<" if sys.byteorder == "little" else ">"
 
 
@@ -437,7 +443,8 @@ def _plain(v: Any) -> Any:
     return v
 
 
-_classes: dict[int, type] = {}
+# Generated classes by id() of their type, while used (a class holds its type).
+_classes: "weakref.WeakValueDictionary[int, type]" = weakref.WeakValueDictionary()
 
 
 def _ident(name: str, i: int) -> str:
@@ -456,9 +463,8 @@ def struct_class(t: Struct) -> type:
     fields = tuple(_ident(m.name, i) for i, m in enumerate(t.members))
     anon = frozenset(f for f, m in zip(fields, t.members) if not m.name)
     ns: dict[str, Any] = {"__slots__": (), "_fields": fields, "_btf_type": t, "_anon": anon}
-    from operator import itemgetter
     for i, f in enumerate(fields):
-        ns[f] = property(itemgetter(i), doc=f"member {f}")
+        ns[f] = _member_getter(i, f"member {f}")
     # C11 anonymous structs and unions: their members read as this struct's own.
     for i, m in enumerate(t.members):
         if m.name or not isinstance(m.type.resolve(), Struct):

@@ -106,20 +106,27 @@ class DockerBackend:
         if self._url is None:
             client = self._docker()
             image = self._image(client)
-            container = None
-            for _ in range(3):  # other processes may be creating or replacing it meanwhile
-                container = self._reuse(client, image) or self._start(client, image)
-                if container is not None:
-                    break
-            if container is None:
-                raise CompileServiceError(f"could not start or find container {self.name}",
-                                          hint=f"see `docker ps -a --filter name={self.name}`")
+            # Other processes may be creating or replacing the container meanwhile.
+            deadline = time.monotonic() + self.start_timeout
+            while (container := self._reuse(client, image) or self._start(client, image)) is None:
+                if time.monotonic() > deadline:
+                    raise CompileServiceError(
+                        f"could not start or find container {self.name}",
+                        hint=f"see `docker ps -a --filter name={self.name}`")
+                time.sleep(0.2)
             self._container = container
             url = f"http://127.0.0.1:{self._host_port(container)}"
             self._token = _env_of(container).get("LCC_TOKEN") or None
             self._wait_healthy(container, url)
             self._url = url
         return self._url
+
+    def image_id(self) -> str:
+        """The id (``sha256:...``) of ``image`` in the engine, without starting anything;
+        it changes with every rebuild, so it can key a cache of compiled objects.
+        Raises DockerUnavailable or DockerImageMissing."""
+        self._check_open()
+        return self._image(self._docker()).id
 
     @property
     def token(self) -> str | None:
@@ -225,7 +232,8 @@ class DockerBackend:
             )
         except docker.errors.APIError as e:
             if e.status_code == 409:
-                # Another process created it a moment ago: use theirs (None: gone again).
+                # Another process is creating it: use theirs. None while the engine has
+                # reserved the name but does not list the container yet (or it went away).
                 try:
                     return self._published(client.containers.get(self.name))
                 except docker.errors.NotFound:

@@ -154,7 +154,8 @@ class KeyValueMap(Map, collections.abc.MutableMapping):
         if e.errno == errno.E2BIG:
             return BpfError(e.errno, f"update of map '{self.name}'",
                             message=f"map '{self.name}' is full ({self.max_entries} entries)",
-                            hint="give it more room before load: map_sizes={name: n}")
+                            hint=f"give it more room before load: "
+                                 f"map_sizes={{{self.name!r}: n}}")
         return e
 
     def __delitem__(self, key: Any) -> None:
@@ -287,6 +288,13 @@ class LpmTrieMap(KeyValueMap):
 class ArrayMap(KeyValueMap):
     """BPF_MAP_TYPE_ARRAY: keys are 0..max_entries-1 and always present."""
 
+    def _update_error(self, e: BpfError, key: Any) -> BpfError:
+        if e.errno == errno.E2BIG:  # the kernel's answer to an index past the end
+            return KeyNotFound(key, self.name, err=e.errno, message=(
+                f"index {key!r} is out of range for array map '{self.name}' "
+                f"(0..{self.max_entries - 1})"))
+        return super()._update_error(e, key)
+
     def __delitem__(self, key: Any) -> None:
         raise TypeError(f"map '{self.name}' is an array: elements cannot be deleted "
                         "(assign zero instead, or clear() to zero them all)")
@@ -359,7 +367,8 @@ def _sum_values(values: list[Any]) -> Any:
         return {f: _sum_values([getattr(v, f) for v in values]) for f in first._fields}
     if isinstance(first, tuple):
         return tuple(_sum_values(list(col)) for col in zip(*values))
-    raise TypeError(f"cannot add up values of type {type(first).__name__}")
+    # Not a number (a name, say): every CPU holds a copy; keep the first one set.
+    return next((v for v in values if v), first)
 
 
 class PerCpuHashMap(PerCpuMixin, HashMap):

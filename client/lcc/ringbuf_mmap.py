@@ -44,7 +44,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
-from .btf import Codec, _Builder
+from .codecs import Codec, _Builder
 from .errors import ClosedError, LccError, NotSupported, from_errno
 
 BUSY = 1 << 31

@@ -188,6 +188,8 @@ static __always_inline int on_drop(void *ctx, struct sk_buff *skb, void *locatio
 		if (sk)
 			e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	}
+	if (sk)
+		e->sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 

@@ -19,7 +19,8 @@ struct drop_event {
 	__u16 sport;         /* host order; ICMP: type and code */
 	__u16 dport;
 	__u8 tcp_flags;      /* FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 */
-	__u8 pad[3];
+	__u8 sk_family;      /* the owning socket's address family (AF_NETLINK...), 0: none */
+	__u8 pad[2];
 	__u8 saddr[16];      /* network order; IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	char comm[DW_TASK_COMM_LEN];

@@ -48,6 +48,8 @@ from lcc.symbols import SymbolsUnavailable, kernel_symbols  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALTERNATIVES = ("btf_kfree_skb", "raw_kfree_skb", "tp_kfree_skb")
 PORTLESS = {"ICMP", "ICMPV6"}
+# What a non-IP packet is, by the family of the socket it belonged to.
+SOCKET_FAMILIES = {1: "UNIX", 16: "NETLINK", 17: "PACKET", 40: "VSOCK", 44: "XDP"}
 # The innermost frames of a drop's stack are the tracing machinery and the free
 # function itself; a stack is shown from the caller that dropped the packet.
 TRACING_FRAMES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "perf_trace_", "trace_event_",
@@ -121,7 +123,7 @@ class Drop:
     reason_code: int
     location: str          # symbol+0xoff
     location_addr: int
-    proto: str             # TCP, UDP, ICMP... or the Ethernet protocol when not IP
+    proto: str             # TCP, UDP, ICMP...; the Ethernet protocol or socket family if not IP
     family: int            # 4, 6 or 0
     saddr: str | None
     sport: int | None
@@ -140,8 +142,12 @@ class Drop:
         """Build from a decoded ``struct drop_event`` (dropwatch.h)."""
         ip = ev.family in (AF_INET, AF_INET6)
         size = 4 if ev.family == AF_INET else 16
-        proto = ip_proto_name(ev.l4_proto) if ip else eth_proto_name(ev.l3_proto) \
-            if ev.l3_proto else "?"
+        if ip:
+            proto = ip_proto_name(ev.l4_proto)
+        elif ev.l3_proto:
+            proto = eth_proto_name(ev.l3_proto)
+        else:
+            proto = SOCKET_FAMILIES.get(ev.sk_family, "?")
         ports = ip and proto not in PORTLESS and (ev.sport or ev.dport or proto in ("TCP", "UDP"))
         return cls(
             ts_ns=ev.ts, reason=reasons(ev.reason), reason_code=ev.reason,
@@ -208,7 +214,8 @@ class DropWatch(ClbcBase):
             raise ValueError(f"no kfree_skb program of kinds {', '.join(kinds)}")
         self.alternatives = Fallback(*kept)
         super().__init__(os.path.join(HERE, "dropwatch.bpf.c"), rodata=rodata,
-                         fallback=self.alternatives, **kwargs)
+                         fallback=self.alternatives,
+                         programs=lambda prog: prog.name in kept, **kwargs)
         self.reasons = DropReasons()
         self._ksyms = kernel_symbols()
 
@@ -278,8 +285,8 @@ class Printer:
               f"{d.reason:<22} {d.location}", flush=True)
 
     def summary(self, *, seconds: float, dropped: int, stacks: list[StackSum] | None,
-                top: int) -> None:
-        if stacks is not None and self.quiet:
+                top: int, counted_by_stacks: bool = False) -> None:
+        if stacks is not None and counted_by_stacks:
             # Without events the counts come from the stack sums.
             self.by_reason = {}
             for s in stacks:
@@ -344,24 +351,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # -s -q needs no events at all: the stack sums hold the counts.
+    events = not (args.quiet and args.stacks)
     with DropWatch(proto=args.proto, address=args.addr, port=args.port, stacks=args.stacks,
-                   events=not args.quiet) as tool:
+                   events=events) as tool:
         if args.verbose:
             for line in cli.fallback_report(tool):
                 cli.info(line)
         printer = Printer(json=args.json, quiet=args.quiet)
-        if not args.quiet:
+        if events:
             tool.open_events(printer)
         cli.info("Tracing packet drops. Hit Ctrl-C to end.")
         printer.header()
         with cli.Session(args.duration) as session:
-            if args.quiet:
+            if not events:
                 session.run(lambda ms: time.sleep(ms / 1000))
             else:
                 session.run(tool.poll)
                 tool.ring_buffer_consume()  # what arrived before the stop
         printer.summary(seconds=session.elapsed(), dropped=tool.dropped,
-                        stacks=tool.stack_sums() if args.stacks else None, top=args.top)
+                        stacks=tool.stack_sums() if args.stacks else None, top=args.top,
+                        counted_by_stacks=not events)
     return 0
 
 

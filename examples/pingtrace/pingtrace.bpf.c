@@ -67,7 +67,11 @@ struct {
 /* tid -> when it was last woken (only near deliveries). */
 LBC_LRU_HASH(wakeups, __u32, __u64, 4096);
 /* tid -> the echo packet it is reading, until its recv syscall returns. */
-LBC_LRU_HASH(readers, __u32, struct pt_pkt, 1024);
+struct reader {
+	struct pt_pkt pkt;
+	__u64 ts;
+};
+LBC_LRU_HASH(readers, __u32, struct reader, 1024);
 
 static __always_inline bool pkt_wanted(const struct pt_pkt *p)
 {
@@ -287,6 +291,7 @@ static __always_inline int on_copy(struct sk_buff *skb)
 {
 	struct sock *sk = BPF_CORE_READ(skb, sk);
 	struct pt_pkt p = {};
+	struct reader r = {};
 	__u32 tid = tid_now();
 	__u64 now, *woken;
 
@@ -300,7 +305,9 @@ static __always_inline int on_copy(struct sk_buff *skb)
 	if (woken && *woken <= now && now - *woken < WAKE_WINDOW_NS)
 		emit(&p, PT_WAKE, 0, tid, *woken);
 	emit(&p, PT_COPY, BPF_CORE_READ(skb, skb_iif), tid, now);
-	bpf_map_update_elem(&readers, &tid, &p, BPF_ANY);
+	r.pkt = p;
+	r.ts = now;
+	bpf_map_update_elem(&readers, &tid, &r, BPF_ANY);
 	return 0;
 }
 
@@ -366,13 +373,15 @@ int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 static __always_inline int on_recv_exit(long ret)
 {
 	__u32 tid = tid_now();
-	struct pt_pkt *p;
+	struct reader *r;
+	__u64 now = bpf_ktime_get_ns();
 
-	p = bpf_map_lookup_elem(&readers, &tid);
-	if (!p)
+	r = bpf_map_lookup_elem(&readers, &tid);
+	if (!r)
 		return 0;
-	if (ret > 0)
-		emit(p, PT_RECV, 0, tid, bpf_ktime_get_ns());
+	/* A copy made by read() (not hooked) must not pass for a later recvfrom's. */
+	if (ret > 0 && now - r->ts < WAKE_WINDOW_NS)
+		emit(&r->pkt, PT_RECV, 0, tid, now);
 	bpf_map_delete_elem(&readers, &tid);
 	return 0;
 }

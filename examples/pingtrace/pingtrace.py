@@ -43,7 +43,6 @@ import argparse
 import os
 import selectors
 import socket
-import subprocess
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -54,6 +53,8 @@ from _common import cli  # noqa: E402  (also makes a source checkout's lcc impor
 
 import timeline as tl  # noqa: E402
 from peer import DEFAULT_PORT, PeerClient, PeerServer  # noqa: E402
+from prober import Probe, Prober  # noqa: E402
+from report import ActiveTable, WatchPrinter  # noqa: E402
 
 from lcc import ClbcBase, Fallback, LccError  # noqa: E402
 from lcc.netfmt import ipv4_raw  # noqa: E402
@@ -70,15 +71,17 @@ SKB_HOOKS = ("net_dev_queue", "net_dev_start_xmit", "net_dev_xmit", "netif_rx",
 KINDS = ("btf", "raw", "tp", "kp")   # tp_btf, raw_tp, tracepoint, kprobe
 
 
-def alternatives(kinds: Sequence[str] = KINDS) -> list[Fallback]:
-    """One Fallback per hook, keeping the program kinds in ``kinds`` where a hook has them."""
+def alternatives(kinds: Sequence[str] = KINDS) -> tuple[list[Fallback], set[str]]:
+    """One Fallback per hook, keeping the program kinds in ``kinds`` where a hook has
+    them, and the names of the programs left out (which must not load either)."""
     hooks = [(f"btf_{h}", f"raw_{h}", f"tp_{h}") for h in SKB_HOOKS]
     hooks.append(("btf_sk_data_ready", "raw_sk_data_ready", "kp_sock_def_readable"))
-    out = []
+    fallbacks, left_out = [], set()
     for names in hooks:
-        kept = [n for n in names if n.split("_", 1)[0] in kinds]
-        out.append(Fallback(*(kept or names)))
-    return out
+        kept = [n for n in names if n.split("_", 1)[0] in kinds] or list(names)
+        fallbacks.append(Fallback(*kept))
+        left_out.update(set(names) - set(kept))
+    return fallbacks, left_out
 
 
 def own_netns() -> int:
@@ -100,11 +103,12 @@ class PingTrace(ClbcBase):
     def __init__(self, *, netns: int = 0, address: str | None = None,
                  icmp_id: int | None = None, kinds: Sequence[str] = KINDS,
                  **kwargs: Any) -> None:
-        self.alternatives = alternatives(kinds)
+        self.alternatives, left_out = alternatives(kinds)
         rodata = {"netns_ino": int(netns), "peer_addr": ipv4_raw(address) if address else 0,
                   "match_id": icmp_id is not None, "icmp_id": (icmp_id or 0) & 0xFFFF}
         super().__init__(os.path.join(HERE, "pingtrace.bpf.c"), rodata=rodata,
-                         fallback=self.alternatives, **kwargs)
+                         fallback=self.alternatives,
+                         programs=lambda prog: prog.name not in left_out, **kwargs)
         self._ring = None
 
     def open_events(self, callback: Callable[[Any], Any]) -> None:
@@ -130,204 +134,7 @@ class PingTrace(ClbcBase):
         return int(self.bss.dropped)
 
 
-# -- formatting --------------------------------------------------------------------
-
-def _us(ns: int | None, width: int = 8) -> str:
-    return f"{'-':>{width}}" if ns is None else f"{ns / 1000:>{width}.1f}"
-
-
-def _wall(mono_ns: int) -> str:
-    wall = time.time() - time.monotonic() + mono_ns / 1e9
-    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall % 1 * 1e6):06d}"
-
-
-def _stage_text(st: list[tl.Stage]) -> str:
-    return " ".join(f"{tl.column_label(s.host, s.name)} {_us(s.ns, 0)}" for s in st)
-
-
 # -- active mode --------------------------------------------------------------------
-
-class Probe:
-    """One echo the prober sent: its user-space times and, later, its kernel record."""
-
-    def __init__(self, seq: int, sent_ns: int, received_ns: int) -> None:
-        self.seq = seq
-        self.sent_ns = sent_ns
-        self.received_ns = received_ns if received_ns >= 0 else None
-        self.arrived = time.monotonic_ns()
-
-    @property
-    def lost(self) -> bool:
-        return self.received_ns is None
-
-    @property
-    def user_rtt_ns(self) -> int | None:
-        return None if self.received_ns is None else self.received_ns - self.sent_ns
-
-
-class Prober:
-    """prober.py as a child process (see its docstring for the protocol)."""
-
-    def __init__(self, target: str, ident: int, count: int, interval: float, timeout: float,
-                 size: int) -> None:
-        argv = [sys.executable, os.path.join(HERE, "prober.py"), target, str(ident), str(count),
-                str(interval), str(timeout), str(size)]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
-        line = self.proc.stdout.readline().strip()  # type: ignore[union-attr]
-        if line != "ready":
-            self.proc.wait()
-            raise LccError("the prober could not open a raw ICMP socket (needs root or "
-                            "CAP_NET_RAW)")
-        os.set_blocking(self.proc.stdout.fileno(), False)  # type: ignore[union-attr]
-        self._buf = ""
-        self.finished = False
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def fileno(self) -> int:
-        return self.proc.stdout.fileno()  # type: ignore[union-attr]
-
-    def go(self) -> None:
-        self.proc.stdin.write("go\n")  # type: ignore[union-attr]
-        self.proc.stdin.flush()  # type: ignore[union-attr]
-
-    def read(self) -> list[Probe]:
-        out = []
-        try:
-            chunk = os.read(self.fileno(), 65536).decode()
-        except BlockingIOError:
-            return out
-        if not chunk:
-            self.finished = True
-        self._buf += chunk
-        *lines, self._buf = self._buf.split("\n")
-        for line in lines:
-            parts = line.split()
-            if parts == ["done"]:
-                self.finished = True
-            elif len(parts) == 3:
-                out.append(Probe(int(parts[0]), int(parts[1]), int(parts[2])))
-        return out
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                self.proc.terminate()
-                self.proc.wait()
-
-
-class ActiveTable:
-    """Rows of stage times per probe, and the summary with its spikes."""
-
-    def __init__(self, *, target: str, ident: int, json: bool, with_peer: bool,
-                 spike_factor: float, spike_min_us: float) -> None:
-        self.target, self.ident, self.json = target, ident, json
-        self.cols = tl.columns(with_peer)
-        self.spike_factor, self.spike_min_us = spike_factor, spike_min_us
-        self.sent = 0
-        self.rows: list[tuple[int, float, list[tl.Stage]]] = []   # (seq, rtt_us, stages)
-
-    def header(self) -> None:
-        if self.json:
-            return
-        labels = " ".join(f"{tl.column_label(h, n):>8}" for h, n in self.cols)
-        print(f"{'SEQ':>5} {'RTT(us)':>9} {labels} {'app':>8}", flush=True)
-
-    def _rtt_median(self) -> float | None:
-        return tl.median(r for _, r, _ in self.rows)
-
-    def row(self, probe: Probe, client: tl.Record | None, peer: tl.Record | None) -> None:
-        self.sent += 1
-        if probe.lost:
-            if self.json:
-                cli.print_json({"type": "probe", "target": self.target, "id": self.ident,
-                                "seq": probe.seq, "lost": True})
-            else:
-                print(f"{probe.seq:>5} {'lost':>9}", flush=True)
-            return
-        stages = tl.combine(client, peer) if client else []
-        span = tl.span_ns(client) if client else None
-        user = probe.user_rtt_ns or 0
-        # The prober's own time around its two syscalls completes the round trip.
-        stages.append(tl.Stage("local", "app", None if span is None else user - span))
-        rtt_us = user / 1000
-        spike = tl.is_spike(rtt_us, self._rtt_median(), self.spike_factor, self.spike_min_us)
-        self.rows.append((probe.seq, rtt_us, stages))
-        if self.json:
-            cli.print_json({
-                "type": "probe", "target": self.target, "id": self.ident, "seq": probe.seq,
-                "lost": False, "rtt_us": round(rtt_us, 3),
-                "kernel_rtt_us": None if span is None else round(span / 1000, 3),
-                "stages": [s.to_dict() for s in stages], "peer": peer is not None,
-                "spike": spike, "points": client.offsets_us() if client else {},
-                "peer_points": peer.offsets_us() if peer else None})
-            return
-        by_col = {(s.host, s.name): s.ns for s in stages}
-        if peer is None and ("local", "wire") in self.cols:
-            by_col[("local", "wire")] = by_col.get(("local", "remote"))
-        cells = " ".join(_us(by_col.get(c)) for c in self.cols + [("local", "app")])
-        mark = "  <- spike" if spike else ""
-        print(f"{probe.seq:>5} {rtt_us:>9.1f} {cells}{mark}", flush=True)
-
-    def summary(self, *, dropped: int, peer_reports: int | None) -> None:
-        rtts = [r for _, r, _ in self.rows]
-        med = tl.median(rtts)
-        medians = tl.stage_medians(st for _, _, st in self.rows)
-        spikes = []
-        for seq, rtt, st in self.rows:
-            if tl.is_spike(rtt, med, self.spike_factor, self.spike_min_us):
-                culprit = tl.blame(st, medians)
-                spikes.append({"seq": seq, "rtt_us": round(rtt, 3),
-                               "stage": tl.column_label(culprit.host, culprit.name)
-                               if culprit else None,
-                               "stage_us": round(culprit.ns / 1000, 3)
-                               if culprit and culprit.ns is not None else None})
-        received = len(rtts)
-        data = {"type": "summary", "target": self.target, "id": self.ident, "sent": self.sent,
-                "received": received,
-                "loss_pct": round(100 * (self.sent - received) / self.sent, 1) if self.sent else 0,
-                "rtt_us": {"min": min(rtts) if rtts else None,
-                           "median": med,
-                           "avg": round(sum(rtts) / len(rtts), 3) if rtts else None,
-                           "max": max(rtts) if rtts else None},
-                "stage_median_us": {tl.column_label(h, n): round(v, 3)
-                                    for (h, n), v in medians.items()},
-                "spike_rule": {"factor": self.spike_factor, "min_excess_us": self.spike_min_us},
-                "spikes": spikes, "dropped_events": dropped, "peer_reports": peer_reports}
-        if self.json:
-            cli.print_json(data)
-            return
-        print(f"\n--- {self.target} pingtrace: {self.sent} sent, {received} received, "
-              f"{data['loss_pct']}% loss", flush=True)
-        if rtts:
-            print(f"rtt min/median/avg/max = {min(rtts):.1f}/{med:.1f}/"
-                  f"{data['rtt_us']['avg']:.1f}/{max(rtts):.1f} us")
-            order = [tl.column_label(h, n) for h, n in self.cols] + ["app"]
-            meds = data["stage_median_us"]
-            print("stage medians (us): " + ", ".join(
-                f"{k} {meds[k]:.1f}" for k in order + sorted(set(meds) - set(order))
-                if k in meds))
-        rule = f"> {self.spike_factor:g}x median and +{self.spike_min_us:g} us"
-        if spikes:
-            print(f"spikes ({rule}):")
-            for s in spikes:
-                where = f", mostly {s['stage']} {s['stage_us']:.1f} us" if s["stage"] else ""
-                print(f"  seq {s['seq']}: {s['rtt_us']:.1f} us{where}")
-        else:
-            print(f"no spikes ({rule})")
-        if dropped:
-            print(f"{dropped} events lost (ring buffer full)")
-        sys.stdout.flush()
-
 
 def run_active(args: argparse.Namespace, session: cli.Session) -> int:
     target = resolve_ipv4(args.target)
@@ -431,56 +238,6 @@ def resolve_ipv4(host: str) -> str:
 
 # -- passive and server modes ---------------------------------------------------------
 
-class WatchPrinter:
-    """One line per send and per receive (client role), one per echo answered (server)."""
-
-    def __init__(self, *, json: bool) -> None:
-        self.json = json
-        self.counts = {"send": 0, "recv": 0, "echo": 0}
-        self.rtts: list[float] = []
-
-    def header(self) -> None:
-        if not self.json:
-            print(f"{'TIME':<15} {'EVENT':<5} {'PEER':<15} {'ID':>6} {'SEQ':>5} {'RTT(us)':>9}  "
-                  f"STAGES(us)", flush=True)
-
-    def line(self, kind: str, rec: tl.Record, stages: list[tl.Stage], when: int,
-             rtt_ns: int | None = None, reported: bool | None = None) -> None:
-        self.counts[kind] += 1
-        if rtt_ns is not None:
-            self.rtts.append(rtt_ns / 1000)
-        if self.json:
-            obj = {"type": kind, "time": _wall(when), "ts_ns": when, "peer": rec.remote,
-                   "id": rec.id, "seq": rec.seq,
-                   "rtt_us": None if rtt_ns is None else round(rtt_ns / 1000, 3),
-                   "stages": [s.to_dict() for s in stages]}
-            if reported is not None:
-                obj["reported"] = reported
-            cli.print_json(obj)
-            return
-        rtt = _us(rtt_ns, 9)
-        print(f"{_wall(when):<15} {kind:<5} {rec.remote:<15} {rec.id:>6} {rec.seq:>5} {rtt}  "
-              f"{_stage_text(stages)}", flush=True)
-
-    def summary(self, *, dropped: int, reports: int | None, seconds: float) -> None:
-        data = {"type": "summary", "seconds": round(seconds, 3), **self.counts,
-                "rtt_us_median": tl.median(self.rtts), "dropped_events": dropped}
-        if reports is not None:
-            data["reports_sent"] = reports
-        if self.json:
-            cli.print_json(data)
-            return
-        text = (f"\n{self.counts['send']} sent, {self.counts['recv']} received, "
-                f"{self.counts['echo']} answered in {seconds:.1f}s")
-        if self.rtts:
-            text += f"; rtt median {data['rtt_us_median']:.1f} us"
-        if reports is not None:
-            text += f"; {reports} reports sent to probers"
-        if dropped:
-            text += f"; {dropped} events lost (ring buffer full)"
-        print(text, flush=True)
-
-
 def _client_halves(rec: tl.Record) -> tuple[list[tl.Stage], list[tl.Stage]]:
     st = tl.stages(rec)
     i = next((k for k, s in enumerate(st) if s.name == "remote"), len(st))
@@ -549,18 +306,17 @@ def _flush_watch(asm: tl.Assembler, printer: WatchPrinter, server: PeerServer | 
             asm.pop(rec)
             continue
         send, recv = _client_halves(rec)
+        has_request = any(t == tl.ECHO_REQUEST for t, _ in rec.points)
         has_reply = any(t == tl.ECHO_REPLY for t, _ in rec.points)
-        if rec.key not in printed_send and (final or has_reply or now - rec.last_ts
-                                            >= asm.settle_ns) and \
-                any(t == tl.ECHO_REQUEST for t, _ in rec.points):
+        # The send line once the request is out (its reply is in, or nothing came for a while).
+        send_done = final or has_reply or now - rec.last_ts >= asm.settle_ns
+        if has_request and send_done and rec.key not in printed_send:
             printed_send.add(rec.key)
             printer.line("send", rec, send, rec.first_ts)
         if final or asm.settled(rec, now, (tl.ECHO_REPLY, tl.RECV)):
             if has_reply:
-                span = tl.span_ns(rec) if any(t == tl.ECHO_REQUEST for t, _ in rec.points) \
-                    else None
                 last = max(ts for tss in rec.points.values() for ts in tss)
-                printer.line("recv", rec, recv, last, span)
+                printer.line("recv", rec, recv, last, tl.span_ns(rec) if has_request else None)
             printed_send.discard(rec.key)
             asm.pop(rec)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """pingtrace's prober: sends ICMP echo requests from a raw socket and times the replies.
 
-It runs as its own process (``python3 prober.py TARGET ID COUNT INTERVAL
+:func:`main` is the prober; :class:`Prober` is pingtrace's handle on it.  It
+runs as its own process (``python3 prober.py TARGET ID COUNT INTERVAL
 TIMEOUT SIZE``) so that its send and receive syscalls are not delayed by the
 tracer's Python work (the GIL) and so that pingtrace can tell the kernel
 which process's ``sendto()`` calls to time.  It waits for a line on stdin
@@ -15,10 +16,12 @@ and ``done`` at the end.  SIGTERM ends it; so does the end of its parent.
 from __future__ import annotations
 
 import ctypes
+import os
 import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -73,6 +76,89 @@ def probe(sock: socket.socket, target: str, ident: int, seq: int, size: int,
         if is_our_reply(data, ident, seq):
             return t0, t1
 
+
+# -- the tracer's side ------------------------------------------------------------------
+
+class Probe:
+    """One echo the prober sent: its user-space times and, later, its kernel record."""
+
+    def __init__(self, seq: int, sent_ns: int, received_ns: int) -> None:
+        self.seq = seq
+        self.sent_ns = sent_ns
+        self.received_ns = received_ns if received_ns >= 0 else None
+        self.arrived = time.monotonic_ns()
+
+    @property
+    def lost(self) -> bool:
+        return self.received_ns is None
+
+    @property
+    def user_rtt_ns(self) -> int | None:
+        return None if self.received_ns is None else self.received_ns - self.sent_ns
+
+
+class Prober:
+    """prober.py as a child process (see its docstring for the protocol)."""
+
+    def __init__(self, target: str, ident: int, count: int, interval: float, timeout: float,
+                 size: int) -> None:
+        argv = [sys.executable, os.path.abspath(__file__), target, str(ident), str(count),
+                str(interval), str(timeout), str(size)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        line = self.proc.stdout.readline().strip()  # type: ignore[union-attr]
+        if line != "ready":
+            self.proc.wait()
+            from lcc import LccError
+            raise LccError("the prober could not open a raw ICMP socket (needs root or "
+                            "CAP_NET_RAW)")
+        os.set_blocking(self.proc.stdout.fileno(), False)  # type: ignore[union-attr]
+        self._buf = ""
+        self.finished = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def fileno(self) -> int:
+        return self.proc.stdout.fileno()  # type: ignore[union-attr]
+
+    def go(self) -> None:
+        self.proc.stdin.write("go\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+
+    def read(self) -> list[Probe]:
+        out = []
+        try:
+            chunk = os.read(self.fileno(), 65536).decode()
+        except BlockingIOError:
+            return out
+        if not chunk:
+            self.finished = True
+        self._buf += chunk
+        *lines, self._buf = self._buf.split("\n")
+        for line in lines:
+            parts = line.split()
+            if parts == ["done"]:
+                self.finished = True
+            elif len(parts) == 3:
+                out.append(Probe(int(parts[0]), int(parts[1]), int(parts[2])))
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                self.proc.wait()
+
+
+# -- the child process -------------------------------------------------------------------
 
 def main(argv: list[str]) -> int:
     target, ident, count, interval, timeout, size = (argv[0], int(argv[1]), int(argv[2]),

@@ -32,6 +32,8 @@ build_image() {
         die "docker build failed; full log: $build_log"
     fi
     log "docker build: $(grep -c 'Using cache' "$build_log") cached steps (log: $build_log)"
+    # Earlier builds of the image, untagged by this one; the layers it uses stay cached.
+    docker image prune --force --filter label=org.lcc.image=compiler >/dev/null || true
 }
 step "docker build $LCC_IMAGE" build_image "$@"
 log "built $LCC_IMAGE ($(docker image inspect -f '{{.Id}}' "$LCC_IMAGE")) in $((SECONDS - t_start)) s"

@@ -260,9 +260,15 @@ def test_backends_starting_at_once_share_one_container(engine, image):
 
 
 def test_backend_names_the_build_command_when_image_missing(engine):
+    backend = DockerBackend("lcc-compiler:no-such-tag", name=f"{PREFIX}-none")
     with pytest.raises(DockerImageMissing) as ei:
-        DockerBackend("lcc-compiler:no-such-tag", name=f"{PREFIX}-none").endpoint()
+        backend.endpoint()
     assert "scripts/docker/build.sh" in str(ei.value)
+    with pytest.raises(DockerImageMissing):
+        backend.image_id()
+    backend.close()
+    with DockerBackend(IMAGE) as present:
+        assert present.image_id() == engine.images.get(IMAGE).id
 
 
 def test_backend_without_engine(monkeypatch):

@@ -116,8 +116,9 @@ def test_both_hosts_stages_in_one_table(hosts):
     a, b = hosts
     count = 8
     with NsTool(b, "pingtrace", "--server", "--json", "--port", str(PEER_PORT)) as server:
+        # --peer-timeout: how long a row may wait for its report on a busy machine.
         with NsTool(a, "pingtrace", B_ADDR, "-c", str(count), "-i", "0.05", "--peer",
-                    "--port", str(PEER_PORT), "--json") as prober:
+                    "--port", str(PEER_PORT), "--peer-timeout", "5", "--json") as prober:
             assert prober.wait_exit(60) == 0
             out = prober.json()
         server.wait_json(lambda o: o.get("type") == "echo" and o["seq"] == count, 10,

@@ -14,7 +14,7 @@ import pytest
 
 from lcc import BpfError, KeyNotFound, _libbpf
 from lcc.errors import NotSupported
-from lcc.maps import (ArrayMap, HashMap, LpmTrieMap, LruHashMap, LruPerCpuHashMap,
+from lcc.maps import (ArrayMap, HashMap, LpmTrieMap, LruHashMap, LruPerCpuHashMap, Map,
                       PerCpuArrayMap, PerCpuHashMap, QueueMap, StackMap, StackTraceMap)
 
 from kutil import trigger
@@ -38,6 +38,13 @@ def test_map_classes_come_from_the_type_table(tool):
     for name, cls in expected.items():
         assert type(tool.maps[name]) is cls, name
     assert ".bss" not in set(tool.maps)  # globals are reached through tool.bss
+    jumps = tool.maps["jumps"]  # no class for prog arrays: the generic map
+    assert type(jumps) is Map
+    assert (jumps.type_name, jumps.key_size, jumps.value_size, jumps.max_entries) == \
+        ("prog_array", 4, 4, 2)
+    assert jumps.fd >= 0
+    with pytest.raises(KeyError, match="nope"):
+        tool.maps["nope"]
     m = tool.maps["hash_in"]
     assert (m.key_size, m.value_size, m.max_entries, m.type_name) == (4, 32, 64, "hash")
     assert m.fd >= 0
@@ -108,6 +115,7 @@ def test_full_hash_says_so(tool):
     with pytest.raises(BpfError, match="is full") as ei:
         m[1000] = {"count": 1}
     assert ei.value.errno == errno.E2BIG
+    assert "map_sizes={'hash_in': n}" in ei.value.hint
 
 
 def test_lru_hash_both_ways(tool):
@@ -130,6 +138,8 @@ def test_array_both_ways(tool):
         del arr[0]
     with pytest.raises(KeyNotFound):
         arr[8]  # out of range
+    with pytest.raises(KeyNotFound, match=r"index 8 is out of range for array map 'arr' \(0..7\)"):
+        arr[8] = 1
     arr.clear()
     assert set(arr.values()) == {0}
 

@@ -36,6 +36,14 @@ struct {
 	__type(value, u32);
 } trie SEC(".maps");
 
+/* A kind lcc has no class for: it still gets a generic map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, u32);
+	__type(value, u32);
+} jumps SEC(".maps");
+
 static __always_inline void arr_set(u32 slot, u64 v)
 {
 	bpf_map_update_elem(&arr, &slot, &v, BPF_ANY);

@@ -33,11 +33,20 @@ def test_fallback_alternatives():
 
 def test_fallback_forms_accepted_by_clbcbase():
     fb = Fallback("a", "b")
-    assert _as_fallbacks(None) == []
-    assert _as_fallbacks(fb) == [fb]
-    assert _as_fallbacks([fb, fb]) == [fb, fb]
-    (one,) = _as_fallbacks(["a", "b"])  # one list of alternatives
+    assert _as_fallbacks(None, copy=False) == []
+    assert _as_fallbacks(fb, copy=False) == [fb]
+    assert _as_fallbacks([fb, fb], copy=False) == [fb, fb]
+    (one,) = _as_fallbacks(["a", "b"], copy=False)  # one list of alternatives
     assert one.alternatives == [("a",), ("b",)]
+
+
+def test_fallback_declared_on_the_class_is_copied_per_instance():
+    fb = Fallback("a", "b")
+    fb.rejected[("a",)] = "refused"
+    (copy,) = _as_fallbacks(fb, copy=True)
+    assert copy is not fb
+    assert copy.alternatives == fb.alternatives
+    assert copy.rejected == {} and copy.chosen is None
 
 
 def prog(section: str):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-from lcc.btf import Array, Int, Member, Struct, codec
+from lcc.btf import Array, Int, Member, Struct
+from lcc.codecs import codec
 from lcc.ringbuf_mmap import (
     BUSY,
     DISCARD,
