@@ -168,8 +168,62 @@ class RingBuffer:
             self._slow.close()
 
 
-class _LibbpfRing:
+class _LibbpfConsumer:
+    """What libbpf's ``ring_buffer`` and ``perf_buffer`` consumers share.
+
+    Subclasses name their libbpf functions (``_PREFIX``: ``ring_buffer`` or
+    ``perf_buffer``) and what they are called in messages (``_KIND``); a
+    callback error is kept in ``_error`` and re-raised once the poll returns.
+    """
+
+    _PREFIX = ""
+    _KIND = ""
+
+    _map: Any
+    _ptr: int
+    _error: BaseException | None
+    events: int
+
+    def _fn(self, name: str) -> Callable[..., int]:
+        return getattr(_libbpf.lib(), f"{self._PREFIX}__{name}")
+
+    def _check(self) -> int:
+        if not self._ptr:
+            raise ClosedError(f"{self._KIND} '{self._map.name}' is closed")
+        return self._ptr
+
+    def _finish(self, ret: int, verb: str, before: int) -> int:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        if ret != -errno.EINTR:  # EINTR: a signal; Python runs its handler next
+            _libbpf.check(ret, f"{verb} {self._KIND} '{self._map.name}'")
+        return self.events - before
+
+    def poll(self, timeout_ms: int = -1) -> int:
+        """Wait up to ``timeout_ms`` (-1: forever) and deliver events; returns how many."""
+        before = self.events
+        return self._finish(self._fn("poll")(self._check(), int(timeout_ms)), "polling", before)
+
+    def consume(self) -> int:
+        """Deliver the events already waiting, without blocking; returns how many."""
+        before = self.events
+        return self._finish(self._fn("consume")(self._check()), "consuming", before)
+
+    def fileno(self) -> int:
+        """An epoll fd that is readable when events wait."""
+        return int(self._fn("epoll_fd")(self._check()))
+
+    def close(self) -> None:
+        if self._ptr:
+            self._fn("free")(self._ptr)
+            self._ptr = 0
+
+
+class _LibbpfRing(_LibbpfConsumer):
     """libbpf's ``ring_buffer``: one ctypes callback per record."""
+
+    _PREFIX, _KIND = "ring_buffer", "ring buffer"
 
     def __init__(self, map_: RingBufMap) -> None:
         self._map = map_
@@ -206,44 +260,14 @@ class _LibbpfRing:
             return -1  # stops ring_buffer__poll/consume; the record counts as consumed
         return 0
 
-    def _check(self) -> int:
-        if not self._ptr:
-            raise ClosedError(f"ring buffer '{self._map.name}' is closed")
-        return self._ptr
 
-    def _finish(self, ret: int, what: str, before: int) -> int:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-        if ret == -errno.EINTR:
-            return self.events - before
-        _libbpf.check(ret, what)
-        return self.events - before
-
-    def poll(self, timeout_ms: int = -1) -> int:
-        before = self.events
-        ret = _libbpf.lib().ring_buffer__poll(self._check(), int(timeout_ms))
-        return self._finish(ret, f"polling ring buffer '{self._map.name}'", before)
-
-    def consume(self) -> int:
-        before = self.events
-        ret = _libbpf.lib().ring_buffer__consume(self._check())
-        return self._finish(ret, f"consuming ring buffer '{self._map.name}'", before)
-
-    def fileno(self) -> int:
-        return int(_libbpf.lib().ring_buffer__epoll_fd(self._check()))
-
-    def close(self) -> None:
-        if self._ptr:
-            _libbpf.lib().ring_buffer__free(self._ptr)
-            self._ptr = 0
-
-
-class PerfBuffer:
+class PerfBuffer(_LibbpfConsumer):
     """A perf event array's per-CPU buffers (libbpf ``perf_buffer``).
 
     ``lost`` counts the samples the kernel dropped because the buffer was full.
     """
+
+    _PREFIX, _KIND = "perf_buffer", "perf buffer"
 
     def __init__(self, map_: PerfEventArrayMap, callback: Callable[..., Any], *,
                  lost_cb: Callable[..., Any] | None = None, pages: int = 64,
@@ -295,36 +319,3 @@ class PerfBuffer:
                 self._lost_cb(count)
         except BaseException as e:  # noqa: BLE001
             self._error = e
-
-    def _check(self) -> int:
-        if not self._ptr:
-            raise ClosedError(f"perf buffer '{self._map.name}' is closed")
-        return self._ptr
-
-    def _finish(self, ret: int, what: str, before: int) -> int:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-        if ret == -errno.EINTR:
-            return self.events - before
-        _libbpf.check(ret, what)
-        return self.events - before
-
-    def poll(self, timeout_ms: int = -1) -> int:
-        """Wait up to ``timeout_ms`` and deliver events; returns how many were delivered."""
-        before = self.events
-        ret = _libbpf.lib().perf_buffer__poll(self._check(), int(timeout_ms))
-        return self._finish(ret, f"polling perf buffer '{self._map.name}'", before)
-
-    def consume(self) -> int:
-        before = self.events
-        ret = _libbpf.lib().perf_buffer__consume(self._check())
-        return self._finish(ret, f"consuming perf buffer '{self._map.name}'", before)
-
-    def fileno(self) -> int:
-        return int(_libbpf.lib().perf_buffer__epoll_fd(self._check()))
-
-    def close(self) -> None:
-        if self._ptr:
-            _libbpf.lib().perf_buffer__free(self._ptr)
-            self._ptr = 0
