@@ -27,15 +27,14 @@ import concurrent.futures
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from lcc_server.server import Spawned, spawn
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -270,30 +269,15 @@ def plain_clang(runs: int, work: Path) -> list[float]:
 
 # -- the service ------------------------------------------------------------------------
 
-def start_service(state: Path, concurrency: int) -> tuple[subprocess.Popen, str, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def start_service(state: Path, concurrency: int) -> tuple[Spawned, str]:
+    """The service on a free port of 127.0.0.1; returns it and its token."""
     token = secrets.token_hex(16)
-    env = {**os.environ, "LCC_STATE_DIR": str(state), "LCC_TOKEN": token,
-           "LCC_MAX_CONCURRENCY": str(concurrency)}
-    env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "lcc_server.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url, token
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("the compile service did not start")
-        time.sleep(0.1)
+    try:
+        child = spawn({"LCC_STATE_DIR": str(state), "LCC_TOKEN": token,
+                       "LCC_MAX_CONCURRENCY": str(concurrency)})
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+    return child, token
 
 
 def timed_post(client: httpx.Client, body: dict) -> tuple[float, httpx.Response]:
@@ -317,11 +301,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lcc-bench-") as tmp:
         tmp = Path(tmp)
         baseline = plain_clang(args.runs, tmp)
-        proc = None
+        service = None
         if args.server:
             url, token = args.server.rstrip("/"), args.token
         else:
-            proc, url, token = start_service(tmp / "state", args.concurrency)
+            service, token = start_service(tmp / "state", args.concurrency)
+            url = service.url
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
@@ -367,9 +352,8 @@ def main() -> None:
             conc_errors = sum(status != 200 for _, status in results)
             errors += conc_errors
         finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=15)
+            if service is not None:
+                service.stop()
 
     print(f"lcc compile benchmark  (tcpconnlat-sized bundle: {len(TCPCONNLAT_C.splitlines())} "
           f"+ {len(TCPCONNLAT_H.splitlines())} lines; {os.cpu_count()} CPUs; "

@@ -145,19 +145,48 @@ static __always_inline u32 lbc_hist_slot(u64 v)
 	return slot < LBC_HIST_SLOTS ? slot : LBC_HIST_SLOTS - 1;
 }
 
+/*
+ * The value at key in a hash map, created from init first when missing;
+ * NULL when the map is full.  BPF_NOEXIST: a value another CPU created
+ * between the lookup and the update is kept, not overwritten.
+ */
+static __always_inline void *lbc_lookup_or_init(void *map, const void *key, const void *init)
+{
+	void *val;
+
+	val = bpf_map_lookup_elem(map, key);
+	if (val)
+		return val;
+	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
 /* Add 1 to a u64 counter in a key -> count map, creating it if needed. */
 static __always_inline void lbc_count(void *map, const void *key)
 {
 	u64 zero = 0, *val;
 
-	val = bpf_map_lookup_elem(map, key);
-	if (!val) {
-		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
-		val = bpf_map_lookup_elem(map, key);
-		if (!val)
-			return;
+	val = lbc_lookup_or_init(map, key, &zero);
+	if (val)
+		__sync_fetch_and_add(val, 1);
+}
+
+/*
+ * Is the current task's comm equal to want (TASK_COMM_LEN bytes, NUL-padded,
+ * e.g. a `const volatile char targ_comm[TASK_COMM_LEN]` knob)?
+ */
+static __always_inline bool lbc_current_comm_is(const volatile char *want)
+{
+	char comm[TASK_COMM_LEN];
+
+	bpf_get_current_comm(comm, sizeof(comm));
+	for (int i = 0; i < TASK_COMM_LEN; i++) {
+		if (comm[i] != want[i])
+			return false;
+		if (!comm[i])
+			break;
 	}
-	__sync_fetch_and_add(val, 1);
+	return true;
 }
 
 /* Increment the log2 slot of v in a u32 slot -> u64 count map. */

@@ -117,14 +117,63 @@ def _group(entries: Iterable[tuple[K, int, int]]) -> dict[K, dict[int, int]]:
     return grouped
 
 
-class Log2Hist:
+class _Hist:
+    """What both kinds hold: a count per bucket from 0 to the last non-empty one."""
+
+    __slots__ = ("_counts",)
+    _counts: tuple[int, ...]
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Count per slot (bucket), from 0 up to the last non-empty one."""
+        return self._counts
+
+    @property
+    def total(self) -> int:
+        """Number of values recorded (sum of all counts)."""
+        return sum(self._counts)
+
+    @property
+    def buckets(self) -> list[Bucket]:
+        """Every bucket from 0 to the last non-empty one (empty if no data)."""
+        raise NotImplementedError
+
+    def __bool__(self) -> bool:
+        return bool(self._counts)
+
+    def _summed(self, other: _Hist) -> list[int]:
+        """Per-bucket sums of this histogram's counts and ``other``'s."""
+        size = max(len(self._counts), len(other._counts))
+        a = self._counts + (0,) * (size - len(self._counts))
+        b = other._counts + (0,) * (size - len(other._counts))
+        return [x + y for x, y in zip(a, b)]
+
+    def _render(self, header: str, stars: int, row: Callable[[Bucket, str], str],
+                strip_leading_zero: bool) -> str:
+        """``header``, then ``row(bucket, bar)`` per bucket (bars ``stars`` wide at
+        most); "" when empty.  ``strip_leading_zero`` leaves out the empty
+        buckets before the first non-empty one."""
+        if not self._counts:
+            return ""
+        count_max = max(self._counts)
+        lines = [header]
+        skipping = strip_leading_zero
+        for bucket in self.buckets:
+            if skipping and not bucket.count:
+                continue
+            skipping = False
+            lines.append(row(bucket, _stars(bucket.count, count_max, stars)))
+        return "\n".join(lines)
+
+
+class Log2Hist(_Hist):
     """A log2 histogram with lbc.h's slot convention; immutable.
 
     ``counts[k]`` is the number of values in slot *k* (see :func:`log2_slot`).
     Compare with ``==``; combine with ``+`` (e.g. to add per-CPU copies).
     """
 
-    __slots__ = ("_counts",)
+    __slots__ = ()
 
     def __init__(self, counts: Sequence[int] | Mapping[int, int] = ()) -> None:
         """Build from per-slot counts; same contract as :meth:`from_slots`."""
@@ -171,22 +220,9 @@ class Log2Hist:
         return 1 << slot, (1 << (slot + 1)) - 1
 
     @property
-    def counts(self) -> tuple[int, ...]:
-        """Count per slot, from slot 0 up to the last non-empty slot."""
-        return self._counts
-
-    @property
-    def total(self) -> int:
-        """Number of values recorded (sum of all counts)."""
-        return sum(self._counts)
-
-    @property
     def buckets(self) -> list[Bucket]:
         """Every slot from 0 to the last non-empty one, as :class:`Bucket` (empty if no data)."""
         return [Bucket(*self.slot_range(i), c) for i, c in enumerate(self._counts)]
-
-    def __bool__(self) -> bool:
-        return bool(self._counts)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Log2Hist):
@@ -199,10 +235,7 @@ class Log2Hist:
     def __add__(self, other: Log2Hist) -> Log2Hist:
         if not isinstance(other, Log2Hist):
             return NotImplemented
-        size = max(len(self._counts), len(other._counts))
-        a = self._counts + (0,) * (size - len(self._counts))
-        b = other._counts + (0,) * (size - len(other._counts))
-        return Log2Hist([x + y for x, y in zip(a, b)])
+        return Log2Hist(self._summed(other))
 
     def __repr__(self) -> str:
         return f"Log2Hist({dict((i, c) for i, c in enumerate(self._counts) if c)!r})"
@@ -228,8 +261,6 @@ class Log2Hist:
         *strip_leading_zero*, empty slots before the first non-empty one are
         left out.  Returns "" for an empty histogram.
         """
-        if not self._counts:
-            return ""
         # BCC's slot index is ours + 1 (its slot 0 holds only the value 0),
         # and it switches to wide columns when that index exceeds 32.
         wide = len(self._counts) > 32
@@ -239,28 +270,20 @@ class Log2Hist:
         else:
             header = f"     {val_type:<19} : count     distribution"
             width, stars = 10, STARS_MAX
-        count_max = max(self._counts)
-        lines = [header]
-        skipping = strip_leading_zero
-        for bucket in self.buckets:
-            if skipping and not bucket.count:
-                continue
-            skipping = False
-            bar = _stars(bucket.count, count_max, stars)
-            lines.append(
-                f"{bucket.low:>{width}} -> {bucket.high:<{width}} : "
-                f"{bucket.count:<8} |{bar:<{stars}}|"
-            )
-        return "\n".join(lines)
+        return self._render(
+            header, stars,
+            lambda b, bar: (f"{b.low:>{width}} -> {b.high:<{width}} : "
+                            f"{b.count:<8} |{bar:<{stars}}|"),
+            strip_leading_zero)
 
 
-class LinearHist:
+class LinearHist(_Hist):
     """A linear histogram: bucket i holds ``[base + i*step, base + (i+1)*step)``; immutable.
 
     The BPF side stores ``(value - base) / step`` as the key.
     """
 
-    __slots__ = ("_counts", "base", "step")
+    __slots__ = ("base", "step")
 
     def __init__(
         self, counts: Sequence[int] | Mapping[int, int] = (), *, base: int = 0, step: int = 1
@@ -313,25 +336,12 @@ class LinearHist:
         }
 
     @property
-    def counts(self) -> tuple[int, ...]:
-        """Count per bucket, from bucket 0 up to the last non-empty one."""
-        return self._counts
-
-    @property
-    def total(self) -> int:
-        """Number of values recorded (sum of all counts)."""
-        return sum(self._counts)
-
-    @property
     def buckets(self) -> list[Bucket]:
         """Every bucket from 0 to the last non-empty one, as :class:`Bucket`."""
         return [
             Bucket(self.base + i * self.step, self.base + (i + 1) * self.step - 1, c)
             for i, c in enumerate(self._counts)
         ]
-
-    def __bool__(self) -> bool:
-        return bool(self._counts)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LinearHist):
@@ -346,10 +356,7 @@ class LinearHist:
             return NotImplemented
         if (self.base, self.step) != (other.base, other.step):
             raise ValueError("cannot add linear histograms with different base or step")
-        size = max(len(self._counts), len(other._counts))
-        a = self._counts + (0,) * (size - len(self._counts))
-        b = other._counts + (0,) * (size - len(other._counts))
-        return LinearHist([x + y for x, y in zip(a, b)], base=self.base, step=self.step)
+        return LinearHist(self._summed(other), base=self.base, step=self.step)
 
     def __repr__(self) -> str:
         counts = {i: c for i, c in enumerate(self._counts) if c}
@@ -373,18 +380,10 @@ class LinearHist:
         the last non-empty one, labelled with the bucket's lowest value.
         Returns "" for an empty histogram.
         """
-        if not self._counts:
-            return ""
-        count_max = max(self._counts)
-        lines = [f"     {val_type:<13} : count     distribution"]
-        skipping = strip_leading_zero
-        for bucket in self.buckets:
-            if skipping and not bucket.count:
-                continue
-            skipping = False
-            bar = _stars(bucket.count, count_max, STARS_MAX)
-            lines.append(f"        {bucket.low:<10} : {bucket.count:<8} |{bar:<{STARS_MAX}}|")
-        return "\n".join(lines)
+        return self._render(
+            f"     {val_type:<13} : count     distribution", STARS_MAX,
+            lambda b, bar: f"        {b.low:<10} : {b.count:<8} |{bar:<{STARS_MAX}}|",
+            strip_leading_zero)
 
 
 def render_sections(

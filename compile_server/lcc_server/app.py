@@ -49,12 +49,28 @@ __all__ = ["create_app"]
 log = logging.getLogger("lcc_server")
 
 _OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
-_ERRORS = {400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody,
-           503: ErrorBody}
+# The error bodies every route may answer with, for the OpenAPI document.
+_ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 503)}
+# Exceptions answered with {"error": name, "detail": str(exc)}: (status, name, headers).
+_PLAIN_ERRORS = {
+    InvalidRequest: (400, "invalid_request", None),
+    BtfMissing: (404, "btf_missing", None),
+    BtfConflict: (409, "conflict", None),
+    BtfError: (422, "btf", None),
+    Busy: (503, "busy", {"Retry-After": "1"}),
+    ToolchainMissing: (503, "toolchain_missing", None),
+}
 
 
 def _error(status: int, error: str, detail: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def _plain_handler(status: int, name: str, headers: dict | None):
+    """An exception handler answering ``_error(status, name, str(exc), headers)``."""
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return _error(status, name, str(exc), headers)
+    return handler
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
@@ -112,13 +128,12 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
 
     # -- errors -------------------------------------------------------------
 
+    for exc_type, (status, name, headers) in _PLAIN_ERRORS.items():
+        app.add_exception_handler(exc_type, _plain_handler(status, name, headers))
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         return _error(400, "invalid_request", _validation_detail(exc))
-
-    @app.exception_handler(InvalidRequest)
-    async def _invalid2(request: Request, exc: InvalidRequest):
-        return _error(400, "invalid_request", str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -131,26 +146,6 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         return JSONResponse({"error": "compile", "detail": exc.message,
                              "diagnostics": [d.to_dict() for d in exc.diagnostics],
                              "log": exc.log}, status_code=422)
-
-    @app.exception_handler(BtfMissing)
-    async def _btf_missing(request: Request, exc: BtfMissing):
-        return _error(404, "btf_missing", str(exc))
-
-    @app.exception_handler(BtfConflict)
-    async def _btf_conflict(request: Request, exc: BtfConflict):
-        return _error(409, "conflict", str(exc))
-
-    @app.exception_handler(BtfError)
-    async def _btf_error(request: Request, exc: BtfError):
-        return _error(422, "btf", str(exc))
-
-    @app.exception_handler(Busy)
-    async def _busy(request: Request, exc: Busy):
-        return _error(503, "busy", str(exc), {"Retry-After": "1"})
-
-    @app.exception_handler(ToolchainMissing)
-    async def _no_toolchain(request: Request, exc: ToolchainMissing):
-        return _error(503, "toolchain_missing", str(exc))
 
     @app.exception_handler(LccError)
     async def _lcc_error(request: Request, exc: LccError):
@@ -171,7 +166,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
 
     @app.post("/v1/compile", tags=["compile"], response_model=None,
               responses={200: {"model": CompileResponse}, 422: {"model": CompileErrorBody},
-                         **{k: {"model": v} for k, v in _ERRORS.items()}})
+                         **_ERROR_RESPONSES})
     async def compile_bundle(req: CompileRequest) -> JSONResponse:
         """Compile a bundle for a kernel; identical requests compile once."""
         out = await service.compile(req)
@@ -179,7 +174,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
 
     @app.get("/v1/artifacts/{digest}", tags=["compile"], response_model=None,
              responses={200: {"model": CompileResponse, "content": {
-                 "application/octet-stream": {}}}, **{k: {"model": v} for k, v in _ERRORS.items()}})
+                 "application/octet-stream": {}}}, **_ERROR_RESPONSES})
     async def get_artifact(digest: str, request: Request) -> Response:
         """A compiled object by its sha256; raw bytes with Accept: application/octet-stream."""
         check_digest(digest)
@@ -198,7 +193,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
 
     @app.get("/v1/btf/{arch}/{release}", tags=["btf"], response_class=Response,
              responses={200: {"content": {"application/octet-stream": {}}},
-                        **{k: {"model": v} for k, v in _ERRORS.items()}})
+                        **_ERROR_RESPONSES})
     async def get_btf(arch: str, release: str) -> Response:
         """The raw BTF stored for a kernel."""
         check_arch(arch)
@@ -208,7 +203,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
 
     @app.put("/v1/btf/{arch}/{release}", tags=["btf"], response_model=BtfEntryModel,
              status_code=201, responses={200: {"model": BtfEntryModel},
-                                         **{k: {"model": v} for k, v in _ERRORS.items()}},
+                                         **_ERROR_RESPONSES},
              openapi_extra={"requestBody": {"content": {"application/octet-stream": {}},
                                             "required": True}})
     async def put_btf(arch: str, release: str, request: Request,

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcc.errors import Diagnostic
+from lcc_server.atomic import write_atomic
 from lcc_server.validation import DIGEST_RE
 
 __all__ = ["Artifact", "ArtifactStore"]
@@ -41,18 +40,6 @@ class Artifact:
     warnings: list[Diagnostic] = field(default_factory=list)
     programs: list[dict] = field(default_factory=list)
     maps: list[dict] = field(default_factory=list)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class ArtifactStore:
@@ -93,8 +80,8 @@ class ArtifactStore:
         meta = {"toolchain": art.toolchain, "warnings": [w.to_dict() for w in art.warnings],
                 "programs": art.programs, "maps": art.maps}
         obj = self._obj(art.digest)
-        _write_atomic(obj.with_suffix(".json"), json.dumps(meta, sort_keys=True).encode())
-        _write_atomic(obj, art.object)
+        write_atomic(obj.with_suffix(".json"), json.dumps(meta, sort_keys=True).encode())
+        write_atomic(obj, art.object)
         self._remember_in_memory(art)
 
     def get(self, digest: str) -> Artifact | None:
@@ -123,7 +110,7 @@ class ArtifactStore:
     def remember(self, key: str, digest: str) -> None:
         """Record that request ``key`` compiled to ``digest``."""
         self._obj(digest)
-        _write_atomic(self.root / "keys" / key, digest.encode())
+        write_atomic(self.root / "keys" / key, digest.encode())
         with self._lock:
             self._keys[key] = digest
             while len(self._keys) > 4096:
@@ -142,7 +129,7 @@ class ArtifactStore:
 
     def put_btf(self, digest: str, btf_sha: str, data: bytes) -> None:
         self._obj(digest)
-        _write_atomic(self.root / "btf" / f"{digest}-{btf_sha}", data)
+        write_atomic(self.root / "btf" / f"{digest}-{btf_sha}", data)
 
     def get_btf(self, digest: str, btf_sha: str) -> bytes | None:
         self._obj(digest)

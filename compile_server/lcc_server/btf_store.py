@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from lcc_server.atomic import write_atomic
 from lcc_server.validation import InvalidRequest, check_arch, check_release
 
 __all__ = ["BtfConflict", "BtfEntry", "BtfStore", "check_btf"]
@@ -116,15 +116,7 @@ class BtfStore:
             if not replace:
                 raise BtfConflict(f"a different BTF is stored for {arch}/{release}; "
                                   "pass replace=true to overwrite it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".up-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(path, data, prefix=".up-")
         return BtfEntry(arch, release, path, "upload"), True
 
     def remove(self, arch: str, release: str) -> None:

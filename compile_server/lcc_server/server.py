@@ -1,4 +1,5 @@
-"""Start the compile service with uvicorn: what ``lcc server`` calls.
+"""Start the compile service with uvicorn: in this process (what ``lcc server``
+calls), or in a child process for tests and benchmarks (:func:`spawn`).
 
 TLS: pass ``ssl_certfile``/``ssl_keyfile`` (uvicorn's options), or put the
 service behind a reverse proxy that terminates TLS.  With a token set
@@ -9,10 +10,18 @@ docs needs ``Authorization: Bearer <token>``.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from lcc_server.settings import DEFAULT_PORT, Settings
 
-__all__ = ["serve"]
+__all__ = ["Spawned", "free_port", "serve", "spawn"]
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, workers: int = 1,
@@ -35,3 +44,80 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, workers: int = 1,
         return
     os.environ.update(settings.to_env())
     uvicorn.run("lcc_server.app:create_app", factory=True, workers=workers, **common)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port of ``host`` that nothing listens on now (another process may take it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Spawned:
+    """A compile service running in a child process (see :func:`spawn`); owns the child."""
+
+    url: str
+    proc: subprocess.Popen
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``; idempotent."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# No proxy from the environment stands between us and a service we started.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with _DIRECT.open(url + "/healthz", timeout=2) as r:
+            return r.status == 200
+    except OSError:  # refused, reset, timed out, or an HTTP error status
+        return False
+
+
+def spawn(env: Mapping[str, str] | None = None, *,
+          command: Callable[[int], Sequence[str]] | None = None, host: str = "127.0.0.1",
+          log: Path | None = None, timeout: float = 60.0) -> Spawned:
+    """Start the service in a child process on a free port of ``host``; return
+    once it answers ``GET /healthz`` with 200.
+
+    The child is ``python -m uvicorn lcc_server.app:create_app --factory``, or
+    ``command(port)`` (e.g. an ``lcc server --port PORT`` command line).  Its
+    environment is ``os.environ`` updated with ``env`` (the ``LCC_*`` settings),
+    with /usr/sbin and /sbin added to PATH (where bpftool often is).  Its output
+    goes to the file ``log`` (appended) or nowhere.  Raises ``RuntimeError``, with
+    the end of ``log``, when the child exits or does not answer within
+    ``timeout`` seconds; the child is killed first.
+    """
+    port = free_port(host)
+    argv = list(command(port)) if command else [
+        sys.executable, "-m", "uvicorn", "lcc_server.app:create_app", "--factory",
+        "--host", host, "--port", str(port), "--log-level", "warning"]
+    full_env = {**os.environ, **(env or {})}
+    full_env["PATH"] = full_env.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+    if log is None:
+        proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    else:
+        with open(log, "ab") as out:  # the child keeps its own copy of the fd
+            proc = subprocess.Popen(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    child = Spawned(url=f"http://{host}:{port}", proc=proc)
+    deadline = time.monotonic() + timeout
+    while not _answers(child.url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            said = log.read_text(errors="replace")[-3000:] if log is not None else ""
+            raise RuntimeError(f"the compile service did not start ({' '.join(argv[:4])} ...)"
+                               + (f":\n{said}" if said else ""))
+        time.sleep(0.1)
+    return child

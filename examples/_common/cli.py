@@ -9,7 +9,7 @@
   status 1; a closed pipe (``tool | head``) ends quietly.
 - :func:`print_json` writes one JSON object per line and flushes.
 - :func:`fallback_report` says which alternative programs a tool runs and why
-  the others were passed over (for ``-v``).
+  the others were passed over; :func:`report_fallbacks` prints that with ``-v``.
 """
 
 from __future__ import annotations
@@ -132,6 +132,13 @@ def fallback_report(tool: Any) -> list[str]:
             reasons = list(dict.fromkeys(r.strip() for r in why.split("; ") if r.strip()))
             lines.append(f"skipped {' + '.join(alt)}: {'; '.join(reasons)}")
     return lines
+
+
+def report_fallbacks(tool: Any, verbose: bool) -> None:
+    """With ``-v`` (``verbose``), say on stderr what :func:`fallback_report` says."""
+    if verbose:
+        for line in fallback_report(tool):
+            info(line)
 
 
 def run_tool(main: Callable[[Sequence[str] | None], int | None],

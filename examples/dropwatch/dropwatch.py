@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
+from _common.events import RingEvents  # noqa: E402
 
 from lcc import ClbcBase, Fallback  # noqa: E402
 from lcc.btf import enum_names  # noqa: E402
@@ -183,7 +184,7 @@ class StackSum:
         return {"type": "stack", **asdict(self)}
 
 
-class DropWatch(ClbcBase):
+class DropWatch(RingEvents, ClbcBase):
     """The BPF side: drops at skb:kfree_skb, filtered in the kernel.
 
     ``proto``: an IP protocol name or number; ``address``: an IPv4 or IPv6
@@ -231,9 +232,6 @@ class DropWatch(ClbcBase):
         self.maps["events"].open_ring_buffer(
             lambda ev: callback(Drop.from_event(ev, self.reasons, self.symbolize)))
 
-    def poll(self, timeout_ms: int = -1) -> int:
-        return self.ring_buffer_poll(timeout_ms)
-
     def stack_sums(self) -> list[StackSum]:
         """Drops per (kernel stack, reason), most first (needs ``stacks=True``)."""
         stacks = self.maps["stacks"]
@@ -247,11 +245,6 @@ class DropWatch(ClbcBase):
                     frames = []
             out.append(StackSum(count, self.reasons(key.reason), key.stack_id, frames))
         return sorted(out, key=lambda s: (-s.count, s.reason, s.stack_id))
-
-    @property
-    def dropped(self) -> int:
-        """Events lost because the ring buffer was full."""
-        return int(self.bss.dropped)
 
 
 def _wall(mono_ns: int) -> str:
@@ -355,9 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = not (args.quiet and args.stacks)
     with DropWatch(proto=args.proto, address=args.addr, port=args.port, stacks=args.stacks,
                    events=events) as tool:
-        if args.verbose:
-            for line in cli.fallback_report(tool):
-                cli.info(line)
+        cli.report_fallbacks(tool, args.verbose)
         printer = Printer(json=args.json, quiet=args.quiet)
         if events:
             tool.open_events(printer)

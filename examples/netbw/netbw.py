@@ -283,9 +283,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with NetBw() as tool:
-        if args.verbose:
-            for line in cli.fallback_report(tool):
-                cli.info(line)
+        cli.report_fallbacks(tool, args.verbose)
         printer = Printer(json=args.json, bits=args.bits, show_all=args.all,
                           interfaces=args.interface)
         sampler = Sampler(tool)

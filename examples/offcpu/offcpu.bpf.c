@@ -42,21 +42,6 @@ static __always_inline u32 state_code(long prev_state)
 	return 0;
 }
 
-/* The outgoing task is still `current`: compare its comm with the filter's. */
-static __always_inline bool comm_matches(void)
-{
-	char comm[TASK_COMM_LEN];
-
-	bpf_get_current_comm(comm, sizeof(comm));
-	for (int i = 0; i < TASK_COMM_LEN; i++) {
-		if (comm[i] != targ_comm[i])
-			return false;
-		if (!comm[i])
-			break;
-	}
-	return true;
-}
-
 SEC("tracepoint/sched/sched_switch")
 int sched_switch(struct trace_event_raw_sched_switch *ctx)
 {
@@ -68,11 +53,14 @@ int sched_switch(struct trace_event_raw_sched_switch *ctx)
 	struct offcpu_event *e;
 	u64 now = bpf_ktime_get_ns(), delta;
 
-	/* 1. The outgoing task: stamp it if it passes the filters (pid 0 is idle). */
+	/*
+	 * 1. The outgoing task: stamp it if it passes the filters (pid 0 is idle;
+	 * the outgoing task is still `current`, so its comm is current's).
+	 */
 	s.state = state_code(ctx->prev_state);
 	if (prev && tgid != self_tgid && (state_mask & (1 << s.state)) &&
 	    (!targ_tgid || tgid == targ_tgid) && (!targ_tid || prev == targ_tid) &&
-	    (!filter_comm || comm_matches())) {
+	    (!filter_comm || lbc_current_comm_is(targ_comm))) {
 		s.ts = now;
 		s.tgid = tgid;
 		s.kstack_id = bpf_get_stackid(ctx, &kstacks, 0);
@@ -92,13 +80,9 @@ int sched_switch(struct trace_event_raw_sched_switch *ctx)
 		return 0;
 
 	/* 3. Add it to its stack's totals. */
-	tot = bpf_map_lookup_elem(&totals, &key);
-	if (!tot) {
-		bpf_map_update_elem(&totals, &key, &zero, BPF_NOEXIST);
-		tot = bpf_map_lookup_elem(&totals, &key);
-		if (!tot)
-			return 0;
-	}
+	tot = lbc_lookup_or_init(&totals, &key, &zero);
+	if (!tot)
+		return 0;
 	__sync_fetch_and_add(&tot->count, 1);
 	__sync_fetch_and_add(&tot->total_ns, delta);
 	if (delta > tot->max_ns)

@@ -50,6 +50,7 @@ from typing import Any, Callable, Sequence
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
+from _common.events import RingEvents  # noqa: E402
 
 import timeline as tl  # noqa: E402
 from peer import DEFAULT_PORT, PeerClient, PeerServer  # noqa: E402
@@ -89,7 +90,7 @@ def own_netns() -> int:
     return os.stat("/proc/self/ns/net").st_ino
 
 
-class PingTrace(ClbcBase):
+class PingTrace(RingEvents, ClbcBase):
     """The BPF side: per-stage timestamps of ICMP echo packets.
 
     ``netns``: follow this network namespace inode only (0: every one);
@@ -128,11 +129,6 @@ class PingTrace(ClbcBase):
         """Time only this process's sendto() calls (0: any process)."""
         self.bss.send_tgid = int(pid)
 
-    @property
-    def dropped(self) -> int:
-        """Events lost because the ring buffer was full."""
-        return int(self.bss.dropped)
-
 
 # -- active mode --------------------------------------------------------------------
 
@@ -141,9 +137,7 @@ def run_active(args: argparse.Namespace, session: cli.Session) -> int:
     ident = args.id if args.id is not None else os.getpid() & 0xFFFF
     tool = PingTrace(netns=0 if args.all_netns else own_netns(), address=target, icmp_id=ident)
     try:
-        if args.verbose:
-            for line in cli.fallback_report(tool):
-                cli.info(line)
+        cli.report_fallbacks(tool, args.verbose)
         asm = tl.Assembler()
         tool.open_events(asm.add)
         peer = None
@@ -250,9 +244,7 @@ def run_watch(args: argparse.Namespace, session: cli.Session) -> int:
     server = PeerServer(args.port) if args.server else None
     tool = PingTrace(netns=0 if args.all_netns else own_netns(), address=address)
     try:
-        if args.verbose:
-            for line in cli.fallback_report(tool):
-                cli.info(line)
+        cli.report_fallbacks(tool, args.verbose)
         asm = tl.Assembler()
         tool.open_events(asm.add)
         printer = WatchPrinter(json=args.json)

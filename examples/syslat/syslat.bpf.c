@@ -25,20 +25,6 @@ LBC_HASH(hists, struct syslat_hist_key, u64, SYSLAT_MAX_SYSCALLS * 24);
 /* syscall -> count, total and maximum time */
 LBC_HASH(stats, u32, struct syslat_stat, SYSLAT_MAX_SYSCALLS);
 
-static __always_inline bool comm_matches(void)
-{
-	char comm[TASK_COMM_LEN];
-
-	bpf_get_current_comm(comm, sizeof(comm));
-	for (int i = 0; i < TASK_COMM_LEN; i++) {
-		if (comm[i] != targ_comm[i])
-			return false;
-		if (!comm[i])
-			break;
-	}
-	return true;
-}
-
 SEC("tracepoint/raw_syscalls/sys_enter")
 int sys_enter(struct trace_event_raw_sys_enter *ctx)
 {
@@ -58,7 +44,7 @@ int sys_enter(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	if (filter_syscalls && !traced[nr])
 		return 0;
-	if (filter_comm && !comm_matches())
+	if (filter_comm && !lbc_current_comm_is(targ_comm))
 		return 0;
 
 	/* Stamp the syscall in flight on this thread. */
@@ -90,13 +76,9 @@ int sys_exit(struct trace_event_raw_sys_exit *ctx)
 	lbc_count(&hists, &hk);
 
 	/* Totals for the average and the maximum. */
-	s = bpf_map_lookup_elem(&stats, &hk.nr);
-	if (!s) {
-		bpf_map_update_elem(&stats, &hk.nr, &zero, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&stats, &hk.nr);
-		if (!s)
-			return 0;
-	}
+	s = lbc_lookup_or_init(&stats, &hk.nr, &zero);
+	if (!s)
+		return 0;
 	__sync_fetch_and_add(&s->count, 1);
 	__sync_fetch_and_add(&s->total_ns, delta);
 	if (delta > s->max_ns)

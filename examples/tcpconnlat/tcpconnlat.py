@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
+from _common.events import RingEvents  # noqa: E402
 
 from lcc import ClbcBase, Fallback  # noqa: E402
 from lcc.netfmt import AF_INET, fmt_addr  # noqa: E402
@@ -64,7 +65,7 @@ class Connection:
         return {"type": "connect", **asdict(self)}
 
 
-class TcpConnLat(ClbcBase):
+class TcpConnLat(RingEvents, ClbcBase):
     """TCP connect latency tracer.
 
     ``min_ms``: report only connections that took at least this long;
@@ -85,15 +86,6 @@ class TcpConnLat(ClbcBase):
     def open_events(self, callback: Callable[[Connection], Any]) -> None:
         """Deliver each established connection to ``callback`` as a :class:`Connection`."""
         self.maps["events"].open_ring_buffer(lambda ev: callback(Connection.from_event(ev)))
-
-    def poll(self, timeout_ms: int = -1) -> int:
-        """Wait up to ``timeout_ms`` and deliver waiting events; returns how many."""
-        return self.ring_buffer_poll(timeout_ms)
-
-    @property
-    def dropped(self) -> int:
-        """Events the kernel side could not send because the ring buffer was full."""
-        return int(self.bss.dropped)
 
 
 class Printer:
@@ -170,9 +162,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with TcpConnLat(min_ms=args.min_ms, pid=args.pid) as tool:
-        if args.verbose:
-            for line in cli.fallback_report(tool):
-                cli.info(line)
+        cli.report_fallbacks(tool, args.verbose)
         printer = Printer(json=args.json, lport=args.lport, timestamp=args.timestamp)
         tool.open_events(printer)
         cli.info("Tracing TCP connects. Hit Ctrl-C to end.")

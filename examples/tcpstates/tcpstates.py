@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
+from _common.events import RingEvents  # noqa: E402
 
 from lcc import ClbcBase  # noqa: E402
 from lcc.btf import enum_names  # noqa: E402
@@ -88,7 +89,7 @@ def _detail(kind: str, value: int, reasons: dict[int, str]) -> str:
     return ""
 
 
-class TcpStates(ClbcBase):
+class TcpStates(RingEvents, ClbcBase):
     """TCP state, retransmit and reset tracer.
 
     Filters (all applied in the kernel, empty means any): ``pid``;
@@ -145,14 +146,6 @@ class TcpStates(ClbcBase):
                         newstate=tcp_state_name(ev.newstate) if ev.newstate else "-",
                         ms=ev.delta_ns / 1e6, ts=ev.ts_ns / 1e9,
                         detail=_detail(kind, ev.detail, self._reasons))
-
-    def poll(self, timeout_ms: int = -1) -> int:
-        return self.ring_buffer_poll(timeout_ms)
-
-    @property
-    def dropped(self) -> int:
-        """Events the kernel side could not send because the ring buffer was full."""
-        return int(self.bss.dropped)
 
 
 class Printer:

@@ -7,7 +7,6 @@ as the sleep (a lower bound the kernel guarantees, not a timing guess).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -15,29 +14,21 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
+from gatedchild import GatedChild
+from toolproc import EXAMPLES, load_example
 
 pytestmark = pytest.mark.bpf
 
-REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / "examples" / "offcpu" / "offcpu.py"
+TOOL = EXAMPLES / "offcpu" / "offcpu.py"
 SLEEP_S = 0.2
 SCHED_FUNCS = ("schedule", "__schedule")
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("offcpu_tool", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def offcpu():
-    return _load_module()
+    return load_example("offcpu")
 
 
 def _funcs(stack):
@@ -108,17 +99,6 @@ def test_bad_state_is_a_clear_error(offcpu):
     assert offcpu.state_mask("all") == (1 << len(offcpu.STATE_LETTERS)) - 1
 
 
-CHILD = r"""
-import os, signal, sys
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-sys.stdout.write("ready\n")
-sys.stdout.flush()
-signal.sigwait({signal.SIGUSR1})
-os.read(0, 1)
-os._exit(0)
-"""
-
-
 def _blocked_in_read(pid: int) -> bool:
     with open(f"/proc/{pid}/syscall") as f:
         nr = f.read().split()[0]
@@ -128,17 +108,15 @@ def _blocked_in_read(pid: int) -> bool:
 
 
 def test_cli_catches_a_child_blocked_on_a_pipe():
-    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    child = GatedChild("os.read(0, 1)", stdin=subprocess.PIPE)
     tool = None
     try:
-        assert child.stdout.readline() == "ready\n"
         tool = subprocess.Popen([sys.executable, str(TOOL), "-p", str(child.pid), "--state",
                                  "S", "-m", "100000", "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = tool.stderr.readline()
         assert line.startswith("Tracing"), line + tool.stderr.read()
-        os.kill(child.pid, signal.SIGUSR1)
+        child.release()
         deadline = time.monotonic() + 30
         while not _blocked_in_read(child.pid):  # a condition, checked until it holds
             assert time.monotonic() < deadline, "child never blocked in read()"
@@ -146,17 +124,17 @@ def test_cli_catches_a_child_blocked_on_a_pipe():
         blocked_at = time.monotonic()
         time.sleep(0.3)  # the length of the block, measured from a known-blocked child
         held = time.monotonic() - blocked_at  # the child wakes only after the write below
-        child.stdin.write("x")
-        child.stdin.flush()
-        assert child.wait(timeout=30) == 0
+        child.proc.stdin.write("x")
+        child.proc.stdin.flush()
+        child.wait()
         tool.send_signal(signal.SIGINT)
         out, err = tool.communicate(timeout=30)
         assert tool.returncode == 0, err
     finally:
-        for p in (child, tool):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+        child.kill()
+        if tool is not None and tool.poll() is None:
+            tool.kill()
+            tool.wait()
     recs = [json.loads(x) for x in out.splitlines()]
     events = [r for r in recs if r["type"] == "event"]
     stacks = [r for r in recs if r["type"] == "stack"]

@@ -17,11 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 from netns import leftovers, namespaces, veth_pair
-from toolproc import EXAMPLES, READY, ToolProcess, load_example, wait_until
+from toolproc import EXAMPLES, ToolProcess, load_example, wait_until
 
 A_ADDR, B_ADDR = "198.18.0.1", "198.18.0.2"
 PEER_PORT = 17656
@@ -53,24 +52,7 @@ class NsTool(ToolProcess):
     """A tool's command line run inside a namespace (``ip netns exec``)."""
 
     def __init__(self, ns, tool: str, *args: str, ready_timeout: float = 120.0) -> None:
-        self.argv = ns.command(sys.executable, str(EXAMPLES / tool / f"{tool}.py"), *args)
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1)
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._cond = threading.Condition()
-        self._threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout),
-                                          daemon=True),
-                         threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr),
-                                          daemon=True)]
-        for t in self._threads:
-            t.start()
-        try:
-            self.wait_for(lambda: any(READY in ln for ln in self.stderr), ready_timeout,
-                          what=f"{tool} to start tracing in {ns.name}")
-        except BaseException:
-            self.kill()
-            raise
+        super().__init__(tool, *args, prefix=ns.command(), ready_timeout=ready_timeout)
 
     def wait_exit(self, timeout: float) -> int:
         """Wait for the tool to end by itself (e.g. after -c COUNT probes)."""

@@ -8,79 +8,45 @@ never counted).  Filtering by the child's pid leaves nothing else.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from gatedchild import GatedChild
+from toolproc import EXAMPLES, load_example
 
 pytestmark = pytest.mark.bpf
 
-REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / "examples" / "syslat" / "syslat.py"
+TOOL = EXAMPLES / "syslat" / "syslat.py"
 
-CHILD = r"""
-import os, signal, sys
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-n, m, comm = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+# The child (tests/gatedchild.py) names itself, then makes the calls once released.
+SETUP = """
 with open("/proc/self/comm", "w") as f:
-    f.write(comm)
+    f.write(sys.argv[3])
 fd = os.open("/dev/zero", os.O_RDONLY)
-sys.stdout.write("ready\n")
-sys.stdout.flush()
-signal.sigwait({signal.SIGUSR1})
-for _ in range(n):
+"""
+BODY = """
+for _ in range(int(sys.argv[1])):
     os.getppid()
-for _ in range(m):
+for _ in range(int(sys.argv[2])):
     os.read(fd, 1)
-os._exit(0)
 """
 
 N_GETPPID, M_READ = 37, 23
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("syslat_tool", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def syslat():
-    return _load_module()
-
-
-class Child:
-    """The syscall-making child, stopped in sigwait until go()."""
-
-    def __init__(self, n: int = N_GETPPID, m: int = M_READ, comm: str | None = None) -> None:
-        self.comm = comm or f"sylt{os.getpid() % 100000}"
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, str(n), str(m), self.comm],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline() == "ready\n"
-        self.pid = self.proc.pid
-
-    def go(self) -> None:
-        os.kill(self.pid, signal.SIGUSR1)
-        assert self.proc.wait(timeout=30) == 0
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    return load_example("syslat")
 
 
 @pytest.fixture
 def child():
-    c = Child()
-    yield c
-    c.kill()
+    with GatedChild(BODY, N_GETPPID, M_READ, f"sylt{os.getpid() % 100000}", setup=SETUP) as c:
+        yield c
 
 
 def _by_name(results):

@@ -76,7 +76,7 @@ def test_reports_own_connections(mod):
     assert not [c for c in slow if c.dport in ports]
 
 
-def test_cli_json_and_summary():
+def test_cli_json_and_summary(mod):
     me = os.getpid()
     with ToolProcess("tcpconnlat", "--json", "-v", "-L", "-p", str(me)) as tool:
         made = [(ip, connect_once(fam, host)) for fam, host, ip in HOSTS]
@@ -96,11 +96,12 @@ def test_cli_json_and_summary():
     summary = out[-1]
     assert summary["type"] == "summary" and summary["connections"] >= 2
     assert summary["lat_ms_max"] >= max(e["lat_ms"] for e in events)
-    # -v names the alternative in use and why the better ones were passed over.
-    using = [ln for ln in tool.stderr if ln.startswith("using ")]
-    assert len(using) == 1
-    if "tp_inet_sock_set_state" in using[0]:
-        assert any(ln.startswith("skipped fentry_tcp_v4_connect") for ln in tool.stderr)
+    # -v names the alternative in use and why each better one was passed over.
+    alternatives = [" + ".join(alt) for alt in (mod.FENTRY, mod.KPROBE, mod.TRACEPOINT)]
+    (using,) = [ln for ln in tool.stderr if ln.startswith("using ")]
+    chosen = alternatives.index(using.removeprefix("using "))
+    for better in alternatives[:chosen]:
+        assert any(ln.startswith(f"skipped {better}: ") for ln in tool.stderr), tool.stderr
 
 
 def test_cli_table_columns():

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -55,10 +55,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float, step: Callable[[], 
 
 
 class ToolProcess:
-    """``python3 examples/<tool>/<tool>.py ARGS`` with its output collected by threads."""
+    """``python3 examples/<tool>/<tool>.py ARGS`` with its output collected by threads.
 
-    def __init__(self, tool: str, *args: str, ready_timeout: float = 120.0) -> None:
-        self.argv = [sys.executable, str(EXAMPLES / tool / f"{tool}.py"), *args]
+    ``prefix`` is put before that command line, e.g. ``["ip", "netns", "exec", NS]``
+    to run the tool inside a network namespace.
+    """
+
+    def __init__(self, tool: str, *args: str, prefix: Sequence[str] = (),
+                 ready_timeout: float = 120.0) -> None:
+        self.tool = tool
+        self.argv = [*prefix, sys.executable, str(EXAMPLES / tool / f"{tool}.py"), *args]
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1)
         self.stdout: list[str] = []
@@ -71,8 +77,9 @@ class ToolProcess:
         for t in self._threads:
             t.start()
         try:
+            where = f" under {' '.join(prefix)}" if prefix else ""
             self.wait_for(lambda: any(READY in ln for ln in self.stderr), ready_timeout,
-                          what=f"{tool} to start tracing")
+                          what=f"{tool} to start tracing{where}")
         except BaseException:
             self.kill()
             raise
@@ -94,7 +101,7 @@ class ToolProcess:
                 if value:
                     return value
                 if self.proc.poll() is not None and not any(t.is_alive() for t in self._threads):
-                    raise AssertionError(f"{self.argv[1]} exited ({self.proc.returncode}) "
+                    raise AssertionError(f"{self.tool} exited ({self.proc.returncode}) "
                                          f"before {what}; stderr:\n" + "\n".join(self.stderr))
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -120,7 +127,7 @@ class ToolProcess:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"{self.argv[1]} did not exit within {timeout}s of signal {sig}")
+            raise AssertionError(f"{self.tool} did not exit within {timeout}s of signal {sig}")
         for t in self._threads:
             t.join(timeout)
         return rc

@@ -142,13 +142,19 @@ def test_lost_perf_samples_are_counted(tool):
     got, lost = [], []
     buf = small.open_perf_buffer(lambda e: got.append(e.seq), lost_cb=lost.append)
     # One page per CPU cannot hold a burst: the kernel drops the rest and
-    # reports the count in front of the next sample that fits.
-    os.getpgid(0)
-    small.perf_buffer_poll(1000)
-    first = len(got)
-    assert 0 < first < BURST
-    os.getpgid(0)
-    small.perf_buffer_poll(1000)
+    # reports the count in front of the next sample that fits -- on the same
+    # CPU's buffer, so both bursts must run on one CPU.
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        os.getpgid(0)
+        small.perf_buffer_poll(1000)
+        first = len(got)
+        assert 0 < first < BURST
+        os.getpgid(0)
+        small.perf_buffer_poll(1000)
+    finally:
+        os.sched_setaffinity(0, cpus)
     assert buf.lost == BURST - first
     assert sum(lost) == buf.lost
     assert buf.events == len(got)

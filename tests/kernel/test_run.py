@@ -1,6 +1,6 @@
 """``lcc run`` against the running kernel: events, key/value maps and histograms.
 
-A child process, stopped in sigwait until ``lcc run`` says it is attached,
+A child process, held at its gate until ``lcc run`` says it is attached,
 calls lseek(2) with known offsets and exits; progs/run_maps.bpf.c turns each
 call of that pid into a ring-buffer event, a raw perf-buffer record and
 entries in maps of every shape.  The test then checks what was printed
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from gatedchild import GatedChild
 from lcc import runner
 from lcc.hist import Log2Hist
 
@@ -28,56 +28,25 @@ MAPS_PROG = PROGS / "run_maps.bpf.c"
 OFFSETS = [1, 2, 3, 5, 8, 100, 1000, 1000, 70000]
 FORKS = 3
 
-LSEEK_CHILD = r"""
-import os, signal, sys
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-fd = os.open("/dev/zero", os.O_RDONLY)
-sys.stdout.write("ready\n")
-sys.stdout.flush()
-signal.sigwait({signal.SIGUSR1})
+# Children held at their gate (tests/gatedchild.py) until lcc run has attached.
+LSEEK_SETUP = 'fd = os.open("/dev/zero", os.O_RDONLY)'
+LSEEK_BODY = """
 for off in map(int, sys.argv[1:]):
     os.lseek(fd, off, os.SEEK_SET)
-os._exit(0)
 """
-
-FORK_CHILD = r"""
-import os, signal, sys
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-sys.stdout.write("ready\n")
-sys.stdout.flush()
-signal.sigwait({signal.SIGUSR1})
+FORK_BODY = """
 for _ in range(int(sys.argv[1])):
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
-os._exit(0)
 """
-
-
-class Child:
-    """A child stopped in sigwait; go() lets it run to its end."""
-
-    def __init__(self, code: str, *args: object) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline() == "ready\n"
-        self.pid = self.proc.pid
-
-    def go(self) -> None:
-        os.kill(self.pid, signal.SIGUSR1)
-        assert self.proc.wait(timeout=30) == 0
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class GoOnAttach(io.StringIO):
     """run()'s err stream: when it reports the attach, the child runs to its end."""
 
-    def __init__(self, child: Child) -> None:
+    def __init__(self, child: GatedChild) -> None:
         super().__init__()
         self.child = child
 
@@ -90,12 +59,11 @@ class GoOnAttach(io.StringIO):
 
 @pytest.fixture
 def lseek_child():
-    c = Child(LSEEK_CHILD, *OFFSETS)
-    yield c
-    c.kill()
+    with GatedChild(LSEEK_BODY, *OFFSETS, setup=LSEEK_SETUP) as c:
+        yield c
 
 
-def _run(path: Path, child: Child, json_out: bool = False, defines=None,
+def _run(path: Path, child: GatedChild, json_out: bool = False, defines=None,
          **kw) -> tuple[int, str, str]:
     out, err = io.StringIO(), GoOnAttach(child)
     # Every event is in the buffers before the loop starts: the child has exited.
@@ -193,7 +161,7 @@ def test_json_output(lseek_child):
     recs = [json.loads(ln) for ln in out.splitlines()]
     events = [r for r in recs if r.get("map") == "events"]
     assert [e["event"]["offset"] for e in events] == OFFSETS
-    assert all(e["event"]["comm"] == "python3" or e["event"]["comm"] for e in events)
+    assert all(e["event"]["comm"] == lseek_child.comm for e in events)
     assert all("kstack_id" in e["stacks"] for e in events)
     raw = [r for r in recs if r.get("map") == "raw_out"]
     # perf pads raw samples to 8 bytes with their 4-byte size header: 8 bytes arrive as 12.
@@ -228,19 +196,20 @@ def test_seed_eventout_kprobe_is_not_supported_here(tmp_path):
 
 
 def test_seed_eventout_tracepoint_variant():
-    child = Child(FORK_CHILD, FORKS)
-    try:
+    with GatedChild(FORK_BODY, FORKS) as child:
         code, out, err = _run(PROGS / "run_eventout_tp.bpf.c", child)
-    finally:
-        child.kill()
     assert code == 0, err
     mine = [ln for ln in out.splitlines()
             if ln.startswith("e_out: ") and f"c_pid={child.pid} " in ln]
     assert len(mine) == FORKS
+    new_pids = set()
     for ln in mine:
         fields = dict(kv.split("=", 1) for kv in ln[len("e_out: "):].split())
         assert int(fields["p_pid"]) not in (0, child.pid)  # the new task
-        assert fields["c_comm"] and fields["p_comm"]
+        new_pids.add(int(fields["p_pid"]))
+        # A fork keeps its parent's comm.
+        assert fields["c_comm"] == fields["p_comm"] == child.comm, ln
+    assert len(new_pids) == FORKS  # one event per fork, each for its own task
 
 
 def _cli() -> list[str]:

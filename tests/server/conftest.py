@@ -8,55 +8,17 @@ the session.  Tests skip (with the reason) when clang or bpftool is missing.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from lcc_server.server import Spawned, spawn
+from servertools import HELLO, toolchain_missing
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
-
-HELLO = """\
-// SPDX-License-Identifier: GPL-2.0
-#include "lbc.h"
-
-LBC_HASH(counts, u32, u64, 1024);
-
-SEC("tracepoint/syscalls/sys_enter_getpid")
-int on_getpid(void *ctx)
-{
-\tu32 pid = bpf_get_current_pid_tgid() >> 32;
-
-\tlbc_count(&counts, &pid);
-\treturn 0;
-}
-
-char LICENSE[] SEC("license") = "GPL";
-"""
-
-
-def toolchain_missing() -> str | None:
-    if shutil.which("clang") is None:
-        return "clang is not installed"
-    if shutil.which("bpftool") is None and not os.path.exists("/usr/sbin/bpftool"):
-        return "bpftool is not installed"
-    if not os.path.exists("/sys/kernel/btf/vmlinux"):
-        return "this kernel has no BTF (/sys/kernel/btf/vmlinux)"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -66,7 +28,7 @@ class Service:
     url: str
     token: str
     state_dir: Path
-    proc: subprocess.Popen
+    child: Spawned
 
     def client(self, *, token: str | None = "default", timeout: float = 60) -> httpx.Client:
         """An HTTP client; ``token=None`` sends no Authorization header."""
@@ -97,37 +59,15 @@ class Service:
 
 
 def start_service(state_dir: Path, **env: str) -> Service:
-    port = free_port()
+    """The service on a free port of 127.0.0.1, with a token and small caps; ``env``
+    overrides its settings.  Its log is ``state_dir/uvicorn.log``."""
     token = secrets.token_hex(16)
-    full_env = {**os.environ, "LCC_STATE_DIR": str(state_dir), "LCC_TOKEN": token,
-                "LCC_MAX_CONCURRENCY": "2", "LCC_MAX_BODY_BYTES": str(1 << 20),
-                "LCC_MAX_FILE_BYTES": str(256 << 10), "LCC_MAX_BTF_BYTES": str(16 << 20),
-                "LCC_COMPILE_CPU_SECONDS": "3", "LCC_COMPILE_TIMEOUT": "20", **env}
-    full_env["PATH"] = full_env.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
-    log = open(state_dir / "uvicorn.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "lcc_server.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    svc = Service(url=f"http://127.0.0.1:{port}", token=token, state_dir=state_dir, proc=proc)
-    deadline = time.monotonic() + 60
-    while not svc.healthy():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_service(svc)
-            raise RuntimeError("compile service did not start:\n"
-                               + (state_dir / "uvicorn.log").read_text()[-3000:])
-        time.sleep(0.1)
-    return svc
-
-
-def stop_service(svc: Service) -> None:
-    if svc.proc.poll() is None:
-        svc.proc.terminate()
-        try:
-            svc.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            svc.proc.kill()
-            svc.proc.wait()
+    child = spawn({"LCC_STATE_DIR": str(state_dir), "LCC_TOKEN": token,
+                   "LCC_MAX_CONCURRENCY": "2", "LCC_MAX_BODY_BYTES": str(1 << 20),
+                   "LCC_MAX_FILE_BYTES": str(256 << 10), "LCC_MAX_BTF_BYTES": str(16 << 20),
+                   "LCC_COMPILE_CPU_SECONDS": "3", "LCC_COMPILE_TIMEOUT": "20", **env},
+                  log=state_dir / "uvicorn.log")
+    return Service(url=child.url, token=token, state_dir=state_dir, child=child)
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +78,7 @@ def lcc_service(tmp_path_factory):
         pytest.skip(reason)
     svc = start_service(tmp_path_factory.mktemp("lcc-service"))
     yield svc
-    stop_service(svc)
+    svc.child.stop()
 
 
 @pytest.fixture

@@ -70,9 +70,10 @@ def test_btf_push_ls_pull(lcc, lcc_service, tmp_path):
     assert again.stdout.startswith(f"already there: {os.uname().machine}/{release}")
     sha = hashlib.sha256(data).hexdigest()[:16]
     assert any(release in ln and "upload" in ln and sha in ln for ln in listed.stdout.splitlines())
+    assert pulled.stdout.startswith("k.btf: ")
     assert (tmp_path / "k.btf").read_bytes() == data
-    assert f"{release}.btf" in default_name.stdout
-    assert pulled.returncode == 0
+    assert default_name.stdout.startswith(f"{release}.btf: ")
+    assert (tmp_path / f"{release}.btf").read_bytes() == data
 
 
 def test_btf_push_rejects_garbage(lcc, lcc_service, tmp_path):

@@ -13,10 +13,7 @@ import hashlib
 import io
 import os
 import secrets
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ from lcc.cache import ArtifactCache
 from lcc.compile import build
 from lcc.errors import CompileError, CompileServiceError
 from lcc.remote import ServiceClient
+from lcc_server.server import Spawned, spawn
 
 pytestmark = pytest.mark.server
 
@@ -270,55 +268,27 @@ def test_unknown_kernel_says_how_to_push_btf(lcc_service, token, store, hello_so
 
 # -- a service of our own, started by `lcc server` and stopped ------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def own_service(tmp_path, monkeypatch):
     """``own_service(**env)``: `lcc server` on a free port with a token and ``env``;
     returns (url, stop).  Stopped after the test."""
-    started: list = []
+    started: list[Spawned] = []
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "lcc.cli", "server", "--port", str(port), "--state-dir",
+                str(tmp_path / f"state-{port}"), "--log-level", "warning"]
 
     def start(**extra: str):
-        port, token = _free_port(), secrets.token_hex(8)
-        env = {**os.environ, "LCC_TOKEN": token, "LCC_MAX_CONCURRENCY": "1", "LCC_WARM": "0",
-               **extra}
-        env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
-        log_path = tmp_path / f"server-{port}.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "lcc.cli", "server", "--port", str(port), "--state-dir",
-                 str(tmp_path / f"state-{port}"), "--log-level", "warning"],
-                env=env, stdout=log, stderr=subprocess.STDOUT)
-        started.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        with ServiceClient(url, retries=0) as c:
-            while True:
-                try:
-                    c.health()
-                    break
-                except CompileServiceError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        proc.kill()
-                        pytest.fail(f"lcc server did not start:\n{log_path.read_text()[-2000:]}")
-                    time.sleep(0.1)
+        token = secrets.token_hex(8)
+        child = spawn({"LCC_TOKEN": token, "LCC_MAX_CONCURRENCY": "1", "LCC_WARM": "0", **extra},
+                      command=command, log=tmp_path / f"server-{len(started)}.log")
+        started.append(child)
         monkeypatch.setenv("LCC_TOKEN", token)
-
-        def stop():
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=30)
-        return url, stop
+        return child.url, lambda: child.stop(timeout=30)
 
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=30)
+    for child in started:
+        child.stop(timeout=30)
 
 
 def test_a_cache_hit_contacts_nobody(own_service, store, hello_source):

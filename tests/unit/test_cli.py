@@ -308,6 +308,11 @@ def test_btf_without_service(lcc):
     assert "LCC_SERVER" in one_error_line(lcc("btf", "ls", check=None))
 
 
-def test_verbose_before_or_after_the_command(lcc):
-    assert lcc("-v", "cache", "dir").returncode == 0
-    assert lcc("cache", "dir", "-v").returncode == 0
+def test_verbose_before_or_after_the_command(lcc, tool):
+    """-v turns on libbpf's own log (opening an object makes it talk), in either place."""
+    lcc("compile", str(tool), "-o", "tool.bpf.o")
+    quiet = lcc("inspect", "tool.bpf.o")
+    before = lcc("-v", "inspect", "tool.bpf.o")
+    after = lcc("inspect", "tool.bpf.o", "-v")
+    assert "libbpf" not in quiet.stderr
+    assert "libbpf" in before.stderr and "libbpf" in after.stderr

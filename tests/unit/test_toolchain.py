@@ -6,7 +6,6 @@ same bundle with and without it and compares the bytes.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,12 +15,11 @@ from lcc.errors import CompileError, ToolchainMissing
 from lcc_server import landlock
 from lcc_server.sandbox import Limits
 from lcc_server.toolchain import Toolchain, include_dir
+from servertools import HELLO, toolchain_missing
 
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
-BPFTOOL = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
-pytestmark = pytest.mark.skipif(
-    shutil.which("clang") is None or BPFTOOL is None or not HOST_BTF.exists(),
-    reason="needs clang, bpftool and kernel BTF")
+MISSING = toolchain_missing()
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
 
 
 @dataclass
@@ -29,24 +27,6 @@ class B:
     main: str
     files: dict = field(default_factory=dict)
 
-
-HELLO = """\
-// SPDX-License-Identifier: GPL-2.0
-#include "lbc.h"
-
-LBC_HASH(counts, u32, u64, 1024);
-
-SEC("tracepoint/syscalls/sys_enter_getpid")
-int on_getpid(void *ctx)
-{
-\tu32 pid = bpf_get_current_pid_tgid() >> 32;
-
-\tlbc_count(&counts, &pid);
-\treturn 0;
-}
-
-char LICENSE[] SEC("license") = "GPL";
-"""
 
 CONNECT_H = """\
 #ifndef __CONNECT_H

@@ -80,12 +80,18 @@ def test_no_tcp_connections(box):
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         port = server.getsockname()[1]
-        code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)"
+        code = ("import socket; print('connecting', flush=True); "
+                f"socket.create_connection(('127.0.0.1', {port}), timeout=2)")
+        server.setblocking(False)
         confined = Sandbox().run([PY, "-c", code], cwd=box)
+        with pytest.raises(BlockingIOError):  # nothing reached the listener
+            server.accept()
         control = Sandbox(enabled=False).run([PY, "-c", code], cwd=box)
+        server.accept()[0].close()  # the unconfined client's connection did
 
     assert control.ok, control.stderr
-    assert confined.returncode != 0
+    # The confined client got as far as connect(), and connect() failed.
+    assert confined.stdout == b"connecting\n" and confined.returncode != 0, confined.stderr
 
 
 def test_wall_clock_limit_kills(box):

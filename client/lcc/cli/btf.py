@@ -9,37 +9,34 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_server_option, human_size, read_file, server_client, write_file
+from .common import (add_server_option, command_with_actions, human_size, read_file,
+                     server_client, write_file)
 
 HELP = "upload, fetch or list kernel BTF on a compile service"
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("btf", parents=[common], help=HELP, description=HELP + ".")
-    cmds = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+    add = command_with_actions(sub, common, "btf", HELP)
 
-    push = cmds.add_parser("push", parents=[common], help="upload a kernel's BTF",
-                           description="Upload this kernel's BTF (or --file) to the service.")
+    push = add("push", run_push, "upload a kernel's BTF",
+               "Upload this kernel's BTF (or --file) to the service.")
     add_server_option(push)
     _kernel_options(push)
     push.add_argument("--file", metavar="PATH",
                       help="raw BTF to upload (default: /sys/kernel/btf/vmlinux)")
     push.add_argument("--replace", action="store_true",
                       help="overwrite a different BTF stored for that kernel")
-    push.set_defaults(func=run_push)
 
-    pull = cmds.add_parser("pull", parents=[common], help="download a kernel's BTF",
-                           description="Download the BTF the service holds for a kernel.")
+    pull = add("pull", run_pull, "download a kernel's BTF",
+               "Download the BTF the service holds for a kernel.")
     add_server_option(pull)
     _kernel_options(pull)
     pull.add_argument("-o", "--output", metavar="FILE",
                       help="where to write (default: <release>.btf)")
-    pull.set_defaults(func=run_pull)
 
-    ls = cmds.add_parser("ls", parents=[common], help="list the service's kernels",
-                         description="List the kernels whose BTF the service holds.")
+    ls = add("ls", run_ls, "list the service's kernels",
+             "List the kernels whose BTF the service holds.")
     add_server_option(ls)
-    ls.set_defaults(func=run_ls)
 
 
 def _kernel_options(p: argparse.ArgumentParser) -> None:

@@ -5,25 +5,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import human_size
+from .common import command_with_actions, human_size
 
 HELP = "list or clear the compiled-object cache"
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("cache", parents=[common], help=HELP, description=HELP + ".")
-    cmds = p.add_subparsers(title="actions", metavar="ACTION", required=True)
-    ls = cmds.add_parser("ls", parents=[common], help="list cached objects",
-                         description="List cached objects, oldest first.")
-    ls.set_defaults(func=run_ls)
-    clear = cmds.add_parser("clear", parents=[common], help="remove every cached object",
-                            description="Remove every cached object.")
+    add = command_with_actions(sub, common, "cache", HELP)
+    add("ls", run_ls, "list cached objects", "List cached objects, oldest first.")
+    clear = add("clear", run_clear, "remove every cached object", "Remove every cached object.")
     clear.add_argument("--all", action="store_true",
                        help="also remove the local toolchain's vmlinux.h and header caches")
-    clear.set_defaults(func=run_clear)
-    where = cmds.add_parser("dir", parents=[common], help="print the cache directory",
-                            description="Print the cache directory.")
-    where.set_defaults(func=run_dir)
+    add("dir", run_dir, "print the cache directory", "Print the cache directory.")
 
 
 def _age(created: float) -> str:

@@ -9,8 +9,22 @@ import tempfile
 
 from ..errors import LccError
 
-__all__ = ["add_server_option", "human_size", "server_client", "server_url", "warn",
-           "write_file"]
+__all__ = ["add_server_option", "command_with_actions", "human_size", "server_client",
+           "server_url", "warn", "write_file"]
+
+
+def command_with_actions(sub, common: argparse.ArgumentParser, name: str, help: str):
+    """Register ``lcc NAME ACTION ...``; returns ``add(action, func, help, description)``,
+    which registers one action (with the ``common`` options; running it calls
+    ``func(args)``) and returns its parser for the action's own options."""
+    p = sub.add_parser(name, parents=[common], help=help, description=help + ".")
+    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    def add(action: str, func, help: str, description: str) -> argparse.ArgumentParser:
+        ap = actions.add_parser(action, parents=[common], help=help, description=description)
+        ap.set_defaults(func=func)
+        return ap
+    return add
 
 
 def add_server_option(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,76 @@
+"""A child process held at a gate until the test has attached its probes.
+
+``GatedChild(body, *args, setup=...)`` runs ``python -c`` on a script that
+blocks SIGUSR1, runs ``setup``, says "ready" and waits in sigwait; only after
+:meth:`GatedChild.release` (or :meth:`GatedChild.go`) does it run ``body`` and
+leave with ``os._exit(0)`` (exit_group never returns, so a syscall tracer never
+counts it).  Its startup syscalls all happen before the gate, so a tracer
+attached while the child waits sees exactly what ``body`` does, no more.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+_SCRIPT = """\
+import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})
+{setup}
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+signal.sigwait({{signal.SIGUSR1}})
+{body}
+os._exit(0)
+"""
+
+
+class GatedChild:
+    """The child, waiting at its gate once constructed (``pid``, ``comm`` known).
+
+    ``body`` and ``setup`` are Python statements (``os``, ``signal`` and ``sys``
+    are imported; ``sys.argv[1:]`` holds ``args``); ``popen`` goes to
+    :class:`subprocess.Popen` (e.g. ``stdin=subprocess.PIPE``).
+    """
+
+    def __init__(self, body: str, *args: object, setup: str = "", **popen: Any) -> None:
+        script = _SCRIPT.format(setup=textwrap.dedent(setup), body=textwrap.dedent(body))
+        self.proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                                     stdout=subprocess.PIPE, text=True, **popen)
+        try:
+            line = self.proc.stdout.readline()
+            assert line == "ready\n", f"child did not reach its gate: {line!r}"
+        except BaseException:
+            self.kill()
+            raise
+        self.pid = self.proc.pid
+        with open(f"/proc/{self.pid}/comm") as f:
+            self.comm = f.read().rstrip("\n")
+
+    def release(self) -> None:
+        """Open the gate: the child runs ``body`` now."""
+        os.kill(self.pid, signal.SIGUSR1)
+
+    def go(self, timeout: float = 30) -> None:
+        """Open the gate and wait for the child to finish ``body`` with status 0."""
+        self.release()
+        self.wait(timeout)
+
+    def wait(self, timeout: float = 30) -> None:
+        """Wait for the child's end; it must exit with status 0."""
+        assert self.proc.wait(timeout=timeout) == 0
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> "GatedChild":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.kill()
