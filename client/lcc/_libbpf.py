@@ -1,7 +1,8 @@
 """The one place where lcc talks to libbpf through ctypes.
 
-``lib()`` loads ``libbpf.so.1`` on first use (never at import time) and
-declares every prototype lcc uses.  The rest of lcc calls the typed
+``lib()`` loads ``libbpf.so.1`` on first use (never at import time); each
+function's prototype (from ``_PROTOTYPES``, the one list of them) is
+declared the first time lcc calls it.  The rest of lcc calls the typed
 functions below; return codes become exceptions in :func:`check`, NULL
 pointers in :func:`check_ptr`.
 
@@ -13,17 +14,14 @@ when they are absent.
 
 from __future__ import annotations
 
+import _thread
 import collections
 import ctypes as ct
-import ctypes.util
-import logging
+import mmap
 import os
-import threading
+import struct
 
 from .errors import NotSupported, from_errno
-
-log = logging.getLogger("lcc.libbpf")
-log.setLevel(logging.ERROR)  # lcc -v / set_verbose() lowers it
 
 # -- C types -----------------------------------------------------------------
 
@@ -92,37 +90,8 @@ class bpf_iter_attach_opts(ct.Structure):
     _fields_ = [("sz", ct.c_size_t), ("link_info", ct.c_void_p), ("link_info_len", ct.c_uint32)]
 
 
-class btf_type(ct.Structure):
-    """struct btf_type: name_off, info (vlen | kind << 24 | kflag << 31), size/type."""
-
-    _fields_ = [("name_off", ct.c_uint32), ("info", ct.c_uint32), ("size_type", ct.c_uint32)]
-
-
-class btf_member(ct.Structure):
-    _fields_ = [("name_off", ct.c_uint32), ("type", ct.c_uint32), ("offset", ct.c_uint32)]
-
-
-class btf_array(ct.Structure):
-    _fields_ = [("type", ct.c_uint32), ("index_type", ct.c_uint32), ("nelems", ct.c_uint32)]
-
-
-class btf_enum(ct.Structure):
-    _fields_ = [("name_off", ct.c_uint32), ("val", ct.c_int32)]
-
-
-class btf_enum64(ct.Structure):
-    _fields_ = [("name_off", ct.c_uint32), ("val_lo32", ct.c_uint32), ("val_hi32", ct.c_uint32)]
-
-
-class btf_param(ct.Structure):
-    _fields_ = [("name_off", ct.c_uint32), ("type", ct.c_uint32)]
-
-
-class btf_var_secinfo(ct.Structure):
-    _fields_ = [("type", ct.c_uint32), ("offset", ct.c_uint32), ("size", ct.c_uint32)]
-
-
-PRINT_FN = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_char_p, ct.c_void_p)
+# (level, format, va_list): the format stays a pointer, only vsnprintf reads it
+PRINT_FN = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_void_p, ct.c_void_p)
 RINGBUF_SAMPLE_FN = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_size_t)
 PERF_SAMPLE_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_void_p, ct.c_uint32)
 PERF_LOST_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_uint64)
@@ -215,7 +184,7 @@ _PROTOTYPES: dict[str, tuple[object, list]] = {
     "perf_buffer__free": (None, [_vp]),
     "perf_buffer__epoll_fd": (_i, [_vp]),
     # BTF
-    "btf__type_by_id": (ct.POINTER(btf_type), [c_btf_p, _u32]),
+    "btf__type_by_id": (_vp, [c_btf_p, _u32]),  # const struct btf_type *
     "btf__name_by_offset": (_cp, [c_btf_p, _u32]),
     "btf__type_cnt": (_u32, [c_btf_p]),
     "btf__find_by_name_kind": (_i, [c_btf_p, _cp, _u32]),
@@ -226,13 +195,34 @@ _PROTOTYPES: dict[str, tuple[object, list]] = {
     "btf__free": (None, [c_btf_p]),
 }
 
-_lock = threading.Lock()
-_lib: ct.CDLL | None = None
-_missing: set[str] = set()
+class Library:
+    """libbpf's shared library; each function gets its prototype on first use.
+
+    Declaring all of ``_PROTOTYPES`` up front would cost half a millisecond of
+    every tool's start for functions most tools never call.  A function
+    libbpf lacks raises AttributeError (see :func:`has`).
+    """
+
+    def __init__(self, handle: ct.CDLL) -> None:
+        self._handle = handle
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # not a libbpf function (copy, pickle, _handle itself)
+            raise AttributeError(name)
+        fn = self._handle[name]  # AttributeError if libbpf lacks it
+        proto = _PROTOTYPES.get(name)
+        if proto is not None:
+            fn.restype, fn.argtypes = proto
+        setattr(self, name, fn)  # later calls find it without __getattr__
+        return fn
 
 
-def lib() -> ct.CDLL:
-    """Load libbpf.so.1 once and declare the prototypes; raises NotSupported if absent."""
+_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading (~0.7 ms)
+_lib: Library | None = None
+
+
+def lib() -> Library:
+    """Load libbpf.so.1 once; raises NotSupported if it is absent or older than 1.0."""
     global _lib
     if _lib is not None:
         return _lib
@@ -243,6 +233,7 @@ def lib() -> ct.CDLL:
         try:
             handle = ct.CDLL(path, use_errno=True)
         except OSError:
+            import ctypes.util
             found = ctypes.util.find_library("bpf")
             if not found:
                 raise NotSupported(
@@ -250,26 +241,18 @@ def lib() -> ct.CDLL:
                     hint="install it (Debian/Ubuntu: apt-get install libbpf1; "
                          "Fedora: dnf install libbpf) or set LCC_LIBBPF to its path") from None
             handle = ct.CDLL(found, use_errno=True)
-        for name, (restype, argtypes) in _PROTOTYPES.items():
-            try:
-                fn = getattr(handle, name)
-            except AttributeError:
-                _missing.add(name)
-                continue
-            fn.restype = restype
-            fn.argtypes = argtypes
-        if "libbpf_major_version" in _missing:
+        if not hasattr(handle, "libbpf_major_version"):
             raise NotSupported("libbpf", "the libbpf found here is older than 1.0",
                                hint="lcc needs libbpf 1.1 or newer")
-        _lib = handle
-        _install_print(handle)
-        return handle
+        library = Library(handle)
+        _install_print(library)
+        _lib = library
+        return library
 
 
 def has(name: str) -> bool:
     """Whether the loaded libbpf exports ``name`` (for features newer than 1.1)."""
-    lib()
-    return name not in _missing
+    return hasattr(lib(), name)
 
 
 def version() -> tuple[int, int]:
@@ -280,39 +263,66 @@ def version() -> tuple[int, int]:
 # -- libbpf's own messages ----------------------------------------------------
 
 _libc = ct.CDLL(None, use_errno=True)
-_libc.vsnprintf.argtypes = [ct.c_char_p, ct.c_size_t, ct.c_char_p, ct.c_void_p]
+_libc.vsnprintf.argtypes = [ct.c_char_p, ct.c_size_t, ct.c_void_p, ct.c_void_p]
 _libc.vsnprintf.restype = ct.c_int
 _recent: collections.deque[str] = collections.deque(maxlen=200)
-_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+_LEVELS = {0: 30, 1: 20, 2: 10}  # libbpf's warn/info/debug -> logging.WARNING/INFO/DEBUG
 _verbose = False
+_log = None  # the "lcc.libbpf" logger; made when libbpf first has something to say
 
 
-_print_buf = ct.create_string_buffer(64 << 10)
+def _logger():
+    """The ``lcc.libbpf`` logger, quiet (ERROR) unless configured otherwise.
+
+    Made on first use, not at import: libbpf says nothing while all goes
+    well, and importing logging is a noticeable part of a tool's start.
+    """
+    global _log
+    if _log is None:
+        import logging
+        log = logging.getLogger("lcc.libbpf")
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.ERROR)  # lcc -v / set_verbose() lowers it
+        _log = log
+    return _log
 
 
-def _on_print(level: int, fmt: bytes, va_list: int) -> int:
+def log_buffer(size: int) -> ct.Array:
+    """A zeroed char buffer whose pages are allocated only once written to.
+
+    For log buffers, which are rarely written: an anonymous mapping costs one
+    system call, where zeroing a malloc'ed one costs ~0.15 ms per 256 KiB.
+    """
+    return (ct.c_char * size).from_buffer(mmap.mmap(-1, size))
+
+
+_print_buf = log_buffer(64 << 10)
+
+
+def _on_print(level: int, fmt: int, va_list: int) -> int:
     if level >= 2 and not _verbose:
         return 0
     _libc.vsnprintf(_print_buf, len(_print_buf), fmt, va_list)
     text = _print_buf.value.decode("utf-8", "replace").rstrip("\n")
     if level < 2:
         _recent.append(text)
-    log.log(_LEVELS.get(level, logging.DEBUG), "%s", text)
+    _logger().log(_LEVELS.get(level, 10), "%s", text)
     return 0
 
 
 _print_cb = PRINT_FN(_on_print)
 
 
-def _install_print(handle: ct.CDLL) -> None:
-    handle.libbpf_set_print(_print_cb)
+def _install_print(library: Library) -> None:
+    library.libbpf_set_print(_print_cb)
 
 
 def set_verbose(on: bool = True) -> None:
     """Forward all of libbpf's messages (debug included) to the ``lcc.libbpf`` logger."""
+    import logging
     global _verbose
     _verbose = on
-    log.setLevel(logging.DEBUG if on else logging.ERROR)
+    _logger().setLevel(logging.DEBUG if on else logging.ERROR)
 
 
 def recent_messages(clear: bool = False) -> list[str]:
@@ -538,7 +548,6 @@ _PERF_FLAG_FD_CLOEXEC = 8
 def perf_event_open(event_type: int, config: int, *, sample_period: int = 0,
                     sample_freq: int = 0, pid: int = -1, cpu: int = -1) -> int:
     """perf_event_open(2) for one event; returns the fd (raises BpfError)."""
-    import struct
     nr = _NR_PERF_EVENT_OPEN.get(os.uname().machine)
     if nr is None:
         raise NotSupported("perf_event_open", f"perf events on {os.uname().machine} are not "
@@ -564,17 +573,22 @@ def errno_or(default: int) -> int:
 
 # -- BTF records ----------------------------------------------------------------
 
+# struct btf_type (linux/btf.h): u32 name_off, u32 info (vlen | kind << 24 |
+# kflag << 31), u32 size or type.  What follows it depends on the kind: one
+# number, one record, or vlen records (whose first field may be a name offset).
+_BTF_TYPE = struct.Struct("=III")
+_NUMBER, _RECORD, _RECORDS, _NAMED_RECORDS = range(4)
 _BTF_KIND_EXTRA = {
-    1: (ct.c_uint32, 0),   # INT: one u32 encoding word
-    3: (btf_array, 0),     # ARRAY: one btf_array
-    4: (btf_member, 1),    # STRUCT: vlen members
-    5: (btf_member, 1),    # UNION
-    6: (btf_enum, 1),      # ENUM
-    13: (btf_param, 1),    # FUNC_PROTO
-    14: (ct.c_uint32, 0),  # VAR: linkage
-    15: (btf_var_secinfo, 1),  # DATASEC
-    17: (ct.c_int32, 0),   # DECL_TAG: component_idx
-    19: (btf_enum64, 1),   # ENUM64
+    1: (struct.Struct("=I"), _NUMBER),             # INT: the encoding word
+    3: (struct.Struct("=III"), _RECORD),           # ARRAY: type, index_type, nelems
+    4: (struct.Struct("=III"), _NAMED_RECORDS),    # STRUCT: name_off, type, offset
+    5: (struct.Struct("=III"), _NAMED_RECORDS),    # UNION
+    6: (struct.Struct("=Ii"), _NAMED_RECORDS),     # ENUM: name_off, val (s32)
+    13: (struct.Struct("=II"), _NAMED_RECORDS),    # FUNC_PROTO: name_off, type
+    14: (struct.Struct("=I"), _NUMBER),            # VAR: linkage
+    15: (struct.Struct("=III"), _RECORDS),         # DATASEC: type, offset, size
+    17: (struct.Struct("=i"), _NUMBER),            # DECL_TAG: component_idx
+    19: (struct.Struct("=III"), _NAMED_RECORDS),   # ENUM64: name_off, val_lo32, val_hi32
 }
 
 
@@ -582,38 +596,34 @@ def btf_raw_type(btf: int, type_id: int) -> tuple[int, str, int, bool, int, list
     """Read one BTF type record through libbpf as plain Python data.
 
     Returns (kind, name, vlen, kflag, size_or_type, extra) where ``extra`` is
-    the list of trailing records as tuples of their fields (for INT and VAR a
-    one-element list holding the u32).
+    the list of trailing records as tuples of their fields, names already
+    looked up (for INT, VAR and DECL_TAG a one-element list of the number).
     """
     lb = lib()
-    ptr = lb.btf__type_by_id(btf, type_id)
-    if not ptr:
+    addr = lb.btf__type_by_id(btf, type_id)
+    if not addr:
         raise from_errno(ct.get_errno() or 2, f"reading BTF type {type_id}")
-    t = ptr.contents
-    kind = (t.info >> 24) & 0x1F
-    vlen = t.info & 0xFFFF
-    kflag = bool(t.info >> 31)
-    name = cstr(lb.btf__name_by_offset(btf, t.name_off)) if t.name_off else ""
+    name_off, info, size_type = _BTF_TYPE.unpack(ct.string_at(addr, _BTF_TYPE.size))
+    kind = (info >> 24) & 0x1F
+    vlen = info & 0xFFFF
+    name = cstr(lb.btf__name_by_offset(btf, name_off)) if name_off else ""
     extra: list = []
     spec = _BTF_KIND_EXTRA.get(kind)
     if spec is not None:
-        rec, per_vlen = spec
-        count = vlen if per_vlen else 1
-        base = ct.addressof(t) + ct.sizeof(btf_type)
-        arr = (rec * count).from_address(base)
-        if rec in (ct.c_uint32, ct.c_int32):
-            extra = [int(v) for v in arr]
+        rec, shape = spec
+        after = addr + _BTF_TYPE.size
+        if shape == _NUMBER:
+            extra = [rec.unpack(ct.string_at(after, rec.size))[0]]
+        elif shape == _RECORD:
+            extra = [rec.unpack(ct.string_at(after, rec.size))]
         else:
-            names = {"name_off"}
-            for r in arr:
-                row = []
-                for fname, _ in rec._fields_:
-                    v = getattr(r, fname)
-                    if fname in names:
-                        v = cstr(lb.btf__name_by_offset(btf, v)) if v else ""
-                    row.append(v)
-                extra.append(tuple(row))
-    return kind, name, vlen, kflag, int(t.size_type), extra
+            rows = rec.iter_unpack(ct.string_at(after, rec.size * vlen))
+            if shape == _NAMED_RECORDS:
+                extra = [(cstr(lb.btf__name_by_offset(btf, r[0])) if r[0] else "", *r[1:])
+                         for r in rows]
+            else:
+                extra = list(rows)
+    return kind, name, vlen, bool(info >> 31), size_type, extra
 
 
 def btf_find(btf: int, name: str, kind: int) -> int:

@@ -16,12 +16,9 @@ links and the object, in that order, once.
 
 from __future__ import annotations
 
-import inspect
 import os
-import selectors
-import shlex
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 
 from . import features, links
 from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
@@ -29,7 +26,13 @@ from .links import Link, LinkGroup
 from .maps import EventMap, Map, PerfEventArrayMap, RingBufMap, map_for
 from .object import BpfObject, GlobalSection, Program
 
-ProgramSelector = Iterable[str] | Callable[[Program], bool]
+# Imported where used, not here, to keep a tool's start short: inspect (only
+# to find a tool's source), selectors (polling several buffers), shlex (env).
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Iterator, Sequence
+
+    ProgramSelector = Iterable[str] | Callable[[Program], bool]
 
 
 class Fallback:
@@ -40,6 +43,10 @@ class Fallback:
     first alternative whose attach points exist and whose program kind this
     kernel accepts, and turns autoload off for the others; if the kernel then
     rejects the chosen one, lcc reopens the object and tries the next.
+
+    Only the programs a Fallback names are managed by it: every other program
+    of the object loads as usual (use ``programs=`` to leave some out).
+    ``chosen`` and ``skipped`` (alternative, reason) tell what happened.
     """
 
     def __init__(self, *alternatives: str | Sequence[str]) -> None:
@@ -80,7 +87,10 @@ def _as_fallbacks(value: Any, *, copy: bool) -> list[Fallback]:
 def parse_env_defines(env: str) -> dict[str, str | None]:
     """pyLCC's ``env`` string (``"-DPID=5 -DDEBUG"``) as a defines mapping."""
     out: dict[str, str | None] = {}
-    for tok in shlex.split(env or ""):
+    if not env:
+        return out
+    import shlex
+    for tok in shlex.split(env):
         if not tok.startswith("-D") or len(tok) < 3:
             raise LccError(f"env accepts only -DNAME[=VALUE] definitions, not {tok!r}")
         name, eq, val = tok[2:].partition("=")
@@ -154,8 +164,8 @@ class ClbcBase:
                  obj: bytes | None = None) -> None:
         base = os.path.basename(bpf)
         self.name = base.removesuffix(".bpf.c").removesuffix(".c")
-        self.links: list[Link | LinkGroup] = []
-        self._obj: BpfObject | None = None
+        self._owned = _Owned()
+        self.links: list[Link | LinkGroup] = self._owned.links
         self._closed = False
         self.maps = MapCollection(self)
         self._fallbacks = (_as_fallbacks(fallback, copy=False) if fallback is not None
@@ -163,7 +173,9 @@ class ClbcBase:
         self._programs_sel = programs
         self._rodata = dict(rodata or {})
         self._map_sizes = dict(map_sizes or {})
-        self._finalizer = weakref.finalize(self, _release, {}, [], None)
+        # The safety net: releases what close() would if the tool is collected
+        # first.  It holds _owned only, never the tool or its callbacks.
+        self._finalizer = weakref.finalize(self, self._owned.release)
 
         all_defines: dict[str, str | None] = parse_env_defines(env)
         for k, v in (defines or {}).items():
@@ -213,6 +225,7 @@ class ClbcBase:
     def _source_dir(self) -> str:
         """Where ``<name>.bpf.c`` is looked for: beside the subclass's module, or,
         for ClbcBase used directly, beside the script that called it."""
+        import inspect
         here = os.path.dirname(os.path.abspath(__file__))
         try:
             d = os.path.dirname(os.path.abspath(inspect.getfile(type(self))))
@@ -241,9 +254,8 @@ class ClbcBase:
         """Open the compiled object and apply the configuration given to the constructor."""
         if self._obj is not None:
             return self._obj
-        self._obj = BpfObject(self._obj_bytes, name=self.name, btf_custom_path=self._btf_path)
-        self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _release, self.maps._maps, self.links, self._obj)
+        self._owned.obj = BpfObject(self._obj_bytes, name=self.name,
+                                    btf_custom_path=self._btf_path)
         if self._programs_sel is not None:
             self._obj.select(self._programs_sel)
         for name, n in self._map_sizes.items():
@@ -254,6 +266,10 @@ class ClbcBase:
                 setattr(ro, k, v)
         self._apply_fallbacks()
         return self._obj
+
+    @property
+    def _obj(self) -> BpfObject | None:
+        return self._owned.obj
 
     @property
     def obj(self) -> BpfObject:
@@ -317,7 +333,7 @@ class ClbcBase:
                     raise
                 # A failed bpf_object__load leaves the object unusable: reopen from the bytes.
                 self._obj.close()  # type: ignore[union-attr]
-                self._obj = None
+                self._owned.obj = None
                 self.open()
 
     def chosen(self) -> list[str]:
@@ -461,6 +477,7 @@ class ClbcBase:
             raise LccError(f"no {'ring' if kind is RingBufMap else 'perf'} buffer is open")
         if len(bufs) == 1:
             return bufs[0].poll(timeout_ms)
+        import selectors
         with selectors.DefaultSelector() as sel:
             for b in bufs:
                 sel.register(b.fileno(), selectors.EVENT_READ, b)
@@ -479,16 +496,34 @@ class ClbcBase:
         return self._poll(PerfEventArrayMap, timeout_ms)
 
 
-def _release(maps: dict, link_list: list, obj: BpfObject | None) -> None:
-    """Free buffers, detach links, then free the object (also run by the finalizer)."""
-    for m in maps.values():
-        if isinstance(m, EventMap):
-            m._close_buffer()
-    for lk in reversed(link_list):
-        try:
-            lk.close()
-        except Exception:  # noqa: BLE001 - keep releasing the rest
-            pass
-    link_list.clear()
-    if obj is not None:
-        obj.close()
+class _Owned:
+    """What a tool holds in the kernel and in memory, for close() and the finalizer.
+
+    Its links, and its object, which also closes the native parts of the
+    ring and perf buffers opened on its maps (libbpf consumers, mappings,
+    epoll fds).  None of these reaches a Python callback: the callbacks live
+    in the buffers' Python side, which only the tool's maps hold.  So a
+    tool whose callback is one of its own methods (pyLCC's
+    ``open_perf_buffer(self._cb)``) is still garbage collected, and the
+    finalizer then releases all this.
+    """
+
+    __slots__ = ("links", "obj")
+
+    def __init__(self) -> None:
+        self.links: list[Link | LinkGroup] = []
+        self.obj: BpfObject | None = None
+
+    def release(self) -> None:
+        """Free buffers, detach links, then free the object."""
+        obj = self.obj
+        if obj is not None:
+            obj.close_buffers()
+        for lk in reversed(self.links):
+            try:
+                lk.close()
+            except Exception:  # noqa: BLE001 - keep releasing the rest
+                pass
+        self.links.clear()
+        if obj is not None:
+            obj.close()

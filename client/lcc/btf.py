@@ -9,12 +9,13 @@ into Python values and back is :mod:`lcc.codecs`' job; its names
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Iterator
-
 from . import _libbpf
+from ._record import Record
 from .errors import BtfError, ClosedError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION, KIND_ENUM = 1, 2, 3, 4, 5, 6
 KIND_FWD, KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT = 7, 8, 9, 10, 11
@@ -22,11 +23,14 @@ KIND_FUNC, KIND_FUNC_PROTO, KIND_VAR, KIND_DATASEC, KIND_FLOAT = 12, 13, 14, 15,
 KIND_DECL_TAG, KIND_TYPE_TAG, KIND_ENUM64 = 17, 18, 19
 
 # -- the type model -------------------------------------------------------------
+# Read-only records (lcc._record), compared by identity: one object per type id.
 
-@dataclass(frozen=True, eq=False)
-class BtfType:
-    id: int
-    name: str
+
+class BtfType(Record):
+    __slots__ = ("id", "name")
+
+    def __init__(self, id: int, name: str) -> None:
+        self._set(id=id, name=name)
 
     @property
     def size(self) -> int:
@@ -40,40 +44,46 @@ class BtfType:
         return self.name or f"<anon {type(self).__name__.lower()}>"
 
 
-@dataclass(frozen=True, eq=False)
 class Void(BtfType):
+    __slots__ = ()
+
     def __str__(self) -> str:
         return "void"
 
 
-@dataclass(frozen=True, eq=False)
 class Int(BtfType):
-    nbytes: int
-    signed: bool = False
-    is_char: bool = False
-    is_bool: bool = False
-    bits: int = 0
+    __slots__ = ("nbytes", "signed", "is_char", "is_bool", "bits")
+
+    def __init__(self, id: int, name: str, nbytes: int, signed: bool = False,
+                 is_char: bool = False, is_bool: bool = False, bits: int = 0) -> None:
+        self._set(id=id, name=name, nbytes=nbytes, signed=signed, is_char=is_char,
+                  is_bool=is_bool, bits=bits)
 
     @property
     def size(self) -> int:
         return self.nbytes
 
 
-@dataclass(frozen=True, eq=False)
 class Float(BtfType):
-    nbytes: int
+    __slots__ = ("nbytes",)
+
+    def __init__(self, id: int, name: str, nbytes: int) -> None:
+        self._set(id=id, name=name, nbytes=nbytes)
 
     @property
     def size(self) -> int:
         return self.nbytes
 
 
-@dataclass(frozen=True, eq=False)
 class Ptr(BtfType):
     """A pointer; its target is looked up on demand so self-referencing structs work."""
 
-    target_id: int = 0
-    btf: "Btf | None" = field(default=None, repr=False)
+    __slots__ = ("target_id", "btf")
+    _repr_skip = frozenset({"btf"})
+
+    def __init__(self, id: int, name: str, target_id: int = 0,
+                 btf: "Btf | None" = None) -> None:
+        self._set(id=id, name=name, target_id=target_id, btf=btf)
 
     @property
     def target(self) -> BtfType | None:
@@ -89,10 +99,12 @@ class Ptr(BtfType):
         return f"{self.target if self.target is not None else 'void'} *"
 
 
-@dataclass(frozen=True, eq=False)
 class Array(BtfType):
-    elem: BtfType = None  # type: ignore[assignment]
-    nelems: int = 0
+    __slots__ = ("elem", "nelems")
+
+    def __init__(self, id: int, name: str, elem: BtfType = None,  # type: ignore[assignment]
+                 nelems: int = 0) -> None:
+        self._set(id=id, name=name, elem=elem, nelems=nelems)
 
     @property
     def size(self) -> int:
@@ -102,23 +114,24 @@ class Array(BtfType):
         return f"{self.elem}[{self.nelems}]"
 
 
-@dataclass(frozen=True, eq=False)
-class Member:
-    name: str
-    type: BtfType
-    bit_offset: int
-    bitfield_size: int = 0
+class Member(Record):
+    __slots__ = ("name", "type", "bit_offset", "bitfield_size")
+
+    def __init__(self, name: str, type: BtfType, bit_offset: int,
+                 bitfield_size: int = 0) -> None:
+        self._set(name=name, type=type, bit_offset=bit_offset, bitfield_size=bitfield_size)
 
     @property
     def offset(self) -> int:
         return self.bit_offset // 8
 
 
-@dataclass(frozen=True, eq=False)
 class Struct(BtfType):
-    nbytes: int = 0
-    members: tuple[Member, ...] = ()
-    is_union: bool = False
+    __slots__ = ("nbytes", "members", "is_union")
+
+    def __init__(self, id: int, name: str, nbytes: int = 0,
+                 members: tuple[Member, ...] = (), is_union: bool = False) -> None:
+        self._set(id=id, name=name, nbytes=nbytes, members=members, is_union=is_union)
 
     @property
     def size(self) -> int:
@@ -129,39 +142,43 @@ class Struct(BtfType):
         return f"{kw} {self.name}" if self.name else f"{kw} <anon>"
 
 
-@dataclass(frozen=True, eq=False)
 class Enum(BtfType):
-    nbytes: int = 4
-    values: tuple[tuple[str, int], ...] = ()
-    signed: bool = False
+    __slots__ = ("nbytes", "values", "signed", "_names")
+
+    def __init__(self, id: int, name: str, nbytes: int = 4,
+                 values: tuple[tuple[str, int], ...] = (), signed: bool = False) -> None:
+        self._set(id=id, name=name, nbytes=nbytes, values=values, signed=signed, _names=None)
 
     @property
     def size(self) -> int:
         return self.nbytes
 
-    @cached_property
+    @property
     def names(self) -> dict[int, str]:
         """value -> name (the first name wins when values repeat)."""
-        out: dict[int, str] = {}
-        for n, v in self.values:
-            out.setdefault(v, n)
-        return out
+        if self._names is None:
+            out: dict[int, str] = {}
+            for n, v in self.values:
+                out.setdefault(v, n)
+            self._set(_names=out)
+        return self._names
 
     def __str__(self) -> str:
         return f"enum {self.name}" if self.name else "enum <anon>"
 
 
-@dataclass(frozen=True, eq=False)
 class Fwd(BtfType):
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, eq=False)
 class Alias(BtfType):
     """typedef, const, volatile, restrict and type tags: a name on another type."""
 
-    kind: int = KIND_TYPEDEF
-    target: BtfType | None = None
+    __slots__ = ("kind", "target")
+
+    def __init__(self, id: int, name: str, kind: int = KIND_TYPEDEF,
+                 target: BtfType | None = None) -> None:
+        self._set(id=id, name=name, kind=kind, target=target)
 
     @property
     def size(self) -> int:
@@ -180,42 +197,53 @@ class Alias(BtfType):
         return f"{qual.get(self.kind, '')} {self.target}".strip()
 
 
-@dataclass(frozen=True, eq=False)
 class Func(BtfType):
-    proto_id: int = 0
+    __slots__ = ("proto_id",)
+
+    def __init__(self, id: int, name: str, proto_id: int = 0) -> None:
+        self._set(id=id, name=name, proto_id=proto_id)
 
 
-@dataclass(frozen=True, eq=False)
 class FuncProto(BtfType):
-    params: tuple[tuple[str, int], ...] = ()
+    __slots__ = ("params",)
+
+    def __init__(self, id: int, name: str,
+                 params: tuple[tuple[str, int], ...] = ()) -> None:
+        self._set(id=id, name=name, params=params)
 
 
-@dataclass(frozen=True, eq=False)
 class Var(BtfType):
-    type: BtfType = None  # type: ignore[assignment]
-    linkage: int = 0
+    __slots__ = ("type", "linkage")
+
+    def __init__(self, id: int, name: str, type: BtfType = None,  # type: ignore[assignment]
+                 linkage: int = 0) -> None:
+        self._set(id=id, name=name, type=type, linkage=linkage)
 
 
-@dataclass(frozen=True, eq=False)
-class VarSecinfo:
-    var: Var
-    offset: int
-    nbytes: int
+class VarSecinfo(Record):
+    __slots__ = ("var", "offset", "nbytes")
+
+    def __init__(self, var: Var, offset: int, nbytes: int) -> None:
+        self._set(var=var, offset=offset, nbytes=nbytes)
 
 
-@dataclass(frozen=True, eq=False)
 class Datasec(BtfType):
-    nbytes: int = 0
-    vars: tuple[VarSecinfo, ...] = ()
+    __slots__ = ("nbytes", "vars")
+
+    def __init__(self, id: int, name: str, nbytes: int = 0,
+                 vars: tuple[VarSecinfo, ...] = ()) -> None:
+        self._set(id=id, name=name, nbytes=nbytes, vars=vars)
 
     @property
     def size(self) -> int:
         return self.nbytes
 
 
-@dataclass(frozen=True, eq=False)
 class Other(BtfType):
-    kind: int = 0
+    __slots__ = ("kind",)
+
+    def __init__(self, id: int, name: str, kind: int = 0) -> None:
+        self._set(id=id, name=name, kind=kind)
 
 
 # -- reading BTF through libbpf --------------------------------------------------
@@ -279,6 +307,11 @@ class Btf:
         if not isinstance(t, Enum):
             raise BtfError(f"enum {name} is not in this BTF")
         return t
+
+    def kind_and_name(self, type_id: int) -> tuple[int, str]:
+        """(KIND_*, name) of type ``type_id``, without building its model (or its members')."""
+        kind, name, *_ = _libbpf.btf_raw_type(self._live(), type_id)
+        return kind, name
 
     def type(self, type_id: int) -> BtfType:
         """The model of type ``type_id`` (cached; recursive types are cut at pointers)."""

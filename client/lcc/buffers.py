@@ -13,19 +13,18 @@ readable when events wait) for ``selectors`` or asyncio.
 from __future__ import annotations
 
 import errno
-import logging
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from . import _libbpf, ringbuf_mmap
 from .codecs import Codec
 from .errors import BpfError, ClosedError, LccError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from .maps import PerfEventArrayMap, RingBufMap
+    from collections.abc import Callable
+    from typing import Any
 
-log = logging.getLogger("lcc.buffers")
+    from .maps import PerfEventArrayMap, RingBufMap
 
 
 def _positional_arity(fn: Callable[..., Any]) -> int:
@@ -95,7 +94,10 @@ class RingBuffer:
     def __init__(self, map_: RingBufMap, *, backend: str | None = None) -> None:
         self._map = map_
         self.backend = _ring_backend(backend)
+        # mmap backend: the mappings (native, handed to the object to close) and,
+        # apart from them, the delivery that calls the user's callback.
         self._fast: ringbuf_mmap.MmapRing | None = None
+        self._delivery: ringbuf_mmap.EventDelivery | None = None
         self._slow: _LibbpfRing | None = None
         self._callback: Callable[..., Any] | None = None
         self._raw = False
@@ -111,10 +113,14 @@ class RingBuffer:
                 self._fast = ringbuf_mmap.MmapRing(self._map.fd, self._map.max_entries,
                                                    self._map.name)
             except BpfError as e:
-                log.info("ring buffer '%s': %s; using libbpf's consumer", self._map.name, e)
+                import logging  # only on this fallback path
+                logging.getLogger("lcc.buffers").info(
+                    "ring buffer '%s': %s; using libbpf's consumer", self._map.name, e)
                 self.backend = "libbpf"
+            else:
+                self._map._adopt_native(self._fast)
         if self._fast is not None:
-            self._fast.deliver = ringbuf_mmap.EventDelivery(
+            self._delivery = ringbuf_mmap.EventDelivery(
                 callback, self._map.event_codec, raw=raw,
                 bcc_style=_positional_arity(callback) >= 3)
             return
@@ -125,17 +131,15 @@ class RingBuffer:
     def set_codec(self, codec: Codec) -> None:
         """Decode events with ``codec`` from now on (``RingBufMap.set_event_type``)."""
         if self._fast is not None and self._callback is not None:
-            self._fast.deliver = ringbuf_mmap.EventDelivery(
+            self._delivery = ringbuf_mmap.EventDelivery(
                 self._callback, codec, raw=self._raw,
                 bcc_style=_positional_arity(self._callback) >= 3)
         if self._slow is not None:
             self._slow.set_codec(codec)
 
-    def _impl(self) -> ringbuf_mmap.MmapRing | _LibbpfRing:
-        impl = self._fast or self._slow
-        if impl is None or self._closed:
+    def _check(self) -> None:
+        if self._closed or (self._fast is None and self._slow is None):
             raise ClosedError(f"ring buffer '{self._map.name}' is closed")
-        return impl
 
     def poll(self, timeout_ms: int = -1) -> int:
         """Deliver waiting events, else wait up to ``timeout_ms`` (-1: forever); returns how many.
@@ -143,11 +147,17 @@ class RingBuffer:
         An exception raised by the callback stops the delivery and is
         re-raised here; the events after it wait for the next poll.
         """
-        return self._impl().poll(int(timeout_ms))
+        self._check()
+        if self._fast is not None:
+            return self._fast.poll(int(timeout_ms), self._delivery)  # type: ignore[arg-type]
+        return self._slow.poll(int(timeout_ms))  # type: ignore[union-attr]
 
     def consume(self) -> int:
         """Deliver the events already waiting, without blocking; returns how many."""
-        return self._impl().consume()
+        self._check()
+        if self._fast is not None:
+            return self._fast.consume(self._delivery)  # type: ignore[arg-type]
+        return self._slow.consume()  # type: ignore[union-attr]
 
     @property
     def events(self) -> int:
@@ -157,7 +167,8 @@ class RingBuffer:
 
     def fileno(self) -> int:
         """An epoll fd that is readable when events wait."""
-        return self._impl().fileno()
+        self._check()
+        return (self._fast or self._slow).fileno()  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Stop consuming and release the mappings or libbpf's consumer. Idempotent."""
@@ -166,6 +177,32 @@ class RingBuffer:
             self._fast.close()
         if self._slow is not None:
             self._slow.close()
+
+
+class _LibbpfHandle:
+    """A libbpf ``ring_buffer`` or ``perf_buffer``: its pointer and the function
+    that frees it.
+
+    The native part of a consumer, kept apart from the Python callbacks (and
+    the ctypes trampolines into them) so that the BPF object, and through it
+    a tool's finalizer, can free it without keeping any callback alive.
+    libbpf's ``*__free`` functions never call back into Python.
+    """
+
+    __slots__ = ("ptr", "_free")
+
+    def __init__(self, ptr: int, free: Callable[[int], None]) -> None:
+        self.ptr = ptr
+        self._free = free
+
+    @property
+    def closed(self) -> bool:
+        return not self.ptr
+
+    def close(self) -> None:
+        if self.ptr:
+            self._free(self.ptr)
+            self.ptr = 0
 
 
 class _LibbpfConsumer:
@@ -180,17 +217,23 @@ class _LibbpfConsumer:
     _KIND = ""
 
     _map: Any
-    _ptr: int
+    _native: _LibbpfHandle | None
     _error: BaseException | None
     events: int
 
     def _fn(self, name: str) -> Callable[..., int]:
         return getattr(_libbpf.lib(), f"{self._PREFIX}__{name}")
 
+    def _opened(self, ptr: int | None) -> None:
+        """Keep the pointer a ``*__new`` call returned (raises if it failed)."""
+        ptr = _libbpf.check_ptr(ptr, f"opening {self._KIND} '{self._map.name}'")
+        self._native = _LibbpfHandle(ptr, self._fn("free"))
+        self._map._adopt_native(self._native)
+
     def _check(self) -> int:
-        if not self._ptr:
+        if self._native is None or not self._native.ptr:
             raise ClosedError(f"{self._KIND} '{self._map.name}' is closed")
-        return self._ptr
+        return self._native.ptr
 
     def _finish(self, ret: int, verb: str, before: int) -> int:
         if self._error is not None:
@@ -215,9 +258,8 @@ class _LibbpfConsumer:
         return int(self._fn("epoll_fd")(self._check()))
 
     def close(self) -> None:
-        if self._ptr:
-            self._fn("free")(self._ptr)
-            self._ptr = 0
+        if self._native is not None:
+            self._native.close()
 
 
 class _LibbpfRing(_LibbpfConsumer):
@@ -227,7 +269,7 @@ class _LibbpfRing(_LibbpfConsumer):
 
     def __init__(self, map_: RingBufMap) -> None:
         self._map = map_
-        self._ptr = 0
+        self._native = None
         self._error: BaseException | None = None
         self._decoder = _Decoder(map_.event_codec, raw=False)
         self._c_cb = _libbpf.RINGBUF_SAMPLE_FN(self._on_sample)
@@ -244,9 +286,8 @@ class _LibbpfRing(_LibbpfConsumer):
             def deliver(ptr: int, size: int) -> None:
                 callback(dec(ptr, size))
         self._deliver = deliver
-        if not self._ptr:
-            ct_ptr = _libbpf.lib().ring_buffer__new(self._map.fd, self._c_cb, None, None)
-            self._ptr = _libbpf.check_ptr(ct_ptr, f"opening ring buffer '{self._map.name}'")
+        if self._native is None or self._native.closed:
+            self._opened(_libbpf.lib().ring_buffer__new(self._map.fd, self._c_cb, None, None))
 
     def set_codec(self, codec: Codec) -> None:
         self._decoder.set(codec, self._decoder.raw and self._decoder.codec is not None)
@@ -275,7 +316,7 @@ class PerfBuffer(_LibbpfConsumer):
         if pages <= 0 or pages & (pages - 1):
             raise LccError(f"perf buffer pages must be a power of two, not {pages}")
         self._map = map_
-        self._ptr = 0
+        self._native = None
         self._error: BaseException | None = None
         self._decoder = _Decoder(map_.event_codec, raw)
         self.lost = 0
@@ -292,9 +333,8 @@ class PerfBuffer(_LibbpfConsumer):
         self._lost_arity = _positional_arity(lost_cb) if lost_cb else 0
         self._c_sample = _libbpf.PERF_SAMPLE_FN(self._on_sample)
         self._c_lost = _libbpf.PERF_LOST_FN(self._on_lost)
-        ptr = _libbpf.lib().perf_buffer__new(map_.fd, pages, self._c_sample, self._c_lost,
-                                             None, None)
-        self._ptr = _libbpf.check_ptr(ptr, f"opening perf buffer '{map_.name}'")
+        self._opened(_libbpf.lib().perf_buffer__new(map_.fd, pages, self._c_sample,
+                                                    self._c_lost, None, None))
 
     def set_codec(self, codec: Codec) -> None:
         self._decoder.set(codec, False)

@@ -25,10 +25,13 @@ import keyword
 import struct
 import sys
 import weakref
-from typing import Any, Callable
 
 from .btf import Array, BtfType, Enum, Float, Int, Member, Ptr, Struct, Void, iter_members
 from .errors import BtfError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 try:  # CPython's namedtuple field accessor reads the item in C, with no Python call
     from collections import _tuplegetter as _member_getter  # type: ignore[attr-defined]
@@ -127,6 +130,20 @@ def codec(t: BtfType) -> Codec:
     return c
 
 
+def define(src: str, name: str, ns: dict[str, Any], filename: str) -> Callable[..., Any]:
+    """Run generated source that defines function ``name`` in ``ns``; return the function.
+
+    ``filename`` names its code in tracebacks.  exec() takes the source text
+    itself rather than compile()'s result because the compile() builtin sets
+    up the ast module's node types on its first call, about 1 ms of a tool's
+    start.
+    """
+    exec(src, ns)  # noqa: S102 - source generated from BTF
+    fn = ns[name]
+    fn.__code__ = fn.__code__.replace(co_filename=filename)
+    return fn
+
+
 class _Builder:
     """Compiles a type into flat struct-format pieces plus Python glue code."""
 
@@ -212,22 +229,58 @@ class _Builder:
             return fmt, count, expr
         return None
 
+    def direct(self, count: int, expr: Callable[[int], str]) -> str | None:
+        """Whether a flat plan's tuple needs no glue code: ``"item"`` when the value
+        is its one item (a scalar), ``"class"`` when it is the tuple made a
+        struct class (a struct of scalars), else None."""
+        src = expr(0)
+        if count == 1 and src == "t[0]":
+            return "item"
+        items = "".join(f"t[{i}], " for i in range(count))
+        names = [k for k, v in self.ns.items() if isinstance(v, type)]
+        if any(src == f"_new({k}, ({items}))" for k in names):
+            return "class"
+        return None
+
     def build(self, t: BtfType) -> Codec:
         r = t.resolve()
         size = _size_of(r)
         cls = struct_class(r) if isinstance(r, Struct) else None
         plan = self.flat(t)
         if plan is not None and struct.calcsize(_ORDER + plan[0]) == size:
-            fmt, _count, expr = plan
+            fmt, count, expr = plan
             st = struct.Struct(_ORDER + fmt)
-            self.ns["_S"] = st
-            src = (f"def decode(buf, off=0):\n"
-                   f"    t = _S.unpack_from(buf, off)\n"
-                   f"    return {expr(0)}\n")
-            exec(compile(src, f"<lcc codec {t}>", "exec"), self.ns)
-            dec = self.ns["decode"]
+            how = self.direct(count, expr)
+            if how == "item":
+                dec = _item_decoder(st)
+            elif how == "class":
+                dec = _class_decoder(st, cls)  # type: ignore[arg-type]
+            else:  # nested structs, strings...: generate the glue
+                self.ns["_S"] = st
+                src = (f"def decode(buf, off=0):\n"
+                       f"    t = _S.unpack_from(buf, off)\n"
+                       f"    return {expr(0)}\n")
+                dec = define(src, "decode", self.ns, f"<lcc codec {t}>")
             return Codec(t, size, dec, _encoder(r), cls, st)
         return Codec(t, size, _slow_decoder(r), _encoder(r), cls)
+
+
+def _item_decoder(st: struct.Struct) -> Callable[..., Any]:
+    unpack = st.unpack_from
+
+    def decode(buf, off=0):
+        return unpack(buf, off)[0]
+
+    return decode
+
+
+def _class_decoder(st: struct.Struct, cls: type) -> Callable[..., Any]:
+    unpack, new = st.unpack_from, tuple.__new__
+
+    def decode(buf, off=0):
+        return new(cls, unpack(buf, off))
+
+    return decode
 
 
 def _is_char_like(elem: BtfType) -> bool:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import asdict, dataclass
+
+from ._record import Record
 
 __all__ = [
     "AttachPointMissing",
@@ -63,18 +64,21 @@ class LccError(Exception):
         return self.message
 
 
-@dataclass(frozen=True)
-class Diagnostic:
-    """One compiler message, with the path relative to the source bundle."""
+class Diagnostic(Record):
+    """One compiler message, with the path relative to the source bundle.
 
-    file: str
-    line: int
-    column: int
-    severity: str  # "error", "warning", "note", "fatal error"
-    message: str
+    Read-only; equal to another with the same fields.
+    """
+
+    __slots__ = ("file", "line", "column", "severity", "message")
+    _by_value = True
+
+    def __init__(self, file: str, line: int, column: int, severity: str, message: str) -> None:
+        # severity: "error", "warning", "note", "fatal error"
+        self._set(file=file, line=line, column=column, severity=severity, message=message)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return dict(zip(self._fields, self._values()))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Diagnostic":

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
-from dataclasses import dataclass
 
 from . import _libbpf
+from ._record import Record
 from .btf import KIND_FUNC, KIND_TYPEDEF, Btf
 from .errors import LccError
 
@@ -42,6 +41,7 @@ def tracefs() -> str:
             return p
     target = TRACEFS_CANDIDATES[0]
     if os.path.isdir(target) and os.geteuid() == 0:
+        import subprocess
         r = subprocess.run(["mount", "-t", "tracefs", "tracefs", target],
                            capture_output=True, text=True)
         if r.returncode == 0 and os.path.exists(os.path.join(target, "events")):
@@ -53,6 +53,7 @@ def tracefs() -> str:
 def ensure_bpffs() -> str:
     """Mount the BPF filesystem at /sys/fs/bpf if it is not there (root only)."""
     if not _is_mounted(BPFFS, "bpf") and os.geteuid() == 0:
+        import subprocess
         os.makedirs(BPFFS, exist_ok=True)
         subprocess.run(["mount", "-t", "bpf", "bpf", BPFFS], capture_output=True)
     return BPFFS
@@ -121,10 +122,14 @@ def kernel_function_exists(name: str) -> bool:
     return name in _kallsyms_text() or kernel_func_btf_id(name) > 0
 
 
-@dataclass(frozen=True)
-class ProbeResult:
-    ok: bool
-    reason: str = ""
+class ProbeResult(Record):
+    """A probe's answer: ``ok``, else ``reason`` says what is missing. True when ok."""
+
+    __slots__ = ("ok", "reason")
+    _by_value = True
+
+    def __init__(self, ok: bool, reason: str = "") -> None:
+        self._set(ok=ok, reason=reason)
 
     def __bool__(self) -> bool:
         return self.ok

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
-from typing import TYPE_CHECKING, Iterable
 
 from . import _libbpf, features
 from .errors import (AttachPointMissing, BpfError, ClosedError, LccError, NotSupported,
                      from_errno)
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .object import Program
 
 
@@ -295,6 +296,7 @@ def _online_cpus() -> list[int]:
 
 def attach_xdp(prog: "Program", ifindex: int | str) -> Link:
     if isinstance(ifindex, str):
+        import socket
         try:
             idx = socket.if_nametoindex(ifindex)
         except OSError:

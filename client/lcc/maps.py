@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import collections.abc
 import errno
-from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import _libbpf
 from .btf import BtfType
+from .buffers import PerfBuffer, RingBuffer
 from .codecs import Codec, codec, raw_codec
 from .errors import BpfError, KeyNotFound, LccError, NotSupported
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from .buffers import PerfBuffer, RingBuffer
+    from typing import Any, Callable, Iterator
+
     from .object import BpfObject, MapSpec
 
 # enum bpf_map_type
@@ -497,10 +499,10 @@ class EventMap(Map):
             data = bytes(data).ljust(self._event_codec.size, b"\0")
         return self._event_codec.decode(data, 0)
 
-    def _close_buffer(self) -> None:
-        if self._buffer is not None:
-            self._buffer.close()
-            self._buffer = None
+    def _adopt_native(self, native: Any) -> None:
+        """Have the object close a buffer's native part (libbpf consumer or
+        mappings) before itself, also when a tool is closed or collected."""
+        self._obj.adopt_buffer(native)
 
 
 class RingBufMap(EventMap):
@@ -513,7 +515,6 @@ class RingBufMap(EventMap):
         arguments is called BCC-style as ``callback(ctx, event, size)``.  With
         ``raw=True`` it gets bytes instead.  Returns the :class:`RingBuffer`.
         """
-        from .buffers import RingBuffer
         if self._buffer is None:
             self._buffer = RingBuffer(self)
         self._buffer.add(callback, raw=raw)
@@ -549,7 +550,6 @@ class PerfEventArrayMap(EventMap):
         also counted in :attr:`PerfBuffer.lost`.  ``pages`` per CPU defaults
         to the map's ``LBC_PERF_OUTPUT`` page count, else 64.
         """
-        from .buffers import PerfBuffer
         if self._buffer is not None:
             raise LccError(f"map '{self.name}' already has an open perf buffer")
         n = pages or page_cnt or self._obj.btf.map_uint_field(self.name, "lbc_pages") or 64

@@ -9,19 +9,20 @@ this for the common case.
 
 from __future__ import annotations
 
-import ctypes as ct
 import errno
 import mmap
 import os
-import re
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
 
 from . import _libbpf
-from .btf import KIND_DATASEC, Btf, BtfType, Datasec
-from .codecs import codec
+from ._record import Record
+from .btf import KIND_DATASEC, Btf, BtfType, Datasec, VarSecinfo
+from .codecs import Codec, codec
 from .errors import (BpfPermissionError, BtfError, ClosedError, LccError, ProgramLoadError,
                      from_errno, strerror)
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Iterator
 
 # enum bpf_map_type values used for the global data maps' detection and by maps.py
 MAP_TYPE_ARRAY = 2
@@ -90,19 +91,19 @@ class Program:
         return f"<Program {self.name} SEC({self.section!r})>"
 
 
-@dataclass(frozen=True)
-class MapSpec:
-    """What libbpf knows of a map: its name, type, sizes and BTF types."""
+class MapSpec(Record):
+    """What libbpf knows of a map: its name, type, sizes and BTF types (read-only)."""
 
-    name: str
-    type: int
-    key_size: int
-    value_size: int
-    max_entries: int
-    flags: int
-    key_type: BtfType | None
-    value_type: BtfType | None
-    internal: bool
+    __slots__ = ("name", "type", "key_size", "value_size", "max_entries", "flags",
+                 "key_type", "value_type", "internal")
+    _by_value = True
+
+    def __init__(self, name: str, type: int, key_size: int, value_size: int,
+                 max_entries: int, flags: int, key_type: BtfType | None,
+                 value_type: BtfType | None, internal: bool) -> None:
+        self._set(name=name, type=type, key_size=key_size, value_size=value_size,
+                  max_entries=max_entries, flags=flags, key_type=key_type,
+                  value_type=value_type, internal=internal)
 
     @property
     def type_name(self) -> str:
@@ -121,13 +122,30 @@ class GlobalSection:
     (mmap), and ``.rodata`` is read-only.
     """
 
-    def __init__(self, obj: "BpfObject", map_ptr: int, sec: Datasec, section: str) -> None:
+    def __init__(self, obj: "BpfObject", map_ptr: int, type_id: int, section: str) -> None:
         object.__setattr__(self, "_obj", obj)
         object.__setattr__(self, "_map", map_ptr)
         object.__setattr__(self, "_section", section)
-        object.__setattr__(self, "_vars", {vs.var.name: (vs.offset, codec(vs.var.type))
-                                           for vs in sec.vars})
+        object.__setattr__(self, "_type_id", type_id)  # the section's BTF DATASEC
+        # Read on first use, not at open: most tools touch few of their globals.
+        object.__setattr__(self, "_layout", None)  # name -> VarSecinfo
+        object.__setattr__(self, "_codecs", {})  # name -> (offset, Codec)
         object.__setattr__(self, "_live", None)
+
+    @property
+    def _vars(self) -> dict[str, VarSecinfo]:
+        if self._layout is None:
+            sec: Datasec = self._obj.btf.type(self._type_id)
+            object.__setattr__(self, "_layout", {vs.var.name: vs for vs in sec.vars})
+        return self._layout
+
+    def _var(self, name: str) -> tuple[int, Codec]:
+        """(offset, codec) of variable ``name``; raises KeyError if there is none."""
+        got = self._codecs.get(name)
+        if got is None:
+            vs = self._vars[name]
+            got = self._codecs[name] = (vs.offset, codec(vs.var.type))
+        return got
 
     def names(self) -> list[str]:
         return list(self._vars)
@@ -149,7 +167,7 @@ class GlobalSection:
 
     def __getattr__(self, name: str) -> Any:
         try:
-            off, c = self._vars[name]
+            off, c = self._var(name)
         except KeyError:
             raise AttributeError(f"{self._section} has no variable '{name}' "
                                  f"(it has: {', '.join(self._vars) or 'none'})") from None
@@ -157,7 +175,7 @@ class GlobalSection:
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
-            off, c = self._vars[name]
+            off, c = self._var(name)
         except KeyError:
             raise AttributeError(f"{self._section} has no variable '{name}'") from None
         mem = self._memory(True)
@@ -186,7 +204,7 @@ class BpfObject:
         self._data = bytes(data)  # libbpf keeps pointers into the buffer
         # libbpf loads without a log first and, when the kernel rejects a
         # program, loads it again with the verifier log going here.
-        self._log = ct.create_string_buffer(_LOG_SIZE)
+        self._log = _libbpf.log_buffer(_LOG_SIZE)
         self._ptr = 0
         self.loaded = False
         self._btf_custom_path = btf_custom_path
@@ -198,6 +216,7 @@ class BpfObject:
         self._ptr = _libbpf.open_object(self._data, name=name, btf_custom_path=btf_custom_path,
                                         log_buf=self._log)
         self._mmaps: list[tuple[mmap.mmap, memoryview]] = []
+        self._buffers: list[Any] = []  # native parts of ring/perf buffers on our maps
         self.name = _libbpf.cstr(_libbpf.lib().bpf_object__name(self._ptr))
         self.btf = Btf(_libbpf.lib().bpf_object__btf(self._ptr), owner=self)
         self.programs: dict[str, Program] = {}
@@ -229,8 +248,24 @@ class BpfObject:
     def closed(self) -> bool:
         return not self._ptr
 
+    def adopt_buffer(self, native: Any) -> None:
+        """Close ``native`` (the libbpf consumer or mappings of a buffer on one of
+        this object's maps: anything with ``close()`` and ``closed``) before the
+        object itself.  It must hold no Python callback: see :class:`lcc.ClbcBase`."""
+        self._buffers = [b for b in self._buffers if not b.closed]
+        self._buffers.append(native)
+
+    def close_buffers(self) -> None:
+        """Close the buffers' native parts handed to :meth:`adopt_buffer`. Idempotent."""
+        for b in self._buffers:
+            b.close()
+        self._buffers.clear()
+
     def close(self) -> None:
-        """Unload programs and maps and free the object. Idempotent."""
+        """Free the buffers on its maps, unload programs and maps, free the object.
+
+        Idempotent."""
+        self.close_buffers()
         # Release the views first: a mapping that is still exported cannot
         # be unmapped, and it would keep the kernel map alive after close.
         for mm, view in self._mmaps:
@@ -342,15 +377,17 @@ class BpfObject:
     # -- globals ----------------------------------------------------------------
 
     def _collect_globals(self) -> None:
+        lb = _libbpf.lib()
         for name, m in self._map_ptrs.items():
-            if not _libbpf.lib().bpf_map__is_internal(m):
+            if not lb.bpf_map__is_internal(m):
                 continue
-            vid = _libbpf.lib().bpf_map__btf_value_type_id(m)
-            sec = self.btf.type(vid) if vid else None
-            if not isinstance(sec, Datasec):
+            vid = self._map_btf_ids[name][1]
+            if not vid:
                 continue
-            self._globals[sec.name] = GlobalSection(self, m, sec, sec.name)
-            self._section_maps[sec.name] = name
+            kind, section = self.btf.kind_and_name(vid)
+            if kind == KIND_DATASEC:
+                self._globals[section] = GlobalSection(self, m, vid, section)
+                self._section_maps[section] = name
 
     def section(self, name: str) -> GlobalSection:
         """Globals of a data section by its ELF name (``.rodata``, ``.bss``, ``.data``, ...)."""
@@ -392,6 +429,7 @@ def load_error(err: int, messages: list[str], log: str = "", *,
     log); target BTF missing or unreadable -> BtfError; otherwise the
     BpfError for ``err`` with libbpf's most telling message.
     """
+    import re  # only on this error path: keeps re out of lcc's start-up
     failed = None
     for line in messages:
         m = re.search(r"prog '([^']+)': (?:failed to load|-- BEGIN PROG LOAD LOG)", line)

@@ -42,10 +42,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import repeat
 from operator import itemgetter
-from typing import Any
 
-from .codecs import Codec, _Builder
-from .errors import ClosedError, LccError, NotSupported, from_errno
+from .codecs import Codec, _Builder, define
+from .errors import ClosedError, NotSupported, from_errno
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
@@ -269,44 +272,36 @@ def _flat_plan(c: Codec) -> tuple[str, Callable[..., Any] | None] | None:
     fmt, count, expr = plan
     if struct.calcsize(_ORDER + fmt) != c.size:
         return None
-    src = expr(0)
-    if src == "t[0]" and count == 1:
+    how = builder.direct(count, expr)
+    if how == "item":
         return fmt, _first
     cls = c.cls
-    if cls is not None and cls.__new__ is tuple.__new__ and cls.__init__ is object.__init__:
-        names = [k for k, v in builder.ns.items() if v is cls]
-        whole = "".join(f"t[{i}], " for i in range(count))
-        if any(src == f"_new({k}, ({whole}))" for k in names):
-            return fmt, cls  # cls(t) is tuple.__new__(cls, t), run by the type itself
-    code = compile(f"def build(t):\n    return {src}\n", f"<lcc ring event {c.type}>", "exec")
-    exec(code, builder.ns)  # noqa: S102 - source generated from BTF above
-    return fmt, builder.ns["build"]
-
-
-def _kernel_max_entries(fd: int) -> int | None:
-    """max_entries of the map behind ``fd``, from /proc/self/fdinfo (None if unreadable)."""
-    try:
-        with open(f"/proc/self/fdinfo/{fd}") as f:
-            for line in f:
-                if line.startswith("max_entries:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
+    if (how == "class" and cls is not None and cls.__new__ is tuple.__new__
+            and cls.__init__ is object.__init__):
+        return fmt, cls  # cls(t) is tuple.__new__(cls, t), run by the type itself
+    return fmt, define(f"def build(t):\n    return {expr(0)}\n", "build", builder.ns,
+                       f"<lcc ring event {c.type}>")
 
 
 class MmapRing:
     """One ring buffer map, mapped into this process and consumed by :class:`RingReader`.
 
-    Owns the two mappings and an epoll fd on the map (readable while records
-    wait); :meth:`close` releases them.  Raises :class:`BpfError` when the
-    kernel refuses the mappings (a kernel without mmap-able ring buffers).
+    ``size`` is the ring's size in the kernel: the map's max_entries as
+    libbpf reports it after load (libbpf rounds ring sizes up to a power of
+    two pages before it creates the map).  Owns the two mappings and an
+    epoll fd on the map (readable while records wait); :meth:`close`
+    releases them.  Raises :class:`BpfError` when the kernel refuses the
+    mappings (a kernel without mmap-able ring buffers).
+
+    It holds native resources only: the delivery that calls the user's
+    callback is passed to :meth:`consume` and :meth:`poll`, so whoever
+    closes the mappings (the BPF object, a tool's finalizer) never keeps a
+    callback alive.
     """
 
     def __init__(self, map_fd: int, size: int, name: str) -> None:
         self.name = name
         page = mmap.PAGESIZE
-        size = _kernel_max_entries(map_fd) or size  # the ring's real size, if the kernel says
         self._maps: list[mmap.mmap] = []
         self._epoll: select.epoll | None = None
         try:
@@ -332,26 +327,29 @@ class MmapRing:
             raise NotSupported("ringbuf mmap", f"ring buffer '{name}': {problem}")
         self._epoll = select.epoll(1)
         self._epoll.register(map_fd, select.EPOLLIN)
-        self.deliver: Deliver | None = None
 
-    def _check(self) -> Deliver:
+    @property
+    def closed(self) -> bool:
+        return self._epoll is None
+
+    def _check(self) -> None:
         if self._epoll is None:
             raise ClosedError(f"ring buffer '{self.name}' is closed")
-        if self.deliver is None:
-            raise LccError(f"ring buffer '{self.name}' has no callback")
-        return self.deliver
 
-    def consume(self) -> int:
-        """Deliver the records already committed; returns how many."""
-        return self.reader.drain(self._check())
+    def consume(self, deliver: Deliver) -> int:
+        """Hand the records already committed to ``deliver``; returns how many."""
+        self._check()
+        return self.reader.drain(deliver)
 
-    def poll(self, timeout_ms: int) -> int:
+    def poll(self, timeout_ms: int, deliver: Deliver) -> int:
         """Deliver waiting records, else wait up to ``timeout_ms`` (-1: forever) once."""
-        n = self.reader.drain(self._check())
+        self._check()
+        n = self.reader.drain(deliver)
         if n or timeout_ms == 0:
             return n
         self._epoll.poll(timeout_ms / 1000 if timeout_ms > 0 else -1, 1)  # type: ignore[union-attr]
-        return self.reader.drain(self._check())
+        self._check()
+        return self.reader.drain(deliver)
 
     @property
     def events(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import weakref
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,44 @@ def test_garbage_collection_releases(events_obj):
     gc.collect()
     assert _fds() == fds
     assert not any(_libbpf.prog_exists(i) for i in ids)
+
+
+class _OwnCallbacks(ClbcBase):
+    """pyLCC style: the buffers call methods of the tool itself."""
+
+    def __init__(self, obj: bytes) -> None:
+        super().__init__("events", obj=obj, rodata={"target_pid": os.getpid()})
+        self.ring_seqs: list[int] = []
+        self.perf_seqs: list[int] = []
+        self.maps["rb"].open_ring_buffer(self._on_ring)
+        self.maps["pb"].open_perf_buffer(self._on_perf)
+
+    def _on_ring(self, event) -> None:
+        self.ring_seqs.append(event.seq)
+
+    def _on_perf(self, cpu, event, size) -> None:
+        self.perf_seqs.append(event.seq)
+
+
+@pytest.mark.parametrize("ring_backend", ["mmap", "libbpf"])
+def test_tool_with_its_own_methods_as_callbacks_is_collected(events_obj, ring_backend,
+                                                            monkeypatch):
+    """The finalizer must not keep the tool alive through its buffers' callbacks."""
+    monkeypatch.setenv("LCC_RINGBUF", ring_backend)
+    fds, mappings = _fds(), _bpf_mappings()
+    tool = _OwnCallbacks(events_obj)
+    trigger()
+    tool.ring_buffer_consume()
+    tool.perf_buffer_poll(0)
+    assert tool.ring_seqs == [1] and tool.perf_seqs == [1]  # the callbacks did run
+    ids = [p.id for p in tool.obj.programs.values()]
+    collected = weakref.ref(tool)
+    del tool
+    gc.collect()
+    assert collected() is None
+    assert not any(_libbpf.prog_exists(i) for i in ids)
+    assert _fds() == fds
+    assert _bpf_mappings() == mappings
 
 
 def test_closed_link_detached_then_tool_close(load):
