@@ -263,7 +263,7 @@ def version() -> tuple[int, int]:
 # -- libbpf's own messages ----------------------------------------------------
 
 _libc = ct.CDLL(None, use_errno=True)
-_libc.vsnprintf.argtypes = [ct.c_char_p, ct.c_size_t, ct.c_void_p, ct.c_void_p]
+_libc.vsnprintf.argtypes = [ct.c_void_p, ct.c_size_t, ct.c_void_p, ct.c_void_p]
 _libc.vsnprintf.restype = ct.c_int
 _recent: collections.deque[str] = collections.deque(maxlen=200)
 _LEVELS = {0: 30, 1: 20, 2: 10}  # libbpf's warn/info/debug -> logging.WARNING/INFO/DEBUG
@@ -287,13 +287,34 @@ def _logger():
     return _log
 
 
-def log_buffer(size: int) -> ct.Array:
-    """A zeroed char buffer whose pages are allocated only once written to.
+class LogBuffer:
+    """A zeroed char buffer for C to write a NUL-terminated log into.
 
-    For log buffers, which are rarely written: an anonymous mapping costs one
-    system call, where zeroing a malloc'ed one costs ~0.15 ms per 256 KiB.
+    Its pages are allocated only once written to, and logs are rarely
+    written: an anonymous mapping costs one system call, where zeroing a
+    malloc'ed buffer costs ~0.15 ms per 256 KiB (and a ctypes array type
+    of a new size another ~15 us).  ``address`` is what C gets.
     """
-    return (ct.c_char * size).from_buffer(mmap.mmap(-1, size))
+
+    __slots__ = ("_mem", "address")
+
+    def __init__(self, size: int) -> None:
+        self._mem = mmap.mmap(-1, size)
+        self.address: int = ct.addressof(ct.c_char.from_buffer(self._mem))
+
+    def __len__(self) -> int:
+        return len(self._mem)
+
+    @property
+    def value(self) -> bytes:
+        """The text up to the first NUL."""
+        end = self._mem.find(b"\0")
+        return self._mem[:end] if end >= 0 else self._mem[:]
+
+
+def log_buffer(size: int) -> LogBuffer:
+    """A :class:`LogBuffer` of ``size`` bytes (the verifier's log, libbpf's messages)."""
+    return LogBuffer(size)
 
 
 _print_buf = log_buffer(64 << 10)
@@ -302,7 +323,7 @@ _print_buf = log_buffer(64 << 10)
 def _on_print(level: int, fmt: int, va_list: int) -> int:
     if level >= 2 and not _verbose:
         return 0
-    _libc.vsnprintf(_print_buf, len(_print_buf), fmt, va_list)
+    _libc.vsnprintf(_print_buf.address, len(_print_buf), fmt, va_list)
     text = _print_buf.value.decode("utf-8", "replace").rstrip("\n")
     if level < 2:
         _recent.append(text)
@@ -361,7 +382,7 @@ def cstr(value: bytes | None) -> str:
 # -- typed wrappers used by the rest of lcc -----------------------------------
 
 def open_object(data: bytes, *, name: str | None, btf_custom_path: str | None,
-                log_buf: ct.Array | None) -> int:
+                log_buf: LogBuffer | None) -> int:
     """bpf_object__open_mem with relaxed maps; returns the object pointer."""
     lb = lib()
     opts = bpf_object_open_opts()
@@ -372,7 +393,7 @@ def open_object(data: bytes, *, name: str | None, btf_custom_path: str | None,
     if btf_custom_path:
         opts.btf_custom_path = os.fsencode(btf_custom_path)
     if log_buf is not None:
-        opts.kernel_log_buf = ct.cast(log_buf, ct.c_void_p)
+        opts.kernel_log_buf = log_buf.address
         opts.kernel_log_size = len(log_buf)
     ct.set_errno(0)
     return check_ptr(lb.bpf_object__open_mem(data, len(data), ct.byref(opts)),

@@ -145,6 +145,7 @@ class ClbcBase:
       btf: ``None`` (the kernel's BTF), ``"server"`` (ask the compile service
         for BTF tailored to this object), or a path to a BTF file.
       cache: use the local artifact cache.
+      obj: the bytes of an already compiled object (no compilation at all).
 
     Requires root or CAP_BPF+CAP_PERFMON to load.  Owns everything it creates
     until :meth:`close` (also through ``with``).

@@ -313,6 +313,21 @@ class Btf:
         kind, name, *_ = _libbpf.btf_raw_type(self._live(), type_id)
         return kind, name
 
+    def datasec_layout(self, type_id: int) -> dict[str, tuple[int, int]]:
+        """name -> (byte offset, type id) of the variables of DATASEC ``type_id``.
+
+        Read from the raw records, without building a model of every
+        variable: a tool sets or reads only a few of its globals.
+        """
+        ptr = self._live()
+        *_, extra = _libbpf.btf_raw_type(ptr, type_id)
+        out: dict[str, tuple[int, int]] = {}
+        for var_id, offset, _size in extra:
+            kind, name, _vlen, _kflag, var_type, _extra = _libbpf.btf_raw_type(ptr, var_id)
+            if kind == KIND_VAR:
+                out[name] = (offset, var_type)
+        return out
+
     def type(self, type_id: int) -> BtfType:
         """The model of type ``type_id`` (cached; recursive types are cut at pointers)."""
         t = self._types.get(type_id)

@@ -101,6 +101,7 @@ class RingBuffer:
         self._slow: _LibbpfRing | None = None
         self._callback: Callable[..., Any] | None = None
         self._raw = False
+        self._bcc_style = False
         self._closed = False
 
     def add(self, callback: Callable[..., Any], *, raw: bool = False) -> None:
@@ -120,9 +121,10 @@ class RingBuffer:
             else:
                 self._map._adopt_native(self._fast)
         if self._fast is not None:
-            self._delivery = ringbuf_mmap.EventDelivery(
-                callback, self._map.event_codec, raw=raw,
-                bcc_style=_positional_arity(callback) >= 3)
+            # The delivery is made by the first poll: it needs the event
+            # codec, which the map builds from BTF only when first asked for.
+            self._bcc_style = _positional_arity(callback) >= 3
+            self._delivery = None
             return
         if self._slow is None:
             self._slow = _LibbpfRing(self._map)
@@ -132,14 +134,22 @@ class RingBuffer:
         """Decode events with ``codec`` from now on (``RingBufMap.set_event_type``)."""
         if self._fast is not None and self._callback is not None:
             self._delivery = ringbuf_mmap.EventDelivery(
-                self._callback, codec, raw=self._raw,
-                bcc_style=_positional_arity(self._callback) >= 3)
+                self._callback, codec, raw=self._raw, bcc_style=self._bcc_style)
         if self._slow is not None:
             self._slow.set_codec(codec)
 
     def _check(self) -> None:
-        if self._closed or (self._fast is None and self._slow is None):
+        if self._closed or (self._fast is None and self._slow is None) \
+                or (self._fast is not None and self._fast.closed):
             raise ClosedError(f"ring buffer '{self._map.name}' is closed")
+
+    def _fast_delivery(self) -> ringbuf_mmap.EventDelivery:
+        d = self._delivery
+        if d is None:
+            d = self._delivery = ringbuf_mmap.EventDelivery(
+                self._callback, self._map.event_codec,  # type: ignore[arg-type]
+                raw=self._raw, bcc_style=self._bcc_style)
+        return d
 
     def poll(self, timeout_ms: int = -1) -> int:
         """Deliver waiting events, else wait up to ``timeout_ms`` (-1: forever); returns how many.
@@ -149,14 +159,14 @@ class RingBuffer:
         """
         self._check()
         if self._fast is not None:
-            return self._fast.poll(int(timeout_ms), self._delivery)  # type: ignore[arg-type]
+            return self._fast.poll(int(timeout_ms), self._fast_delivery())
         return self._slow.poll(int(timeout_ms))  # type: ignore[union-attr]
 
     def consume(self) -> int:
         """Deliver the events already waiting, without blocking; returns how many."""
         self._check()
         if self._fast is not None:
-            return self._fast.consume(self._delivery)  # type: ignore[arg-type]
+            return self._fast.consume(self._fast_delivery())
         return self._slow.consume()  # type: ignore[union-attr]
 
     @property

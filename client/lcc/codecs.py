@@ -48,19 +48,29 @@ class Codec:
     ``decode(buf, offset=0)`` takes any buffer (bytes, bytearray, memoryview,
     mmap) and returns the Python value; ``encode(value)`` returns ``size``
     bytes.  ``cls`` is the generated class for structs and unions, else None.
+    ``encode_into(buf, offset, value)`` writes a value into a buffer; given
+    as None, it is compiled from the type when first used (most codecs, the
+    events', only ever decode).
     """
 
-    __slots__ = ("type", "size", "decode", "encode_into", "cls", "struct", "__weakref__")
+    __slots__ = ("type", "size", "decode", "_encode_into", "cls", "struct", "__weakref__")
 
     def __init__(self, type_: BtfType, size: int, decode: Callable[..., Any],
-                 encode_into: Callable[[bytearray, int, Any], None], cls: type | None = None,
-                 struct_: struct.Struct | None = None) -> None:
+                 encode_into: Callable[[bytearray, int, Any], None] | None,
+                 cls: type | None = None, struct_: struct.Struct | None = None) -> None:
         self.type = type_
         self.size = size
         self.decode = decode
-        self.encode_into = encode_into
+        self._encode_into = encode_into
         self.cls = cls
         self.struct = struct_
+
+    @property
+    def encode_into(self) -> Callable[[bytearray, int, Any], None]:
+        enc = self._encode_into
+        if enc is None:
+            enc = self._encode_into = _encoder(self.type.resolve())
+        return enc
 
     def encode(self, value: Any) -> bytes:
         buf = bytearray(self.size)
@@ -261,8 +271,8 @@ class _Builder:
                        f"    t = _S.unpack_from(buf, off)\n"
                        f"    return {expr(0)}\n")
                 dec = define(src, "decode", self.ns, f"<lcc codec {t}>")
-            return Codec(t, size, dec, _encoder(r), cls, st)
-        return Codec(t, size, _slow_decoder(r), _encoder(r), cls)
+            return Codec(t, size, dec, None, cls, st)
+        return Codec(t, size, _slow_decoder(r), None, cls)
 
 
 def _item_decoder(st: struct.Struct) -> Callable[..., Any]:

@@ -470,34 +470,51 @@ class EventMap(Map):
 
     def __init__(self, obj: "BpfObject", spec: "MapSpec") -> None:
         super().__init__(obj, spec)
-        self.event_type: BtfType | None = obj.btf.map_event_type(spec.name)
-        self._event_codec: Codec | None = codec(self.event_type) if self.event_type else None
+        # The event type and its codec are read from BTF when first asked for
+        # (usually by the first event), not here: that is a good part of a
+        # tool's start, and some tools never decode events.
+        self._event_known = False
+        self._event_type: BtfType | None = None
+        self._event_codec: Codec | None = None
         self._buffer: "RingBuffer | PerfBuffer | None" = None
+
+    def _declared_event(self) -> None:
+        if not self._event_known:
+            t = self._obj.btf.map_event_type(self.spec.name)
+            self._event_type, self._event_codec = t, (codec(t) if t else None)
+            self._event_known = True
+
+    @property
+    def event_type(self) -> BtfType | None:
+        self._declared_event()
+        return self._event_type
 
     def set_event_type(self, type_name: str | BtfType) -> None:
         """Decode events as ``type_name`` (``"struct data_t"``), from the object's BTF."""
         t = self._obj.btf.named_type(type_name) if isinstance(type_name, str) else type_name
-        self.event_type = t
-        self._event_codec = codec(t)
+        self._event_type, self._event_codec = t, codec(t)
+        self._event_known = True
         if self._buffer is not None:
             self._buffer.set_codec(self._event_codec)
 
     @property
     def event_codec(self) -> Codec | None:
+        self._declared_event()
         return self._event_codec
 
     def event(self, data: Any) -> Any:
         """Decode one event from bytes (or return an already decoded event as it is)."""
         if hasattr(data, "_fields"):
             return data
-        if self._event_codec is None:
+        c = self.event_codec
+        if c is None:
             raise LccError(f"map '{self.name}' has no event type: declare it with "
                            "LBC_RINGBUF/LBC_PERF_OUTPUT or call set_event_type('struct ...')")
         if isinstance(data, int):  # a raw pointer, as libbpf hands it to C callbacks
-            data = _libbpf.read_memory(data, self._event_codec.size)
-        if len(data) < self._event_codec.size:
-            data = bytes(data).ljust(self._event_codec.size, b"\0")
-        return self._event_codec.decode(data, 0)
+            data = _libbpf.read_memory(data, c.size)
+        if len(data) < c.size:
+            data = bytes(data).ljust(c.size, b"\0")
+        return c.decode(data, 0)
 
     def _adopt_native(self, native: Any) -> None:
         """Have the object close a buffer's native part (libbpf consumer or

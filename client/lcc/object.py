@@ -15,7 +15,7 @@ import os
 
 from . import _libbpf
 from ._record import Record
-from .btf import KIND_DATASEC, Btf, BtfType, Datasec, VarSecinfo
+from .btf import KIND_DATASEC, Btf, BtfType, Datasec
 from .codecs import Codec, codec
 from .errors import (BpfPermissionError, BtfError, ClosedError, LccError, ProgramLoadError,
                      from_errno, strerror)
@@ -128,23 +128,22 @@ class GlobalSection:
         object.__setattr__(self, "_section", section)
         object.__setattr__(self, "_type_id", type_id)  # the section's BTF DATASEC
         # Read on first use, not at open: most tools touch few of their globals.
-        object.__setattr__(self, "_layout", None)  # name -> VarSecinfo
+        object.__setattr__(self, "_layout", None)  # name -> (offset, BTF type id)
         object.__setattr__(self, "_codecs", {})  # name -> (offset, Codec)
         object.__setattr__(self, "_live", None)
 
     @property
-    def _vars(self) -> dict[str, VarSecinfo]:
+    def _vars(self) -> dict[str, tuple[int, int]]:
         if self._layout is None:
-            sec: Datasec = self._obj.btf.type(self._type_id)
-            object.__setattr__(self, "_layout", {vs.var.name: vs for vs in sec.vars})
+            object.__setattr__(self, "_layout", self._obj.btf.datasec_layout(self._type_id))
         return self._layout
 
     def _var(self, name: str) -> tuple[int, Codec]:
         """(offset, codec) of variable ``name``; raises KeyError if there is none."""
         got = self._codecs.get(name)
         if got is None:
-            vs = self._vars[name]
-            got = self._codecs[name] = (vs.offset, codec(vs.var.type))
+            offset, type_id = self._vars[name]
+            got = self._codecs[name] = (offset, codec(self._obj.btf.type(type_id)))
         return got
 
     def names(self) -> list[str]:

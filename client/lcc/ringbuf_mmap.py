@@ -207,7 +207,10 @@ class EventDelivery:
         self.bcc_style = bcc_style
         # length -> (struct.Struct or None, event builder); see _plan
         self._plans: dict[int, tuple[struct.Struct | None, Callable[..., Any] | None]] = {}
-        self._flat = _flat_plan(self.codec) if self.codec is not None else None
+        # The codec's flat plan (see _flat_plan), worked out with the first
+        # full-size record rather than here: opening a buffer stays cheap.
+        self._flat: tuple[str, Callable[..., Any] | None] | None = None
+        self._flat_done = False
 
     def __call__(self, run: memoryview, n: int, length: int) -> tuple[int, BaseException | None]:
         plan = self._plans.get(length)
@@ -252,6 +255,8 @@ class EventDelivery:
                 return dec(t[0].ljust(size, b"\0"), 0)
 
             return struct.Struct(f"{_ORDER}{HDR_SIZE}x{length}s{pad - length}x"), build
+        if not self._flat_done:
+            self._flat, self._flat_done = _flat_plan(c), True
         if self._flat is None:
             return None, None
         fmt, build = self._flat
