@@ -108,7 +108,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     metrics = Metrics()
     toolchain = toolchain or Toolchain(
         clang=settings.clang, bpftool=settings.bpftool, work_dir=state / "work",
-        sandbox=settings.sandbox, limits=settings.limits, pch=settings.pch, caps=settings.caps)
+        sandbox=settings.sandbox, limits=settings.limits, pch=settings.pch,
+        cut=settings.cut_types, caps=settings.caps)
     btf_store = btf_store or BtfStore(state / "btf", host_btf=settings.host_btf)
     artifacts = artifacts or ArtifactStore(state / "artifacts")
     service = CompileService(settings, toolchain, btf_store, artifacts, metrics)

@@ -30,14 +30,14 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from lcc_server.locks import KeyedLocks
 from lcc_server.sandbox import Sandbox
 
-__all__ = ["Pch", "PchCache", "reason_not_applicable", "refused"]
+__all__ = ["Pch", "PchCache", "reason_headers_differ", "reason_not_applicable", "refused"]
 
 log = logging.getLogger("lcc_server.pch")
 
@@ -68,14 +68,24 @@ class Pch:
 def reason_not_applicable(pch: Pch, main: str, files: Mapping[str, str],
                           defines: Mapping[str, str | None]) -> str | None:
     """Why ``pch`` cannot stand in for parsing lbc.h in this bundle, or None."""
+    return reason_headers_differ(pch.header_names, pch.identifiers, main, files, defines)
+
+
+def reason_headers_differ(header_names: Iterable[str], header_identifiers: Container[str],
+                          main: str, files: Mapping[str, str],
+                          defines: Mapping[str, str | None]) -> str | None:
+    """Why lbc.h parsed ahead of the bundle (precompiled, or through
+    ``-include``) might not mean what the bundle's own ``#include "lbc.h"``
+    means, or None.  ``header_names`` are the base names of the headers
+    involved, ``header_identifiers`` every identifier in them."""
     if not _PREAMBLE.match(files[main]):
         return "main file does not start with #include \"lbc.h\""
-    names = pch.header_names
+    names = frozenset(header_names)
     for path in files:
         if path.rsplit("/", 1)[-1] in names:
             return f"bundle file {path} may shadow a precompiled header"
     for name in defines:
-        if name.startswith("_") or name in pch.identifiers:
+        if name.startswith("_") or name in header_identifiers:
             return f"define {name} may change the precompiled headers"
     return None
 

@@ -20,6 +20,7 @@ LCC_COMPILE_MEMORY_MB      address space per tool run                   1024
 LCC_CLANG / LCC_BPFTOOL    tool names or paths                          clang / bpftool
 LCC_SANDBOX                0 disables Landlock/namespaces (not limits)  1
 LCC_PCH                    0 disables precompiled headers               1
+LCC_CUT_TYPES              0: always the whole vmlinux.h (no cut)       1
 LCC_HOST_BTF               the server's own kernel BTF                  /sys/kernel/btf/vmlinux
 LCC_WARM                   0: do not build the host PCH at start        1
 =========================  ===========================================  ==================
@@ -65,6 +66,7 @@ class Settings:
     bpftool: str = "bpftool"
     sandbox: bool = True
     pch: bool = True
+    cut_types: bool = True
     host_btf: Path = Path("/sys/kernel/btf/vmlinux")
     warm: bool = True
 
@@ -117,6 +119,7 @@ class Settings:
             bpftool=env.get("LCC_BPFTOOL") or base.bpftool,
             sandbox=flag("LCC_SANDBOX", base.sandbox),
             pch=flag("LCC_PCH", base.pch),
+            cut_types=flag("LCC_CUT_TYPES", base.cut_types),
             host_btf=Path(env.get("LCC_HOST_BTF") or base.host_btf),
             warm=flag("LCC_WARM", base.warm))
 
@@ -139,6 +142,7 @@ class Settings:
             "LCC_BPFTOOL": self.bpftool,
             "LCC_SANDBOX": "1" if self.sandbox else "0",
             "LCC_PCH": "1" if self.pch else "0",
+            "LCC_CUT_TYPES": "1" if self.cut_types else "0",
             "LCC_HOST_BTF": str(self.host_btf),
             "LCC_WARM": "1" if self.warm else "0",
         }

@@ -4,18 +4,25 @@
 on a machine that has clang.  It owns a work directory holding
 
 - ``vmlinux/<btf sha256>/vmlinux.h``   (``lcc_server.vmlinux``),
-- ``pch/<key>/lbc.pch``                 (``lcc_server.pch``),
+- ``vmlinux/<btf sha256>/cut-<sha>/vmlinux.h``  the part lbc.h itself needs
+  (``lcc_server.prune``),
+- ``pch/<key>/lbc.pch``                 (``lcc_server.pch``), for either header,
 - ``tmp/``                              one directory per compile, removed after.
 
-Each compile writes the bundle into a fresh directory and runs
+Each compile writes the bundle into a fresh directory and, when the bundle
+allows it (``prune.usable`` and the rules of ``pch.reason_headers_differ``),
+compiles against vmlinux.h cut down to the types the program can reach:
 
     clang -g -O2 -target bpfel -D__TARGET_ARCH_<x> -I <bundle> -I <lbc.h dir>
-          -I <vmlinux.h dir> [-include-pch lbc.pch] -D... -c <main> -o <out>
+          -I <cut vmlinux.h dir> (-include-pch lbc.pch | -include lbc.h)
+          -include <the program's further types> -D... -c <main> -o <out>
 
-in the sandbox (``lcc_server.sandbox``).  Server directories are mapped to
+If that fails, or the bundle does not allow it, it compiles against the whole
+vmlinux.h (``-I <vmlinux.h dir> [-include-pch lbc.pch]``), whose diagnostics
+are the ones reported.  clang runs in the sandbox (``lcc_server.sandbox``).  Server directories are mapped to
 fixed names in the object's debug info (``-ffile-prefix-map``) and scrubbed
 from diagnostics, so the object depends only on the inputs and the toolchain
-identity, and no reply names a server path.  Results with and without the
+identity, and no reply names a server path.  Results with and without a
 precompiled header are byte-identical.
 """
 
@@ -27,6 +34,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +42,9 @@ from pathlib import Path
 
 from lcc.errors import BtfError, CompileError, Diagnostic, LccError, ToolchainMissing
 from lcc_server import diagnostics
-from lcc_server.pch import Pch, PchCache, reason_not_applicable, refused
+from lcc_server import prune
+from lcc_server.atomic import write_atomic
+from lcc_server.pch import Pch, PchCache, reason_headers_differ, reason_not_applicable, refused
 from lcc_server.sandbox import Limits, Sandbox, SandboxError
 from lcc_server.validation import (ARCHES, BIG_ENDIAN_ARCHES, Caps, check_arch, check_bundle,
                                    check_defines, define_args)
@@ -42,10 +52,13 @@ from lcc_server.vmlinux import BtfDigests, VmlinuxCache
 
 __all__ = ["ARCHES", "CompileResult", "Toolchain", "bundle_digest", "include_dir"]
 
+log = logging.getLogger("lcc_server.toolchain")
+
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
 #: Bumped whenever the compile flags change, so caches keyed by identity() turn over.
-FLAGS_VERSION = "1"
+FLAGS_VERSION = "2"
 _OBJ_NAME = "prog.o"
+_TYPES_H = "vmlinux_types.h"  # a cut's further types, included after lbc.h
 
 
 def include_dir() -> Path:
@@ -74,7 +87,8 @@ class CompileResult:
     digest: str  # sha256 hex of object
     warnings: list[Diagnostic] = field(default_factory=list)
     toolchain: dict = field(default_factory=dict)
-    pch: bool = False  # whether the precompiled header was used
+    pch: bool = False  # whether a precompiled header was used
+    cut: bool = False  # whether vmlinux.h was cut down to the program's types
 
 
 class Toolchain:
@@ -83,12 +97,13 @@ class Toolchain:
     Thread-safe: one instance serves concurrent compiles; no global lock.
     ``sandbox`` is True (confine tools, see ``lcc_server.sandbox``), False
     (limits only) or a ready ``Sandbox``.  ``pch=False`` never uses
-    precompiled headers.
+    precompiled headers; ``cut=False`` always compiles against the whole
+    vmlinux.h.
     """
 
     def __init__(self, *, clang: str = "clang", bpftool: str = "bpftool", work_dir: Path,
                  sandbox: bool | Sandbox = True, limits: Limits | None = None,
-                 pch: bool = True, caps: Caps | None = None,
+                 pch: bool = True, cut: bool = True, caps: Caps | None = None,
                  libbpf_include: Path = Path("/usr/include")) -> None:
         self.work_dir = Path(work_dir)
         self._clang_name = clang
@@ -99,6 +114,9 @@ class Toolchain:
             self.sandbox = Sandbox(enabled=sandbox, limits=limits or Limits())
             self.sandbox.extra_read = tuple(self.sandbox.toolchain_paths(clang, bpftool))
         self.use_pch = pch
+        self.use_cut = cut
+        self._cutters = prune.CutterCache()
+        self._fixed: prune.FixedHeaders | None = None
         self.caps = caps or Caps()
         self.libbpf_include = Path(libbpf_include)
         self._btf = BtfDigests()
@@ -221,10 +239,65 @@ class Toolchain:
         return key, self._pch.get(key, argv, read)
 
     def prepare(self, btf_path: Path = HOST_BTF, arch: str = "x86_64") -> bool:
-        """Build vmlinux.h and the PCH ahead of the first compile; True if a PCH exists."""
+        """Build vmlinux.h, its cut for lbc.h and the PCHs ahead of the first
+        compile; True if a PCH exists."""
         check_arch(arch)
+        btf_sha = self.btf_sha256(btf_path)
         vmdir = self.vmlinux_h(btf_path).parent
-        return self.use_pch and self._pch_for(arch, self.btf_sha256(btf_path), vmdir)[1] is not None
+        if self.use_cut and (cutter := self._cutter(vmdir)) is not None and self.use_pch:
+            self._pch_for(arch, btf_sha, self._base_dir(vmdir, cutter))
+        return self.use_pch and self._pch_for(arch, btf_sha, vmdir)[1] is not None
+
+    # -- the cut vmlinux.h ----------------------------------------------------
+
+    def _fixed_headers(self) -> prune.FixedHeaders:
+        """What lbc.h and the libbpf headers it includes use of vmlinux.h
+        (re-read when either changes on disk)."""
+        inc = include_dir()
+        stamp = self._hash_files("fixed", [inc / "lbc.h",
+                                           *sorted((self.libbpf_include / "bpf").glob("*.h"))])
+        with self._lock:
+            if self._fixed is not None and self._fixed[0] == stamp:
+                return self._fixed[1]
+        fixed = prune.FixedHeaders.scan(inc / "lbc.h", [inc, self.libbpf_include])
+        with self._lock:
+            self._fixed = (stamp, fixed)
+        return fixed
+
+    def _cutter(self, vmdir: Path) -> prune.Cutter | None:
+        try:
+            return self._cutters.get(vmdir / "vmlinux.h", self._fixed_headers())
+        except (OSError, ValueError) as exc:
+            log.warning("compiling against the whole vmlinux.h: %s", exc)
+            return None
+
+    @staticmethod
+    def _base_dir(vmdir: Path, cutter: prune.Cutter) -> Path:
+        """Directory of the vmlinux.h that lbc.h alone needs, written once;
+        named by its content, so a changed lbc.h gets a directory of its own."""
+        text = cutter.base_header().encode()
+        base = vmdir / f"cut-{hashlib.sha256(text).hexdigest()[:16]}"
+        if not (base / "vmlinux.h").is_file():
+            write_atomic(base / "vmlinux.h", text)
+        return base
+
+    def _cut_plan(self, vmdir: Path, main: str, files: Mapping[str, str],
+                  defines: Mapping[str, str | None]) -> tuple[Path, str] | None:
+        """(directory of the base vmlinux.h, text of the program's further
+        types), or None when this bundle compiles against the whole header."""
+        if not self.use_cut or not prune.usable(files):
+            return None
+        cutter = self._cutter(vmdir)
+        if cutter is None:
+            return None
+        fixed = cutter.fixed
+        if reason_headers_differ(fixed.files, _Either(fixed.names, cutter.index.identifiers),
+                                 main, files, defines):
+            return None
+        names: set[str] = set()
+        for text in [*files.values(), *(v for v in defines.values() if v)]:
+            names |= prune.identifiers(text)
+        return self._base_dir(vmdir, cutter), cutter.extra_header(names)
 
     # -- compiling ----------------------------------------------------------
 
@@ -249,11 +322,8 @@ class Toolchain:
         btf_sha = self.btf_sha256(btf_path)
         vmdir = self._vmlinux.get(btf_path, btf_sha)
 
-        pch_key, pch = None, None
-        if self.use_pch and use_pch is not False:
-            pch_key, pch = self._pch_for(arch, btf_sha, vmdir)
-            if pch is not None and reason_not_applicable(pch, main, files, defines):
-                pch = None
+        want_pch = self.use_pch and use_pch is not False
+        plan = self._cut_plan(vmdir, main, files, defines)
 
         tmp_root = self.work_dir / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
@@ -262,13 +332,23 @@ class Toolchain:
             src, out = req / "src", req / "out"
             _write_bundle(src, files)
             out.mkdir()
-            run = self._run_clang(clang, arch, vmdir, src, out, main, defines, pch)
-            if pch is not None and run[0] != 0 and refused(run[1]):
-                # clang refused the PCH (a header changed on disk): rebuild later.
-                self._pch.drop(pch_key, pch)
-                pch = None
-                run = self._run_clang(clang, arch, vmdir, src, out, main, defines, None)
-            returncode, log, exceeded = run
+            done, cut = None, False
+            if plan is not None:
+                base_dir, extra = plan
+                (req / "types").mkdir()
+                (req / "types" / _TYPES_H).write_text(extra)
+                done = self._attempt(clang, arch, btf_sha, base_dir, src, out, main, files,
+                                     defines, want_pch, req / "types" / _TYPES_H)
+                cut = done[0] == 0 and not done[2]
+                if not cut and not done[2]:
+                    # Maybe a type the cut left incomplete, maybe an error in the
+                    # program: the whole header decides, and its diagnostics are
+                    # the ones reported.  (A limit hit is reported as it is.)
+                    done = None
+            if done is None:
+                done = self._attempt(clang, arch, btf_sha, vmdir, src, out, main, files,
+                                     defines, want_pch, None)
+            returncode, log, exceeded, pch = done
             diags = diagnostics.parse(log)
             if exceeded or returncode != 0:
                 raise _compile_error(main, returncode, log, diags, exceeded, self.sandbox.limits)
@@ -277,16 +357,42 @@ class Toolchain:
             shutil.rmtree(req, ignore_errors=True)
         return CompileResult(object=obj, digest=hashlib.sha256(obj).hexdigest(),
                              warnings=[d for d in diags if d.severity == "warning"],
-                             toolchain=identity, pch=pch is not None)
+                             toolchain=identity, pch=pch, cut=cut)
+
+    def _attempt(self, clang: str, arch: str, btf_sha: str, vmdir: Path, src: Path, out: Path,
+                 main: str, files: Mapping[str, str], defines: Mapping[str, str | None],
+                 want_pch: bool, extra: Path | None) -> tuple[int, str, str | None, bool]:
+        """One clang run against the vmlinux.h in ``vmdir`` (plus ``extra``, the
+        program's further types of a cut), with that header's PCH when it
+        applies.  Returns (returncode, log, limit exceeded, PCH used)."""
+        pch_key, pch = None, None
+        if want_pch:
+            pch_key, pch = self._pch_for(arch, btf_sha, vmdir)
+            # (a cut plan has already checked the same rules, against every header)
+            if pch is not None and extra is None and reason_not_applicable(pch, main, files,
+                                                                            defines):
+                pch = None
+        run = self._run_clang(clang, arch, vmdir, src, out, main, defines, pch, extra)
+        if pch is not None and run[0] != 0 and refused(run[1]):
+            # clang refused the PCH (a header changed on disk): rebuild later.
+            self._pch.drop(pch_key, pch)
+            pch = None
+            run = self._run_clang(clang, arch, vmdir, src, out, main, defines, None, extra)
+        return (*run, pch is not None)
 
     def _run_clang(self, clang: str, arch: str, vmdir: Path, src: Path, out: Path, main: str,
-                   defines: Mapping[str, str | None],
-                   pch: Pch | None) -> tuple[int, str, str | None]:
+                   defines: Mapping[str, str | None], pch: Pch | None,
+                   extra: Path | None) -> tuple[int, str, str | None]:
         argv = [clang, *self._flags(arch, vmdir, src)]
         read = [src, include_dir(), vmdir, self.libbpf_include / "bpf"]
         if pch is not None:
             argv += ["-include-pch", str(pch.path)]
             read.append(pch.path.parent)
+        elif extra is not None:  # the program's types must follow lbc.h's
+            argv += ["-include", str(include_dir() / "lbc.h")]
+        if extra is not None:
+            argv += [f"-ffile-prefix-map={extra.parent}=/lcc/types", "-include", str(extra)]
+            read.append(extra.parent)
         argv += [*define_args(defines), "-c", main, "-o", str(out / _OBJ_NAME)]
         try:
             done = self.sandbox.run(argv, cwd=src, read=read, write=[out])
@@ -296,6 +402,7 @@ class Toolchain:
                                 "(LCC_SANDBOX=0) on a trusted host") from None
         scrub = diagnostics.PathScrubber([
             (src, ""), (out, ""), (vmdir, ""), (include_dir(), ""),
+            *([(extra.parent, "")] if extra is not None else []),
             (self.libbpf_include, ""), (self.work_dir, "<work>/"),
             *([(pch.path.parent, "")] if pch is not None else [])])
         return done.returncode, scrub(done.stderr.decode("utf-8", errors="replace")), done.exceeded
@@ -325,6 +432,16 @@ class Toolchain:
             return (out / "min.btf").read_bytes()
         finally:
             shutil.rmtree(req, ignore_errors=True)
+
+
+class _Either:
+    """``name in _Either(a, b)``: in either collection, without building a union."""
+
+    def __init__(self, *parts) -> None:
+        self._parts = parts
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in part for part in self._parts)
 
 
 def _write_bundle(src: Path, files: Mapping[str, str]) -> None:

@@ -6,13 +6,17 @@ same bundle with and without it and compares the bytes.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from lcc.errors import CompileError, ToolchainMissing
-from lcc_server import landlock
+from elftools.elf.constants import SH_FLAGS
+from elftools.elf.elffile import ELFFile
+
+from lcc_server import landlock, objinfo, prune
 from lcc_server.sandbox import Limits
 from lcc_server.toolchain import Toolchain, include_dir
 from servertools import HELLO, toolchain_missing
@@ -113,6 +117,7 @@ def test_pch_result_is_byte_identical_to_plain(tc, bundle, defines):
 
     assert with_pch.pch is True
     assert plain.pch is False
+    assert with_pch.cut is plain.cut is True
     assert with_pch.object == plain.object
     assert with_pch.digest == plain.digest
 
@@ -220,11 +225,86 @@ def test_a_refused_pch_falls_back_and_is_rebuilt(tmp_path):
     bundle = B("hello.bpf.c", {"hello.bpf.c": HELLO})
     assert tc.prepare(HOST_BTF)
     good = tc.compile(bundle)
-    (pch_file,) = (tmp_path / "pch").glob("*/lbc.pch")
-    pch_file.write_bytes(b"not a precompiled header")
+    pch_files = list((tmp_path / "pch").glob("*/lbc.pch"))
+    assert len(pch_files) == 2  # lbc.h over the cut vmlinux.h, and over the whole one
+    for pch_file in pch_files:
+        pch_file.write_bytes(b"not a precompiled header")
 
     fallback = tc.compile(bundle)
     rebuilt = tc.compile(bundle)
 
     assert (good.pch, fallback.pch, rebuilt.pch) == (True, False, True)
+    assert good.cut and fallback.cut and rebuilt.cut
     assert good.object == fallback.object == rebuilt.object
+
+
+# -- vmlinux.h cut down to the program's types --------------------------------
+
+CONNECT = B("connect.bpf.c", {"connect.bpf.c": CONNECT_C, "hdr/connect.h": CONNECT_H})
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    return Toolchain(work_dir=tmp_path_factory.mktemp("whole"), cut=False)
+
+
+def _code_sections(obj: bytes) -> dict[str, bytes]:
+    elf = ELFFile(io.BytesIO(obj))
+    return {s.name: s.data() for s in elf.iter_sections()
+            if s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR}
+
+
+def test_cut_object_has_the_same_code_maps_and_programs(tc, whole):
+    cut, full = tc.compile(CONNECT), whole.compile(CONNECT)
+
+    assert cut.cut is True and full.cut is False
+    assert _code_sections(cut.object) == _code_sections(full.object)
+    assert objinfo.summarize(cut.object) == objinfo.summarize(full.object)
+    assert len(cut.object) * 4 < len(full.object)  # struct sock's type graph is gone
+
+
+def test_bundle_that_pastes_tokens_compiles_against_the_whole_header(tc, whole):
+    text = CONNECT_C.replace("#include \"lbc.h\"\n",
+                             "#include \"lbc.h\"\n#define RAW(n) trace_event_raw_##n\n")
+    bundle = B("connect.bpf.c", {"connect.bpf.c": text, "hdr/connect.h": CONNECT_H})
+
+    got = tc.compile(bundle)
+
+    assert got.cut is False and got.pch is True
+    assert got.object == whole.compile(bundle).object
+
+
+def test_failed_cut_falls_back_to_the_whole_header(tc, whole, monkeypatch):
+    # A cut that leaves out struct sock: the compile must still succeed, as if
+    # there were no cut at all.
+    monkeypatch.setattr(prune.Cutter, "extra_header", lambda self, names: "\n")
+
+    got = tc.compile(CONNECT)
+
+    assert got.cut is False
+    assert got.object == whole.compile(CONNECT).object
+
+
+def test_error_in_the_program_is_reported_from_the_whole_header(tc, whole):
+    bundle = B("bad.bpf.c", {"bad.bpf.c": '#include "lbc.h"\nint f(struct sock *sk) '
+                                         '{ return sk->no_such_member; }\n'})
+
+    with pytest.raises(CompileError) as cut_err:
+        tc.compile(bundle)
+    with pytest.raises(CompileError) as whole_err:
+        whole.compile(bundle)
+
+    assert cut_err.value.diagnostics == whole_err.value.diagnostics
+    assert "no_such_member" in cut_err.value.diagnostics[0].message
+
+
+def test_define_values_are_scanned_for_type_names(tc):
+    # sk->sk_socket->state needs struct socket complete; only the -D value
+    # names the member that leads there.
+    text = ('#include "lbc.h"\nSEC("tp_btf/inet_sock_set_state")\n'
+            'int BPF_PROG(f, struct sock *sk) { return BPF_CORE_READ(sk, VIA, state); }\n'
+            'char LICENSE[] SEC("license") = "GPL";\n')
+
+    got = tc.compile(B("d.bpf.c", {"d.bpf.c": text}), defines={"VIA": "sk_socket"})
+
+    assert got.cut is True

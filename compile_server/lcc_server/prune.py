@@ -1,0 +1,344 @@
+"""A vmlinux.h cut down to the kernel types one program can use.
+
+Most of a cold compile of a program that touches ``struct sock`` is clang
+building debug info: every struct complete in the translation unit and
+reachable through pointers from the ones the program uses (thousands, from
+``struct sock`` alone) gets a full DWARF definition, of which the BPF backend
+keeps a few hundred in BTF.  A header in which the types the program cannot
+reach by value are only forward-declared makes the compile several times
+faster and the object a fraction of the size, with the same code, the same
+CO-RE relocations and the same types for every map, global and program
+argument.
+
+``VmlinuxIndex`` splits bpftool's vmlinux.h into its top-level declarations
+(bpftool separates them with blank lines) and records what each one refers
+to.  ``keep(identifiers, ...)`` chooses, and ``render`` writes in their original
+order:
+
+- every struct, union, enum and typedef the program names, and the enum of
+  every enumerator it names;
+- every type those contain by value (members, array elements, typedef
+  targets), transitively;
+- for a member the program names (``sk->sk_socket``, ``BPF_CORE_READ(task,
+  mm, ...)``), the types that member points to, so that a chain of accesses
+  through pointers stays complete;
+- the typedefs, enums and enumerators libbpf's headers and lbc.h use, and the
+  records their macros dereference (``struct pt_regs``);
+
+and forward-declares every other struct or union the kept text mentions.
+
+A type the program needs but that was left incomplete is a compile error,
+which the toolchain answers by compiling against the whole header.  A
+program could only mean something else with a cut header (``bpf_core_type_exists``
+of a type it never spells out) if a type name it uses were invisible to this
+scan: ``usable(files)`` refuses bundles that paste tokens (``##``), and the
+toolchain scans the values of ``-D`` defines along with the files.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lcc_server.locks import KeyedLocks
+
+__all__ = ["Cutter", "CutterCache", "FixedHeaders", "VmlinuxIndex", "identifiers", "usable"]
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RECORD_REF = re.compile(r"\b(struct|union)\s+([A-Za-z_][A-Za-z0-9_]*)")
+_ENUM_REF = re.compile(r"\benum\s+([A-Za-z_][A-Za-z0-9_]*)")
+_RECORD_DEF = re.compile(r"(struct|union)\s+([A-Za-z_]\w*)\s*\{")
+_ENUM_DEF = re.compile(r"enum(?:\s+([A-Za-z_]\w*))?\s*\{")
+_ENUMERATOR = re.compile(r"^\t([A-Za-z_]\w*)\s*=", re.M)
+_FN_PTR_NAME = re.compile(r"\(\s*\*\s*(?:(?:const|volatile)\s+)*([A-Za-z_]\w*)\s*\)\s*[(\[]")
+_FN_TYPE_NAME = re.compile(r"([A-Za-z_]\w*)\s*\((?!\s*\*)")
+_DECL_NAME = re.compile(r"([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*(?::\s*\d+\s*)?;\s*$")
+_C_WORDS = frozenset("""struct union enum typedef const volatile signed unsigned char short
+    int long float double void _Bool bool __attribute__ packed aligned""".split())
+
+
+def identifiers(text: str) -> set[str]:
+    """Every C identifier in ``text`` (comments and strings included: an extra
+    name only keeps an extra type)."""
+    return set(_IDENT.findall(text))
+
+
+def usable(files: Mapping[str, str]) -> bool:
+    """Whether a bundle can be compiled against a cut header: none of its files
+    pastes tokens (``##`` could build a type name the scan cannot see)."""
+    return not any("##" in text for text in files.values())
+
+
+_DEFINE = re.compile(r"^[ \t]*#[ \t]*define(?:.*\\\n)*.*$", re.M)
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*[<"]([^>"]+)[>"]', re.M)
+
+
+@dataclass(frozen=True)
+class FixedHeaders:
+    """What the headers every program includes (lbc.h and the libbpf headers it
+    pulls in) need of vmlinux.h: identifiers, and the records their macros
+    dereference."""
+
+    files: frozenset[str]  # base names, which a bundle file must not shadow
+    names: frozenset[str]
+    macro_text: str
+
+    @classmethod
+    def scan(cls, top: Path, search: Iterable[Path]) -> FixedHeaders:
+        """Read ``top`` and, recursively, the headers it includes that exist
+        under ``search`` (vmlinux.h is skipped: it is what gets cut)."""
+        search = [Path(p) for p in search]
+        seen: set[Path] = set()
+        texts: list[str] = []
+        todo = [Path(top)]
+        while todo:
+            path = todo.pop()
+            if path in seen:
+                continue
+            seen.add(path)
+            text = path.read_text(errors="replace")
+            texts.append(text)
+            for inc in _INCLUDE.findall(text):
+                if inc.endswith("vmlinux.h"):
+                    continue
+                for base in (path.parent, *search):
+                    if (base / inc).is_file():
+                        todo.append(base / inc)
+                        break
+        joined = "\n".join(texts)
+        return cls(files=frozenset({p.name for p in seen} | {"vmlinux.h"}),
+                   names=frozenset(_IDENT.findall(joined)),
+                   macro_text="\n".join(_DEFINE.findall(joined)))
+
+
+@dataclass
+class _Decl:
+    """One top-level declaration of vmlinux.h."""
+
+    text: str
+    by_value: set[str] = field(default_factory=set)    # keys needed complete
+    by_pointer: set[str] = field(default_factory=set)  # record keys behind pointers
+    words: set[str] = field(default_factory=set)        # identifiers (typedef uses)
+    members: dict[str, set[str]] = field(default_factory=dict)  # member -> record keys
+
+
+class VmlinuxIndex:
+    """The declarations of one vmlinux.h and what each refers to."""
+
+    def __init__(self, text: str) -> None:
+        self._decls: list[_Decl] = []
+        self._lead: list[str] = []   # preprocessor lines before the first type
+        self._trail: list[str] = []  # and after the last
+        self._by_key: dict[str, int] = {}  # "struct sock", "enum x", "u32"
+        self._enumerator: dict[str, int] = {}
+        typedef_names: set[str] = set()
+        for raw in text.split("\n\n"):
+            chunk = raw.strip("\n")
+            if not chunk:
+                continue
+            if chunk.startswith("#"):
+                (self._trail if self._decls else self._lead).append(chunk)
+            elif self._trail:
+                raise ValueError("vmlinux.h has preprocessor lines between its types")
+            else:
+                self._parse(chunk, typedef_names)
+        for decl in self._decls:  # typedef names are only known after the pass
+            decl.by_value.update(decl.words & typedef_names)
+        self._typedefs = frozenset(typedef_names)
+        #: every identifier of the whole header (a -D of one could change it)
+        self.identifiers = frozenset(_IDENT.findall(text))
+
+    def _parse(self, chunk: str, typedef_names: set[str]) -> None:
+        first, _, _ = chunk.partition("\n")
+        if re.fullmatch(r"(struct|union) \w+;", first):
+            return  # a forward declaration: render writes its own
+        index = len(self._decls)
+        decl = _Decl(text=chunk)
+        body = chunk
+        if (m := _RECORD_DEF.match(first)) is not None:
+            key = f"{m.group(1)} {m.group(2)}"
+            body = chunk[m.end():]
+        elif (m := _ENUM_DEF.match(first)) is not None:
+            key = f"enum {m.group(1)}" if m.group(1) else f"enum #{index}"
+            for name in _ENUMERATOR.findall(chunk):
+                self._enumerator.setdefault(name, index)
+        elif first.startswith("typedef"):
+            last = chunk.rsplit("\n", 1)[-1]
+            single = "\n" not in chunk
+            m = ((_FN_PTR_NAME.search(first) or _FN_TYPE_NAME.search(first))
+                 if single and "(" in first else _DECL_NAME.search(last))
+            if m is None:
+                raise ValueError(f"vmlinux.h: cannot read the typedef {first!r}")
+            key = m.group(1)
+            typedef_names.add(key)
+        else:
+            key = f"#{index}"
+        self._scan(decl, body)
+        self._by_key.setdefault(key, index)
+        self._decls.append(decl)
+
+    @staticmethod
+    def _scan(decl: _Decl, body: str) -> None:
+        for line in body.split("\n"):
+            refs: set[str] = set()
+            depth_at = _paren_depths(line)
+            for m in _RECORD_REF.finditer(line):
+                key = f"{m.group(1)} {m.group(2)}"
+                refs.add(key)
+                # behind a pointer, or a parameter of a function pointer: a
+                # forward declaration is enough
+                if line[m.end():].lstrip().startswith("*") or depth_at(m.start()) > 0:
+                    decl.by_pointer.add(key)
+                else:
+                    decl.by_value.add(key)
+            for m in _ENUM_REF.finditer(line):
+                decl.by_value.add(f"enum {m.group(1)}")
+            words = set(_IDENT.findall(line)) - _C_WORDS
+            decl.words.update(words)
+            name = _FN_PTR_NAME.search(line) or _DECL_NAME.search(line)
+            if name is not None and line.startswith("\t"):
+                decl.members.setdefault(name.group(1), set()).update(refs | (words - {name.group(1)}))
+
+    def keep(self, names: Iterable[str], header_names: Iterable[str] = (),
+             header_records: Iterable[str] = ()) -> frozenset[int]:
+        """The declarations a program that uses ``names`` needs.
+
+        ``header_names`` are identifiers of the fixed headers (lbc.h, libbpf's):
+        their typedefs, enums and enumerators are kept; ``header_records``
+        ("struct pt_regs") are records those headers' macros dereference.
+        """
+        names = set(names)
+        keep: set[int] = set()
+        todo: list[int] = []
+
+        def add(i: int | None) -> None:
+            if i is not None and i not in keep:
+                keep.add(i)
+                todo.append(i)
+
+        for name in names:
+            for key in (f"struct {name}", f"union {name}", f"enum {name}", name):
+                add(self._by_key.get(key))
+            add(self._enumerator.get(name))
+        for name in header_names:
+            add(self._enumerator.get(name))
+            add(self._by_key.get(f"enum {name}"))
+            if name in self._typedefs:
+                add(self._by_key[name])
+        for key in header_records:
+            add(self._by_key.get(key))
+        while todo:
+            decl = self._decls[todo.pop()]
+            for key in decl.by_value:
+                add(self._by_key.get(key))
+            for member, keys in decl.members.items():
+                if member not in names:
+                    continue
+                for key in keys:  # the program reaches through this member
+                    i = self._by_key.get(key)
+                    add(i)
+                    if i is not None and key in self._typedefs:  # a typedef of a pointer
+                        for ptr in self._decls[i].by_pointer:
+                            add(self._by_key.get(ptr))
+        return frozenset(keep)
+
+    def render(self, keep: Iterable[int], *, whole_file: bool = True) -> str:
+        """Header text of the declarations ``keep`` in their original order, after
+        forward declarations of every struct and union they mention.
+
+        ``whole_file`` keeps vmlinux.h's include guard; without it the text is
+        meant to follow another cut (only the preserve_access_index pragma is
+        kept around it)."""
+        keep = sorted(keep)
+        mentioned: set[str] = set()
+        for i in keep:
+            mentioned |= self._decls[i].by_pointer | self._decls[i].by_value
+        fwd = sorted(k for k in mentioned if k.startswith(("struct ", "union ")))
+        lead, trail = self._lead, self._trail
+        if not whole_file:
+            lead = [c for c in lead if "pragma" in c]
+            trail = [c for c in trail if "pragma" in c]
+        parts = [*lead, *(f"{k};" for k in fwd), *(self._decls[i].text for i in keep), *trail]
+        return "\n\n".join(parts) + "\n"
+
+    def record_keys(self, text: str) -> set[str]:
+        """``struct X``/``union X`` keys that ``text`` names and this header defines."""
+        return {f"{k} {n}" for k, n in _RECORD_REF.findall(text)
+                if f"{k} {n}" in self._by_key}
+
+
+def _paren_depths(line: str):
+    """depth(pos): how many parentheses are open at ``pos`` of ``line``."""
+    if "(" not in line:
+        return lambda pos: 0
+    marks: list[tuple[int, int]] = []
+    depth = 0
+    for i, ch in enumerate(line):
+        if ch == "(":
+            depth += 1
+            marks.append((i, depth))
+        elif ch == ")":
+            depth -= 1
+            marks.append((i, depth))
+
+    def at(pos: int) -> int:
+        d = 0
+        for i, v in marks:
+            if i >= pos:
+                break
+            d = v
+        return d
+    return at
+
+
+class Cutter:
+    """Cuts one vmlinux.h for programs that include ``fixed``: a base header
+    (what the fixed headers need; built into the precompiled lbc.h) and, per
+    program, the declarations it needs beyond the base."""
+
+    def __init__(self, index: VmlinuxIndex, fixed: FixedHeaders) -> None:
+        self.index = index
+        self.fixed = fixed
+        self._records = index.record_keys(fixed.macro_text)
+        self._base = index.keep((), fixed.names, self._records)
+
+    def base_header(self) -> str:
+        """vmlinux.h text for the fixed headers alone."""
+        return self.index.render(self._base)
+
+    def extra_header(self, names: Iterable[str]) -> str:
+        """What a program using ``names`` needs beyond ``base_header()``, to be
+        included right after lbc.h."""
+        keep = self.index.keep(names, self.fixed.names, self._records)
+        return self.index.render(keep - self._base, whole_file=False)
+
+
+class CutterCache:
+    """One ``Cutter`` per (vmlinux.h, fixed headers), built once (indexing a
+    vmlinux.h takes about a second) and the last few kept in memory."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self._locks = KeyedLocks()
+        self._guard = threading.Lock()
+        self._items: OrderedDict[tuple, Cutter] = OrderedDict()
+        self._keep = keep
+
+    def get(self, vmlinux_h: Path, fixed: FixedHeaders) -> Cutter:
+        """Raises ``ValueError`` when vmlinux.h is not laid out as bpftool writes it."""
+        key = (str(vmlinux_h), fixed)
+        with self._locks.hold(str(vmlinux_h)):
+            with self._guard:
+                cutter = self._items.get(key)
+                if cutter is not None:
+                    self._items.move_to_end(key)
+                    return cutter
+            cutter = Cutter(VmlinuxIndex(Path(vmlinux_h).read_text()), fixed)
+            with self._guard:
+                self._items[key] = cutter
+                while len(self._items) > self._keep:
+                    self._items.popitem(last=False)
+        return cutter

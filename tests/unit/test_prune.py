@@ -1,0 +1,225 @@
+"""Cutting vmlinux.h down to a program's types (lcc_server.prune), on a small
+header laid out as bpftool writes it.  No clang needed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lcc_server.prune import Cutter, FixedHeaders, VmlinuxIndex, identifiers, usable
+
+VMLINUX_H = """\
+#ifndef __VMLINUX_H__
+#define __VMLINUX_H__
+
+#ifndef BPF_NO_PRESERVE_ACCESS_INDEX
+#pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)
+#endif
+
+typedef unsigned int __u32;
+
+typedef __u32 u32;
+
+struct file;
+
+struct list_head {
+\tstruct list_head *next;
+\tstruct list_head *prev;
+};
+
+struct socket {
+\tint state;
+\tstruct file *file;
+};
+
+struct page {
+\tlong unsigned int flags;
+};
+
+typedef struct page *pgtable_t;
+
+struct net {
+\tstruct list_head list;
+\tu32 ifindex;
+};
+
+enum {
+\tTCP_ESTABLISHED = 1,
+\tTCP_SYN_SENT = 2,
+};
+
+enum sk_kind {
+\tSK_A = 0,
+};
+
+struct sock_common {
+\tu32 skc_daddr;
+\tstruct net *skc_net;
+\tenum sk_kind skc_kind;
+};
+
+struct sock {
+\tstruct sock_common __sk_common;
+\tstruct socket *sk_socket;
+\tpgtable_t sk_page;
+\tvoid (*sk_data_ready)(struct sock *, struct file *);
+};
+
+struct pt_regs {
+\tlong unsigned int di;
+};
+
+typedef void (*work_func_t)(struct work_struct *);
+
+struct work_struct {
+\twork_func_t func;
+};
+
+#ifndef BPF_NO_PRESERVE_ACCESS_INDEX
+#pragma clang attribute pop
+#endif
+
+#endif /* __VMLINUX_H__ */
+"""
+
+
+@pytest.fixture(scope="module")
+def index():
+    return VmlinuxIndex(VMLINUX_H)
+
+
+def kept(index, names, header_names=(), header_records=()):
+    """First lines of the declarations kept, e.g. {"struct sock {", "typedef __u32 u32;"}
+    (forward declarations and preprocessor lines left out)."""
+    text = index.render(index.keep(names, header_names, header_records))
+    return {chunk.split("\n", 1)[0] for chunk in text.split("\n\n")
+            if chunk.strip() and not chunk.startswith("#")
+            and not re.fullmatch(r"(struct|union) \w+;", chunk.strip())}
+
+
+def test_named_struct_keeps_what_it_holds_by_value(index):
+    got = kept(index, {"sock"})
+
+    assert "struct sock {" in got
+    assert "struct sock_common {" in got           # member by value
+    assert "typedef __u32 u32;" in got             # typedef used by a kept member
+    assert "typedef unsigned int __u32;" in got
+    assert "enum sk_kind {" in got                 # enum by value
+    assert "typedef struct page *pgtable_t;" in got
+    # behind pointers only: forward-declared, not kept
+    assert "struct socket {" not in got
+    assert "struct net {" not in got
+    assert "struct page {" not in got
+
+
+def test_pointees_are_forward_declared_before_use(index):
+    text = index.render(index.keep({"sock"}))
+
+    for fwd in ("struct socket;", "struct net;", "struct file;", "struct sock;"):
+        assert fwd in text.split("\n\n")
+    assert text.index("struct socket;") < text.index("struct sock {")
+
+
+def test_named_member_keeps_what_it_points_to(index):
+    got = kept(index, {"sock", "sk_socket", "skc_net"})
+
+    assert "struct socket {" in got
+    assert "struct net {" in got
+    assert "struct list_head {" in got              # by value inside struct net
+    assert "struct file {" not in got               # socket.file is not named
+
+
+def test_named_member_of_pointer_typedef_keeps_the_pointee(index):
+    assert "struct page {" in kept(index, {"sock", "sk_page"})
+
+
+def test_enumerator_keeps_its_anonymous_enum(index):
+    got = kept(index, {"TCP_SYN_SENT"})
+
+    assert got == {"enum {"}
+
+
+def test_fixed_header_names_keep_typedefs_and_enums_not_records(index):
+    got = kept(index, (), header_names={"u32", "TCP_ESTABLISHED", "sock", "sk_kind"})
+
+    assert "typedef __u32 u32;" in got
+    assert "enum {" in got
+    assert "enum sk_kind {" in got
+    assert "struct sock {" not in got   # helpers only take pointers to it
+
+
+def test_records_dereferenced_by_fixed_header_macros_are_kept(index):
+    records = index.record_keys("#define PT_REGS_PARM1(x) (((const struct pt_regs *)(x))->di)")
+
+    assert records == {"struct pt_regs"}
+    assert "struct pt_regs {" in kept(index, (), header_records=records)
+
+
+def test_function_pointer_parameters_are_forward_declared(index):
+    text = index.render(index.keep({"work_func_t"}))
+
+    assert "struct work_struct;" in text
+    assert text.index("struct work_struct;") < text.index("typedef void (*work_func_t)")
+    assert "struct work_struct {" not in text
+
+
+def test_kept_declarations_stay_in_original_order(index):
+    text = index.render(index.keep({"sock", "sk_socket"}))
+
+    assert text.index("struct socket {") < text.index("struct sock_common {") \
+        < text.index("struct sock {")
+    assert text.startswith("#ifndef __VMLINUX_H__")
+    assert text.rstrip().endswith("#endif /* __VMLINUX_H__ */")
+
+
+def test_cutter_splits_base_and_program_types(index):
+    fixed = FixedHeaders(files=frozenset({"lbc.h", "vmlinux.h"}), names=frozenset({"u32"}),
+                         macro_text="#define R(x) ((struct pt_regs *)(x))->di")
+    cutter = Cutter(index, fixed)
+
+    base = cutter.base_header()
+    extra = cutter.extra_header({"sock"})
+
+    assert "typedef __u32 u32;" in base and "struct pt_regs {" in base
+    assert "struct sock {" not in base
+    assert "struct sock {" in extra
+    assert "typedef __u32 u32;" not in extra       # already in the base
+    assert "__VMLINUX_H__" not in extra            # no include guard: it follows lbc.h
+    assert "#pragma clang attribute push" in extra  # still CO-RE relocatable
+
+
+def test_every_identifier_of_the_header_is_known(index):
+    assert {"sock", "skc_daddr", "TCP_SYN_SENT", "pgtable_t", "di"} <= index.identifiers
+
+
+def test_header_not_laid_out_by_bpftool_is_refused():
+    with pytest.raises(ValueError, match="preprocessor"):
+        VmlinuxIndex("struct a {\n\tint x;\n};\n\n#define X 1\n\nstruct b {\n\tint y;\n};\n")
+
+
+def test_token_pasting_bundle_is_not_usable():
+    assert usable({"a.bpf.c": "int x;", "b.h": "#define T(n) struct n"})
+    assert not usable({"a.bpf.c": "int x;", "b.h": "#define T(n) struct trace_event_raw_##n"})
+
+
+def test_identifiers_include_comments_and_strings():
+    assert identifiers('/* sk_socket */ x = "task_struct";') >= {"sk_socket", "task_struct", "x"}
+
+
+def test_fixed_headers_follow_includes_but_not_vmlinux_h(tmp_path):
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "lib" / "bpf").mkdir(parents=True)
+    (tmp_path / "inc" / "lbc.h").write_text(
+        '#include "vmlinux.h"\n#include <bpf/helpers.h>\ntypedef __u32 my_u32;\n')
+    (tmp_path / "lib" / "bpf" / "helpers.h").write_text(
+        '#include "defs.h"\n#define CAST(x) ((struct pt_regs *)(x))\n')
+    (tmp_path / "lib" / "bpf" / "defs.h").write_text("static long (*f)(struct sock *);\n")
+    (tmp_path / "inc" / "vmlinux.h").write_text("struct never_read { int x; };\n")
+
+    fixed = FixedHeaders.scan(tmp_path / "inc" / "lbc.h", [tmp_path / "inc", tmp_path / "lib"])
+
+    assert fixed.files == {"lbc.h", "helpers.h", "defs.h", "vmlinux.h"}
+    assert {"my_u32", "sock", "pt_regs"} <= fixed.names
+    assert "never_read" not in fixed.names
+    assert "struct pt_regs" in fixed.macro_text and "struct sock" not in fixed.macro_text
