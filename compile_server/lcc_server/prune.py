@@ -37,14 +37,22 @@ toolchain scans the values of ``-D`` defines along with the files.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
+import json
+import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lcc_server.atomic import write_atomic
 from lcc_server.locks import KeyedLocks
+
+log = logging.getLogger("lcc_server.prune")
 
 __all__ = ["Cutter", "CutterCache", "FixedHeaders", "VmlinuxIndex", "identifiers", "usable"]
 
@@ -56,9 +64,24 @@ _ENUM_DEF = re.compile(r"enum(?:\s+([A-Za-z_]\w*))?\s*\{")
 _ENUMERATOR = re.compile(r"^\t([A-Za-z_]\w*)\s*=", re.M)
 _FN_PTR_NAME = re.compile(r"\(\s*\*\s*(?:(?:const|volatile)\s+)*([A-Za-z_]\w*)\s*\)\s*[(\[]")
 _FN_TYPE_NAME = re.compile(r"([A-Za-z_]\w*)\s*\((?!\s*\*)")
-_DECL_NAME = re.compile(r"([A-Za-z_]\w*)\s*(?:\[[^\]]*\]\s*)*(?::\s*\d+\s*)?;\s*$")
+_TRAILING_NAME = re.compile(r"[A-Za-z_]\w*$")
+_BITFIELD = re.compile(r":\s*\d+$")
 _C_WORDS = frozenset("""struct union enum typedef const volatile signed unsigned char short
     int long float double void _Bool bool __attribute__ packed aligned""".split())
+
+
+def _decl_name(line: str) -> str | None:
+    """The name a declaration line ``... name[4]: 3;`` declares, if any."""
+    s = line.rstrip()
+    if not s.endswith(";"):
+        return None
+    s = s[:-1].rstrip()
+    if s[-1:].isdigit() and ":" in s:
+        s = _BITFIELD.sub("", s).rstrip()
+    while s.endswith("]"):
+        s = s[:s.rfind("[")].rstrip()
+    m = _TRAILING_NAME.search(s, max(0, len(s) - 128))
+    return m.group(0) if m else None
 
 
 def identifiers(text: str) -> set[str]:
@@ -148,9 +171,62 @@ class VmlinuxIndex:
                 self._parse(chunk, typedef_names)
         for decl in self._decls:  # typedef names are only known after the pass
             decl.by_value.update(decl.words & typedef_names)
+            decl.words = set()
         self._typedefs = frozenset(typedef_names)
         #: every identifier of the whole header (a -D of one could change it)
         self.identifiers = frozenset(_IDENT.findall(text))
+
+    # Indexing takes about a second, so the index is kept next to vmlinux.h.
+    _FORMAT = 1
+
+    @classmethod
+    def load(cls, vmlinux_h: Path) -> VmlinuxIndex:
+        """The index of ``vmlinux_h``, read from ``<vmlinux_h>.index.json`` when
+        that was made from the same text, else built and saved there.  Raises
+        ``ValueError`` when vmlinux.h is not laid out as bpftool writes it."""
+        with _no_gc():  # tens of thousands of small containers, none of them cyclic
+            return cls._load(Path(vmlinux_h))
+
+    @classmethod
+    def _load(cls, vmlinux_h: Path) -> VmlinuxIndex:
+        raw = vmlinux_h.read_bytes()
+        stamp = hashlib.sha256(raw).hexdigest()
+        saved = vmlinux_h.with_name(vmlinux_h.name + ".index.json")
+        try:
+            data = json.loads(saved.read_bytes())
+            if data.get("format") == cls._FORMAT and data.get("sha256") == stamp:
+                return cls._from_dict(data)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing, stale or damaged: build it again
+        index = cls(raw.decode())
+        try:
+            write_atomic(saved, json.dumps(index._to_dict(stamp)).encode())
+        except OSError as exc:
+            log.warning("could not save the vmlinux.h index: %s", exc)
+        return index
+
+    def _to_dict(self, stamp: str) -> dict:
+        return {"format": self._FORMAT, "sha256": stamp, "lead": self._lead,
+                "trail": self._trail, "typedefs": sorted(self._typedefs),
+                "identifiers": sorted(self.identifiers),
+                "by_key": self._by_key, "enumerator": self._enumerator,
+                "decls": [[d.text, sorted(d.by_value), sorted(d.by_pointer),
+                           {k: sorted(v) for k, v in d.members.items()}] for d in self._decls]}
+
+    @classmethod
+    def _from_dict(cls, data: dict) -> VmlinuxIndex:
+        self = cls.__new__(cls)
+        self._lead, self._trail = list(data["lead"]), list(data["trail"])
+        self._typedefs = frozenset(data["typedefs"])
+        self.identifiers = frozenset(data["identifiers"])
+        self._by_key, self._enumerator = dict(data["by_key"]), dict(data["enumerator"])
+        self._decls = [_Decl(text=t, by_value=set(v), by_pointer=set(p), members=m)
+                       for t, v, p, m in data["decls"]]
+        n = len(self._decls)
+        if not all(isinstance(i, int) and 0 <= i < n
+                   for i in (*self._by_key.values(), *self._enumerator.values())):
+            raise ValueError("vmlinux.h index refers past its declarations")
+        return self
 
     def _parse(self, chunk: str, typedef_names: set[str]) -> None:
         first, _, _ = chunk.partition("\n")
@@ -170,10 +246,10 @@ class VmlinuxIndex:
             last = chunk.rsplit("\n", 1)[-1]
             single = "\n" not in chunk
             m = ((_FN_PTR_NAME.search(first) or _FN_TYPE_NAME.search(first))
-                 if single and "(" in first else _DECL_NAME.search(last))
-            if m is None:
+                 if single and "(" in first else None)
+            key = m.group(1) if m else _decl_name(last)
+            if key is None:
                 raise ValueError(f"vmlinux.h: cannot read the typedef {first!r}")
-            key = m.group(1)
             typedef_names.add(key)
         else:
             key = f"#{index}"
@@ -199,9 +275,12 @@ class VmlinuxIndex:
                 decl.by_value.add(f"enum {m.group(1)}")
             words = set(_IDENT.findall(line)) - _C_WORDS
             decl.words.update(words)
-            name = _FN_PTR_NAME.search(line) or _DECL_NAME.search(line)
-            if name is not None and line.startswith("\t"):
-                decl.members.setdefault(name.group(1), set()).update(refs | (words - {name.group(1)}))
+            if not line.startswith("\t"):
+                continue
+            m = _FN_PTR_NAME.search(line) if "(" in line else None
+            name = m.group(1) if m else _decl_name(line)
+            if name is not None:
+                decl.members.setdefault(name, set()).update(refs | (words - {name}))
 
     def keep(self, names: Iterable[str], header_names: Iterable[str] = (),
              header_records: Iterable[str] = ()) -> frozenset[int]:
@@ -271,6 +350,17 @@ class VmlinuxIndex:
                 if f"{k} {n}" in self._by_key}
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _paren_depths(line: str):
     """depth(pos): how many parentheses are open at ``pos`` of ``line``."""
     if "(" not in line:
@@ -318,8 +408,8 @@ class Cutter:
 
 
 class CutterCache:
-    """One ``Cutter`` per (vmlinux.h, fixed headers), built once (indexing a
-    vmlinux.h takes about a second) and the last few kept in memory."""
+    """One ``Cutter`` per (vmlinux.h, fixed headers), built once and the last
+    few kept in memory."""
 
     def __init__(self, keep: int = 4) -> None:
         self._locks = KeyedLocks()
@@ -336,7 +426,7 @@ class CutterCache:
                 if cutter is not None:
                     self._items.move_to_end(key)
                     return cutter
-            cutter = Cutter(VmlinuxIndex(Path(vmlinux_h).read_text()), fixed)
+            cutter = Cutter(VmlinuxIndex.load(vmlinux_h), fixed)
             with self._guard:
                 self._items[key] = cutter
                 while len(self._items) > self._keep:

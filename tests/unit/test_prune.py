@@ -3,6 +3,7 @@ header laid out as bpftool writes it.  No clang needed."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -223,3 +224,48 @@ def test_fixed_headers_follow_includes_but_not_vmlinux_h(tmp_path):
     assert {"my_u32", "sock", "pt_regs"} <= fixed.names
     assert "never_read" not in fixed.names
     assert "struct pt_regs" in fixed.macro_text and "struct sock" not in fixed.macro_text
+
+
+def test_index_is_saved_next_to_vmlinux_h_and_reused(tmp_path, index):
+    path = tmp_path / "vmlinux.h"
+    path.write_text(VMLINUX_H)
+    saved = tmp_path / "vmlinux.h.index.json"
+
+    first = VmlinuxIndex.load(path)
+    again = VmlinuxIndex.load(path)
+
+    assert saved.is_file()
+    want = index.render(index.keep({"sock", "sk_socket"}))
+    assert first.render(first.keep({"sock", "sk_socket"})) == want
+    assert again.render(again.keep({"sock", "sk_socket"})) == want
+    assert again.identifiers == index.identifiers
+
+
+@pytest.mark.parametrize("damage", [
+    b"not json",
+    b'{"format": 1, "sha256": "0", "decls": []}',  # made from other text
+], ids=["garbage", "stale"])
+def test_damaged_or_stale_index_is_rebuilt(tmp_path, index, damage):
+    path = tmp_path / "vmlinux.h"
+    path.write_text(VMLINUX_H)
+    saved = tmp_path / "vmlinux.h.index.json"
+    saved.write_bytes(damage)
+
+    got = VmlinuxIndex.load(path)
+
+    assert got.render(got.keep({"sock"})) == index.render(index.keep({"sock"}))
+    assert json.loads(saved.read_bytes())["format"] == 1
+
+
+def test_index_pointing_past_its_declarations_is_rebuilt(tmp_path, index):
+    path = tmp_path / "vmlinux.h"
+    path.write_text(VMLINUX_H)
+    VmlinuxIndex.load(path)
+    saved = tmp_path / "vmlinux.h.index.json"
+    data = json.loads(saved.read_bytes())
+    data["by_key"]["struct sock"] = 10_000
+    saved.write_text(json.dumps(data))
+
+    got = VmlinuxIndex.load(path)
+
+    assert "struct sock {" in got.render(got.keep({"sock"}))
