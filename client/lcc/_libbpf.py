@@ -2,9 +2,11 @@
 
 ``lib()`` loads ``libbpf.so.1`` on first use (never at import time); each
 function's prototype (from ``_PROTOTYPES``, the one list of them) is
-declared the first time lcc calls it.  The rest of lcc calls the typed
-functions below; return codes become exceptions in :func:`check`, NULL
-pointers in :func:`check_ptr`.
+declared when the library loads for the functions every start calls
+(``_START_PATH``), else the first time lcc calls it.  The rest of lcc calls
+the typed functions below (:mod:`lcc._btf_raw` reads BTF records through
+them); return codes become exceptions in :func:`check`, NULL pointers in
+:func:`check_ptr`.
 
 libbpf 1.1 (Debian bookworm) is the minimum: it returns ``-errno`` from
 int-returning calls and sets ``errno`` when a pointer-returning call fails.
@@ -14,12 +16,14 @@ when they are absent.
 
 from __future__ import annotations
 
+import _ctypes
 import _thread
 import collections
 import ctypes as ct
 import mmap
 import os
 import struct
+import sys
 
 from .errors import NotSupported, from_errno
 
@@ -189,36 +193,75 @@ _PROTOTYPES: dict[str, tuple[object, list]] = {
     "btf__type_cnt": (_u32, [c_btf_p]),
     "btf__find_by_name_kind": (_i, [c_btf_p, _cp, _u32]),
     "btf__resolve_size": (ct.c_int64, [c_btf_p, _u32]),
+    "btf__resolve_type": (_i, [c_btf_p, _u32]),
     "btf__align_of": (_i, [c_btf_p, _u32]),
     "btf__load_vmlinux_btf": (c_btf_p, []),
     "btf__parse": (c_btf_p, [_cp, _vp]),
     "btf__free": (None, [c_btf_p]),
 }
 
+# What every tool's start calls (open, configure, load, attach, map specs,
+# globals): declared together when the library loads, which costs about half
+# of declaring them one at a time through Library.__getattr__.
+_START_PATH = (
+    "bpf_object__open_mem", "bpf_object__load", "bpf_object__name", "bpf_object__btf",
+    "bpf_object__next_program", "bpf_object__next_map",
+    "bpf_program__name", "bpf_program__section_name", "bpf_program__fd", "bpf_program__attach",
+    "bpf_map__name", "bpf_map__type", "bpf_map__fd", "bpf_map__key_size",
+    "bpf_map__value_size", "bpf_map__max_entries", "bpf_map__map_flags",
+    "bpf_map__btf_key_type_id", "bpf_map__btf_value_type_id", "bpf_map__is_internal",
+    "bpf_map__initial_value", "btf__type_by_id", "btf__name_by_offset", "btf__resolve_type",
+    "libbpf_set_print",
+)
+
+
 class Library:
     """libbpf's shared library; each function gets its prototype on first use.
 
     Declaring all of ``_PROTOTYPES`` up front would cost half a millisecond of
-    every tool's start for functions most tools never call.  A function
-    libbpf lacks raises AttributeError (see :func:`has`).
+    every tool's start for functions most tools never call; those of
+    ``_START_PATH`` are declared at once.  A function libbpf lacks raises
+    AttributeError (see :func:`has`).
+
+    ``handle`` is the dlopen() handle.  Functions are made by the function
+    type of :data:`_libc` (C calling convention, errno kept for
+    ``ctypes.get_errno``), which is what a ``ctypes.CDLL(path,
+    use_errno=True)`` would make; a CDLL of its own would build that class
+    again, a noticeable part of a start.
     """
 
-    def __init__(self, handle: ct.CDLL) -> None:
-        self._handle = handle
+    def __init__(self, handle: int) -> None:
+        self._handle = handle  # never closed: the functions stay valid
+        declare = self._declare
+        for name in _START_PATH:
+            declare(name)
+
+    def _declare(self, name: str):
+        try:
+            # Made from the address: half the cost of letting ctypes look the name up
+            fn = _libc._FuncPtr(_ctypes.dlsym(self._handle, name))
+        except OSError:
+            raise AttributeError(f"libbpf has no function {name}") from None
+        proto = _PROTOTYPES.get(name)
+        if proto is not None:
+            restype, fn.argtypes = proto
+            if restype is not _i:  # int is ctypes' default; setting it costs as much as another
+                fn.restype = restype
+        self.__dict__[name] = fn  # later calls find it without __getattr__
+        return fn
 
     def __getattr__(self, name: str):
         if name.startswith("_"):  # not a libbpf function (copy, pickle, _handle itself)
             raise AttributeError(name)
-        fn = self._handle[name]  # AttributeError if libbpf lacks it
-        proto = _PROTOTYPES.get(name)
-        if proto is not None:
-            fn.restype, fn.argtypes = proto
-        setattr(self, name, fn)  # later calls find it without __getattr__
-        return fn
+        return self._declare(name)
 
 
 _lock = _thread.allocate_lock()  # threading.Lock(), without importing threading (~0.7 ms)
 _lib: Library | None = None
+
+
+def _dlopen(path: str) -> int:
+    return _ctypes.dlopen(path, ct.DEFAULT_MODE)  # ctypes adds RTLD_NOW; OSError if absent
 
 
 def lib() -> Library:
@@ -231,7 +274,7 @@ def lib() -> Library:
             return _lib
         path = os.environ.get("LCC_LIBBPF") or "libbpf.so.1"
         try:
-            handle = ct.CDLL(path, use_errno=True)
+            handle = _dlopen(path)
         except OSError:
             import ctypes.util
             found = ctypes.util.find_library("bpf")
@@ -240,11 +283,13 @@ def lib() -> Library:
                     "libbpf", "libbpf.so.1 (libbpf 1.1 or newer) is not installed",
                     hint="install it (Debian/Ubuntu: apt-get install libbpf1; "
                          "Fedora: dnf install libbpf) or set LCC_LIBBPF to its path") from None
-            handle = ct.CDLL(found, use_errno=True)
-        if not hasattr(handle, "libbpf_major_version"):
+            handle = _dlopen(found)
+        try:
+            _ctypes.dlsym(handle, "libbpf_major_version")
+            library = Library(handle)
+        except (OSError, AttributeError):
             raise NotSupported("libbpf", "the libbpf found here is older than 1.0",
-                               hint="lcc needs libbpf 1.1 or newer")
-        library = Library(handle)
+                               hint="lcc needs libbpf 1.1 or newer") from None
         _install_print(library)
         _lib = library
         return library
@@ -299,7 +344,7 @@ class LogBuffer:
     __slots__ = ("_mem", "address")
 
     def __init__(self, size: int) -> None:
-        self._mem = mmap.mmap(-1, size)
+        self._mem = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.address: int = ct.addressof(ct.c_char.from_buffer(self._mem))
 
     def __len__(self) -> int:
@@ -332,6 +377,17 @@ def _on_print(level: int, fmt: int, va_list: int) -> int:
 
 
 _print_cb = PRINT_FN(_on_print)
+_no_print = PRINT_FN()  # NULL: libbpf formats nothing and calls nobody
+
+
+def _messages_wanted() -> bool:
+    """Whether anyone would see libbpf's messages of a call that succeeds: in
+    verbose mode, or when the ``lcc.libbpf`` logger passes warnings."""
+    if _verbose:
+        return True
+    if _log is None and "logging" not in sys.modules:
+        return False  # the logger does not exist; lcc makes it at ERROR
+    return _logger().isEnabledFor(30)  # logging.WARNING
 
 
 def _install_print(library: Library) -> None:
@@ -395,9 +451,23 @@ def open_object(data: bytes, *, name: str | None, btf_custom_path: str | None,
     if log_buf is not None:
         opts.kernel_log_buf = log_buf.address
         opts.kernel_log_size = len(log_buf)
-    ct.set_errno(0)
-    return check_ptr(lb.bpf_object__open_mem(data, len(data), ct.byref(opts)),
-                     "opening the BPF object")
+    if _messages_wanted():
+        ct.set_errno(0)
+        return check_ptr(lb.bpf_object__open_mem(data, len(data), ct.byref(opts)),
+                         "opening the BPF object")
+    # Parsing an object makes libbpf say some forty debug lines that nobody
+    # will see, each a call into Python: open with libbpf quiet, and only if
+    # that fails, again with its messages kept for the error.  (libbpf's
+    # printer is process-wide, as recent_messages() is.)
+    lb.libbpf_set_print(_no_print)
+    try:
+        ptr = lb.bpf_object__open_mem(data, len(data), ct.byref(opts))
+    finally:
+        lb.libbpf_set_print(_print_cb)
+    if not ptr:
+        ct.set_errno(0)
+        ptr = lb.bpf_object__open_mem(data, len(data), ct.byref(opts))
+    return check_ptr(ptr, "opening the BPF object")
 
 
 def iter_programs(obj: int):
@@ -423,14 +493,20 @@ def map_initial_value(m: int) -> tuple[int, int]:
     return (addr or 0), size.value
 
 
+def write_memory(addr: int, data: bytes) -> None:
+    """Copy ``data`` to an address libbpf handed over (a global-data map's image)."""
+    ct.memmove(addr, data, len(data))
+
+
 def memory_view(addr: int, size: int) -> memoryview:
     """A writable memoryview on memory owned by libbpf (valid while the owner lives)."""
     return memoryview((ct.c_char * size).from_address(addr)).cast("B")
 
 
-def read_memory(addr: int, size: int) -> bytes:
-    """Copy ``size`` bytes from an address libbpf handed over (callbacks)."""
-    return ct.string_at(addr, size)
+# read_memory(addr, size) -> bytes: copy ``size`` bytes from an address libbpf
+# handed over (BTF records, callbacks' data); ctypes' own function, not a
+# wrapper, as BTF reading calls it for every record.
+read_memory = ct.string_at
 
 
 def map_lookup(fd: int, key: bytes, value_size: int) -> bytearray | None:
@@ -590,61 +666,6 @@ def perf_event_open(event_type: int, config: int, *, sample_period: int = 0,
 
 def errno_or(default: int) -> int:
     return ct.get_errno() or default
-
-
-# -- BTF records ----------------------------------------------------------------
-
-# struct btf_type (linux/btf.h): u32 name_off, u32 info (vlen | kind << 24 |
-# kflag << 31), u32 size or type.  What follows it depends on the kind: one
-# number, one record, or vlen records (whose first field may be a name offset).
-_BTF_TYPE = struct.Struct("=III")
-_NUMBER, _RECORD, _RECORDS, _NAMED_RECORDS = range(4)
-_BTF_KIND_EXTRA = {
-    1: (struct.Struct("=I"), _NUMBER),             # INT: the encoding word
-    3: (struct.Struct("=III"), _RECORD),           # ARRAY: type, index_type, nelems
-    4: (struct.Struct("=III"), _NAMED_RECORDS),    # STRUCT: name_off, type, offset
-    5: (struct.Struct("=III"), _NAMED_RECORDS),    # UNION
-    6: (struct.Struct("=Ii"), _NAMED_RECORDS),     # ENUM: name_off, val (s32)
-    13: (struct.Struct("=II"), _NAMED_RECORDS),    # FUNC_PROTO: name_off, type
-    14: (struct.Struct("=I"), _NUMBER),            # VAR: linkage
-    15: (struct.Struct("=III"), _RECORDS),         # DATASEC: type, offset, size
-    17: (struct.Struct("=i"), _NUMBER),            # DECL_TAG: component_idx
-    19: (struct.Struct("=III"), _NAMED_RECORDS),   # ENUM64: name_off, val_lo32, val_hi32
-}
-
-
-def btf_raw_type(btf: int, type_id: int) -> tuple[int, str, int, bool, int, list]:
-    """Read one BTF type record through libbpf as plain Python data.
-
-    Returns (kind, name, vlen, kflag, size_or_type, extra) where ``extra`` is
-    the list of trailing records as tuples of their fields, names already
-    looked up (for INT, VAR and DECL_TAG a one-element list of the number).
-    """
-    lb = lib()
-    addr = lb.btf__type_by_id(btf, type_id)
-    if not addr:
-        raise from_errno(ct.get_errno() or 2, f"reading BTF type {type_id}")
-    name_off, info, size_type = _BTF_TYPE.unpack(ct.string_at(addr, _BTF_TYPE.size))
-    kind = (info >> 24) & 0x1F
-    vlen = info & 0xFFFF
-    name = cstr(lb.btf__name_by_offset(btf, name_off)) if name_off else ""
-    extra: list = []
-    spec = _BTF_KIND_EXTRA.get(kind)
-    if spec is not None:
-        rec, shape = spec
-        after = addr + _BTF_TYPE.size
-        if shape == _NUMBER:
-            extra = [rec.unpack(ct.string_at(after, rec.size))[0]]
-        elif shape == _RECORD:
-            extra = [rec.unpack(ct.string_at(after, rec.size))]
-        else:
-            rows = rec.iter_unpack(ct.string_at(after, rec.size * vlen))
-            if shape == _NAMED_RECORDS:
-                extra = [(cstr(lb.btf__name_by_offset(btf, r[0])) if r[0] else "", *r[1:])
-                         for r in rows]
-            else:
-                extra = list(rows)
-    return kind, name, vlen, bool(info >> 31), size_type, extra
 
 
 def btf_find(btf: int, name: str, kind: int) -> int:

@@ -346,7 +346,7 @@ class ClbcBase:
         obj = self._require_loaded()
         new = []
         for prog in obj.programs.values():
-            if not prog.autoload or prog.fd < 0 or links.needs_explicit_attach(prog):
+            if prog.fd < 0 or links.needs_explicit_attach(prog):  # fd < 0: not loaded
                 continue
             link = links.attach_auto(prog)
             self.links.append(link)

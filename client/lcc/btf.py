@@ -9,7 +9,7 @@ into Python values and back is :mod:`lcc.codecs`' job; its names
 
 from __future__ import annotations
 
-from . import _libbpf
+from . import _btf_raw, _libbpf
 from ._record import Record
 from .errors import BtfError, ClosedError
 
@@ -310,23 +310,20 @@ class Btf:
 
     def kind_and_name(self, type_id: int) -> tuple[int, str]:
         """(KIND_*, name) of type ``type_id``, without building its model (or its members')."""
-        kind, name, *_ = _libbpf.btf_raw_type(self._live(), type_id)
-        return kind, name
+        return _btf_raw.kind_and_name(self._live(), type_id)
 
-    def datasec_layout(self, type_id: int) -> dict[str, tuple[int, int]]:
-        """name -> (byte offset, type id) of the variables of DATASEC ``type_id``.
+    def datasec_vars(self, type_id: int) -> dict[str, tuple[int, int, int]]:
+        """name -> (byte offset, size, type id) of the variables of DATASEC ``type_id``.
 
         Read from the raw records, without building a model of every
         variable: a tool sets or reads only a few of its globals.
         """
-        ptr = self._live()
-        *_, extra = _libbpf.btf_raw_type(ptr, type_id)
-        out: dict[str, tuple[int, int]] = {}
-        for var_id, offset, _size in extra:
-            kind, name, _vlen, _kflag, var_type, _extra = _libbpf.btf_raw_type(ptr, var_id)
-            if kind == KIND_VAR:
-                out[name] = (offset, var_type)
-        return out
+        return _btf_raw.datasec_vars(self._live(), type_id)
+
+    def int_layout(self, type_id: int) -> tuple[int, bool] | None:
+        """(size, signed) when ``type_id`` is an integer, bool or enum (through
+        typedefs and qualifiers), else None; no model is built."""
+        return _btf_raw.int_layout(self._live(), type_id)
 
     def type(self, type_id: int) -> BtfType:
         """The model of type ``type_id`` (cached; recursive types are cut at pointers)."""
@@ -337,7 +334,7 @@ class Btf:
         return t
 
     def _build(self, tid: int) -> BtfType:
-        kind, name, vlen, kflag, size_type, extra = _libbpf.btf_raw_type(self._live(), tid)
+        kind, name, vlen, kflag, size_type, extra = _btf_raw.raw_type(self._live(), tid)
         if kind == KIND_INT:
             enc = extra[0]
             flags = (enc >> 24) & 0x0F

@@ -33,6 +33,11 @@ def _is_mounted(path: str, fstype: str) -> bool:
         return False
 
 
+def tracefs_mounted() -> bool:
+    """Whether tracefs is mounted where libbpf looks for it (never mounts it)."""
+    return any(os.path.exists(os.path.join(p, "events")) for p in TRACEFS_CANDIDATES)
+
+
 @functools.cache
 def tracefs() -> str:
     """The tracefs mount point, mounting it at /sys/kernel/tracing if needed (root only)."""

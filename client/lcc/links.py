@@ -17,7 +17,7 @@ from .errors import (AttachPointMissing, BpfError, ClosedError, LccError, NotSup
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from .object import Program
 
@@ -136,12 +136,30 @@ def needs_explicit_attach(prog: "Program") -> bool:
 def attach_auto(prog: "Program") -> Link:
     """Attach by SEC() name, as libbpf's ``bpf_program__attach`` does."""
     kind, target = prog.kind, prog.target
-    if kind in ("tracepoint", "tp"):
-        features.tracefs()  # libbpf reads tracepoint ids from tracefs
     what = f"program '{prog.name}' (SEC(\"{prog.section}\"))"
     _libbpf.clear_messages()
-    ptr = _libbpf.lib().bpf_program__attach(prog.ptr)
+    lb = _libbpf.lib()
+    if kind in ("tracepoint", "tp"):
+        ptr = _with_tracefs(lambda: lb.bpf_program__attach(prog.ptr))
+    else:
+        ptr = lb.bpf_program__attach(prog.ptr)
     return _attach(ptr, prog, what, lambda err: explain_attach_error(err, kind, target, what))
+
+
+def _with_tracefs(attach: Callable[[], int | None]) -> int | None:
+    """Run a tracepoint attach (libbpf reads tracepoint ids from tracefs); if it
+    fails and tracefs is not mounted, mount it (root) and try once more.
+
+    tracefs is looked for only after a failure: looking (a stat of its
+    events directory) is a noticeable part of a tool's start, and libbpf
+    looks anyway.  Raises LccError when tracefs is missing and cannot be
+    mounted.
+    """
+    ptr = attach()
+    if not ptr and not features.tracefs_mounted():
+        features.tracefs()
+        ptr = attach()
+    return ptr
 
 
 def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfError:
@@ -195,9 +213,10 @@ def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfErro
 
 
 def attach_tracepoint(prog: "Program", category: str, name: str) -> Link:
-    features.tracefs()
     what = f"program '{prog.name}' to tracepoint {category}/{name}"
-    ptr = _libbpf.lib().bpf_program__attach_tracepoint(prog.ptr, category.encode(), name.encode())
+    lb = _libbpf.lib()
+    ptr = _with_tracefs(lambda: lb.bpf_program__attach_tracepoint(prog.ptr, category.encode(),
+                                                                  name.encode()))
     return _attach(ptr, prog, what,
                    lambda err: explain_attach_error(err, "tracepoint", f"{category}/{name}", what))
 

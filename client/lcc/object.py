@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import sys
 
 from . import _libbpf
 from ._record import Record
@@ -39,6 +40,7 @@ class Program:
         self._ptr = ptr
         self.name: str = _libbpf.cstr(lb.bpf_program__name(ptr))
         self.section: str = _libbpf.cstr(lb.bpf_program__section_name(ptr))
+        self._kind, _, self._target = self.section.partition("/")
 
     @property
     def ptr(self) -> int:
@@ -80,12 +82,12 @@ class Program:
     @property
     def kind(self) -> str:
         """The section's prefix: ``kprobe``, ``fentry``, ``tracepoint``, ``tp_btf``..."""
-        return self.section.split("/", 1)[0]
+        return self._kind
 
     @property
     def target(self) -> str:
         """What the section says to attach to (``tcp_v4_connect``, ``sched/sched_switch``)."""
-        return self.section.split("/", 1)[1] if "/" in self.section else ""
+        return self._target
 
     def __repr__(self) -> str:
         return f"<Program {self.name} SEC({self.section!r})>"
@@ -119,31 +121,46 @@ class GlobalSection:
     Attribute access reads and writes variables by name.  Before load the
     values live in libbpf's copy that load() hands to the kernel; after load
     ``.bss`` and ``.data`` are read and written in the kernel's map memory
-    (mmap), and ``.rodata`` is read-only.
+    (mmap), and ``.rodata`` is read-only.  Assigning a value the variable
+    cannot hold raises the TypeError, ValueError or OverflowError of the
+    codec, naming the variable and its type.
     """
 
     def __init__(self, obj: "BpfObject", map_ptr: int, type_id: int, section: str) -> None:
-        object.__setattr__(self, "_obj", obj)
-        object.__setattr__(self, "_map", map_ptr)
-        object.__setattr__(self, "_section", section)
-        object.__setattr__(self, "_type_id", type_id)  # the section's BTF DATASEC
-        # Read on first use, not at open: most tools touch few of their globals.
-        object.__setattr__(self, "_layout", None)  # name -> (offset, BTF type id)
-        object.__setattr__(self, "_codecs", {})  # name -> (offset, Codec)
-        object.__setattr__(self, "_live", None)
+        # Straight into __dict__: attribute assignment sets variables
+        self.__dict__.update(
+            _obj=obj, _map=map_ptr, _section=section,
+            _type_id=type_id,  # the section's BTF DATASEC
+            # Read on first use, not at open: most tools touch few of their globals.
+            _layout=None,  # name -> (offset, size, BTF type id)
+            _codecs={},  # name -> (offset, Codec)
+            _ints={},  # name -> (offset, size, signed), None for other types
+            _live=None)
 
     @property
-    def _vars(self) -> dict[str, tuple[int, int]]:
+    def _vars(self) -> dict[str, tuple[int, int, int]]:
         if self._layout is None:
-            object.__setattr__(self, "_layout", self._obj.btf.datasec_layout(self._type_id))
+            object.__setattr__(self, "_layout", self._obj.btf.datasec_vars(self._type_id))
         return self._layout
 
     def _var(self, name: str) -> tuple[int, Codec]:
         """(offset, codec) of variable ``name``; raises KeyError if there is none."""
         got = self._codecs.get(name)
         if got is None:
-            offset, type_id = self._vars[name]
+            offset, _size, type_id = self._vars[name]
             got = self._codecs[name] = (offset, codec(self._obj.btf.type(type_id)))
+        return got
+
+    def _int_var(self, name: str) -> tuple[int, int, bool] | None:
+        """(offset, size, signed) of an integer, bool or enum variable, None for
+        other types; raises KeyError if there is no variable ``name``."""
+        got = self._ints.get(name, self)  # self: not looked at yet (None is an answer)
+        if got is not self:
+            return got
+        offset, size, type_id = self._vars[name]
+        layout = self._obj.btf.int_layout(type_id)
+        got = None if layout is None or layout[0] != size else (offset, size, layout[1])
+        self._ints[name] = got
         return got
 
     def names(self) -> list[str]:
@@ -164,6 +181,25 @@ class GlobalSection:
                            "load() (ClbcBase(..., rodata={...}) or load=False)")
         return self._live
 
+    def _set_int_before_load(self, name: str, value: int) -> bool:
+        """Write an int straight into libbpf's image of the section, the common
+        case of a knob set before load; False when the codec has to do it
+        (not an integer variable, or a value it cannot hold: the codec says why)."""
+        iv = self._int_var(name)
+        if iv is None:
+            return False
+        off, size, signed = iv
+        try:
+            data = value.to_bytes(size, sys.byteorder, signed=signed and value < 0)
+        except OverflowError:
+            return False
+        self._obj._check_open()
+        addr, total = _libbpf.map_initial_value(self._map)
+        if not addr or off + size > total:
+            return False
+        _libbpf.write_memory(addr + off, data)
+        return True
+
     def __getattr__(self, name: str) -> Any:
         try:
             off, c = self._var(name)
@@ -174,11 +210,22 @@ class GlobalSection:
 
     def __setattr__(self, name: str, value: Any) -> None:
         try:
+            if (isinstance(value, int) and not self._obj.loaded
+                    and self._set_int_before_load(name, value)):
+                return
             off, c = self._var(name)
         except KeyError:
-            raise AttributeError(f"{self._section} has no variable '{name}'") from None
+            raise AttributeError(f"{self._section} has no variable '{name}' "
+                                 f"(it has: {', '.join(self._vars) or 'none'})") from None
         mem = self._memory(True)
-        mem[off:off + c.size] = c.encode(value)
+        try:
+            data = c.encode(value)
+        except (OverflowError, ValueError, TypeError) as e:
+            # the built-in class (a UnicodeError, say, takes other arguments)
+            cls = next(k for k in (OverflowError, ValueError, TypeError) if isinstance(e, k))
+            raise cls(f"{self._section} variable '{name}' ({c.type}, {c.size} bytes) "
+                      f"cannot hold {value!r}: {e}") from None
+        mem[off:off + c.size] = data
 
     __getitem__ = __getattr__
     __setitem__ = __setattr__

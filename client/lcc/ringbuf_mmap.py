@@ -65,8 +65,12 @@ _first = itemgetter(0)
 
 
 def supported() -> bool:
-    """Whether the mmap consumer is safe here (x86_64: total store order)."""
-    return os.uname().machine == "x86_64"
+    """Whether the mmap consumer is safe here: an x86_64 process (total store
+    order, aligned 8-byte loads and stores are atomic)."""
+    # The interpreter's own target (no system call), which is the process's
+    # instruction set even where the kernel's (uname) differs.
+    arch = getattr(sys.implementation, "_multiarch", "") or os.uname().machine
+    return arch.split("-", 1)[0] == "x86_64"
 
 
 def record_size(length: int) -> int:

@@ -27,6 +27,24 @@ def test_rodata_set_before_load_filters_in_the_kernel(load):
     assert other.bss.hits == 0
 
 
+def test_rodata_knobs_of_every_width_reach_the_kernel(load):
+    big = (1 << 40) + 3  # needs all 8 bytes of the u64
+    tool = load("globals.bpf.c", load=False)
+    tool.rodata.step = big
+    tool.rodata["target_pid"] = os.getpid()
+    with pytest.raises(OverflowError, match=r"'target_pid'.*4 bytes"):
+        tool.rodata.target_pid = 1 << 32
+    with pytest.raises(OverflowError, match="'step'"):
+        tool.rodata.step = -1
+    with pytest.raises(AttributeError, match=r"no variable 'stepp'.*step"):
+        tool.rodata.stepp = 1
+    tool.load()
+    tool.attach_all()
+    trigger()
+    assert tool.bss.hits == big
+    assert tool.rodata.target_pid == os.getpid() and tool.rodata.step == big
+
+
 def test_rodata_char_array_and_split_lifecycle(load):
     tool = load("globals.bpf.c", load=False)
     assert tool.rodata.label == "none"  # the initial value, before load

@@ -59,6 +59,15 @@ struct odd g_odd;
 struct lcc_node g_node;
 my_u32_again g_typedef;
 const volatile int knob = 3;
+/* .rodata knobs of each integer kind, set before load */
+const volatile u8 knob_u8 = 1;
+const volatile s16 knob_s16 = -2;
+const volatile u64 knob_u64 = 3;
+const volatile bool knob_bool = false;
+const volatile enum color knob_color = RED;
+const volatile my_u32_again knob_typedef = 5;
+const volatile char knob_label[8] = "abc";
+const volatile struct point knob_point = { .x = 1, .y = 2 };
 u64 counter = 7;
 
 SEC("tracepoint/syscalls/sys_enter_getppid")

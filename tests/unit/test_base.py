@@ -95,3 +95,19 @@ def test_section_probes(monkeypatch):
     assert features.probe_section("tracepoint/sched/here")
     assert not features.probe_section("tracepoint/sched/gone")
     assert features.probe_section("socket")  # nothing to judge: assumed to work
+
+
+def test_tracefs_is_looked_for_only_after_a_failed_attach(monkeypatch):
+    from lcc import links
+    calls = []
+    monkeypatch.setattr(features, "tracefs_mounted", lambda: calls.append("looked") or False)
+    monkeypatch.setattr(features, "tracefs", lambda: calls.append("mounted") or "/t")
+    assert links._with_tracefs(lambda: 0x2000) == 0x2000
+    assert calls == []  # attached: tracefs never looked for
+    results = iter([None, 0x1000])
+    assert links._with_tracefs(lambda: next(results)) == 0x1000
+    assert calls == ["looked", "mounted"]  # mounted, then attached on the retry
+    calls.clear()
+    monkeypatch.setattr(features, "tracefs_mounted", lambda: calls.append("looked") or True)
+    assert links._with_tracefs(lambda: None) is None  # mounted already: the failure stands
+    assert calls == ["looked"]

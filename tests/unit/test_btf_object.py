@@ -122,3 +122,70 @@ def test_btf_of_a_closed_object_is_not_read(compile_prog, obj):
     assert codec(point).size == 4  # types already read stay usable
     with pytest.raises(ClosedError):
         o.programs["uses_types"].autoload
+
+
+# -- .rodata knobs before load: integers go straight into libbpf's image ---------
+
+def test_rodata_integer_knobs_before_load(obj):
+    ro = obj.section(".rodata")
+    ro.knob = -7
+    ro.knob_u8 = 255
+    ro.knob_s16 = -32768
+    ro.knob_u64 = (1 << 64) - 1
+    ro.knob_bool = True
+    ro.knob_color = 40
+    ro["knob_typedef"] = 0xFFFFFFFF
+    assert (ro.knob, ro.knob_u8, ro.knob_s16, ro.knob_u64) == (-7, 255, -32768, (1 << 64) - 1)
+    assert ro.knob_bool is True and ro.knob_color == 40 and ro.knob_typedef == 0xFFFFFFFF
+    ro.knob_color = "GREEN"  # not an int: the codec maps enum names
+    ro.knob_label = "xyz"  # not an integer variable: the codec writes it
+    assert ro.knob_color == 2 and ro.knob_label == "xyz"
+    ro.knob_point = {"x": -1, "y": 9}
+    assert (ro.knob_point.x, ro.knob_point.y) == (-1, 9)
+    # neighbours untouched: each write covers its own variable only
+    assert ro.knob_u8 == 255 and ro.knob_s16 == -32768
+
+
+def test_rodata_integer_layouts_from_btf(obj):
+    vars_ = obj.btf.datasec_vars(obj.btf.find(".rodata", 15).id)
+    layout = {n: obj.btf.int_layout(t) for n, (_off, _size, t) in vars_.items()}
+    assert layout["knob"] == (4, True) and layout["knob_u8"] == (1, False)
+    assert layout["knob_s16"] == (2, True) and layout["knob_u64"] == (8, False)
+    assert layout["knob_bool"] == (1, False)  # bool: written as 0/1, never signed
+    assert layout["knob_typedef"] == (4, False)  # through const, volatile and two typedefs
+    assert layout["knob_color"] == (4, False)
+    assert layout["knob_label"] is None and layout["knob_point"] is None
+    assert {n: s for n, (_o, s, _t) in vars_.items()}["knob_u64"] == 8
+
+
+@pytest.mark.parametrize("name, value, exc, words", [
+    ("knob_u8", 256, OverflowError, "knob_u8"),
+    ("knob_u8", -1, OverflowError, "cannot hold -1"),
+    ("knob_s16", 1 << 16, OverflowError, "knob_s16"),
+    ("knob_u64", 1 << 64, OverflowError, "8 bytes"),
+    ("knob", "many", ValueError, "knob"),
+    ("knob_label", "far too long", ValueError, "knob_label"),
+    ("knob_label", "\udc80", ValueError, "knob_label"),  # a UnicodeEncodeError underneath
+])
+def test_rodata_value_that_does_not_fit_names_the_variable(obj, name, value, exc, words):
+    ro = obj.section(".rodata")
+    before = getattr(ro, name)
+    with pytest.raises(exc, match=words):
+        setattr(ro, name, value)
+    assert getattr(ro, name) == before  # nothing written
+
+
+def test_rodata_unknown_name_lists_the_variables(obj):
+    with pytest.raises(AttributeError, match=r"no variable 'nope'.*knob_u8"):
+        obj.section(".rodata").nope = 1
+    with pytest.raises(AttributeError, match="no variable 'nope'"):
+        obj.section(".rodata").nope
+
+
+def test_rodata_set_on_a_closed_object(compile_prog):
+    o = BpfObject(compile_prog("btf_types.bpf.c"))
+    ro = o.section(".rodata")
+    ro.knob_u8 = 2  # the variable's layout is now known
+    o.close()
+    with pytest.raises(ClosedError):
+        ro.knob_u8 = 1

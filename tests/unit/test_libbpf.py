@@ -69,6 +69,33 @@ def test_open_garbage_is_an_error_with_libbpf_words():
     assert any("libbpf" in m for m in _libbpf.recent_messages())
 
 
+def test_libbpf_is_heard_while_opening_only_when_someone_listens(monkeypatch):
+    """An object's open runs with libbpf quiet unless verbose mode or a logger
+    passing warnings would show what it says (a failed open is retried to
+    get its words, see the test above)."""
+    import logging
+    log = logging.getLogger("lcc.libbpf")
+    monkeypatch.setattr(_libbpf, "_verbose", False)
+    monkeypatch.setattr(log, "level", log.level)
+    log.setLevel(logging.ERROR)  # lcc's default
+    assert not _libbpf._messages_wanted()
+    log.setLevel(logging.WARNING)
+    assert _libbpf._messages_wanted()
+    log.setLevel(logging.ERROR)
+    monkeypatch.setattr(_libbpf, "_verbose", True)
+    assert _libbpf._messages_wanted()
+
+
+def test_functions_are_declared_once_and_missing_ones_say_so():
+    lb = _libbpf.lib()
+    assert lb.bpf_map__name is lb.bpf_map__name
+    assert lb.bpf_map__max_entries.restype is ct.c_uint32
+    assert list(lb.bpf_map__fd.argtypes) == [ct.c_void_p]
+    with pytest.raises(AttributeError, match="no function bpf_nonexistent"):
+        lb.bpf_nonexistent
+    assert not _libbpf.has("bpf_nonexistent")
+
+
 def test_num_possible_cpus():
     n = _libbpf.num_possible_cpus()
     with open("/sys/devices/system/cpu/possible") as f:
