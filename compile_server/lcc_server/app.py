@@ -111,7 +111,9 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         sandbox=settings.sandbox, limits=settings.limits, pch=settings.pch,
         cut=settings.cut_types, caps=settings.caps)
     btf_store = btf_store or BtfStore(state / "btf", host_btf=settings.host_btf)
-    artifacts = artifacts or ArtifactStore(state / "artifacts")
+    artifacts = artifacts or ArtifactStore(state / "artifacts",
+                                            disk_bytes=settings.max_artifact_bytes)
+    metrics.watch_artifacts(artifacts)
     service = CompileService(settings, toolchain, btf_store, artifacts, metrics)
 
     @asynccontextmanager

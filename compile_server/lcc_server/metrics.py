@@ -9,6 +9,8 @@ lcc_compiles_total                     counter    result: ok | error; pch: yes |
 lcc_compile_seconds                    histogram  (clang runs only)
 lcc_compile_queue_depth                gauge      compiles waiting for a slot
 lcc_compiles_in_progress               gauge
+lcc_artifact_disk_bytes                gauge      objects kept on disk (see LCC_MAX_ARTIFACT_MB)
+lcc_artifacts_evicted                  gauge      entries evicted since start
 =====================================  =========  ===============================
 """
 
@@ -37,6 +39,13 @@ class Metrics:
         self.queue_depth = Gauge("lcc_compile_queue_depth", "Compiles waiting for a slot",
                                  registry=r)
         self.in_progress = Gauge("lcc_compiles_in_progress", "Compiles running", registry=r)
+
+    def watch_artifacts(self, store) -> None:
+        """Report ``store``'s (an ``ArtifactStore``) disk use and evictions."""
+        Gauge("lcc_artifact_disk_bytes", "Bytes of compiled objects kept on disk",
+              registry=self.registry).set_function(store.disk_usage)
+        Gauge("lcc_artifacts_evicted", "Artifacts evicted to stay under the disk budget",
+              registry=self.registry).set_function(lambda: store.evicted)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

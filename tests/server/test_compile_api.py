@@ -198,6 +198,8 @@ def test_metrics_count_requests_and_cache_hits(lcc_service, api, compile_body, u
     assert lcc_service.metric("lcc_compile_seconds_count") == timed + 1  # the miss compiled
     text = api.get("/metrics").text
     assert "lcc_compile_queue_depth" in text
+    assert lcc_service.metric("lcc_artifact_disk_bytes") > 0  # the object just stored
+    assert lcc_service.metric("lcc_artifacts_evicted") == 0   # far below the 2 GiB default
 
 
 def test_openapi_documents_the_api(api):

@@ -231,11 +231,13 @@ def test_btf_store(tmp_path):
 
 def test_settings_from_env_round_trip(tmp_path):
     env = {"LCC_STATE_DIR": str(tmp_path), "LCC_TOKEN": "t", "LCC_MAX_CONCURRENCY": "3",
-           "LCC_MAX_FILES": "5", "LCC_COMPILE_MEMORY_MB": "512", "LCC_SANDBOX": "0"}
+           "LCC_MAX_FILES": "5", "LCC_COMPILE_MEMORY_MB": "512", "LCC_SANDBOX": "0",
+           "LCC_MAX_ARTIFACT_MB": "7", "LCC_CUT_TYPES": "0"}
     s = Settings.from_env(env)
 
     assert (s.state_dir, s.token, s.max_concurrency, s.caps.max_files) == (tmp_path, "t", 3, 5)
     assert s.limits.memory_bytes == 512 << 20 and s.sandbox is False
+    assert s.max_artifact_bytes == 7 << 20 and s.cut_types is False
     assert Settings.from_env(s.to_env()) == s
 
 
