@@ -104,7 +104,7 @@ class ArtifactStore:
         write_atomic(obj.with_suffix(".json"), meta_bytes)
         write_atomic(obj, art.object)
         self._remember_in_memory(art)
-        self._account(art.digest, len(art.object) + len(meta_bytes), replace=True)
+        self._account(art.digest, len(art.object) + len(meta_bytes), stored=True)
 
     def get(self, digest: str) -> Artifact | None:
         """The artifact, or None when absent or corrupt (a corrupt one is deleted)."""
@@ -207,15 +207,16 @@ class ArtifactStore:
             if self._disk is not None and digest in self._disk:
                 self._disk.move_to_end(digest)
 
-    def _account(self, digest: str, size: int, *, replace: bool = False) -> None:
-        """Add ``size`` bytes to ``digest`` (or set them, for a new object), mark
+    def _account(self, digest: str, size: int, *, stored: bool = False) -> None:
+        """Count ``size`` more bytes for ``digest`` (``stored``: its object and
+        metadata, counted once however often the same object is stored), mark
         it most recently used, and evict others until the total fits."""
         with self._lock:
             self._scan_locked()
-            old = self._disk.pop(digest, 0)
-            new = size if replace else old + size
-            self._disk[digest] = new
-            self._disk_total += new - old
+            old = self._disk.pop(digest, None)
+            added = 0 if stored and old is not None else size
+            self._disk[digest] = (old or 0) + added
+            self._disk_total += added
             victims = []
             while self._disk_total > self.disk_bytes and len(self._disk) > 1:
                 victim, vsize = self._disk.popitem(last=False)

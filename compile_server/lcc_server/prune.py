@@ -395,10 +395,14 @@ class Cutter:
         self.fixed = fixed
         self._records = index.record_keys(fixed.macro_text)
         self._base = index.keep((), fixed.names, self._records)
+        self._base_text = index.render(self._base)
+        #: every identifier of the headers a program is compiled after
+        #: (a -D of one could change what they mean)
+        self.header_identifiers = fixed.names | index.identifiers
 
     def base_header(self) -> str:
         """vmlinux.h text for the fixed headers alone."""
-        return self.index.render(self._base)
+        return self._base_text
 
     def extra_header(self, names: Iterable[str]) -> str:
         """What a program using ``names`` needs beyond ``base_header()``, to be

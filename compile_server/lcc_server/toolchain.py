@@ -19,11 +19,11 @@ compiles against vmlinux.h cut down to the types the program can reach:
 
 If that fails, or the bundle does not allow it, it compiles against the whole
 vmlinux.h (``-I <vmlinux.h dir> [-include-pch lbc.pch]``), whose diagnostics
-are the ones reported.  clang runs in the sandbox (``lcc_server.sandbox``).  Server directories are mapped to
-fixed names in the object's debug info (``-ffile-prefix-map``) and scrubbed
-from diagnostics, so the object depends only on the inputs and the toolchain
-identity, and no reply names a server path.  Results with and without a
-precompiled header are byte-identical.
+are the ones reported.  clang runs in the sandbox (``lcc_server.sandbox``).
+Server directories are mapped to fixed names in the object's debug info
+(``-ffile-prefix-map``) and scrubbed from diagnostics, so the object depends
+only on the inputs and the toolchain identity, and no reply names a server
+path.  Results with and without a precompiled header are byte-identical.
 """
 
 from __future__ import annotations
@@ -33,16 +33,15 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import logging
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcc.errors import BtfError, CompileError, Diagnostic, LccError, ToolchainMissing
-from lcc_server import diagnostics
-from lcc_server import prune
+from lcc_server import diagnostics, prune
 from lcc_server.atomic import write_atomic
 from lcc_server.pch import Pch, PchCache, reason_headers_differ, reason_not_applicable, refused
 from lcc_server.sandbox import Limits, Sandbox, SandboxError
@@ -116,7 +115,7 @@ class Toolchain:
         self.use_pch = pch
         self.use_cut = cut
         self._cutters = prune.CutterCache()
-        self._fixed: prune.FixedHeaders | None = None
+        self._fixed: tuple[tuple, prune.FixedHeaders] | None = None  # (stamp, headers)
         self.caps = caps or Caps()
         self.libbpf_include = Path(libbpf_include)
         self._btf = BtfDigests()
@@ -254,8 +253,8 @@ class Toolchain:
         """What lbc.h and the libbpf headers it includes use of vmlinux.h
         (re-read when either changes on disk)."""
         inc = include_dir()
-        stamp = self._hash_files("fixed", [inc / "lbc.h",
-                                           *sorted((self.libbpf_include / "bpf").glob("*.h"))])
+        identity = self.identity()  # hashes of those headers, memoised by their stat
+        stamp = (identity["lbc_h"], identity["libbpf_h"])
         with self._lock:
             if self._fixed is not None and self._fixed[0] == stamp:
                 return self._fixed[1]
@@ -290,8 +289,7 @@ class Toolchain:
         cutter = self._cutter(vmdir)
         if cutter is None:
             return None
-        fixed = cutter.fixed
-        if reason_headers_differ(fixed.files, _Either(fixed.names, cutter.index.identifiers),
+        if reason_headers_differ(cutter.fixed.files, cutter.header_identifiers,
                                  main, files, defines):
             return None
         names: set[str] = set()
@@ -432,16 +430,6 @@ class Toolchain:
             return (out / "min.btf").read_bytes()
         finally:
             shutil.rmtree(req, ignore_errors=True)
-
-
-class _Either:
-    """``name in _Either(a, b)``: in either collection, without building a union."""
-
-    def __init__(self, *parts) -> None:
-        self._parts = parts
-
-    def __contains__(self, name: object) -> bool:
-        return any(name in part for part in self._parts)
 
 
 def _write_bundle(src: Path, files: Mapping[str, str]) -> None:

@@ -108,3 +108,16 @@ def test_reading_an_entry_keeps_it(tmp_path):
     store.put(c)
 
     assert on_disk(store) == {a.digest, c.digest}
+
+
+def test_storing_the_same_object_again_counts_it_once(tmp_path):
+    store = ArtifactStore(tmp_path)
+    a = art(1)
+    store.put(a)
+    store.put_btf(a.digest, "b" * 64, b"x" * 500)
+    once = store.disk_usage()
+
+    store.put(a)
+
+    assert store.disk_usage() == once
+    assert once >= len(a.object) + 500
