@@ -24,7 +24,9 @@ from . import features, links
 from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
 from .links import Link, LinkGroup
 from .maps import EventMap, Map, PerfEventArrayMap, RingBufMap, map_for
-from .object import BpfObject, GlobalSection, Program
+from .object import BpfObject, Program
+from .globals import GlobalSection
+from .spec import ObjectSpec, ProgramSpec
 
 # Imported where used, not here, to keep a tool's start short: inspect (only
 # to find a tool's source), selectors (polling several buffers), shlex (env).
@@ -32,7 +34,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Sequence
 
-    ProgramSelector = Iterable[str] | Callable[[Program], bool]
+    ProgramSelector = Iterable[str] | Callable[[ProgramSpec], bool]
 
 
 class Fallback:
@@ -42,7 +44,8 @@ class Fallback:
     together (e.g. the fentry programs of a tool).  Before load, lcc keeps the
     first alternative whose attach points exist and whose program kind this
     kernel accepts, and turns autoload off for the others; if the kernel then
-    rejects the chosen one, lcc reopens the object and tries the next.
+    rejects the chosen one, lcc chooses the next in the spec and loads again
+    (every other choice made before load is kept).
 
     Only the programs a Fallback names are managed by it: every other program
     of the object loads as usual (use ``programs=`` to leave some out).
@@ -139,7 +142,7 @@ class ClbcBase:
       attach: attach every loaded program by its SEC() name after load.
       load: load after opening (``False`` leaves configuration steps to the caller).
       rodata: ``{name: value}`` for ``const volatile`` globals, set before load.
-      programs: which programs to load (names, or a predicate on :class:`Program`).
+      programs: which programs to load (names, or a predicate on :class:`ProgramSpec`).
       fallback: a :class:`Fallback` or list of them (or one list of alternatives).
       map_sizes: ``{map name: max_entries}`` set before load.
       btf: ``None`` (the kernel's BTF), ``"server"`` (ask the compile service
@@ -251,47 +254,61 @@ class ClbcBase:
 
     # -- lifecycle ------------------------------------------------------------
 
-    def open(self) -> BpfObject:
-        """Open the compiled object and apply the configuration given to the constructor."""
-        if self._obj is not None:
-            return self._obj
-        self._owned.obj = BpfObject(self._obj_bytes, name=self.name,
-                                    btf_custom_path=self._btf_path)
+    def open(self) -> ObjectSpec:
+        """Open the compiled object as a spec and apply the constructor's configuration."""
+        if self._owned.spec is not None:
+            return self._owned.spec
+        spec = self._owned.spec = ObjectSpec(self._obj_bytes, name=self.name,
+                                             btf_custom_path=self._btf_path)
         if self._programs_sel is not None:
-            self._obj.select(self._programs_sel)
+            spec.select(self._programs_sel)
         for name, n in self._map_sizes.items():
-            self._obj.resize_map(name, n)
+            spec.resize_map(name, n)
         if self._rodata:
-            ro = self._obj.section(".rodata")
+            ro = spec.section(".rodata")
             for k, v in self._rodata.items():
                 setattr(ro, k, v)
         self._apply_fallbacks()
-        return self._obj
+        return spec
 
     @property
     def _obj(self) -> BpfObject | None:
         return self._owned.obj
 
     @property
-    def obj(self) -> BpfObject:
+    def spec(self) -> ObjectSpec:
+        """The object's spec: programs, maps and the choices made before load."""
         if self._closed:
             raise ClosedError(f"{type(self).__name__} '{self.name}' is closed")
-        if self._obj is None:
+        if self._owned.spec is None:
             raise LccError("the object is not open")
-        return self._obj
+        return self._owned.spec
+
+    @property
+    def obj(self) -> BpfObject | ObjectSpec:
+        """The live object once loaded; before that, its spec (both list
+        ``programs``, maps and globals; ``loaded`` tells them apart)."""
+        spec = self.spec
+        return self._owned.obj or spec
+
+    @property
+    def fallbacks(self) -> list[Fallback]:
+        """This tool's fallbacks, with what each ``chosen`` and ``skipped``."""
+        return list(self._fallbacks)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def _require_loaded(self) -> BpfObject:
-        obj = self.obj
-        if not obj.loaded:
+        self.spec  # raises ClosedError after close()
+        obj = self._owned.obj
+        if obj is None:
             raise LccError(f"'{self.name}' is not loaded yet: call load() first")
         return obj
 
     def _apply_fallbacks(self) -> None:
-        obj = self.obj
+        obj = self.spec
         for fb in self._fallbacks:
             missing = fb.names() - set(obj.programs)
             if missing:
@@ -320,10 +337,17 @@ class ClbcBase:
                     obj.programs[n].autoload = alt == fb.chosen
 
     def load(self) -> None:
-        """Load the selected programs, falling back to the next alternative on rejection."""
+        """Load the spec, falling back to the next alternative on rejection.
+
+        Every choice made before (``rodata``, map sizes, program selection)
+        is kept across the retries: they live in the spec.  Idempotent.
+        """
+        spec = self.spec
+        if self._owned.obj is not None:
+            return
         while True:
             try:
-                self.obj.load()
+                self._owned.obj = spec.load()
                 return
             except ProgramLoadError as e:
                 fb = next((f for f in self._fallbacks if f.chosen and e.program in f.chosen), None)
@@ -332,10 +356,7 @@ class ClbcBase:
                 fb.rejected[fb.chosen] = str(e)
                 if all(a in fb.rejected for a in fb.alternatives):
                     raise
-                # A failed bpf_object__load leaves the object unusable: reopen from the bytes.
-                self._obj.close()  # type: ignore[union-attr]
-                self._owned.obj = None
-                self.open()
+                self._apply_fallbacks()
 
     def chosen(self) -> list[str]:
         """Names of the programs the fallbacks picked."""
@@ -353,7 +374,8 @@ class ClbcBase:
             new.append(link)
         return new
 
-    def program(self, name: str) -> Program:
+    def program(self, name: str) -> Program | ProgramSpec:
+        """Program ``name``: live once loaded, its spec before."""
         try:
             return self.obj.programs[name]
         except KeyError:
@@ -377,7 +399,8 @@ class ClbcBase:
 
     @property
     def rodata(self) -> GlobalSection:
-        """``const volatile`` globals: writable before load, read-only after."""
+        """``const volatile`` globals: writable before load (recorded in the spec),
+        read-only after."""
         return self.obj.section(".rodata")
 
     @property
@@ -390,47 +413,52 @@ class ClbcBase:
 
     # -- explicit attach ---------------------------------------------------------
 
+    def _live_program(self, name: str) -> Program:
+        """Loaded program ``name``, for attaching it."""
+        self._require_loaded()
+        return self.program(name)  # type: ignore[return-value]
+
     def _keep(self, link):
         self.links.append(link)
         return link
 
     def attach_tracepoint(self, prog: str, category: str, name: str) -> Link:
-        return self._keep(links.attach_tracepoint(self.program(prog), category, name))
+        return self._keep(links.attach_tracepoint(self._live_program(prog), category, name))
 
     def attach_raw_tracepoint(self, prog: str, name: str) -> Link:
-        return self._keep(links.attach_raw_tracepoint(self.program(prog), name))
+        return self._keep(links.attach_raw_tracepoint(self._live_program(prog), name))
 
     def attach_kprobe(self, prog: str, func: str) -> Link:
-        return self._keep(links.attach_kprobe(self.program(prog), func))
+        return self._keep(links.attach_kprobe(self._live_program(prog), func))
 
     def attach_kretprobe(self, prog: str, func: str) -> Link:
-        return self._keep(links.attach_kprobe(self.program(prog), func, retprobe=True))
+        return self._keep(links.attach_kprobe(self._live_program(prog), func, retprobe=True))
 
     def attach_uprobe(self, prog: str, binary: str, symbol: str | None = None, *,
                       offset: int = 0, pid: int = -1) -> Link:
-        return self._keep(links.attach_uprobe(self.program(prog), binary, symbol,
+        return self._keep(links.attach_uprobe(self._live_program(prog), binary, symbol,
                                               offset=offset, pid=pid))
 
     def attach_uretprobe(self, prog: str, binary: str, symbol: str | None = None, *,
                          offset: int = 0, pid: int = -1) -> Link:
-        return self._keep(links.attach_uprobe(self.program(prog), binary, symbol,
+        return self._keep(links.attach_uprobe(self._live_program(prog), binary, symbol,
                                               offset=offset, pid=pid, retprobe=True))
 
     def attach_perf_event(self, prog: str, *, event_type: int, config: int,
                           sample_period: int = 0, sample_freq: int = 0, pid: int = -1,
                           cpus: Iterable[int] | None = None) -> LinkGroup:
         return self._keep(links.attach_perf_event(
-            self.program(prog), event_type=event_type, config=config,
+            self._live_program(prog), event_type=event_type, config=config,
             sample_period=sample_period, sample_freq=sample_freq, pid=pid, cpus=cpus))
 
     def attach_xdp(self, prog: str, ifindex: int | str) -> Link:
-        return self._keep(links.attach_xdp(self.program(prog), ifindex))
+        return self._keep(links.attach_xdp(self._live_program(prog), ifindex))
 
     def attach_cgroup(self, prog: str, cgroup: int | str) -> Link:
-        return self._keep(links.attach_cgroup(self.program(prog), cgroup))
+        return self._keep(links.attach_cgroup(self._live_program(prog), cgroup))
 
     def attach_iter(self, prog: str) -> Link:
-        return self._keep(links.attach_iter(self.program(prog)))
+        return self._keep(links.attach_iter(self._live_program(prog)))
 
     # pyLCC names
     def attachKprobe(self, function: str, symbol: str) -> Link:  # noqa: N802
@@ -509,14 +537,15 @@ class _Owned:
     finalizer then releases all this.
     """
 
-    __slots__ = ("links", "obj")
+    __slots__ = ("links", "obj", "spec")
 
     def __init__(self) -> None:
         self.links: list[Link | LinkGroup] = []
         self.obj: BpfObject | None = None
+        self.spec: ObjectSpec | None = None
 
     def release(self) -> None:
-        """Free buffers, detach links, then free the object."""
+        """Free buffers, detach links, then free the object and the spec."""
         obj = self.obj
         if obj is not None:
             obj.close_buffers()
@@ -528,3 +557,5 @@ class _Owned:
         self.links.clear()
         if obj is not None:
             obj.close()
+        if self.spec is not None:
+            self.spec.close()

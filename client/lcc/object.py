@@ -1,10 +1,13 @@
-"""A BPF object file opened through libbpf: programs, maps and global variables.
+"""A loaded BPF object: programs in the kernel, maps with fds, globals in map memory.
 
-:class:`BpfObject` owns one ``struct bpf_object``.  Its life has steps:
-open (``BpfObject(data)``) -> configure (program selection, ``.rodata``
-knobs, map sizes) -> :meth:`BpfObject.load` -> attach (see :mod:`lcc.links`).
-:meth:`BpfObject.close` releases it; :class:`lcc.ClbcBase` drives all of
-this for the common case.
+An object's life has steps: open and configure an inert
+:class:`lcc.spec.ObjectSpec` (program selection, ``.rodata`` knobs, map
+sizes), then :meth:`ObjectSpec.load` makes the live :class:`BpfObject`
+defined here, then attach (see :mod:`lcc.links`).  :meth:`BpfObject.close`
+releases it; :class:`lcc.ClbcBase` drives all of this for the common case.
+
+This module also holds what both sides share: :class:`_Handle` (one opened
+``struct bpf_object``), :class:`MapSpec`, and the error for a failed load.
 """
 
 from __future__ import annotations
@@ -12,85 +15,55 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-import sys
 
 from . import _libbpf
 from ._record import Record
-from .btf import KIND_DATASEC, Btf, BtfType, Datasec
-from .codecs import Codec, codec
+from .btf import Btf, BtfType
 from .errors import (BpfPermissionError, BtfError, ClosedError, LccError, ProgramLoadError,
                      from_errno, strerror)
+from .globals import GlobalSection, GlobalsMixin
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Iterator
+    from collections.abc import Mapping
+    from typing import Any
 
-# enum bpf_map_type values used for the global data maps' detection and by maps.py
-MAP_TYPE_ARRAY = 2
+    from .spec import ObjectSpec, ProgramSpec
 
 _LOG_SIZE = 256 << 10  # verifier log buffer; the kernel keeps the tail when it overflows
 
 
-class Program:
-    """One program of an object: its name, section and whether it will load."""
+class _Handle:
+    """One ``struct bpf_object`` opened from bytes, and what is read from it once.
 
-    def __init__(self, obj: "BpfObject", ptr: int) -> None:
+    A spec stages one (configured, not loaded); loading it hands it to the
+    live object, which frees it in close().  A handle whose load failed is
+    freed at once: libbpf cannot load it again.
+    """
+
+    def __init__(self, data: bytes, *, name: str | None, btf_custom_path: str | None) -> None:
+        self.data = data  # libbpf keeps pointers into the buffer
+        # libbpf loads without a log first and, when the kernel rejects a
+        # program, loads it again with the verifier log going here.
+        self.log = _libbpf.log_buffer(_LOG_SIZE)
+        _libbpf.clear_messages()
+        self.ptr = _libbpf.open_object(data, name=name, btf_custom_path=btf_custom_path,
+                                       log_buf=self.log)
         lb = _libbpf.lib()
-        self._obj = obj
-        self._ptr = ptr
-        self.name: str = _libbpf.cstr(lb.bpf_program__name(ptr))
-        self.section: str = _libbpf.cstr(lb.bpf_program__section_name(ptr))
-        self._kind, _, self._target = self.section.partition("/")
+        self.btf = Btf(lb.bpf_object__btf(self.ptr), owner=self)
+        self.programs: dict[str, int] = {
+            _libbpf.cstr(lb.bpf_program__name(p)): p for p in _libbpf.iter_programs(self.ptr)}
+        self.maps: dict[str, int] = {
+            _libbpf.cstr(lb.bpf_map__name(m)): m for m in _libbpf.iter_maps(self.ptr)}
 
-    @property
-    def ptr(self) -> int:
-        self._obj._check_open()
-        return self._ptr
+    def verifier_log(self) -> str:
+        return self.log.value.decode("utf-8", "replace").strip()
 
-    @property
-    def autoload(self) -> bool:
-        return bool(_libbpf.lib().bpf_program__autoload(self.ptr))
-
-    @autoload.setter
-    def autoload(self, value: bool) -> None:
-        if self._obj.loaded:
-            raise LccError(f"program '{self.name}': autoload can only change before load()")
-        _libbpf.check(_libbpf.lib().bpf_program__set_autoload(self.ptr, bool(value)),
-                      f"setting autoload of '{self.name}'")
-
-    @property
-    def fd(self) -> int:
-        """The program's fd after load (-1 if it was not loaded)."""
-        fd = int(_libbpf.lib().bpf_program__fd(self.ptr))
-        return fd if fd >= 0 else -1  # libbpf says -ENOENT
-
-    @property
-    def id(self) -> int | None:
-        """The kernel's id of the loaded program (as ``bpftool prog show`` lists it)."""
-        fd = self.fd
-        return int(_libbpf.fd_info(fd)["prog_id"]) if fd >= 0 else None
-
-    @property
-    def prog_type(self) -> str:
-        """The program type as libbpf names it (``tracepoint``, ``kprobe``, ...)."""
-        lb = _libbpf.lib()
-        t = lb.bpf_program__type(self.ptr)
-        if _libbpf.has("libbpf_bpf_prog_type_str"):
-            return _libbpf.cstr(lb.libbpf_bpf_prog_type_str(t)) or str(t)
-        return str(t)
-
-    @property
-    def kind(self) -> str:
-        """The section's prefix: ``kprobe``, ``fentry``, ``tracepoint``, ``tp_btf``..."""
-        return self._kind
-
-    @property
-    def target(self) -> str:
-        """What the section says to attach to (``tcp_v4_connect``, ``sched/sched_switch``)."""
-        return self._target
-
-    def __repr__(self) -> str:
-        return f"<Program {self.name} SEC({self.section!r})>"
+    def close(self) -> None:
+        if self.ptr:
+            self.btf._detach()  # bpf_object__close frees the object's BTF
+            _libbpf.lib().bpf_object__close(self.ptr)
+            self.ptr = 0
 
 
 class MapSpec(Record):
@@ -115,184 +88,150 @@ class MapSpec(Record):
         return str(self.type)
 
 
-class GlobalSection:
-    """The global variables of one data section (``.rodata``, ``.bss``, ``.data``).
+class _Maps:
+    """Maps by name, as a spec and a live object share them.
 
-    Attribute access reads and writes variables by name.  Before load the
-    values live in libbpf's copy that load() hands to the kernel; after load
-    ``.bss`` and ``.data`` are read and written in the kernel's map memory
-    (mmap), and ``.rodata`` is read-only.  Assigning a value the variable
-    cannot hold raises the TypeError, ValueError or OverflowError of the
-    codec, naming the variable and its type.
+    Needs ``btf``, ``_map_btf_ids`` (libbpf name -> BTF key/value type ids,
+    as the object declares them), ``_section_maps`` (``.bss`` -> libbpf's
+    name) and ``_map_ptr_of(libbpf name)``.
     """
 
-    def __init__(self, obj: "BpfObject", map_ptr: int, type_id: int, section: str) -> None:
-        # Straight into __dict__: attribute assignment sets variables
-        self.__dict__.update(
-            _obj=obj, _map=map_ptr, _section=section,
-            _type_id=type_id,  # the section's BTF DATASEC
-            # Read on first use, not at open: most tools touch few of their globals.
-            _layout=None,  # name -> (offset, size, BTF type id)
-            _codecs={},  # name -> (offset, Codec)
-            _ints={},  # name -> (offset, size, signed), None for other types
-            _live=None)
+    btf: Btf
+    _map_btf_ids: dict[str, tuple[int, int]]
+    _section_maps: dict[str, str]
+
+    def _map_ptr_of(self, name: str) -> int:
+        raise NotImplementedError
+
+    def map_names(self) -> list[str]:
+        return list(self._map_btf_ids)
+
+    def _map_name(self, name: str) -> str:
+        """libbpf's name of a map; global data maps also answer to their section (``.bss``)."""
+        if name in self._map_btf_ids:
+            return name
+        if name in self._section_maps:
+            return self._section_maps[name]
+        user = [n for n in self._map_btf_ids if n not in self._section_maps.values()]
+        raise KeyError(f"no map named '{name}' (the object has: {', '.join(user) or 'none'})")
+
+    def map_ptr(self, name: str) -> int:
+        return self._map_ptr_of(self._map_name(name))
+
+    def map_spec(self, name: str) -> MapSpec:
+        m = self.map_ptr(name)
+        lb = _libbpf.lib()
+        kid, vid = self._map_btf_ids[self._map_name(name)]
+        return MapSpec(
+            name=name, type=lb.bpf_map__type(m), key_size=lb.bpf_map__key_size(m),
+            value_size=lb.bpf_map__value_size(m), max_entries=lb.bpf_map__max_entries(m),
+            flags=lb.bpf_map__map_flags(m),
+            key_type=self.btf.type(kid) if kid else None,
+            value_type=self.btf.type(vid) if vid else None,
+            internal=bool(lb.bpf_map__is_internal(m)))
+
+
+class Program:
+    """One program of a loaded object: its name, section, fd and kernel id."""
+
+    def __init__(self, obj: "BpfObject", spec: "ProgramSpec", ptr: int) -> None:
+        self._obj = obj
+        self._ptr = ptr
+        self.spec = spec
+        self.name: str = spec.name
+        self.section: str = spec.section
 
     @property
-    def _vars(self) -> dict[str, tuple[int, int, int]]:
-        if self._layout is None:
-            object.__setattr__(self, "_layout", self._obj.btf.datasec_vars(self._type_id))
-        return self._layout
-
-    def _var(self, name: str) -> tuple[int, Codec]:
-        """(offset, codec) of variable ``name``; raises KeyError if there is none."""
-        got = self._codecs.get(name)
-        if got is None:
-            offset, _size, type_id = self._vars[name]
-            got = self._codecs[name] = (offset, codec(self._obj.btf.type(type_id)))
-        return got
-
-    def _int_var(self, name: str) -> tuple[int, int, bool] | None:
-        """(offset, size, signed) of an integer, bool or enum variable, None for
-        other types; raises KeyError if there is no variable ``name``."""
-        got = self._ints.get(name, self)  # self: not looked at yet (None is an answer)
-        if got is not self:
-            return got
-        offset, size, type_id = self._vars[name]
-        layout = self._obj.btf.int_layout(type_id)
-        got = None if layout is None or layout[0] != size else (offset, size, layout[1])
-        self._ints[name] = got
-        return got
-
-    def names(self) -> list[str]:
-        return list(self._vars)
-
-    def _memory(self, writing: bool) -> memoryview:
-        obj: BpfObject = self._obj
-        obj._check_open()
-        if not obj.loaded:
-            addr, size = _libbpf.map_initial_value(self._map)
-            if not addr:
-                raise LccError(f"section {self._section} has no data")
-            return _libbpf.memory_view(addr, size)
-        if self._live is None:
-            object.__setattr__(self, "_live", obj._map_memory(self._map, self._section))
-        if writing and self._section.startswith(".rodata"):
-            raise LccError(f"{self._section} is read-only after load; set its variables before "
-                           "load() (ClbcBase(..., rodata={...}) or load=False)")
-        return self._live
-
-    def _set_int_before_load(self, name: str, value: int) -> bool:
-        """Write an int straight into libbpf's image of the section, the common
-        case of a knob set before load; False when the codec has to do it
-        (not an integer variable, or a value it cannot hold: the codec says why)."""
-        iv = self._int_var(name)
-        if iv is None:
-            return False
-        off, size, signed = iv
-        try:
-            data = value.to_bytes(size, sys.byteorder, signed=signed and value < 0)
-        except OverflowError:
-            return False
+    def ptr(self) -> int:
         self._obj._check_open()
-        addr, total = _libbpf.map_initial_value(self._map)
-        if not addr or off + size > total:
-            return False
-        _libbpf.write_memory(addr + off, data)
-        return True
+        return self._ptr
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            off, c = self._var(name)
-        except KeyError:
-            raise AttributeError(f"{self._section} has no variable '{name}' "
-                                 f"(it has: {', '.join(self._vars) or 'none'})") from None
-        return c.decode(self._memory(False), off)
+    @property
+    def autoload(self) -> bool:
+        """Whether it was loaded (fixed at load: change it on the spec for the next load)."""
+        return bool(_libbpf.lib().bpf_program__autoload(self.ptr))
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        try:
-            if (isinstance(value, int) and not self._obj.loaded
-                    and self._set_int_before_load(name, value)):
-                return
-            off, c = self._var(name)
-        except KeyError:
-            raise AttributeError(f"{self._section} has no variable '{name}' "
-                                 f"(it has: {', '.join(self._vars) or 'none'})") from None
-        mem = self._memory(True)
-        try:
-            data = c.encode(value)
-        except (OverflowError, ValueError, TypeError) as e:
-            # the built-in class (a UnicodeError, say, takes other arguments)
-            cls = next(k for k in (OverflowError, ValueError, TypeError) if isinstance(e, k))
-            raise cls(f"{self._section} variable '{name}' ({c.type}, {c.size} bytes) "
-                      f"cannot hold {value!r}: {e}") from None
-        mem[off:off + c.size] = data
+    @autoload.setter
+    def autoload(self, value: bool) -> None:
+        raise LccError(f"program '{self.name}': autoload can only change before load()")
 
-    __getitem__ = __getattr__
-    __setitem__ = __setattr__
+    @property
+    def fd(self) -> int:
+        """The program's fd after load (-1 if it was not loaded)."""
+        fd = int(_libbpf.lib().bpf_program__fd(self.ptr))
+        return fd if fd >= 0 else -1  # libbpf says -ENOENT
 
-    def to_dict(self) -> dict[str, Any]:
-        return {n: getattr(self, n) for n in self._vars}
+    @property
+    def id(self) -> int | None:
+        """The kernel's id of the loaded program (as ``bpftool prog show`` lists it)."""
+        fd = self.fd
+        return int(_libbpf.fd_info(fd)["prog_id"]) if fd >= 0 else None
+
+    @property
+    def prog_type(self) -> str:
+        """The program type as libbpf names it (``tracepoint``, ``kprobe``, ...)."""
+        return prog_type_name(self.ptr)
+
+    @property
+    def kind(self) -> str:
+        """The section's prefix: ``kprobe``, ``fentry``, ``tracepoint``, ``tp_btf``..."""
+        return self.spec.kind
+
+    @property
+    def target(self) -> str:
+        """What the section says to attach to (``tcp_v4_connect``, ``sched/sched_switch``)."""
+        return self.spec.target
 
     def __repr__(self) -> str:
-        return f"<GlobalSection {self._section} {self.names()}>"
+        return f"<Program {self.name} SEC({self.section!r})>"
 
 
-class BpfObject:
-    """An opened BPF object file; owns the libbpf object until :meth:`close`.
+def prog_type_name(ptr: int) -> str:
+    lb = _libbpf.lib()
+    t = lb.bpf_program__type(ptr)
+    if _libbpf.has("libbpf_bpf_prog_type_str"):
+        return _libbpf.cstr(lb.libbpf_bpf_prog_type_str(t)) or str(t)
+    return str(t)
 
-    ``data`` is the ELF object.  ``btf_custom_path`` points libbpf at BTF for
-    CO-RE relocations when the kernel has none of its own.
-    Raises :class:`BpfError` when libbpf cannot parse the object.
+
+class BpfObject(_Maps, GlobalsMixin):
+    """A loaded BPF object; owns its programs and maps in the kernel until :meth:`close`.
+
+    Made by :meth:`lcc.spec.ObjectSpec.load`, never directly.  ``spec`` is
+    the spec it was loaded from (load it again for a second, independent
+    copy).
     """
 
-    def __init__(self, data: bytes, *, name: str | None = None,
-                 btf_custom_path: str | None = None) -> None:
-        self._data = bytes(data)  # libbpf keeps pointers into the buffer
-        # libbpf loads without a log first and, when the kernel rejects a
-        # program, loads it again with the verifier log going here.
-        self._log = _libbpf.log_buffer(_LOG_SIZE)
-        self._ptr = 0
-        self.loaded = False
-        self._btf_custom_path = btf_custom_path
-        if btf_custom_path is not None and not os.path.isfile(btf_custom_path):
-            raise BtfError(f"the BTF file {btf_custom_path} does not exist",
-                           hint="give the path of the target kernel's BTF (a vmlinux ELF or a "
-                                "raw .btf file), or btf='server' to fetch it")
-        _libbpf.clear_messages()
-        self._ptr = _libbpf.open_object(self._data, name=name, btf_custom_path=btf_custom_path,
-                                        log_buf=self._log)
-        self._mmaps: list[tuple[mmap.mmap, memoryview]] = []
+    loaded = True  # a spec says False
+
+    def __init__(self, handle: _Handle, spec: "ObjectSpec") -> None:
+        self._h = handle
+        self.spec = spec
+        self.name = spec.name
+        self.btf = handle.btf
+        self._mmaps: dict[str, tuple[mmap.mmap, memoryview]] = {}
         self._buffers: list[Any] = []  # native parts of ring/perf buffers on our maps
-        self.name = _libbpf.cstr(_libbpf.lib().bpf_object__name(self._ptr))
-        self.btf = Btf(_libbpf.lib().bpf_object__btf(self._ptr), owner=self)
-        self.programs: dict[str, Program] = {}
-        for p in _libbpf.iter_programs(self._ptr):
-            prog = Program(self, p)
-            self.programs[prog.name] = prog
-        self._map_ptrs: dict[str, int] = {}
-        # BTF key/value type ids as the object declares them: libbpf zeroes them
-        # at load for map types the kernel takes without BTF (queue, stack,
-        # perf event array...), but they still say how to decode the values.
-        self._map_btf_ids: dict[str, tuple[int, int]] = {}
-        lb = _libbpf.lib()
-        for m in _libbpf.iter_maps(self._ptr):
-            name = _libbpf.cstr(lb.bpf_map__name(m))
-            self._map_ptrs[name] = m
-            self._map_btf_ids[name] = (lb.bpf_map__btf_key_type_id(m),
-                                       lb.bpf_map__btf_value_type_id(m))
-        self._globals: dict[str, GlobalSection] = {}
-        self._section_maps: dict[str, str] = {}  # ".bss" -> "<obj>.bss"
-        self._collect_globals()
+        self.programs: dict[str, Program] = {
+            n: Program(self, ps, handle.programs[n]) for n, ps in spec.programs.items()}
+        # As the spec read them at open: libbpf zeroes some type ids at load.
+        self._map_btf_ids = spec._map_btf_ids
+        self._section_maps = spec._section_maps
+        self._globals = {name: GlobalSection(self, gs._type_id, name)
+                         for name, gs in spec._globals.items()}
 
     # -- lifecycle ----------------------------------------------------------
 
     def _check_open(self) -> None:
-        if not self._ptr:
+        if not self._h.ptr:
             raise ClosedError("this BPF object is closed")
 
     @property
     def closed(self) -> bool:
-        return not self._ptr
+        return not self._h.ptr
+
+    def load(self) -> None:
+        """Nothing to do: it is loaded (kept so that code written for a spec runs)."""
+        self._check_open()
 
     def adopt_buffer(self, native: Any) -> None:
         """Close ``native`` (the libbpf consumer or mappings of a buffer on one of
@@ -314,98 +253,56 @@ class BpfObject:
         self.close_buffers()
         # Release the views first: a mapping that is still exported cannot
         # be unmapped, and it would keep the kernel map alive after close.
-        for mm, view in self._mmaps:
+        for mm, view in self._mmaps.values():
             view.release()
             try:
                 mm.close()
             except BufferError:
                 pass  # a view made by the caller is still alive; the GC unmaps it
         self._mmaps.clear()
-        if self._ptr:
-            self.btf._detach()  # bpf_object__close frees the object's BTF
-            _libbpf.lib().bpf_object__close(self._ptr)
-            self._ptr = 0
+        self._h.close()
 
-    def load(self) -> None:
-        """Create the maps and load the selected programs into the kernel.
+    def __enter__(self) -> "BpfObject":
+        return self
 
-        Raises :class:`ProgramLoadError` (with the verifier log) when the
-        kernel rejects a program, :class:`BpfPermissionError` without
-        privileges.
-        """
-        self._check_open()
-        if self.loaded:
-            return
-        _libbpf.clear_messages()
-        ret = _libbpf.lib().bpf_object__load(self._ptr)
-        if ret < 0:
-            raise self._load_error(-ret)
-        self.loaded = True
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
-    def _load_error(self, err: int) -> LccError:
-        return load_error(err, _libbpf.recent_messages(clear=True),
-                          self._log.value.decode("utf-8", "replace").strip(),
-                          programs=self.programs, btf_custom_path=self._btf_custom_path)
+    # -- configuration belongs to the spec ------------------------------------
 
-    # -- programs -----------------------------------------------------------
+    def select(self, which: Any) -> None:
+        raise LccError("programs can only be selected before load() (on the spec)")
 
-    def select(self, which: Iterable[str] | Callable[[Program], bool]) -> None:
-        """Load only the chosen programs: a list of names or a predicate on :class:`Program`."""
-        if callable(which):
-            keep = {p.name for p in self.programs.values() if which(p)}
-        else:
-            keep = set(which)
-            unknown = keep - set(self.programs)
-            if unknown:
-                raise LccError(f"no program named {', '.join(sorted(unknown))} "
-                               f"(the object has: {', '.join(self.programs)})")
-        for p in self.programs.values():
-            p.autoload = p.name in keep
+    def resize_map(self, name: str, max_entries: int) -> None:
+        raise LccError(f"map '{name}' can only be resized before load()")
 
     # -- maps -----------------------------------------------------------------
 
-    def map_names(self) -> list[str]:
-        return list(self._map_ptrs)
-
-    def _map_name(self, name: str) -> str:
-        """libbpf's name of a map; global data maps also answer to their section (``.bss``)."""
-        if name in self._map_ptrs:
-            return name
-        if name in self._section_maps:
-            return self._section_maps[name]
-        user = [n for n in self._map_ptrs if n not in self._section_maps.values()]
-        raise KeyError(f"no map named '{name}' (the object has: {', '.join(user) or 'none'})")
-
-    def map_ptr(self, name: str) -> int:
+    def _map_ptr_of(self, name: str) -> int:
         self._check_open()
-        return self._map_ptrs[self._map_name(name)]
-
-    def map_spec(self, name: str) -> MapSpec:
-        m = self.map_ptr(name)
-        lb = _libbpf.lib()
-        kid, vid = self._map_btf_ids[self._map_name(name)]
-        return MapSpec(
-            name=name, type=lb.bpf_map__type(m), key_size=lb.bpf_map__key_size(m),
-            value_size=lb.bpf_map__value_size(m), max_entries=lb.bpf_map__max_entries(m),
-            flags=lb.bpf_map__map_flags(m),
-            key_type=self.btf.type(kid) if kid else None,
-            value_type=self.btf.type(vid) if vid else None,
-            internal=bool(lb.bpf_map__is_internal(m)))
+        return self._h.maps[name]
 
     def map_fd(self, name: str) -> int:
         fd = _libbpf.lib().bpf_map__fd(self.map_ptr(name))
         if fd < 0:
-            raise LccError(f"map '{name}' has no fd yet: call load() first")
+            raise LccError(f"map '{name}' has no fd")
         return fd
 
-    def resize_map(self, name: str, max_entries: int) -> None:
-        """Set a map's max_entries before load."""
-        if self.loaded:
-            raise LccError(f"map '{name}' can only be resized before load()")
-        _libbpf.check(_libbpf.lib().bpf_map__set_max_entries(self.map_ptr(name), max_entries),
-                      f"resizing map '{name}'")
+    # -- globals: the kernel's map memory ----------------------------------------
 
-    def _map_memory(self, map_ptr: int, section: str) -> memoryview:
+    def _global_memory(self, section: str) -> memoryview:
+        got = self._mmaps.get(section)
+        if got is None:
+            got = self._mmaps[section] = self._map_memory(self.map_ptr(section), section)
+        return got[1]
+
+    def _write_global(self, section: str, offset: int, data: bytes) -> None:
+        if section.startswith(".rodata"):
+            raise LccError(f"{section} is read-only after load; set its variables before "
+                           "load() (ClbcBase(..., rodata={...}) or load=False)")
+        self._global_memory(section)[offset:offset + len(data)] = data
+
+    def _map_memory(self, map_ptr: int, section: str) -> tuple[mmap.mmap, memoryview]:
         fd = _libbpf.lib().bpf_map__fd(map_ptr)
         size = _libbpf.lib().bpf_map__value_size(map_ptr)
         length = max(mmap.PAGESIZE, (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE)
@@ -417,49 +314,10 @@ class BpfObject:
                              hint="global data needs a kernel with mmap-able array maps (5.5+)")
         with memoryview(mm) as whole:
             view = whole[:size]
-        self._mmaps.append((mm, view))
-        return view
+        return mm, view
 
-    # -- globals ----------------------------------------------------------------
-
-    def _collect_globals(self) -> None:
-        lb = _libbpf.lib()
-        for name, m in self._map_ptrs.items():
-            if not lb.bpf_map__is_internal(m):
-                continue
-            vid = self._map_btf_ids[name][1]
-            if not vid:
-                continue
-            kind, section = self.btf.kind_and_name(vid)
-            if kind == KIND_DATASEC:
-                self._globals[section] = GlobalSection(self, m, vid, section)
-                self._section_maps[section] = name
-
-    def section(self, name: str) -> GlobalSection:
-        """Globals of a data section by its ELF name (``.rodata``, ``.bss``, ``.data``, ...)."""
-        try:
-            return self._globals[name]
-        except KeyError:
-            raise LccError(f"the object has no {name} variables "
-                           f"(sections with globals: {', '.join(self._globals) or 'none'})") \
-                from None
-
-    def global_sections(self) -> dict[str, GlobalSection]:
-        return dict(self._globals)
-
-    def iter_globals(self) -> Iterator[tuple[str, str, BtfType]]:
-        """(section, name, type) of every global variable."""
-        for secname, gs in self._globals.items():
-            sec = self.btf.find(secname, KIND_DATASEC)
-            if isinstance(sec, Datasec):
-                for vs in sec.vars:
-                    yield secname, vs.var.name, vs.var.type
-
-    def __enter__(self) -> "BpfObject":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __repr__(self) -> str:
+        return f"<BpfObject {self.name} {'closed' if self.closed else 'loaded'}>"
 
 
 _BTF_FAILURES = ("failed to parse target BTF", "Error loading vmlinux BTF",
@@ -467,7 +325,7 @@ _BTF_FAILURES = ("failed to parse target BTF", "Error loading vmlinux BTF",
 
 
 def load_error(err: int, messages: list[str], log: str = "", *,
-               programs: dict[str, Program] | None = None,
+               programs: Mapping[str, ProgramSpec | Program] | None = None,
                btf_custom_path: str | None = None) -> LccError:
     """The error for a failed bpf_object__load, from libbpf's messages and the verifier log.
 
@@ -536,7 +394,7 @@ def _verifier_log(messages: list[str]) -> str:
     return "\n".join(x.strip("\n") for x in out).strip()
 
 
-def _eperm_hint(prog: Program | None) -> str:
+def _eperm_hint(prog: ProgramSpec | Program | None) -> str:
     if prog is not None and prog.kind in ("fentry", "fexit", "fmod_ret", "lsm", "fentry.s",
                                           "fexit.s", "lsm.s"):
         return (f"this kernel refuses {prog.kind} programs (trampolines unavailable or "

@@ -12,7 +12,8 @@ import socket
 
 import pytest
 
-from lcc import ClbcBase, Fallback, LccError, NotSupported, features
+from lcc import ClbcBase, Fallback, LccError, NotSupported, ProgramLoadError, features
+from lcc.spec import ObjectSpec
 
 from kutil import trigger
 
@@ -118,3 +119,50 @@ def test_select_programs_by_predicate(load):
 def test_select_unknown_program(load):
     with pytest.raises(LccError, match="no program named nope"):
         load("fallback.bpf.c", programs=["nope"])
+
+
+def test_choices_made_before_load_survive_a_rejected_alternative(prog_object):
+    """The step API (load=False -> configure -> load()): the verifier rejects the
+    first alternative, and every earlier choice still holds in what is loaded."""
+    fb = Fallback(*GETPPID_JOB)
+    tool = ClbcBase("fallback", obj=prog_object("fallback.bpf.c"), programs=list(GETPPID_JOB),
+                    fallback=fb, load=False)
+    try:
+        tool.rodata.target_pid = os.getpid()
+        tool.spec.resize_map("vals", 64)
+        tool.load()
+        tool.attach_all()
+        assert ("getppid_bad",) in fb.rejected and fb.chosen == ("getppid_good",)
+        assert tool.rodata.target_pid == os.getpid()
+        assert tool.maps["vals"].max_entries == 64
+        assert tool.spec.values[".rodata"] and tool.spec.map_sizes == {"vals": 64}
+        trigger()
+        assert (tool.bss.which, tool.bss.hits) == (5, 1)
+    finally:
+        tool.close()
+
+
+def test_a_spec_loads_again_after_a_rejection_and_twice(prog_object):
+    """A spec is inert: a failed load leaves it as it was, and each load makes
+    an independent live object with the same choices."""
+    spec = ObjectSpec(prog_object("fallback.bpf.c"), name="fallback")
+    try:
+        spec.select(["getppid_bad"])
+        spec.section(".rodata").target_pid = os.getpid()
+        spec.resize_map("vals", 32)
+        with pytest.raises(ProgramLoadError, match="invalid mem access"):
+            spec.load()
+        spec.select(["getppid_good"])
+        first, second = spec.load(), spec.load()
+        try:
+            for obj in (first, second):
+                assert obj.loaded and obj.section(".rodata").target_pid == os.getpid()
+                assert obj.map_spec("vals").max_entries == 32
+                assert obj.programs["getppid_good"].fd >= 0 > obj.programs["getppid_bad"].fd
+            assert first.programs["getppid_good"].id != second.programs["getppid_good"].id
+        finally:
+            first.close()
+            second.close()
+        assert spec.section(".rodata").target_pid == os.getpid()  # the spec is still usable
+    finally:
+        spec.close()

@@ -13,7 +13,7 @@ import pytest
 from lcc import BtfError, ClosedError, LccError
 from lcc.btf import KIND_STRUCT, Alias, Array, Datasec, Enum, Float, Int, Ptr, Struct
 from lcc.codecs import codec
-from lcc.object import BpfObject
+from lcc.spec import ObjectSpec
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def obj(compile_prog):
         data = compile_prog("btf_types.bpf.c")
     except LccError as e:  # ToolchainMissing, or no kernel BTF to make vmlinux.h from
         pytest.skip(f"cannot compile BPF here: {e}")
-    o = BpfObject(data, name="btf_types")
+    o = ObjectSpec(data, name="btf_types")
     yield o
     o.close()
 
@@ -112,7 +112,7 @@ def test_map_and_program_specs_before_load(obj):
 
 
 def test_btf_of_a_closed_object_is_not_read(compile_prog, obj):
-    o = BpfObject(compile_prog("btf_types.bpf.c"))
+    o = ObjectSpec(compile_prog("btf_types.bpf.c"))
     btf = o.btf
     point = btf.named_type("struct point")
     o.close()
@@ -183,7 +183,7 @@ def test_rodata_unknown_name_lists_the_variables(obj):
 
 
 def test_rodata_set_on_a_closed_object(compile_prog):
-    o = BpfObject(compile_prog("btf_types.bpf.c"))
+    o = ObjectSpec(compile_prog("btf_types.bpf.c"))
     ro = o.section(".rodata")
     ro.knob_u8 = 2  # the variable's layout is now known
     o.close()

@@ -59,8 +59,8 @@ def describe(data: bytes, name: str | None = None) -> dict:
 
     Raises :class:`BpfError` when libbpf cannot open it.
     """
-    from ..object import BpfObject
-    with BpfObject(data, name=name) as obj:
+    from ..spec import ObjectSpec
+    with ObjectSpec(data, name=name) as obj:
         programs = [{"name": p.name, "section": p.section, "type": p.prog_type,
                      "kind": p.kind, "target": p.target} for p in obj.programs.values()]
         maps, mentioned = [], []
