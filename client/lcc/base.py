@@ -25,7 +25,7 @@ from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
 from .links import Link, LinkGroup
 from .maps import EventMap, Map, PerfEventArrayMap, RingBufMap, map_for
 from .object import BpfObject, Program
-from .globals import GlobalSection
+from .globalvars import GlobalSection
 from .spec import ObjectSpec, ProgramSpec
 
 # Imported where used, not here, to keep a tool's start short: inspect (only

@@ -21,7 +21,7 @@ from ._record import Record
 from .btf import Btf, BtfType
 from .errors import (BpfPermissionError, BtfError, ClosedError, LccError, ProgramLoadError,
                      from_errno, strerror)
-from .globals import GlobalSection, GlobalsMixin
+from .globalvars import GlobalSection, GlobalsMixin
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ import os
 from . import _libbpf
 from .errors import BtfError, ClosedError, LccError
 from .btf import KIND_DATASEC
-from .globals import GlobalSection, GlobalsMixin
+from .globalvars import GlobalSection, GlobalsMixin
 from .object import BpfObject, MapSpec, _Handle, _Maps, load_error, prog_type_name
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
