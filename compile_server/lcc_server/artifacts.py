@@ -34,9 +34,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lcc.errors import Diagnostic
-from lcc_server.atomic import write_atomic
-from lcc_server.validation import DIGEST_RE
+from lcc_toolchain.atomic import write_atomic
+from lcc_toolchain.errors import Diagnostic
+from lcc_toolchain.validation import DIGEST_RE
 
 __all__ = ["Artifact", "ArtifactStore"]
 

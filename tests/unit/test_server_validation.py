@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lcc_server import diagnostics, validation
 from lcc_server.btf_store import BtfConflict, BtfStore, check_btf
-from lcc_server.pch import Pch, _parse_depfile, reason_not_applicable
-from lcc_server.sandbox_exec import decode_policy, encode_policy
 from lcc_server.settings import Settings
-from lcc_server.validation import InvalidRequest
+from lcc_toolchain import diagnostics, validation
+from lcc_toolchain.pch import Pch, _parse_depfile, reason_not_applicable
+from lcc_toolchain.sandbox_exec import decode_policy, encode_policy
+from lcc_toolchain.validation import InvalidRequest
 
 
 # -- validation -----------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Shared by the HTTP models (``lcc_server.models``) and by ``Toolchain``
 itself, so that a bundle given to the toolchain directly is held to the same
-rules.  Every check raises ``InvalidRequest`` (a ``ValueError``) whose message
-names the offending field and never repeats more than a short prefix of it.
+rules.  Every check raises ``InvalidRequest`` (``lcc_toolchain.errors``, a
+``ValueError``) whose message names the offending field and never repeats more
+than a short prefix of it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from lcc_toolchain.errors import InvalidRequest
 
 __all__ = [
     "ARCHES",
@@ -47,10 +50,6 @@ DEFINE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 _PATH_COMPONENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}$")
 _MAX_DEPTH = 8
-
-
-class InvalidRequest(ValueError):
-    """A request field breaks the rules; the message names the field."""
 
 
 @dataclass(frozen=True)
