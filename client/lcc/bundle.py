@@ -18,13 +18,13 @@ error: the service would refuse it, and the bundle would not be self-contained.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import posixpath
 import re
 from dataclasses import dataclass, field
+
+from lcc_toolchain.digest import bundle_digest
 
 from .errors import LccError
 
@@ -68,11 +68,10 @@ class Bundle:
     def digest(self) -> str:
         """sha256 over a canonical JSON form; equal bundles have equal digests.
 
-        The same function as the compile service's ``bundle_digest``.
+        ``lcc_toolchain.digest.bundle_digest``, which the compile service
+        keys its cache with too.
         """
-        blob = json.dumps({"main": self.main, "files": dict(sorted(self.files.items()))},
-                          sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return bundle_digest(self.main, self.files)
 
     def __hash__(self) -> int:
         return hash(self.digest())

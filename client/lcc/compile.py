@@ -10,7 +10,7 @@ Backends, first match wins:
 2. ``server=`` argument: that compile service (:mod:`lcc.remote`);
 3. ``LCC_BACKEND`` (same values as 1.);
 4. ``LCC_SERVER``: that compile service;
-5. the embedded toolchain (``lcc_server.toolchain``) when clang is on PATH;
+5. the embedded toolchain (``lcc_toolchain``) when clang is on PATH;
 6. else :class:`ToolchainMissing`, saying how to get one.
 
 ``docker`` runs the service image on the local Docker engine
@@ -49,11 +49,13 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
+from lcc_toolchain import errors as _tc_errors
+
 from . import kernel as _kernel
 from .bundle import Bundle
 from .cache import ArtifactCache, CacheEntry, cache_key
-from .errors import (BtfError, CacheError, CompileServiceError, Diagnostic, LccError,
-                     ToolchainMissing)
+from .errors import (BtfError, CacheError, CompileError, CompileServiceError, Diagnostic,
+                     LccError, ToolchainMissing)
 
 __all__ = ["BACKENDS", "Artifact", "artifact_key", "build", "choose_backend"]
 
@@ -119,7 +121,9 @@ class _Local:
         try:
             res = tc.compile(bundle, arch=arch, defines=defines)
             tailored = tc.min_core_btf(res.object) if btf else None
-        except ValueError as e:  # lcc_server.validation.InvalidRequest
+        except _tc_errors.ToolchainError as e:
+            raise _from_toolchain(e) from e
+        except ValueError as e:
             raise LccError(str(e)) from None
         except OSError as e:
             raise LccError(f"the local toolchain failed in {self.work_dir}: {e}") from None
@@ -372,11 +376,30 @@ def _sandbox_wanted() -> bool:
     return os.environ.get("LCC_SANDBOX", "1").lower() not in ("0", "false", "no", "off")
 
 
+# The embedded toolchain's errors -> what lcc users see (see lcc.errors).
+_FROM_TOOLCHAIN: dict[type, type[LccError]] = {
+    _tc_errors.ToolMissing: ToolchainMissing,
+    _tc_errors.BtfUnavailable: BtfError,
+    _tc_errors.InvalidRequest: LccError,
+}
+
+
+def _from_toolchain(exc: _tc_errors.ToolchainError) -> LccError:
+    """The lcc error for an error of the embedded toolchain: the same message,
+    hint and (for a failed compile) diagnostics and log; ``LccError`` for any
+    other (e.g. the sandbox could not be set up)."""
+    if isinstance(exc, _tc_errors.CompileFailed):
+        return CompileError(exc.message, exc.diagnostics, exc.log, hint=exc.hint)
+    cls = next((mine for theirs, mine in _FROM_TOOLCHAIN.items() if isinstance(exc, theirs)),
+               LccError)
+    return cls(exc.message, hint=exc.hint)
+
+
 @functools.lru_cache(maxsize=4)
 def _toolchain(work_dir: str):
     """The embedded toolchain for ``work_dir`` (one per process)."""
     try:
-        from lcc_server.toolchain import Toolchain
+        from lcc_toolchain.toolchain import Toolchain
     except ImportError as e:  # pragma: no cover - packaging problem
         raise ToolchainMissing(f"the embedded toolchain is unavailable: {e}") from None
     return Toolchain(clang=os.environ.get("LCC_CLANG") or "clang",
@@ -386,10 +409,14 @@ def _toolchain(work_dir: str):
 
 def _fingerprint() -> list:
     """Cheap stand-in for the toolchain identity: paths and stats of what it hashes."""
-    from lcc_server.toolchain import include_dir
+    try:
+        from lcc_toolchain.toolchain import include_dir
+        lbc_h = str(include_dir() / "lbc.h")
+    except _tc_errors.ToolchainError as e:
+        raise _from_toolchain(e) from e
     paths = [_find_tool(os.environ.get("LCC_CLANG") or "clang"),
              _find_tool(os.environ.get("LCC_BPFTOOL") or "bpftool"),
-             str(include_dir() / "lbc.h"),
+             lbc_h,
              *sorted(str(p) for p in Path("/usr/include/bpf").glob("*.h"))]
     out = []
     for p in paths:
@@ -420,7 +447,10 @@ def _local_identity(work_dir: str) -> dict:
         if saved["fingerprint"] == fp:
             _identity_memo[work_dir] = (fp, saved["identity"])
             return saved["identity"]
-    identity = _toolchain(work_dir).identity()
+    try:
+        identity = _toolchain(work_dir).identity()
+    except _tc_errors.ToolchainError as e:
+        raise _from_toolchain(e) from e
     _identity_memo[work_dir] = (fp, identity)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)

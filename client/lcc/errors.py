@@ -17,7 +17,8 @@ The hierarchy::
           └── ProgramLoadError   the verifier (or libbpf) rejected a program (.verifier_log)
 
 Every message is one sentence that says what failed; ``hint`` says what to
-do next and is appended to ``str()``.
+do next and is appended to ``str()``.  ``Diagnostic`` (one compiler message)
+is ``lcc_toolchain.errors.Diagnostic``, re-exported here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from ._record import Record
+from lcc_toolchain.errors import Diagnostic  # one class, shared with the compile service
 
 __all__ = [
     "AttachPointMissing",
@@ -62,36 +63,6 @@ class LccError(Exception):
         if self.hint:
             return f"{self.message} ({self.hint})"
         return self.message
-
-
-class Diagnostic(Record):
-    """One compiler message, with the path relative to the source bundle.
-
-    Read-only; equal to another with the same fields.
-    """
-
-    __slots__ = ("file", "line", "column", "severity", "message")
-    _by_value = True
-
-    def __init__(self, file: str, line: int, column: int, severity: str, message: str) -> None:
-        # severity: "error", "warning", "note", "fatal error"
-        self._set(file=file, line=line, column=column, severity=severity, message=message)
-
-    def to_dict(self) -> dict:
-        return dict(zip(self._fields, self._values()))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Diagnostic":
-        return cls(
-            file=str(d.get("file", "")),
-            line=int(d.get("line", 0)),
-            column=int(d.get("column", 0)),
-            severity=str(d.get("severity", "error")),
-            message=str(d.get("message", "")),
-        )
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
 
 
 class CompileError(LccError):

@@ -1,16 +1,17 @@
 """lcc compile service: compiles BPF C bundles into CO-RE objects over HTTP.
 
-Modules, one concept each:
+Compiling itself (clang, bpftool, the sandbox, vmlinux.h and PCH caches,
+request validation) is ``lcc_toolchain``, shared with the lcc client's local
+backend; this package imports it and never ``lcc``.  Modules, one concept each:
 
-- ``toolchain``: clang/bpftool, vmlinux.h and PCH caches (also used embedded
-  by the lcc client); ``sandbox`` + ``sandbox_exec`` + ``landlock``: how
-  tools are confined; ``validation``: what a request may contain;
-- ``app``: ``create_app(settings)``, the FastAPI application; ``service``:
-  caching, single-flight, concurrency; ``btf_store``, ``artifacts``: on-disk
-  stores; ``metrics``; ``settings``; ``server.serve()``: run with uvicorn.
+- ``app``: ``create_app(settings)``, the FastAPI application, which maps
+  ``lcc_toolchain.errors`` to HTTP replies; ``service``: caching,
+  single-flight, concurrency; ``btf_store``, ``artifacts``: on-disk stores;
+  ``models``: request and reply bodies; ``guard``: token and size checks;
+  ``metrics``; ``settings``; ``singleflight``; ``server.serve()``: run with
+  uvicorn.
 
-Importing this package is cheap and imports no web framework: the sandbox
-trampoline imports it before every compile.
+Importing this package is cheap and imports no web framework.
 """
 
 __all__ = ["create_app", "serve"]

@@ -17,7 +17,11 @@ Routes (OpenAPI at ``/docs``; models in ``lcc_server.models``)::
 
 Status codes: 400 invalid request, 401 no/wrong token, 404 unknown
 kernel/artifact, 409 BTF conflict, 413 too large, 422 compiler error,
-503 busy or no toolchain.  A compiler failure is never a 500.
+503 busy or no toolchain.  A compiler failure is never a 500.  The
+toolchain's errors (``lcc_toolchain.errors``) answer: ``InvalidRequest`` 400,
+``CompileFailed`` 422 ``compile`` (with diagnostics and log),
+``BtfUnavailable`` 422 ``btf``, ``ToolMissing`` 503 ``toolchain_missing``,
+any other ``ToolchainError`` 503 ``unavailable``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lcc.errors import BtfError, CompileError, LccError, ToolchainMissing
 from lcc_server.artifacts import Artifact, ArtifactStore
 from lcc_server.btf_store import BtfConflict, BtfStore
 from lcc_server.guard import RequestGuard
@@ -41,8 +44,10 @@ from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, Compile
                                CompileResponse, ErrorBody)
 from lcc_server.service import BtfMissing, Busy, CompileService
 from lcc_server.settings import Settings
-from lcc_server.toolchain import Toolchain
-from lcc_server.validation import InvalidRequest, check_arch, check_digest, check_release
+from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, InvalidRequest, ToolchainError,
+                                  ToolMissing)
+from lcc_toolchain.toolchain import Toolchain
+from lcc_toolchain.validation import check_arch, check_digest, check_release
 
 __all__ = ["create_app"]
 
@@ -56,9 +61,9 @@ _PLAIN_ERRORS = {
     InvalidRequest: (400, "invalid_request", None),
     BtfMissing: (404, "btf_missing", None),
     BtfConflict: (409, "conflict", None),
-    BtfError: (422, "btf", None),
+    BtfUnavailable: (422, "btf", None),
     Busy: (503, "busy", {"Retry-After": "1"}),
-    ToolchainMissing: (503, "toolchain_missing", None),
+    ToolMissing: (503, "toolchain_missing", None),
 }
 
 
@@ -144,14 +149,14 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
                 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, name, str(exc.detail), getattr(exc, "headers", None))
 
-    @app.exception_handler(CompileError)
-    async def _compile_error(request: Request, exc: CompileError):
+    @app.exception_handler(CompileFailed)
+    async def _compile_error(request: Request, exc: CompileFailed):
         return JSONResponse({"error": "compile", "detail": exc.message,
                              "diagnostics": [d.to_dict() for d in exc.diagnostics],
                              "log": exc.log}, status_code=422)
 
-    @app.exception_handler(LccError)
-    async def _lcc_error(request: Request, exc: LccError):
+    @app.exception_handler(ToolchainError)
+    async def _toolchain_error(request: Request, exc: ToolchainError):
         log.error("compile service failure: %s", exc)
         return _error(503, "unavailable", str(exc))
 
@@ -217,7 +222,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         data = await request.body()
         try:
             entry, created = await service.put_btf(arch, release, data, replace)
-        except BtfError as exc:  # bpftool cannot read the upload: the client's fault
+        except BtfUnavailable as exc:  # bpftool cannot read the upload: the client's fault
             raise InvalidRequest(str(exc)) from None
         return JSONResponse(entry, status_code=201 if created else 200)
 

@@ -34,9 +34,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lcc.errors import Diagnostic
-from lcc_server.atomic import write_atomic
-from lcc_server.validation import DIGEST_RE
+from lcc_toolchain.atomic import write_atomic
+from lcc_toolchain.errors import Diagnostic
+from lcc_toolchain.validation import DIGEST_RE
 
 __all__ = ["Artifact", "ArtifactStore"]
 
@@ -89,7 +89,7 @@ class ArtifactStore:
                 self._mem_bytes -= len(old.object)
 
     def _obj(self, digest: str) -> Path:
-        if not DIGEST_RE.match(digest):
+        if not DIGEST_RE.fullmatch(digest):
             raise ValueError(f"bad digest {digest[:70]!r}")
         return self.root / "objects" / f"{digest}.o"
 
@@ -152,7 +152,7 @@ class ArtifactStore:
                 digest = (self.root / "keys" / key).read_text().strip()
             except OSError:
                 return None
-        return self.get(digest) if DIGEST_RE.match(digest) else None
+        return self.get(digest) if DIGEST_RE.fullmatch(digest) else None
 
     def put_btf(self, digest: str, btf_sha: str, data: bytes) -> None:
         self._obj(digest)
@@ -182,7 +182,7 @@ class ArtifactStore:
         for sub, pattern in (("objects", "*.o"), ("objects", "*.json"), ("btf", "*")):
             for path in (self.root / sub).glob(pattern):
                 digest = path.name.split(".", 1)[0].split("-", 1)[0]
-                if not DIGEST_RE.match(digest):
+                if not DIGEST_RE.fullmatch(digest):
                     continue
                 try:
                     st = path.stat()

@@ -7,7 +7,7 @@ raw BTF (what ``/sys/kernel/btf/vmlinux`` holds): ``check_btf`` checks the
 header (magic 0xeB9F in either byte order, version 1, sections inside the
 blob); the service then has bpftool read it before keeping it.
 
-Arch and release are checked by ``lcc_server.validation`` before any path is
+Arch and release are checked by ``lcc_toolchain.validation`` before any path is
 built, and the final path is checked to lie under the root.
 """
 
@@ -18,8 +18,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from lcc_server.atomic import write_atomic
-from lcc_server.validation import InvalidRequest, check_arch, check_release
+from lcc_toolchain.atomic import write_atomic
+from lcc_toolchain.validation import InvalidRequest, check_arch, check_release
 
 __all__ = ["BtfConflict", "BtfEntry", "BtfStore", "check_btf"]
 

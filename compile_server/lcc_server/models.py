@@ -2,7 +2,7 @@
 
 Requests are strict: wrong JSON types are rejected rather than coerced,
 unknown fields are rejected (there is no way to pass compiler flags), and
-patterns come from ``lcc_server.validation``.  Size caps, which depend on the
+patterns come from ``lcc_toolchain.validation``.  Size caps, which depend on the
 settings, are checked by the endpoint with ``validation.check_bundle``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
-from lcc_server import validation
+from lcc_toolchain import validation
 
 __all__ = ["BtfEntryModel", "BtfList", "BundleModel", "CompileRequest", "CompileResponse",
            "CompileErrorBody", "DiagnosticModel", "ErrorBody"]

@@ -27,16 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lcc.errors import BtfError, CompileError, LccError
-from lcc_server import objinfo
 from lcc_server.artifacts import Artifact, ArtifactStore
 from lcc_server.btf_store import BtfEntry, BtfStore
 from lcc_server.metrics import Metrics
 from lcc_server.models import CompileRequest
 from lcc_server.settings import Settings
 from lcc_server.singleflight import SingleFlight
-from lcc_server.toolchain import Toolchain, bundle_digest
-from lcc_server.validation import ARCHES, check_bundle
+from lcc_toolchain import objinfo
+from lcc_toolchain.digest import bundle_digest
+from lcc_toolchain.errors import BtfUnavailable, CompileFailed, ToolchainError
+from lcc_toolchain.toolchain import Toolchain
+from lcc_toolchain.validation import ARCHES, check_bundle
 
 __all__ = ["BtfMissing", "Busy", "CompileService", "Outcome"]
 
@@ -152,14 +153,14 @@ class CompileService:
                       replace: bool) -> tuple[dict, bool]:
         """Store an upload once bpftool has read it; returns (listing entry, created).
 
-        Raises ``InvalidRequest``, ``BtfConflict``, ``BtfError`` (bpftool
+        Raises ``InvalidRequest``, ``BtfConflict``, ``BtfUnavailable`` (bpftool
         could not read it; nothing is kept).
         """
         entry, created = await self._blocking(
             lambda: self.btf_store.put(arch, release, data, replace=replace))
         try:
             await self._in_slot(self.toolchain.vmlinux_h, entry.path)
-        except BtfError:
+        except BtfUnavailable:
             if created:
                 self.btf_store.remove(arch, release)
             raise
@@ -174,8 +175,9 @@ class CompileService:
     # -- compiling ----------------------------------------------------------
 
     async def compile(self, req: CompileRequest) -> Outcome:
-        """Raises ``InvalidRequest``, ``BtfMissing``, ``Busy``, ``CompileError``,
-        ``BtfError``, ``ToolchainMissing``, ``LccError``."""
+        """Raises ``InvalidRequest``, ``BtfMissing``, ``Busy``, ``CompileFailed``,
+        ``BtfUnavailable``, ``ToolMissing``, ``ToolchainError``
+        (``lcc_toolchain.errors``)."""
         bundle = req.bundle
         check_bundle(bundle.main, bundle.files, self.settings.caps)
         arch = req.arch or self.default_arch
@@ -208,7 +210,7 @@ class CompileService:
             try:
                 result = self.toolchain.compile(bundle, arch=arch, defines=defines,
                                                 btf_path=btf_path)
-            except CompileError:
+            except CompileFailed:
                 self.metrics.compiles.labels("error", "-").inc()
                 raise
             self.metrics.compile_seconds.observe(time.perf_counter() - started)
@@ -248,7 +250,7 @@ def _log_warm_result(fut: asyncio.Future) -> None:
     if fut.cancelled():
         return
     exc = fut.exception()
-    if isinstance(exc, LccError):
+    if isinstance(exc, ToolchainError):
         log.warning("could not prepare headers for the host kernel: %s", exc)
     elif exc is not None:
         log.error("preparing headers for the host kernel failed", exc_info=exc)

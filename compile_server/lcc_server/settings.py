@@ -39,8 +39,8 @@ from pathlib import Path
 
 import platformdirs
 
-from lcc_server.sandbox import Limits
-from lcc_server.validation import Caps
+from lcc_toolchain.sandbox import Limits
+from lcc_toolchain.validation import Caps
 
 __all__ = ["DEFAULT_PORT", "Settings"]
 

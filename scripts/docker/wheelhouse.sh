@@ -7,7 +7,7 @@
 # Output, in $LCC_WHEELHOUSE (default .wheelhouse/ at the repo root, the build context
 # the Dockerfile copies from):
 #   deps/  wheels of lcc[server]'s dependencies (their own layer: changes rarely)
-#   lcc/   the lcc wheel built from this checkout (lbc.h inside as lcc_server/include)
+#   lcc/   the lcc wheel built from this checkout (lbc.h inside as lcc_toolchain/include)
 # Uses $PYTHON (default: python3) with pip; its version must be the image's
 # (bookworm's $LCC_IMAGE_PYTHON) so compiled wheels such as pydantic-core fit.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -40,10 +40,10 @@ fi
 mkdir -p "$stage/deps" "$stage/lcc"
 mv "$stage"/all/lcc-*.whl "$stage/lcc/"
 mv "$stage"/all/*.whl "$stage/deps/" 2>/dev/null || true
-"$PYTHON" - "$stage/lcc" <<'PY' || die "the lcc wheel lacks lcc_server/include/lbc.h (see pyproject.toml force-include)"
+"$PYTHON" - "$stage/lcc" <<'PY' || die "the lcc wheel lacks lcc_toolchain/include/lbc.h (see pyproject.toml force-include)"
 import sys, zipfile, pathlib
 whl = next(pathlib.Path(sys.argv[1]).glob("lcc-*.whl"))
-sys.exit(0 if "lcc_server/include/lbc.h" in zipfile.ZipFile(whl).namelist() else 1)
+sys.exit(0 if "lcc_toolchain/include/lbc.h" in zipfile.ZipFile(whl).namelist() else 1)
 PY
 
 mkdir -p "$LCC_WHEELHOUSE"

@@ -143,15 +143,28 @@ def test_from_string_gathers_from_base_dir(tmp_path):
     assert alone.files == {"probe.bpf.c": '#include "ev.h"\n'}
 
 
-def test_digest_is_canonical_and_matches_the_service():
-    from lcc_server.toolchain import bundle_digest
-
+def test_digest_is_canonical():
     a = Bundle("m.bpf.c", {"m.bpf.c": "x", "h.h": "y"})
     b = Bundle("m.bpf.c", {"h.h": "y", "m.bpf.c": "x"})
 
-    assert a.digest() == b.digest() == bundle_digest("m.bpf.c", {"m.bpf.c": "x", "h.h": "y"})
+    assert a.digest() == b.digest()
     assert hash(a) == hash(b)
     assert Bundle.from_dict(a.to_dict()) == a
+
+
+def test_client_and_service_agree_on_the_digest():
+    """Both sides key their caches with it: the value is pinned, so that a
+    change of either (or of the shared function) shows up here."""
+    pytest.importorskip("fastapi")
+    from lcc_server import service
+    from lcc_toolchain.digest import bundle_digest
+
+    b = Bundle("tool.bpf.c", {"tool.bpf.c": '#include "tool.h"\n// größe µs\n',
+                              "tool.h": "struct ev { int x; };\n", "inc/bits.bpf.h": ""})
+    pinned = "5b534d41a08c8402de54ce8aa9ab1a7c0d9f763fc1bb29f8950d49df67da092a"
+
+    assert b.digest() == service.bundle_digest(b.main, b.files) == pinned
+    assert service.bundle_digest is bundle_digest
 
 
 @pytest.mark.parametrize("other", [

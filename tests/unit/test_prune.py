@@ -1,4 +1,4 @@
-"""Cutting vmlinux.h down to a program's types (lcc_server.prune), on a small
+"""Cutting vmlinux.h down to a program's types (lcc_toolchain.prune), on a small
 header laid out as bpftool writes it.  No clang needed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from lcc_server.prune import Cutter, FixedHeaders, VmlinuxIndex, identifiers, usable
+from lcc_toolchain.prune import Cutter, FixedHeaders, VmlinuxIndex, identifiers, usable
 
 VMLINUX_H = """\
 #ifndef __VMLINUX_H__

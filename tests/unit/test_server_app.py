@@ -16,12 +16,13 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from lcc.errors import CompileError, Diagnostic  # noqa: E402
 from lcc_server.app import create_app  # noqa: E402
 from lcc_server.btf_store import BtfStore  # noqa: E402
 from lcc_server.settings import Settings  # noqa: E402
-from lcc_server.toolchain import CompileResult  # noqa: E402
-from lcc_server.validation import Caps  # noqa: E402
+from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, Diagnostic,  # noqa: E402
+                                  ToolchainError, ToolMissing)
+from lcc_toolchain.toolchain import CompileResult  # noqa: E402
+from lcc_toolchain.validation import Caps  # noqa: E402
 
 FAKE_BTF = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, 1) + b"\0"
 
@@ -63,10 +64,12 @@ class FakeToolchain:
             self.calls += 1
         time.sleep(self.delay)
         text = bundle.files[bundle.main]
+        if text in RAISES:
+            raise RAISES[text]
         if "FAIL" in text:
-            raise CompileError("clang could not compile the program",
-                               [Diagnostic(bundle.main, 2, 5, "error", "FAIL found")],
-                               f"{bundle.main}:2:5: error: FAIL found\n")
+            raise CompileFailed("clang could not compile the program",
+                                [Diagnostic(bundle.main, 2, 5, "error", "FAIL found")],
+                                f"{bundle.main}:2:5: error: FAIL found\n")
         obj = _elf(repr((text, sorted(defines.items()), arch)).encode())
         return CompileResult(object=obj, digest=hashlib.sha256(obj).hexdigest(),
                              toolchain=self.identity())
@@ -142,6 +145,29 @@ def test_compile_error_is_422(make_app):
     assert r.json()["error"] == "compile"
     assert r.json()["diagnostics"] == [{"file": "a.bpf.c", "line": 2, "column": 5,
                                         "severity": "error", "message": "FAIL found"}]
+
+
+RAISES = {
+    "no clang": ToolMissing("clang (clang) was not found on PATH"),
+    "bad btf": BtfUnavailable("bpftool could not turn the BTF into vmlinux.h: bad magic",
+                              hint="upload the kernel's /sys/kernel/btf/vmlinux unchanged"),
+    "no sandbox": ToolchainError("the compiler sandbox could not be set up: EPERM",
+                                 hint="disable the sandbox"),
+}
+
+
+@pytest.mark.parametrize("text, status, error", [
+    ("no clang", 503, "toolchain_missing"),
+    ("bad btf", 422, "btf"),
+    ("no sandbox", 503, "unavailable"),
+])
+def test_toolchain_errors_become_replies(make_app, text, status, error):
+    app, _ = make_app()
+    (r,) = run(app, [("POST", "/v1/compile", body(text))])
+
+    assert r.status_code == status
+    assert r.json() == {"error": error, "detail": str(RAISES[text])}
+    assert "(" in r.json()["detail"]  # the hint is part of the detail
 
 
 def test_tailored_btf(make_app):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lcc_server import diagnostics, validation
 from lcc_server.btf_store import BtfConflict, BtfStore, check_btf
-from lcc_server.pch import Pch, _parse_depfile, reason_not_applicable
-from lcc_server.sandbox_exec import decode_policy, encode_policy
 from lcc_server.settings import Settings
-from lcc_server.validation import InvalidRequest
+from lcc_toolchain import diagnostics, validation
+from lcc_toolchain.pch import Pch, _parse_depfile, reason_not_applicable
+from lcc_toolchain.sandbox_exec import decode_policy, encode_policy
+from lcc_toolchain.validation import InvalidRequest
 
 
 # -- validation -----------------------------------------------------------------
@@ -25,7 +25,7 @@ def test_good_releases(release):
 
 
 @pytest.mark.parametrize("release", ["", ".", "..", "../x", "a/b", ".hidden", "a b", "a\nb",
-                                     "a" * 129, "ü", 5, None])
+                                     "6.1.0\n", "a" * 129, "ü", 5, None])
 def test_bad_releases(release):
     with pytest.raises(InvalidRequest):
         validation.check_release(release)
@@ -44,7 +44,8 @@ def test_good_bundle_paths(path):
 
 
 @pytest.mark.parametrize("path", ["", "/etc/passwd", "../x.h", "a/../b.h", "./a.h", "a//b.h", "a/",
-                                  ".h", "a\\b.h", "a/b/c/d/e/f/g/h/i.h", "a:b.h", "x" * 200])
+                                  ".h", "a\\b.h", "a/b/c/d/e/f/g/h/i.h", "a:b.h", "x" * 200,
+                                  "a.h\n", "inc\n/a.h"])
 def test_bad_bundle_paths(path):
     with pytest.raises(InvalidRequest):
         validation.check_path(path)
@@ -81,9 +82,31 @@ def test_bundle_caps():
 def test_defines():
     assert validation.check_defines({"A": "1", "_B2": None}) == {"A": "1", "_B2": None}
     for bad in ({"1A": "1"}, {"A-B": "1"}, {"A": "1\n2"}, {"A": "x\r"}, {"A": "\x00"},
-                {"A": 1}, {"A" * 65: "1"}, {"-fplugin": None}):
+                {"A": 1}, {"A" * 65: "1"}, {"-fplugin": None}, {"A\n": "1"}):
         with pytest.raises(InvalidRequest):
             validation.check_defines(bad)
+
+
+def test_check_define_is_the_rule_for_one_define():
+    validation.check_define("A" * 64, None)
+    validation.check_define("_x1", "1 + 2")
+    assert validation.DEFINE_NAME_RE.fullmatch("NAME")
+    assert not validation.DEFINE_NAME_RE.fullmatch("NAME\n")
+    with pytest.raises(InvalidRequest, match="define name"):
+        validation.check_define("A\n", "1")
+    with pytest.raises(InvalidRequest, match="longer than 4"):
+        validation.check_define("A", "12345", validation.Caps(max_define_value=4))
+
+
+@pytest.mark.parametrize("digest", ["a" * 64, "0123456789abcdef" * 4])
+def test_good_digests(digest):
+    assert validation.check_digest(digest) == digest
+
+
+@pytest.mark.parametrize("digest", ["a" * 63, "A" * 64, "a" * 64 + "\n", "g" * 64, None])
+def test_bad_digests(digest):
+    with pytest.raises(InvalidRequest):
+        validation.check_digest(digest)
 
 
 def test_define_args_are_single_sorted_arguments():

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from lcc.errors import CompileError, ToolchainMissing
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from lcc_server import landlock, objinfo, prune
-from lcc_server.sandbox import Limits
-from lcc_server.toolchain import Toolchain, include_dir
+from lcc_toolchain import landlock, objinfo, prune
+from lcc_toolchain.errors import CompileFailed, ToolMissing
+from lcc_toolchain.sandbox import Limits
+from lcc_toolchain.toolchain import Toolchain, include_dir
 from servertools import HELLO, toolchain_missing
 
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
@@ -148,7 +148,7 @@ def test_object_does_not_depend_on_work_dir(tc, tmp_path):
 def test_compile_error_has_bundle_relative_diagnostics(tc):
     bundle = B("bad.bpf.c", {"bad.bpf.c": '#include "lbc.h"\n#include "inc/bad.h"\n',
                              "inc/bad.h": "int f(void) { return nope; }\n"})
-    with pytest.raises(CompileError) as err:
+    with pytest.raises(CompileFailed) as err:
         tc.compile(bundle)
 
     first = err.value.diagnostics[0]
@@ -159,7 +159,7 @@ def test_compile_error_has_bundle_relative_diagnostics(tc):
 
 
 def test_error_inside_lbc_h_is_named_lbc_h(tc):
-    with pytest.raises(CompileError) as err:
+    with pytest.raises(CompileFailed) as err:
         tc.compile(B("x.bpf.c", {"x.bpf.c": "#define lbc_log2 123\n#include \"lbc.h\"\n"}))
     files = {d.file for d in err.value.diagnostics}
     assert "lbc.h" in files
@@ -168,7 +168,7 @@ def test_error_inside_lbc_h_is_named_lbc_h(tc):
 
 @pytest.mark.skipif(landlock.abi_version() < 1, reason="this kernel has no Landlock")
 def test_compiler_cannot_read_outside_its_roots(tc):
-    with pytest.raises(CompileError) as err:
+    with pytest.raises(CompileFailed) as err:
         tc.compile(B("x.bpf.c", {"x.bpf.c": '#include "/etc/passwd"\n'}))
     assert "Permission denied" in err.value.diagnostics[0].message
     assert "root:" not in err.value.log
@@ -179,7 +179,7 @@ def test_cpu_limit_stops_a_macro_bomb(tmp_path):
     bomb = ("#define A0 x x x x\n"
             + "".join(f"#define A{i} A{i - 1} A{i - 1} A{i - 1} A{i - 1}\n" for i in range(1, 16))
             + "int y = A15;\n")
-    with pytest.raises(CompileError) as err:
+    with pytest.raises(CompileFailed) as err:
         tight.compile(B("x.bpf.c", {"x.bpf.c": bomb}))
     assert "CPU time limit" in str(err.value)
 
@@ -214,8 +214,8 @@ def test_include_dir_holds_lbc_h():
     assert (include_dir() / "lbc.h").is_file()
 
 
-def test_missing_clang_is_toolchain_missing(tmp_path):
-    with pytest.raises(ToolchainMissing):
+def test_missing_clang_is_tool_missing(tmp_path):
+    with pytest.raises(ToolMissing):
         Toolchain(clang="no-such-clang-lcc", work_dir=tmp_path).compile(
             B("x.bpf.c", {"x.bpf.c": HELLO}))
 
@@ -289,9 +289,9 @@ def test_error_in_the_program_is_reported_from_the_whole_header(tc, whole):
     bundle = B("bad.bpf.c", {"bad.bpf.c": '#include "lbc.h"\nint f(struct sock *sk) '
                                          '{ return sk->no_such_member; }\n'})
 
-    with pytest.raises(CompileError) as cut_err:
+    with pytest.raises(CompileFailed) as cut_err:
         tc.compile(bundle)
-    with pytest.raises(CompileError) as whole_err:
+    with pytest.raises(CompileFailed) as whole_err:
         whole.compile(bundle)
 
     assert cut_err.value.diagnostics == whole_err.value.diagnostics

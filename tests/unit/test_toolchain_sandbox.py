@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lcc_server import landlock
-from lcc_server.sandbox import Limits, Sandbox
+from lcc_toolchain import landlock
+from lcc_toolchain.sandbox import Limits, Sandbox
 
 needs_landlock = pytest.mark.skipif(landlock.abi_version() < 1,
                                     reason="this kernel has no Landlock")

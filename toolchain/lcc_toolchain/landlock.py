@@ -21,7 +21,7 @@ import os
 import stat
 import struct
 
-from lcc_server import _syscalls
+from lcc_toolchain import _syscalls
 
 __all__ = ["LandlockUnavailable", "abi_version", "restrict"]
 

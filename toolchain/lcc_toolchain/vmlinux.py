@@ -20,9 +20,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from lcc.errors import BtfError
-from lcc_server.locks import KeyedLocks
-from lcc_server.sandbox import Sandbox
+from lcc_toolchain.errors import BtfUnavailable
+from lcc_toolchain.locks import KeyedLocks
+from lcc_toolchain.sandbox import Sandbox
 
 __all__ = ["BtfDigests", "VmlinuxCache", "file_sha256"]
 
@@ -43,11 +43,11 @@ class BtfDigests:
         self._memo: dict[str, tuple[tuple, str]] = {}
 
     def sha256(self, path: Path) -> str:
-        """Raises ``BtfError`` when the file cannot be read."""
+        """Raises ``BtfUnavailable`` when the file cannot be read."""
         try:
             st = os.stat(path)
         except OSError as exc:
-            raise BtfError(f"BTF file {path.name} cannot be read: {exc.strerror}") from None
+            raise BtfUnavailable(f"BTF file {path.name} cannot be read: {exc.strerror}") from None
         ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
             hit = self._memo.get(str(path))
@@ -65,7 +65,7 @@ class VmlinuxCache:
     def __init__(self, root: Path, sandbox: Sandbox, bpftool: Callable[[], str]) -> None:
         self.root = Path(root)
         self._sandbox = sandbox
-        self._bpftool = bpftool  # resolves lazily: raises ToolchainMissing
+        self._bpftool = bpftool  # resolves lazily: raises ToolMissing
         self._locks = KeyedLocks()
 
     def path(self, sha: str) -> Path:
@@ -74,7 +74,7 @@ class VmlinuxCache:
     def get(self, btf_path: Path, sha: str) -> Path:
         """Directory holding vmlinux.h for the BTF whose sha256 is ``sha``.
 
-        Raises ``BtfError`` when bpftool cannot read the BTF.
+        Raises ``BtfUnavailable`` when bpftool cannot read the BTF.
         """
         final = self.path(sha)
         if (final / "vmlinux.h").is_file():
@@ -90,8 +90,9 @@ class VmlinuxCache:
                     cwd=tmp, read=[btf_path], write=[tmp], stdout_path=tmp / "vmlinux.h")
                 if not done.ok:
                     why = _failure(done, btf_path)
-                    raise BtfError(f"bpftool could not turn the BTF into vmlinux.h: {why}",
-                                   hint="upload the kernel's /sys/kernel/btf/vmlinux unchanged")
+                    raise BtfUnavailable(
+                        f"bpftool could not turn the BTF into vmlinux.h: {why}",
+                        hint="upload the kernel's /sys/kernel/btf/vmlinux unchanged")
                 try:
                     os.rename(tmp, final)
                 except OSError:

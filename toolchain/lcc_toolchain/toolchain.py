@@ -1,12 +1,13 @@
 """Compile a BPF C bundle into a CO-RE object with clang, safely and fast.
 
 ``Toolchain`` is used by the compile service and, embedded, by the lcc client
-on a machine that has clang.  It owns a work directory holding
+on a machine that has clang; each maps the errors (``lcc_toolchain.errors``)
+to its own.  It owns a work directory holding
 
-- ``vmlinux/<btf sha256>/vmlinux.h``   (``lcc_server.vmlinux``),
+- ``vmlinux/<btf sha256>/vmlinux.h``   (``lcc_toolchain.vmlinux``),
 - ``vmlinux/<btf sha256>/cut-<sha>/vmlinux.h``  the part lbc.h itself needs
-  (``lcc_server.prune``),
-- ``pch/<key>/lbc.pch``                 (``lcc_server.pch``), for either header,
+  (``lcc_toolchain.prune``),
+- ``pch/<key>/lbc.pch``                 (``lcc_toolchain.pch``), for either header,
 - ``tmp/``                              one directory per compile, removed after.
 
 Each compile writes the bundle into a fresh directory and, when the bundle
@@ -19,7 +20,7 @@ compiles against vmlinux.h cut down to the types the program can reach:
 
 If that fails, or the bundle does not allow it, it compiles against the whole
 vmlinux.h (``-I <vmlinux.h dir> [-include-pch lbc.pch]``), whose diagnostics
-are the ones reported.  clang runs in the sandbox (``lcc_server.sandbox``).
+are the ones reported.  clang runs in the sandbox (``lcc_toolchain.sandbox``).
 Server directories are mapped to fixed names in the object's debug info
 (``-ffile-prefix-map``) and scrubbed from diagnostics, so the object depends
 only on the inputs and the toolchain identity, and no reply names a server
@@ -40,18 +41,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lcc.errors import BtfError, CompileError, Diagnostic, LccError, ToolchainMissing
-from lcc_server import diagnostics, prune
-from lcc_server.atomic import write_atomic
-from lcc_server.pch import Pch, PchCache, reason_headers_differ, reason_not_applicable, refused
-from lcc_server.sandbox import Limits, Sandbox, SandboxError
-from lcc_server.validation import (ARCHES, BIG_ENDIAN_ARCHES, Caps, check_arch, check_bundle,
-                                   check_defines, define_args)
-from lcc_server.vmlinux import BtfDigests, VmlinuxCache
+from lcc_toolchain import diagnostics, prune
+from lcc_toolchain.atomic import write_atomic
+from lcc_toolchain.digest import bundle_digest
+from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, Diagnostic, ToolchainError,
+                                  ToolMissing)
+from lcc_toolchain.pch import Pch, PchCache, reason_headers_differ, reason_not_applicable, refused
+from lcc_toolchain.sandbox import Limits, Sandbox, SandboxError
+from lcc_toolchain.validation import (ARCHES, BIG_ENDIAN_ARCHES, Caps, check_arch, check_bundle,
+                                      check_defines, define_args)
+from lcc_toolchain.vmlinux import BtfDigests, VmlinuxCache
 
 __all__ = ["ARCHES", "CompileResult", "Toolchain", "bundle_digest", "include_dir"]
 
-log = logging.getLogger("lcc_server.toolchain")
+log = logging.getLogger("lcc_toolchain.toolchain")
 
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
 #: Bumped whenever the compile flags change, so caches keyed by identity() turn over.
@@ -61,21 +64,15 @@ _TYPES_H = "vmlinux_types.h"  # a cut's further types, included after lbc.h
 
 
 def include_dir() -> Path:
-    """Directory holding lbc.h: ``lcc_server/include`` in a wheel, else the repo's
-    ``lbc_include``.  Raises ``ToolchainMissing`` when neither exists."""
+    """Directory holding lbc.h: ``lcc_toolchain/include`` in a wheel, else the
+    repo's ``lbc_include`` (this file is ``toolchain/lcc_toolchain/toolchain.py``
+    there).  Raises ``ToolMissing`` when neither exists."""
     here = Path(__file__).resolve().parent
     for cand in (here / "include", here.parent.parent / "lbc_include"):
         if (cand / "lbc.h").is_file():
             return cand
-    raise ToolchainMissing("lbc.h is missing from this lcc installation",
-                           hint="reinstall lcc; the wheel ships it as lcc_server/include/lbc.h")
-
-
-def bundle_digest(main: str, files: Mapping[str, str]) -> str:
-    """sha256 of the canonical JSON of a bundle (main name, sorted files)."""
-    canon = json.dumps({"main": main, "files": dict(sorted(files.items()))},
-                       sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+    raise ToolMissing("lbc.h is missing from this lcc installation",
+                      hint="reinstall lcc; its wheel ships lcc_toolchain/include/lbc.h")
 
 
 @dataclass
@@ -94,7 +91,7 @@ class Toolchain:
     """clang + bpftool behind a sandbox, with vmlinux.h and PCH caches.
 
     Thread-safe: one instance serves concurrent compiles; no global lock.
-    ``sandbox`` is True (confine tools, see ``lcc_server.sandbox``), False
+    ``sandbox`` is True (confine tools, see ``lcc_toolchain.sandbox``), False
     (limits only) or a ready ``Sandbox``.  ``pch=False`` never uses
     precompiled headers; ``cut=False`` always compiles against the whole
     vmlinux.h.
@@ -128,18 +125,18 @@ class Toolchain:
     # -- tools and identity -------------------------------------------------
 
     def clang_path(self) -> str:
-        """Absolute path of clang; raises ``ToolchainMissing``."""
+        """Absolute path of clang; raises ``ToolMissing``."""
         return self._which(self._clang_name, "clang")
 
     def bpftool_path(self) -> str:
-        """Absolute path of bpftool; raises ``ToolchainMissing``."""
+        """Absolute path of bpftool; raises ``ToolMissing``."""
         return self._which(self._bpftool_name, "bpftool")
 
     @staticmethod
     def _which(name: str, what: str) -> str:
         found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
         if not found:
-            raise ToolchainMissing(f"{what} ({name}) was not found on PATH")
+            raise ToolMissing(f"{what} ({name}) was not found on PATH")
         return os.path.abspath(found)
 
     def _version(self, key: str, argv: list[str]) -> str | None:
@@ -180,14 +177,14 @@ class Toolchain:
         """What decides the output besides the inputs: tool versions and header hashes.
 
         ``{"clang", "bpftool", "lbc_h", "libbpf_h", "flags"}``; stable while
-        nothing is upgraded.  Raises ``ToolchainMissing`` without clang.
+        nothing is upgraded.  Raises ``ToolMissing`` without clang.
         """
         clang = self._version("clang", [self.clang_path(), "--version"])
         if clang is None:
-            raise ToolchainMissing(f"{self.clang_path()} --version failed")
+            raise ToolMissing(f"{self.clang_path()} --version failed")
         try:
             bpftool = self._version("bpftool", [self.bpftool_path(), "version"])
-        except ToolchainMissing:
+        except ToolMissing:
             bpftool = None
         bpf_dir = self.libbpf_include / "bpf"
         return {
@@ -201,13 +198,13 @@ class Toolchain:
     # -- BTF and headers ----------------------------------------------------
 
     def btf_sha256(self, btf_path: Path) -> str:
-        """sha256 of a BTF file (memoised); raises ``BtfError`` if unreadable."""
+        """sha256 of a BTF file (memoised); raises ``BtfUnavailable`` if unreadable."""
         return self._btf.sha256(Path(btf_path))
 
     def vmlinux_h(self, btf_path: Path = HOST_BTF) -> Path:
         """vmlinux.h for this BTF, generated once per distinct BTF.
 
-        Raises ``BtfError`` (unreadable BTF) or ``ToolchainMissing`` (no bpftool).
+        Raises ``BtfUnavailable`` (unreadable BTF) or ``ToolMissing`` (no bpftool).
         """
         btf_path = Path(btf_path)
         return self._vmlinux.get(btf_path, self.btf_sha256(btf_path)) / "vmlinux.h"
@@ -305,9 +302,10 @@ class Toolchain:
         """Compile ``bundle`` (``.main`` and ``.files``: relative path -> text).
 
         ``defines`` maps NAME -> value (None for a bare ``-DNAME``).  Raises
-        ``CompileError`` (clang's diagnostics, or a limit hit), ``ValueError``
-        (``validation.InvalidRequest``: bad bundle, arch or define),
-        ``BtfError``, ``ToolchainMissing``.  ``use_pch=False`` forces the plain
+        ``CompileFailed`` (clang's diagnostics, or a limit hit),
+        ``InvalidRequest`` (a ``ValueError``: bad bundle, arch or define),
+        ``BtfUnavailable``, ``ToolMissing``, ``ToolchainError`` (the sandbox
+        could not be set up).  ``use_pch=False`` forces the plain
         path (the result is the same).
         """
         main, files = bundle.main, dict(bundle.files)
@@ -395,9 +393,9 @@ class Toolchain:
         try:
             done = self.sandbox.run(argv, cwd=src, read=read, write=[out])
         except SandboxError as exc:
-            raise LccError(f"the compiler sandbox could not be set up: {exc}",
-                           hint="run on a kernel with Landlock, or disable the sandbox "
-                                "(LCC_SANDBOX=0) on a trusted host") from None
+            raise ToolchainError(f"the compiler sandbox could not be set up: {exc}",
+                                 hint="run on a kernel with Landlock, or disable the sandbox "
+                                      "(LCC_SANDBOX=0) on a trusted host") from None
         scrub = diagnostics.PathScrubber([
             (src, ""), (out, ""), (vmdir, ""), (include_dir(), ""),
             *([(extra.parent, "")] if extra is not None else []),
@@ -409,7 +407,7 @@ class Toolchain:
 
     def min_core_btf(self, obj: bytes, btf_path: Path = HOST_BTF) -> bytes:
         """BTF of ``btf_path`` cut down to the types ``obj`` relocates against
-        (``bpftool gen min_core_btf``).  Raises ``BtfError``, ``ToolchainMissing``."""
+        (``bpftool gen min_core_btf``).  Raises ``BtfUnavailable``, ``ToolMissing``."""
         bpftool = self.bpftool_path()
         btf_path = Path(btf_path)
         tmp_root = self.work_dir / "tmp"
@@ -426,7 +424,7 @@ class Toolchain:
             if not done.ok or not (out / "min.btf").is_file():
                 why = done.exceeded or done.stderr.decode(errors="replace").strip()[-300:]
                 why = why.replace(str(req), "").replace(str(btf_path), btf_path.name)
-                raise BtfError(f"bpftool could not tailor BTF for this object: {why}")
+                raise BtfUnavailable(f"bpftool could not tailor BTF for this object: {why}")
             return (out / "min.btf").read_bytes()
         finally:
             shutil.rmtree(req, ignore_errors=True)
@@ -444,7 +442,7 @@ def _write_bundle(src: Path, files: Mapping[str, str]) -> None:
 
 
 def _compile_error(main: str, returncode: int, log: str, diags: list[Diagnostic],
-                   exceeded: str | None, limits: Limits) -> CompileError:
+                   exceeded: str | None, limits: Limits) -> CompileFailed:
     log = diagnostics.truncate(log)
     if exceeded:
         detail = {"CPU time": f"{limits.cpu_seconds} s",
@@ -452,9 +450,9 @@ def _compile_error(main: str, returncode: int, log: str, diags: list[Diagnostic]
                   "memory": f"{limits.memory_bytes >> 20} MiB",
                   "output size": f"{limits.file_size_bytes >> 20} MiB"}.get(exceeded, "")
         msg = f"compilation stopped: {exceeded} limit ({detail}) exceeded"
-        return CompileError(msg, [*diags, Diagnostic(main, 0, 0, "error", msg)], log,
-                            hint="simplify the program; macro expansion may be exploding")
+        return CompileFailed(msg, [*diags, Diagnostic(main, 0, 0, "error", msg)], log,
+                             hint="simplify the program; macro expansion may be exploding")
     if not any("error" in d.severity for d in diags):
         what = f"signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
         diags = [*diags, Diagnostic(main, 0, 0, "error", f"clang failed ({what})")]
-    return CompileError("clang could not compile the program", diags, log)
+    return CompileFailed("clang could not compile the program", diags, log)

@@ -1,9 +1,12 @@
 """What a compile request may contain, checked without a compiler.
 
-Shared by the HTTP models (``lcc_server.models``) and by ``Toolchain``
-itself, so that a bundle given to the toolchain directly is held to the same
-rules.  Every check raises ``InvalidRequest`` (a ``ValueError``) whose message
-names the offending field and never repeats more than a short prefix of it.
+Shared by the HTTP models (``lcc_server.models``), by ``Toolchain`` itself
+(so that a bundle given to the toolchain directly is held to the same rules)
+and by the lcc client, whose define parser can use ``check_define``.  Every
+check raises ``InvalidRequest`` (``lcc_toolchain.errors``, a ``ValueError``)
+whose message names the offending field and never repeats more than a short
+prefix of it.  Patterns are matched against the whole value
+(``re.fullmatch``), so a trailing newline never slips past ``$``.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from lcc_toolchain.errors import InvalidRequest
+
 __all__ = [
     "ARCHES",
     "BIG_ENDIAN_ARCHES",
     "InvalidRequest",
     "Caps",
+    "DEFINE_NAME_RE",
     "check_arch",
     "check_bundle",
+    "check_define",
     "check_defines",
     "check_digest",
     "check_release",
@@ -43,14 +50,11 @@ ARCHES: dict[str, str] = {
 BIG_ENDIAN_ARCHES = frozenset({"s390x", "ppc64", "mips64"})
 
 RELEASE_RE = re.compile(r"^[A-Za-z0-9._+~-]{1,128}$")
+#: A macro name the service accepts; use with ``fullmatch`` (or ``check_define``).
 DEFINE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 _PATH_COMPONENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}$")
 _MAX_DEPTH = 8
-
-
-class InvalidRequest(ValueError):
-    """A request field breaks the rules; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ def _short(value: object, limit: int = 40) -> str:
 
 def check_release(release: str) -> str:
     """A kernel release usable as a file name: no separators, not '.' or '..'."""
-    if not isinstance(release, str) or not RELEASE_RE.match(release) or release.startswith("."):
+    if (not isinstance(release, str) or not RELEASE_RE.fullmatch(release)
+            or release.startswith(".")):
         raise InvalidRequest(f"kernel release {_short(release)} must match "
                              f"{RELEASE_RE.pattern} and not start with '.'")
     return release
@@ -84,7 +89,7 @@ def check_arch(arch: str) -> str:
 
 
 def check_digest(digest: str) -> str:
-    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+    if not isinstance(digest, str) or not DIGEST_RE.fullmatch(digest):
         raise InvalidRequest(f"digest {_short(digest)} must be 64 lower-case hex digits")
     return digest
 
@@ -94,7 +99,7 @@ def check_path(path: str) -> str:
     if not isinstance(path, str) or not path:
         raise InvalidRequest("bundle paths must be non-empty strings")
     parts = path.split("/")
-    if len(parts) > _MAX_DEPTH or not all(_PATH_COMPONENT_RE.match(p) for p in parts):
+    if len(parts) > _MAX_DEPTH or not all(_PATH_COMPONENT_RE.fullmatch(p) for p in parts):
         raise InvalidRequest(f"bundle path {_short(path)} must be relative, at most "
                              f"{_MAX_DEPTH} levels, each part matching "
                              f"{_PATH_COMPONENT_RE.pattern} (no '/', '..' or '.' parts)")
@@ -145,23 +150,31 @@ def check_bundle(main: str, files: Mapping[str, str], caps: Caps | None = None) 
                              "a directory")
 
 
+def check_define(name: str, value: str | None, caps: Caps | None = None) -> None:
+    """One macro definition: ``name`` matches ``DEFINE_NAME_RE``; ``value`` is
+    None (a bare ``-DNAME``) or one line of text without NUL, within ``caps``."""
+    caps = caps or Caps()
+    if not isinstance(name, str) or not DEFINE_NAME_RE.fullmatch(name):
+        raise InvalidRequest(f"define name {_short(name)} must match {DEFINE_NAME_RE.pattern}")
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise InvalidRequest(f"define {name} must have a string value or null")
+    if any(c in value for c in "\n\r\x00"):
+        raise InvalidRequest(f"define {name} value must be one line without NUL")
+    if len(value) > caps.max_define_value:
+        raise InvalidRequest(f"define {name} value is longer than {caps.max_define_value}")
+
+
 def check_defines(defines: Mapping[str, str | None] | None, caps: Caps | None = None) -> dict:
-    """Macro definitions: names by pattern, values one line without NUL."""
+    """Macro definitions (NAME -> value or None), each as ``check_define``
+    says, at most ``caps.max_defines``; returns them as a new dict."""
     caps = caps or Caps()
     defines = dict(defines or {})
     if len(defines) > caps.max_defines:
         raise InvalidRequest(f"{len(defines)} defines given, at most {caps.max_defines} allowed")
     for name, value in defines.items():
-        if not isinstance(name, str) or not DEFINE_NAME_RE.match(name):
-            raise InvalidRequest(f"define name {_short(name)} must match {DEFINE_NAME_RE.pattern}")
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise InvalidRequest(f"define {name} must have a string value or null")
-        if any(c in value for c in "\n\r\x00"):
-            raise InvalidRequest(f"define {name} value must be one line without NUL")
-        if len(value) > caps.max_define_value:
-            raise InvalidRequest(f"define {name} value is longer than {caps.max_define_value}")
+        check_define(name, value, caps)
     return defines
 
 

@@ -1,7 +1,7 @@
 """Run an untrusted-input tool (clang, bpftool) in a confined child process.
 
 ``Sandbox.run(argv, cwd=..., read=..., write=...)`` starts the program through
-the ``lcc_server.sandbox_exec`` trampoline with
+the ``lcc_toolchain.sandbox_exec`` trampoline with
 
 - an empty environment (the caller may pass a small explicit one),
 - rlimits: CPU time, address space, output file size, open files, processes,
@@ -34,12 +34,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lcc_server import landlock
-from lcc_server.sandbox_exec import encode_policy
+from lcc_toolchain import landlock
+from lcc_toolchain.sandbox_exec import encode_policy
 
 __all__ = ["Completed", "Limits", "Sandbox", "SandboxError", "SYSTEM_READ_PATHS"]
 
-log = logging.getLogger("lcc_server.sandbox")
+log = logging.getLogger("lcc_toolchain.sandbox")
 
 # What a dynamically linked toolchain needs to start.
 SYSTEM_READ_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin",
@@ -106,7 +106,7 @@ class Sandbox:
         # sys.path the server has; -c starts faster than -m (no runpy).
         pkg_parent = str(Path(__file__).resolve().parent.parent)
         self._bootstrap = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-                           "from lcc_server.sandbox_exec import main; main(sys.argv[1:])")
+                           "from lcc_toolchain.sandbox_exec import main; main(sys.argv[1:])")
 
     def toolchain_paths(self, *programs: str) -> list[str]:
         """Read paths a program needs besides the system ones: the tree it is

@@ -1,4 +1,4 @@
-"""Turn clang's stderr into ``lcc.errors.Diagnostic`` records, without server paths.
+"""Turn clang's stderr into ``Diagnostic`` records, without server paths.
 
 ``PathScrubber`` rewrites every server directory a compile used (its temp
 directory, the include roots, the vmlinux.h cache) so that the text sent back
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from lcc.errors import Diagnostic
+from lcc_toolchain.errors import Diagnostic
 
 __all__ = ["MAX_LOG_CHARS", "PathScrubber", "parse", "truncate"]
 

@@ -1,7 +1,7 @@
 """Trampoline that confines itself, then executes a tool (clang, bpftool).
 
-Run by ``lcc_server.sandbox`` as ``python -E -s -S -c "...main(sys.argv[1:])"
-[OPTIONS] -- PROGRAM [ARGS...]`` (by hand: ``python -m lcc_server.sandbox_exec``).
+Run by ``lcc_toolchain.sandbox`` as ``python -E -s -S -c "...main(sys.argv[1:])"
+[OPTIONS] -- PROGRAM [ARGS...]`` (by hand: ``python -m lcc_toolchain.sandbox_exec``).
 It is a separate process so that the confinement is applied by a
 single-threaded program right before ``execve`` (the server is
 multi-threaded, where ``preexec_fn`` is unsafe).  It imports as
@@ -25,7 +25,7 @@ import os
 import resource
 import sys
 
-from lcc_server import _syscalls, landlock
+from lcc_toolchain import _syscalls, landlock
 
 SETUP_FAILED = 125
 EXEC_FAILED = 127

@@ -1,8 +1,8 @@
 """Raw Linux system calls the sandbox needs, through libc's ``syscall()``.
 
-The only module in ``lcc_server`` that uses ctypes.  Every function returns
+The only module in ``lcc_toolchain`` that uses ctypes.  Every function returns
 the syscall's result or raises ``OSError`` with the errno; nothing here knows
-about policies (see ``lcc_server.landlock`` and ``lcc_server.sandbox_exec``).
+about policies (see ``lcc_toolchain.landlock`` and ``lcc_toolchain.sandbox_exec``).
 
 The libc handle is loaded on first use, never at import time.
 """

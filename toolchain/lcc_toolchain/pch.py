@@ -3,7 +3,7 @@
 Parsing the headers is a large part of a BPF compile; a precompiled header
 (PCH) of ``lbc.h`` built once per (vmlinux.h, arch, toolchain identity) saves
 it: about 0.2 s with the whole vmlinux.h, about 40 ms over the part of it
-lbc.h needs (``lcc_server.prune``).  The result must be byte-identical to
+lbc.h needs (``lcc_toolchain.prune``).  The result must be byte-identical to
 compiling without it, so ``reason_not_applicable`` allows the PCH only when
 that is certain:
 
@@ -35,12 +35,12 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lcc_server.locks import KeyedLocks
-from lcc_server.sandbox import Sandbox
+from lcc_toolchain.locks import KeyedLocks
+from lcc_toolchain.sandbox import Sandbox
 
 __all__ = ["Pch", "PchCache", "reason_headers_differ", "reason_not_applicable", "refused"]
 
-log = logging.getLogger("lcc_server.pch")
+log = logging.getLogger("lcc_toolchain.pch")
 
 _IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 # Whitespace, // comments (a backslash continues them onto the next line) and

@@ -49,10 +49,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lcc_server.atomic import write_atomic
-from lcc_server.locks import KeyedLocks
+from lcc_toolchain.atomic import write_atomic
+from lcc_toolchain.locks import KeyedLocks
 
-log = logging.getLogger("lcc_server.prune")
+log = logging.getLogger("lcc_toolchain.prune")
 
 __all__ = ["Cutter", "CutterCache", "FixedHeaders", "VmlinuxIndex", "identifiers", "usable"]
 
