@@ -182,7 +182,7 @@ class ClbcBase:
         for k, v in (defines or {}).items():
             all_defines[k] = None if v is None else str(v)
         if obj is None:
-            from .bundle import Bundle
+            from .compile.bundle import Bundle
             from .compile import build
             bundle = self._bundle(bpf, bpf_str, Bundle)
             self.artifact = build(bundle, defines=all_defines, server=server, kernel=ver,

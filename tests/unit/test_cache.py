@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lcc.bundle import Bundle
-from lcc.cache import ArtifactCache, cache_key, default_dir
+from lcc.compile.bundle import Bundle
+from lcc.compile.cache import ArtifactCache, cache_key, default_dir
 from lcc.compile import artifact_key
 from lcc.errors import CacheError
 

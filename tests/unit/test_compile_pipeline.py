@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lcc.bundle import Bundle
-from lcc.cache import ArtifactCache
+from lcc.compile.bundle import Bundle
+from lcc.compile.cache import ArtifactCache
 from lcc.compile import build, choose_backend
 from lcc.errors import CompileError, LccError, ToolchainMissing
 

@@ -42,8 +42,8 @@ def server_url(args: argparse.Namespace) -> str:
 
 
 def server_client(args: argparse.Namespace):
-    """A :class:`lcc.remote.ServiceClient` for ``--server``/``LCC_SERVER``."""
-    from ..remote import ServiceClient
+    """A :class:`lcc.compile.service.ServiceClient` for ``--server``/``LCC_SERVER``."""
+    from ..compile.service import ServiceClient
     return ServiceClient(server_url(args))
 
 

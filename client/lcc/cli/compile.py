@@ -59,7 +59,7 @@ def default_btf_output(output: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import Bundle
+    from ..compile.bundle import Bundle
     from ..compile import build
 
     if not os.path.isfile(args.source):

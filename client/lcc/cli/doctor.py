@@ -61,8 +61,8 @@ def _tp_btf() -> bool | str:
 
 
 def _compile_setup() -> dict[str, object]:
-    from ..cache import ArtifactCache
-    from ..compile import _find_tool
+    from ..compile.cache import ArtifactCache
+    from ..compile.pipeline import _find_tool
     clang = _find_tool(os.environ.get("LCC_CLANG") or "clang")
     store = ArtifactCache()
     out: dict[str, object] = {
@@ -79,7 +79,7 @@ def _compile_setup() -> dict[str, object]:
 def report() -> dict[str, object]:
     """Everything `lcc doctor` prints, as plain data."""
     from .. import features
-    from ..kernel import this_kernel
+    from ..compile.kernel import this_kernel
     me = this_kernel()
     out: dict[str, object] = {"kernel": f"{me.release} ({me.arch})"}
     base = features.summary()

@@ -38,8 +38,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from .compile import Artifact
-from .errors import BtfError, CompileError, CompileServiceError, Diagnostic, LccError
+from .pipeline import Artifact
+from ..errors import BtfError, CompileError, CompileServiceError, Diagnostic, LccError
 
 __all__ = ["DEFAULT_TIMEOUT", "ServiceClient", "normalize_url"]
 

@@ -1,24 +1,24 @@
 """Where a bundle becomes a BPF object: the one compile entry of the client.
 
 :func:`build` is the only function in the client that leads to clang.  It
-picks a backend, consults the artifact cache (:mod:`lcc.cache`) and returns
+picks a backend, consults the artifact cache (:mod:`lcc.compile.cache`) and returns
 an :class:`Artifact`.
 
 Backends, first match wins:
 
 1. ``backend=`` argument (the CLI's ``--backend``): ``local``, ``server`` or ``docker``;
-2. ``server=`` argument: that compile service (:mod:`lcc.remote`);
+2. ``server=`` argument: that compile service (:mod:`lcc.compile.service`);
 3. ``LCC_BACKEND`` (same values as 1.);
 4. ``LCC_SERVER``: that compile service;
 5. the embedded toolchain (``lcc_server.toolchain``) when clang is on PATH;
 6. else :class:`ToolchainMissing`, saying how to get one.
 
 ``docker`` runs the service image on the local Docker engine
-(:mod:`lcc.docker_backend`) and talks HTTP to it.
+(:mod:`lcc.compile.docker`) and talks HTTP to it.
 
 Cache key: sha256 over the bundle digest, the defines, arch, kernel
 release, the kernel's BTF identity (when compiling for the running kernel,
-see :mod:`lcc.kernel`) and where the object is made: the local toolchain's
+see :mod:`lcc.compile.kernel`) and where the object is made: the local toolchain's
 identity (clang/bpftool versions, header hashes), or the service's URL (its
 toolchain is unknown before asking; what it sends is checked against the
 digest it sends, and a cache hit contacts nobody), or the Docker image name.
@@ -28,7 +28,7 @@ its ``/sys/kernel/btf/vmlinux`` once and asks again (``LCC_PUSH_BTF=0`` turns
 that off; ``lcc btf push`` does it by hand).
 
 Environment: ``LCC_SERVER``, ``LCC_TOKEN`` (bearer token), ``LCC_BACKEND``,
-``LCC_CACHE_DIR`` (:mod:`lcc.cache`), ``LCC_PUSH_BTF``, ``LCC_DOCKER_IMAGE``;
+``LCC_CACHE_DIR`` (:mod:`lcc.compile.cache`), ``LCC_PUSH_BTF``, ``LCC_DOCKER_IMAGE``;
 for the embedded toolchain ``LCC_CLANG``, ``LCC_BPFTOOL`` and ``LCC_SANDBOX=0``
 (no Landlock confinement of clang).
 """
@@ -52,7 +52,7 @@ from collections.abc import Mapping
 from . import kernel as _kernel
 from .bundle import Bundle
 from .cache import ArtifactCache, CacheEntry, cache_key
-from .errors import (BtfError, CacheError, CompileServiceError, Diagnostic, LccError,
+from ..errors import (BtfError, CacheError, CompileServiceError, Diagnostic, LccError,
                      ToolchainMissing)
 
 __all__ = ["BACKENDS", "Artifact", "artifact_key", "build", "choose_backend"]
@@ -134,7 +134,7 @@ class _Remote:
     name = "server"
 
     def __init__(self, url: str, token: str | None = None) -> None:
-        from .remote import normalize_url
+        from .service import normalize_url
         self.url = normalize_url(url)
         self.token = token
         self.origin = self.url
@@ -144,14 +144,14 @@ class _Remote:
 
     def compile(self, bundle: Bundle, *, kernel: str, arch: str,
                 defines: dict[str, str | None], btf: bool) -> Artifact:
-        from .remote import ServiceClient
+        from .service import ServiceClient
         with ServiceClient(self.url, token=self.token) as client:
             return _remote_compile(client, bundle, kernel=kernel, arch=arch, defines=defines,
                                    btf=btf)
 
 
 class _Docker:
-    """The compile service image on the local Docker engine (lcc.docker_backend)."""
+    """The compile service image on the local Docker engine (lcc.compile.docker)."""
 
     name = "docker"
 
@@ -164,8 +164,8 @@ class _Docker:
 
     def compile(self, bundle: Bundle, *, kernel: str, arch: str,
                 defines: dict[str, str | None], btf: bool) -> Artifact:
-        from .docker_backend import DockerBackend
-        from .remote import ServiceClient
+        from .docker import DockerBackend
+        from .service import ServiceClient
         with DockerBackend(self.image) as backend:
             url = backend.endpoint()
             with ServiceClient(url, token=backend.token or "") as client:

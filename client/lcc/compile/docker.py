@@ -3,7 +3,7 @@
 A machine with Docker but no clang runs lcc tools through this backend
 (``LCC_BACKEND=docker``, ``lcc compile --backend docker``, or
 ``lcc.compile.build(bundle, backend="docker")``, which talks to it with
-:class:`lcc.remote.ServiceClient`)::
+:class:`lcc.compile.service.ServiceClient`)::
 
     with DockerBackend() as backend:
         url = backend.endpoint()          # http://127.0.0.1:<port>, healthy
@@ -33,7 +33,7 @@ import time
 
 import requests
 
-from .errors import ClosedError, CompileServiceError, LccError
+from ..errors import ClosedError, CompileServiceError, LccError
 
 __all__ = ["DEFAULT_IMAGE", "DockerBackend", "DockerImageMissing", "DockerUnavailable"]
 

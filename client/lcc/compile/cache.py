@@ -11,7 +11,7 @@ starting again compiles nothing and contacts nobody.  Layout under
     locks/<key>.lock         flock(2) held while one process fills that key
 
 ``<root>/toolchain`` is the embedded toolchain's work directory (vmlinux.h
-and precompiled headers), see :mod:`lcc.compile`.
+and precompiled headers), see :mod:`lcc.compile.pipeline`.
 
 Guarantees:
 
@@ -26,7 +26,7 @@ Guarantees:
   it once.
 
 The key itself is made by :func:`cache_key` from everything that decides
-the object; see :mod:`lcc.compile` for what goes into it.
+the object; see :mod:`lcc.compile.pipeline` for what goes into it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator, Mapping
 
-from .errors import CacheError
+from ..errors import CacheError
 
 __all__ = ["ArtifactCache", "CacheEntry", "cache_key", "default_dir"]
 

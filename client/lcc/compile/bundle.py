@@ -26,7 +26,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from .errors import LccError
+from ..errors import LccError
 
 __all__ = ["MAX_INCLUDE_DEPTH", "PROVIDED", "Bundle"]
 
