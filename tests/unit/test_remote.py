@@ -16,8 +16,8 @@ import requests
 from requests.adapters import BaseAdapter
 
 from lcc.compile.bundle import Bundle
-from lcc.errors import BtfError, CompileError, CompileServiceError, Diagnostic, LccError
 from lcc.compile.service import ServiceClient, normalize_url
+from lcc.errors import BtfError, CompileError, CompileServiceError, Diagnostic, LccError
 
 URL = "http://compile.test:7655"
 BUNDLE = Bundle("t.bpf.c", {"t.bpf.c": "int x;", "t.h": "#define N 1\n"})
