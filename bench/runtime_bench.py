@@ -152,7 +152,7 @@ class Bench:
     # -- setup -------------------------------------------------------------------
 
     def prepare(self) -> None:
-        from lcc.bundle import Bundle
+        from lcc.compile.bundle import Bundle
         from lcc.compile import build
         art = build(Bundle.from_path(str(HERE / "ring_bench.bpf.c")))
         self.obj.write_bytes(art.object)

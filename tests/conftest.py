@@ -77,7 +77,7 @@ def lcc_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def compile_prog(lcc_cache):
     """Compile a test program (a file under tests/progs or C text) to object bytes."""
-    from lcc.bundle import Bundle
+    from lcc.compile.bundle import Bundle
     from lcc.compile import build
 
     def _compile(src: str, defines: dict | None = None) -> bytes:

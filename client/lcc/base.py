@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Mapping
 
 from . import features, links
+from .compile.defines import parse_env as parse_env_defines
 from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
 from .links import Link, LinkGroup
 from .maps import EventMap, Map, PerfEventArrayMap, RingBufMap, map_for
@@ -85,20 +86,6 @@ def _as_fallbacks(value: Any, *, copy: bool) -> list[Fallback]:
     if items and all(isinstance(x, Fallback) for x in items):
         return [x.fresh() if copy else x for x in items]
     return [Fallback(*items)]
-
-
-def parse_env_defines(env: str) -> dict[str, str | None]:
-    """pyLCC's ``env`` string (``"-DPID=5 -DDEBUG"``) as a defines mapping."""
-    out: dict[str, str | None] = {}
-    if not env:
-        return out
-    import shlex
-    for tok in shlex.split(env):
-        if not tok.startswith("-D") or len(tok) < 3:
-            raise LccError(f"env accepts only -DNAME[=VALUE] definitions, not {tok!r}")
-        name, eq, val = tok[2:].partition("=")
-        out[name] = val if eq else None
-    return out
 
 
 class MapCollection(Mapping[str, Map]):
@@ -185,7 +172,7 @@ class ClbcBase:
         for k, v in (defines or {}).items():
             all_defines[k] = None if v is None else str(v)
         if obj is None:
-            from .bundle import Bundle
+            from .compile.bundle import Bundle
             from .compile import build
             bundle = self._bundle(bpf, bpf_str, Bundle)
             self.artifact = build(bundle, defines=all_defines, server=server, kernel=ver,

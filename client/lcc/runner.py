@@ -42,6 +42,7 @@ import time
 from typing import IO, Any, Callable, Mapping, Sequence
 
 from .btf import Enum, Int, Struct, StructValue
+from .compile.defines import parse_define
 from .errors import LccError
 from .hist import Log2Hist
 
@@ -550,10 +551,10 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
 
 
 def _define(text: str) -> tuple[str, str | None]:
-    name, eq, val = text.partition("=")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise argparse.ArgumentTypeError(f"not a macro name: {name!r}")
-    return name, (val if eq else None)
+    try:
+        return parse_define(text)
+    except LccError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _assignment(text: str) -> tuple[str, Any]:

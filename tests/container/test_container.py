@@ -23,7 +23,7 @@ import textwrap
 import pytest
 import requests
 
-from lcc.docker_backend import DockerBackend, DockerImageMissing, DockerUnavailable
+from lcc.compile.docker import DockerBackend, DockerImageMissing, DockerUnavailable
 
 pytestmark = pytest.mark.docker
 
@@ -282,7 +282,7 @@ NO_CLANG_SCRIPT = textwrap.dedent("""
     import shutil, sys
     assert shutil.which("clang") is None, shutil.which("clang")
     assert shutil.which("bpftool") is None, shutil.which("bpftool")
-    from lcc.bundle import Bundle
+    from lcc.compile.bundle import Bundle
     from lcc.compile import build
     art = build(Bundle.from_string(sys.stdin.read(), name="getpid.bpf.c"), cache=False)
     sys.stdout.write(art.digest + " " + art.object[:4].hex() + " " + art.origin)

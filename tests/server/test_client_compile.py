@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from lcc.bundle import Bundle
-from lcc.cache import ArtifactCache
+from lcc.compile.bundle import Bundle
+from lcc.compile.cache import ArtifactCache
 from lcc.compile import build
 from lcc.errors import CompileError, CompileServiceError
-from lcc.remote import ServiceClient
+from lcc.compile.service import ServiceClient
 from lcc_server.server import Spawned, spawn
 
 pytestmark = pytest.mark.server

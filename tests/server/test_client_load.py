@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from lcc import ClbcBase
-from lcc.bundle import Bundle
-from lcc.cache import ArtifactCache
+from lcc.compile.bundle import Bundle
+from lcc.compile.cache import ArtifactCache
 from lcc.compile import build
 from lcc.errors import ProgramLoadError
 

@@ -214,7 +214,7 @@ PROGS = sorted((Path(__file__).resolve().parent.parent / "progs").glob("*.bpf.c"
 
 @pytest.mark.parametrize("prog", PROGS, ids=[p.name for p in PROGS])
 def test_runtime_test_programs_compile_through_the_service(api, prog):
-    from lcc.bundle import Bundle
+    from lcc.compile.bundle import Bundle
 
     bundle = Bundle.from_path(prog)
     r = api.post("/v1/compile", json={"bundle": bundle.to_dict()})

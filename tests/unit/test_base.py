@@ -1,4 +1,6 @@
-"""ClbcBase's configuration pieces that need no kernel: defines, fallbacks, attach policy."""
+"""ClbcBase's configuration pieces that need no kernel: fallbacks, attach policy.
+
+(pyLCC's ``env`` defines are parsed by lcc.compile.defines: tests/unit/test_defines.py.)"""
 
 from __future__ import annotations
 
@@ -6,19 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from lcc import Fallback, LccError, features
-from lcc.base import _as_fallbacks, parse_env_defines
+from lcc import Fallback, features
+from lcc.base import _as_fallbacks
 from lcc.links import needs_explicit_attach
-
-
-def test_env_defines_as_pylcc_writes_them():
-    assert parse_env_defines("-DPID=5 -DDEBUG") == {"PID": "5", "DEBUG": None}
-    assert parse_env_defines('-DNAME="a b" -DEMPTY=') == {"NAME": "a b", "EMPTY": ""}
-    assert parse_env_defines("") == {} and parse_env_defines(None) == {}
-    with pytest.raises(LccError, match="-I/tmp"):
-        parse_env_defines("-DOK=1 -I/tmp")
-    with pytest.raises(LccError):
-        parse_env_defines("-D")
 
 
 def test_fallback_alternatives():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lcc.bundle import MAX_INCLUDE_DEPTH, Bundle, local_includes
+from lcc.compile.bundle import MAX_INCLUDE_DEPTH, Bundle, local_includes
 from lcc.errors import LccError
 
 

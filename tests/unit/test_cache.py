@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lcc.bundle import Bundle
-from lcc.cache import ArtifactCache, cache_key, default_dir
 from lcc.compile import artifact_key
+from lcc.compile.bundle import Bundle
+from lcc.compile.cache import ArtifactCache, cache_key, default_dir
+from lcc.compile.config import ClientConfig
 from lcc.errors import CacheError
 
 OBJ = b"\x7fELF" + bytes(range(256)) * 4
@@ -39,6 +40,7 @@ def test_default_dir_follows_lcc_cache_dir(monkeypatch, tmp_path):
     assert ArtifactCache().root == tmp_path / "x"
     monkeypatch.delenv("LCC_CACHE_DIR")
     assert default_dir().name == "lcc"
+    assert default_dir(ClientConfig(cache_dir=tmp_path / "y")) == tmp_path / "y"
 
 
 def test_round_trip_with_btf_and_metadata(store):
@@ -128,7 +130,7 @@ def test_corrupt_object_is_dropped_and_logged(store, caplog):
     data[10] ^= 0xFF
     entry.object_path.write_bytes(bytes(data))
 
-    with caplog.at_level(logging.WARNING, logger="lcc.cache"):
+    with caplog.at_level(logging.WARNING, logger="lcc.compile.cache"):
         assert store.get(k) is None
 
     assert "damaged" in caplog.text and k[:16] in caplog.text
@@ -254,3 +256,23 @@ def test_cache_key_is_stable_and_canonical():
 ])
 def test_artifact_key_changes_with_every_input(change):
     assert artifact_key(**{**BASE, **change}) != artifact_key(**BASE)
+
+
+# Computed before the compile modules became the package lcc.compile: a change
+# here invalidates every user's cache.
+PINNED_BUNDLE = Bundle("t.bpf.c", {"t.bpf.c": "int x;\n", "x.h": "#define Y 1\n"})
+
+
+@pytest.mark.parametrize("kw,key", [
+    (dict(defines={"A": "1", "B": None}, arch="x86_64", kernel="6.1.0-test",
+          kernel_btf="build-id:00ff", via={"server": "http://127.0.0.1:7655"}),
+     "c78e07e1c1f2bf697fd3486a4f4b3311ef545d4912928d12b64417e7a7020830"),
+    (dict(defines={}, arch="aarch64", kernel="5.15.0", kernel_btf=None,
+          via={"docker": "lcc-compiler:latest"}),
+     "c7f918cd6a0c63ee9f812ef1f36def58726df63b6cdfa754a3da721878e9cc6d"),
+    (dict(defines={"N": "ä"}, arch="x86_64", kernel="6.1.0", kernel_btf="sha256:ab",
+          via={"local": {"clang": "clang version 17", "headers": {"lbc.h": "abc"}}}),
+     "bc122b4ff61c1ec3f1a7fb6c5c42b15d88d5f9155dc7484b21b4ecfbcb298b9c"),
+], ids=["server", "docker", "local"])
+def test_artifact_key_is_pinned(kw, key):
+    assert artifact_key(PINNED_BUNDLE, **kw) == key

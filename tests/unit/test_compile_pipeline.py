@@ -1,21 +1,28 @@
-"""lcc.compile.build: which backend compiles, and the local path end to end.
+"""lcc.compile.build: which backend compiles, the cache in front of any backend,
+and the local path end to end.
 
-Backend choice needs nothing; the local builds need clang, bpftool and
-kernel BTF (skipped without).
+Backend choice and a fake backend need nothing; the local builds need clang,
+bpftool and kernel BTF (skipped without).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from lcc.bundle import Bundle
-from lcc.cache import ArtifactCache
-from lcc.compile import build, choose_backend
-from lcc.errors import CompileError, LccError, ToolchainMissing
+from lcc.compile import Artifact, Backend, ClientConfig, build, choose_backend
+from lcc.compile.backends import BACKENDS
+from lcc.compile.bundle import Bundle
+from lcc.compile.cache import ArtifactCache, CachedBackend, artifact_key
+from lcc.compile.docker import DockerServiceBackend
+from lcc.compile.kernel import this_kernel
+from lcc.compile.local import LocalBackend
+from lcc.compile.service import ServiceBackend
+from lcc.errors import CompileError, Diagnostic, LccError, ToolchainMissing
 
 needs_toolchain = pytest.mark.skipif(
     shutil.which("clang") is None
@@ -103,6 +110,140 @@ def test_defines_are_checked_before_anything_runs(clean_env):
         build(Bundle.from_string(HELLO), defines={"OK": "a\nb"})
 
 
+def test_choose_backend_takes_an_injected_config(clean_env, tmp_path):
+    clean_env.setenv("LCC_BACKEND", "local")  # ignored: the config says otherwise
+    cfg = ClientConfig(server="http://cfg:1", token="t", push_btf=False)
+    b = choose_backend(config=cfg)
+    assert isinstance(b, ServiceBackend)
+    assert (b.url, b.token, b.push_btf) == ("http://cfg:1", "t", False)
+    assert choose_backend(config=cfg, token="other").token == "other"
+
+    d = choose_backend(config=ClientConfig(backend="docker", docker_image="i:1",
+                                           docker_container="c", docker_port=7700))
+    assert isinstance(d, DockerServiceBackend)
+    assert (d.image, d.container, d.port, d.origin) == ("i:1", "c", 7700, "docker:i:1")
+
+    with pytest.raises(ToolchainMissing):
+        choose_backend(config=ClientConfig(clang="clang-that-does-not-exist"))
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang on PATH")
+def test_local_backend_gets_its_settings_from_the_config(clean_env, tmp_path):
+    cfg = ClientConfig(clang="clang", bpftool="bpftool-x", sandbox=False,
+                       cache_dir=tmp_path / "c")
+    b = choose_backend(config=cfg)
+    assert isinstance(b, LocalBackend)
+    assert (b.clang, b.bpftool, b.sandbox) == ("clang", "bpftool-x", False)
+    assert b.work_dir == tmp_path / "c" / "toolchain"
+
+
+def test_every_shipped_backend_is_a_backend(clean_env, tmp_path):
+    assert isinstance(LocalBackend(tmp_path), Backend)
+    assert isinstance(ServiceBackend("http://x:1"), Backend)
+    assert isinstance(DockerServiceBackend(), Backend)
+    assert [b.name for b in (LocalBackend(tmp_path), ServiceBackend("x:1"),
+                             DockerServiceBackend())] == list(BACKENDS)
+
+
+# -- any backend, through the cache --------------------------------------------------------
+
+class FakeBackend:
+    """A backend that compiles nothing: the object is the bundle's digest and defines."""
+
+    name = "fake"
+    origin = "fake:1"
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def key_part(self) -> dict:
+        return {"fake": 1}
+
+    def compile(self, bundle, *, kernel, arch, defines, btf) -> Artifact:
+        self.calls.append(dict(main=bundle.main, kernel=kernel, arch=arch, defines=defines,
+                               btf=btf))
+        obj = f"{bundle.digest()} {sorted(defines.items())}".encode()
+        return Artifact(object=obj, digest=hashlib.sha256(obj).hexdigest(),
+                        btf=b"tailored" if btf else None, origin=self.origin,
+                        warnings=[Diagnostic("t.bpf.c", 1, 2, "warning", "w")],
+                        toolchain={"fake": "1"})
+
+
+BUNDLE = Bundle("t.bpf.c", {"t.bpf.c": "int x;\n"})
+
+
+def test_a_backend_object_is_called_once_then_cached(clean_env, tmp_path):
+    fake = FakeBackend()
+    assert isinstance(fake, Backend)
+    store = ArtifactCache(tmp_path / "c")
+
+    first = build(BUNDLE, backend=fake, cache=store, defines={"N": 3}, kernel="6.1.0",
+                  arch="x86_64")
+    hit = build(BUNDLE, backend=fake, cache=store, defines={"N": "3"}, kernel="6.1.0",
+                arch="x86_64")
+
+    assert fake.calls == [dict(main="t.bpf.c", kernel="6.1.0", arch="x86_64",
+                               defines={"N": "3"}, btf=False)]
+    assert (first.cache_hit, first.cached, first.origin) == (False, False, "fake:1")
+    assert (hit.cache_hit, hit.cached, hit.origin) == (True, True, "fake:1")
+    assert (hit.object, hit.digest, hit.key) == (first.object, first.digest, first.key)
+    assert hit.warnings == first.warnings and hit.toolchain == {"fake": "1"}
+    assert first.key == artifact_key(BUNDLE, defines={"N": "3"}, arch="x86_64", kernel="6.1.0",
+                                     kernel_btf=None, via={"fake": 1})
+
+
+def test_the_cache_keys_the_running_kernel_by_its_btf(clean_env, tmp_path):
+    me = this_kernel()
+    cached = CachedBackend(FakeBackend(), ArtifactCache(tmp_path / "c"))
+    assert cached.key(BUNDLE, kernel=me.release, arch=me.arch, defines={}) == artifact_key(
+        BUNDLE, defines={}, arch=me.arch, kernel=me.release, kernel_btf=me.btf_id,
+        via={"fake": 1})
+    assert (cached.name, cached.origin, cached.key_part()) == ("fake", "fake:1", {"fake": 1})
+
+
+def test_a_hit_without_btf_compiles_again_for_btf(clean_env, tmp_path):
+    fake = FakeBackend()
+    store = ArtifactCache(tmp_path / "c")
+    kw = dict(backend=fake, cache=store, kernel="6.1.0", arch="x86_64")
+
+    build(BUNDLE, **kw)
+    with_btf = build(BUNDLE, btf=True, **kw)
+    again = build(BUNDLE, btf=True, **kw)
+
+    assert [c["btf"] for c in fake.calls] == [False, True]
+    assert Path(with_btf.btf_path).read_bytes() == b"tailored"
+    assert again.cache_hit and Path(again.btf_path).read_bytes() == b"tailored"
+
+
+def test_without_cache_the_backend_runs_every_time(clean_env):
+    fake = FakeBackend()
+    a = build(BUNDLE, backend=fake, cache=False, btf=True, kernel="6.1.0", arch="x86_64")
+    build(BUNDLE, backend=fake, cache=False, kernel="6.1.0", arch="x86_64")
+
+    assert len(fake.calls) == 2 and a.key is None and not a.cache_hit
+    assert Path(a.btf_path).read_bytes() == b"tailored"
+
+
+def test_a_backend_object_needs_no_environment(clean_env, tmp_path):
+    clean_env.setenv("LCC_BACKEND", "cloud")  # would be refused if it were read
+    fake = FakeBackend()
+    build(BUNDLE, backend=fake, cache=ArtifactCache(tmp_path / "c"))
+    assert len(fake.calls) == 1
+
+
+def test_build_refuses_what_is_not_a_backend(clean_env):
+    with pytest.raises(TypeError, match="not object"):
+        build(BUNDLE, backend=object(), cache=False)
+
+
+def test_build_uses_the_injected_configs_cache_dir(clean_env, tmp_path):
+    fake = FakeBackend()
+    build(BUNDLE, backend=fake, config=ClientConfig(cache_dir=tmp_path / "cfg"),
+          kernel="6.1.0", arch="x86_64")
+    assert len(ArtifactCache(tmp_path / "cfg").entries()) == 1
+    assert not (tmp_path / "cache").exists()  # LCC_CACHE_DIR of clean_env
+
+
 # -- local builds --------------------------------------------------------------------------
 
 @needs_toolchain
@@ -155,3 +296,12 @@ def test_unwritable_cache_still_builds(clean_env, tmp_path):
                 cache=ArtifactCache(blocker / "c"), backend="local", btf=True)
 
     assert art.object[:4] == b"\x7fELF" and Path(art.btf_path).read_bytes() == art.btf
+
+
+def test_the_package_exports_resolve():
+    import lcc.compile as package
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    assert package.build is build and package.Artifact is Artifact
+    with pytest.raises(AttributeError):
+        package.no_such_name  # noqa: B018

@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from lcc.errors import BtfError
-from lcc.kernel import btf_identity, parse_build_id, read_btf, this_kernel
+from lcc.compile.kernel import btf_identity, parse_build_id, read_btf, this_kernel
 
 
 def note(name: bytes, ntype: int, desc: bytes) -> bytes:

@@ -15,9 +15,9 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
-from lcc.bundle import Bundle
+from lcc.compile.bundle import Bundle
+from lcc.compile.service import ServiceClient, normalize_url
 from lcc.errors import BtfError, CompileError, CompileServiceError, Diagnostic, LccError
-from lcc.remote import ServiceClient, normalize_url
 
 URL = "http://compile.test:7655"
 BUNDLE = Bundle("t.bpf.c", {"t.bpf.c": "int x;", "t.h": "#define N 1\n"})

@@ -112,7 +112,7 @@ def test_invalid_request_is_a_value_error():
 ])
 def test_client_sees_its_own_errors(raised, expected):
     import lcc.errors
-    from lcc.compile import _from_toolchain
+    from lcc.compile.local import _from_toolchain
 
     mapped = _from_toolchain(raised)
     assert type(mapped) is getattr(lcc.errors, expected)
@@ -120,7 +120,7 @@ def test_client_sees_its_own_errors(raised, expected):
 
 
 def test_client_sees_a_compile_error_with_the_same_diagnostics():
-    from lcc.compile import _from_toolchain
+    from lcc.compile.local import _from_toolchain
     from lcc.errors import CompileError
 
     diags = [Diagnostic("p.bpf.c", 2, 9, "error", "expected expression")]

@@ -12,7 +12,8 @@ embedded toolchain.  Now each side imports this package and maps its errors
 Modules, one concept each:
 
 - ``toolchain``: ``Toolchain`` (clang/bpftool, vmlinux.h and PCH caches, the
-  cut vmlinux.h), ``include_dir`` (where lbc.h is);
+  cut vmlinux.h);
+- ``headers``: ``include_dir`` (where lbc.h is), light enough for a tool start;
 - ``digest``: ``bundle_digest``, the one hash of a bundle on both sides;
 - ``vmlinux``, ``prune``, ``pch``: vmlinux.h per BTF, cut down to a
   program's types, precompiled lbc.h;
@@ -39,6 +40,9 @@ def __getattr__(name: str):
     if name == "bundle_digest":
         from lcc_toolchain.digest import bundle_digest
         return bundle_digest
+    if name == "include_dir":
+        from lcc_toolchain.headers import include_dir
+        return include_dir
     if name in __all__:
         from lcc_toolchain import toolchain
         return getattr(toolchain, name)

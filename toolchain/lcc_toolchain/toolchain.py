@@ -44,6 +44,7 @@ from pathlib import Path
 from lcc_toolchain import diagnostics, prune
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.digest import bundle_digest
+from lcc_toolchain.headers import include_dir
 from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, Diagnostic, ToolchainError,
                                   ToolMissing)
 from lcc_toolchain.pch import Pch, PchCache, reason_headers_differ, reason_not_applicable, refused
@@ -61,18 +62,6 @@ HOST_BTF = Path("/sys/kernel/btf/vmlinux")
 FLAGS_VERSION = "2"
 _OBJ_NAME = "prog.o"
 _TYPES_H = "vmlinux_types.h"  # a cut's further types, included after lbc.h
-
-
-def include_dir() -> Path:
-    """Directory holding lbc.h: ``lcc_toolchain/include`` in a wheel, else the
-    repo's ``lbc_include`` (this file is ``toolchain/lcc_toolchain/toolchain.py``
-    there).  Raises ``ToolMissing`` when neither exists."""
-    here = Path(__file__).resolve().parent
-    for cand in (here / "include", here.parent.parent / "lbc_include"):
-        if (cand / "lbc.h").is_file():
-            return cand
-    raise ToolMissing("lbc.h is missing from this lcc installation",
-                      hint="reinstall lcc; its wheel ships lcc_toolchain/include/lbc.h")
 
 
 @dataclass

@@ -45,13 +45,13 @@ def _kernel_options(p: argparse.ArgumentParser) -> None:
 
 
 def _target(args: argparse.Namespace) -> tuple[str, str]:
-    from ..kernel import this_kernel
+    from ..compile.kernel import this_kernel
     me = this_kernel()
     return args.arch or me.arch, args.kernel or me.release
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from ..kernel import read_btf
+    from ..compile.kernel import read_btf
     arch, release = _target(args)
     data = read_file(args.file) if args.file else read_btf()
     with server_client(args) as client:

@@ -28,7 +28,7 @@ def _age(created: float) -> str:
 
 
 def run_ls(args: argparse.Namespace) -> int:
-    from ..cache import ArtifactCache
+    from ..compile.cache import ArtifactCache
     store = ArtifactCache()
     entries = store.entries()
     print(f"# {store.root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
@@ -46,7 +46,7 @@ def run_ls(args: argparse.Namespace) -> int:
 
 
 def run_clear(args: argparse.Namespace) -> int:
-    from ..cache import ArtifactCache
+    from ..compile.cache import ArtifactCache
     store = ArtifactCache()
     n, freed = store.clear(toolchain=args.all)
     print(f"removed {n} entr{'y' if n == 1 else 'ies'} ({human_size(freed)}) from {store.root}")
@@ -54,6 +54,6 @@ def run_clear(args: argparse.Namespace) -> int:
 
 
 def run_dir(args: argparse.Namespace) -> int:
-    from ..cache import ArtifactCache
+    from ..compile.cache import ArtifactCache
     print(ArtifactCache().root)
     return 0

@@ -35,15 +35,16 @@ def add_server_option(p: argparse.ArgumentParser) -> None:
 
 def server_url(args: argparse.Namespace) -> str:
     """``--server`` or ``LCC_SERVER``; raises :class:`LccError` when neither is set."""
-    url = getattr(args, "server", None) or os.environ.get("LCC_SERVER")
+    from ..compile.config import ClientConfig
+    url = getattr(args, "server", None) or ClientConfig.from_env().server
     if not url:
         raise LccError("no compile service named", hint="pass --server URL or set LCC_SERVER")
     return url
 
 
 def server_client(args: argparse.Namespace):
-    """A :class:`lcc.remote.ServiceClient` for ``--server``/``LCC_SERVER``."""
-    from ..remote import ServiceClient
+    """A :class:`lcc.compile.service.ServiceClient` for ``--server``/``LCC_SERVER``."""
+    from ..compile.service import ServiceClient
     return ServiceClient(server_url(args))
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ..compile.backends import BACKENDS
 from ..errors import LccError
 from .common import add_server_option, human_size, warn, write_file
 
@@ -20,7 +21,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="FILE",
                    help="object to write (default: the source with .o for .c, beside it)")
     add_server_option(p)
-    p.add_argument("--backend", choices=("local", "server", "docker"),
+    p.add_argument("--backend", choices=BACKENDS,
                    help="where to compile (default: --server/LCC_SERVER, LCC_BACKEND, "
                         "else local clang)")
     p.add_argument("--kernel", metavar="RELEASE", help="target kernel release (default: uname -r)")
@@ -36,16 +37,6 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
-def parse_defines(items: list[str]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        if not name:
-            raise LccError(f"-D {item!r} has no macro name")
-        out[name] = value if eq else None
-    return out
-
-
 def default_output(source: str) -> str:
     base = source.removesuffix(".c")
     return base + ".o"
@@ -59,13 +50,15 @@ def default_btf_output(output: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import Bundle
+    # Lazy: `lcc --help` and the other subcommands need no compile pipeline.
     from ..compile import build
+    from ..compile.bundle import Bundle
+    from ..compile.defines import parse_args
 
     if not os.path.isfile(args.source):
         raise LccError(f"no such file: {args.source}")
     bundle = Bundle.from_path(args.source)
-    art = build(bundle, defines=parse_defines(args.defines), server=args.server,
+    art = build(bundle, defines=parse_args(args.defines), server=args.server,
                 kernel=args.kernel, arch=args.arch, btf=args.btf, cache=not args.no_cache,
                 backend=args.backend)
     for w in art.warnings:

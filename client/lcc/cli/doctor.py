@@ -61,25 +61,26 @@ def _tp_btf() -> bool | str:
 
 
 def _compile_setup() -> dict[str, object]:
-    from ..cache import ArtifactCache
-    from ..compile import _find_tool
-    clang = _find_tool(os.environ.get("LCC_CLANG") or "clang")
-    store = ArtifactCache()
+    from ..compile.cache import ArtifactCache, default_dir
+    from ..compile.config import ClientConfig
+    from ..compile.local import find_tool
+    config = ClientConfig.from_env()
+    store = ArtifactCache(default_dir(config))
     out: dict[str, object] = {
-        "clang": clang or "no (local compiles unavailable)",
-        "bpftool": _find_tool(os.environ.get("LCC_BPFTOOL") or "bpftool") or "no",
-        "compile service": os.environ.get("LCC_SERVER") or "none (LCC_SERVER unset)",
+        "clang": find_tool(config.clang) or "no (local compiles unavailable)",
+        "bpftool": find_tool(config.bpftool) or "no",
+        "compile service": config.server or "none (LCC_SERVER unset)",
         "cache": f"{store.root} ({len(store.entries())} entries)",
     }
-    if os.environ.get("LCC_BACKEND"):
-        out["backend"] = os.environ["LCC_BACKEND"]
+    if config.backend:
+        out["backend"] = config.backend
     return out
 
 
 def report() -> dict[str, object]:
     """Everything `lcc doctor` prints, as plain data."""
     from .. import features
-    from ..kernel import this_kernel
+    from ..compile.kernel import this_kernel
     me = this_kernel()
     out: dict[str, object] = {"kernel": f"{me.release} ({me.arch})"}
     base = features.summary()

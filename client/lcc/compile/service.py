@@ -1,4 +1,9 @@
-"""HTTP client of the lcc compile service (``lcc_server``), with ``requests``.
+"""The service backend: the lcc compile service (``lcc_server``) over HTTP, with ``requests``.
+
+:class:`ServiceBackend` is the :class:`lcc.compile.Backend` for a service
+URL; when the service lacks BTF for the running kernel (404), it uploads
+this kernel's ``/sys/kernel/btf/vmlinux`` once and asks again (unless
+``push_btf`` is off: ``LCC_PUSH_BTF=0``; ``lcc btf push`` does it by hand).
 
 :class:`ServiceClient` speaks the service's API (``POST /v1/compile``,
 ``GET /v1/artifacts/{digest}``, ``GET/PUT /v1/btf/...``, ``GET /healthz``)
@@ -18,8 +23,8 @@ any other 4xx/5xx                        CompileServiceError(status, detail)
 
 Connection errors are retried (urllib3 ``Retry`` through an ``HTTPAdapter``,
 with backoff); a request the service received is never sent twice.  The
-bearer token comes from ``token`` or ``LCC_TOKEN``.  Loopback URLs bypass any
-proxy configured in the environment.
+bearer token comes from ``token`` or, for a client made without one,
+``LCC_TOKEN``.  Loopback URLs bypass any proxy configured in the environment.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
-import os
+import logging
 import re
 import urllib.parse
 from typing import Any
@@ -38,10 +43,15 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from .compile import Artifact
-from .errors import BtfError, CompileError, CompileServiceError, Diagnostic, LccError
+from ..errors import BtfError, CompileError, CompileServiceError, Diagnostic, LccError
+from . import kernel as _kernel
+from .artifact import Artifact
+from .bundle import Bundle
+from .config import ClientConfig
 
-__all__ = ["DEFAULT_TIMEOUT", "ServiceClient", "normalize_url"]
+__all__ = ["DEFAULT_TIMEOUT", "ServiceBackend", "ServiceClient", "compile_via", "normalize_url"]
+
+log = logging.getLogger(__name__)
 
 #: (connect, read) seconds.  A cold compile waits for a slot on a busy service.
 DEFAULT_TIMEOUT = (5.0, 120.0)
@@ -82,16 +92,18 @@ def _is_loopback(url: str) -> bool:
 class ServiceClient:
     """A connection pool to one compile service; ``close()`` (or ``with``) releases it.
 
-    ``timeout`` is (connect, read) seconds; ``retries`` counts retries of
-    connection errors.  ``session`` replaces the ``requests.Session`` (tests
-    mount fake adapters on it).
+    ``token``: the bearer token; None takes ``LCC_TOKEN`` (through
+    :meth:`ClientConfig.from_env`), ``""`` sends none.  ``timeout`` is
+    (connect, read) seconds; ``retries`` counts retries of connection errors.
+    ``session`` replaces the ``requests.Session`` (tests mount fake adapters
+    on it).
     """
 
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
                  retries: int = DEFAULT_RETRIES, session: requests.Session | None = None) -> None:
         self.url = normalize_url(url)
-        self.token = token if token is not None else (os.environ.get("LCC_TOKEN") or None)
+        self.token = (token if token is not None else ClientConfig.from_env().token) or None
         self.timeout = timeout
         self._http = session or requests.Session()
         if session is None:
@@ -180,7 +192,7 @@ class ServiceClient:
 
     # -- API --------------------------------------------------------------------------
 
-    def compile(self, bundle, *, kernel: str, arch: str,
+    def compile(self, bundle: Bundle, *, kernel: str, arch: str,
                 defines: dict[str, str | None] | None = None, btf: bool = False) -> Artifact:
         """``POST /v1/compile``: the artifact for ``bundle`` on kernel ``kernel``/``arch``.
 
@@ -250,6 +262,65 @@ class ServiceClient:
             raise CompileServiceError(f"compile service at {self.url} answered "
                                       f"{r.status_code} without JSON: {_first_line(r.text)}")
         return body
+
+
+class ServiceBackend:
+    """A compile service at ``url`` (a :class:`lcc.compile.Backend`).
+
+    ``token``: its bearer token (None or ``""``: none).  ``push_btf``: upload
+    this kernel's BTF when the service lacks it.  Each :meth:`compile` opens
+    and closes its own :class:`ServiceClient`; the object holds no resources.
+    Raises :class:`LccError` for a URL that is not http(s).
+    """
+
+    name = "server"
+
+    def __init__(self, url: str, *, token: str | None = None, push_btf: bool = True) -> None:
+        self.url = normalize_url(url)
+        self.token = token
+        self.push_btf = push_btf
+        self.origin = self.url
+
+    @classmethod
+    def from_config(cls, config: ClientConfig, url: str | None = None, *,
+                    token: str | None = None) -> ServiceBackend:
+        """The service ``url`` (default ``config.server``) with ``token`` (default
+        ``config.token``).  Raises :class:`LccError` when no URL is known."""
+        url = url or config.server
+        if not url:
+            raise LccError("the server backend needs a compile service URL",
+                           hint="pass --server URL or set LCC_SERVER")
+        return cls(url, token=token if token is not None else config.token,
+                   push_btf=config.push_btf)
+
+    def __repr__(self) -> str:
+        return f"ServiceBackend({self.url!r})"
+
+    def key_part(self) -> dict:
+        return {"server": self.url}
+
+    def compile(self, bundle: Bundle, *, kernel: str, arch: str,
+                defines: dict[str, str | None], btf: bool) -> Artifact:
+        with ServiceClient(self.url, token=self.token or "") as client:
+            return compile_via(client, bundle, kernel=kernel, arch=arch, defines=defines,
+                               btf=btf, push_btf=self.push_btf)
+
+
+def compile_via(client: ServiceClient, bundle: Bundle, *, kernel: str, arch: str,
+                defines: dict[str, str | None], btf: bool, push_btf: bool = True) -> Artifact:
+    """``client.compile(...)``; when the service lacks the running kernel's BTF (404)
+    and ``push_btf``, upload it once and ask again."""
+    try:
+        return client.compile(bundle, kernel=kernel, arch=arch, defines=defines, btf=btf)
+    except CompileServiceError as e:
+        me = _kernel.this_kernel()
+        if not (e.status == 404 and (kernel, arch) == (me.release, me.arch) and me.has_btf
+                and push_btf):
+            raise
+        log.info("compile service %s lacks BTF for %s (%s); uploading this kernel's",
+                 client.url, kernel, arch)
+        client.btf_put(arch, kernel, _kernel.read_btf())
+    return client.compile(bundle, kernel=kernel, arch=arch, defines=defines, btf=btf)
 
 
 def _seg(value: str) -> str:

@@ -1,9 +1,12 @@
-"""Compile through the lcc compile service image on the local Docker engine.
+"""The docker backend: the lcc compile service image on the local Docker engine.
 
 A machine with Docker but no clang runs lcc tools through this backend
-(``LCC_BACKEND=docker``, ``lcc compile --backend docker``, or
-``lcc.compile.build(bundle, backend="docker")``, which talks to it with
-:class:`lcc.remote.ServiceClient`)::
+(``LCC_BACKEND=docker``, ``lcc compile --backend docker``,
+``lcc.compile.build(bundle, backend="docker")``, or an object:
+``build(bundle, backend=DockerServiceBackend("lcc-compiler:latest"))``).
+:class:`DockerServiceBackend` is the :class:`lcc.compile.Backend`; for each
+compile it asks :class:`DockerBackend` for the container and talks to it with
+:class:`lcc.compile.service.ServiceClient`, as one can by hand::
 
     with DockerBackend() as backend:
         url = backend.endpoint()          # http://127.0.0.1:<port>, healthy
@@ -27,18 +30,24 @@ in an lcc checkout.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
+from typing import TYPE_CHECKING
 
-import requests
+from ..errors import ClosedError, CompileServiceError, LccError
+from .artifact import Artifact
+from .config import DEFAULT_DOCKER_CONTAINER as CONTAINER_NAME
+from .config import DEFAULT_DOCKER_IMAGE as DEFAULT_IMAGE
+from .config import ClientConfig
 
-from .errors import ClosedError, CompileServiceError, LccError
+if TYPE_CHECKING:
+    import requests
 
-__all__ = ["DEFAULT_IMAGE", "DockerBackend", "DockerImageMissing", "DockerUnavailable"]
+    from .bundle import Bundle
 
-DEFAULT_IMAGE = "lcc-compiler:latest"
-CONTAINER_NAME = "lcc-compiler"
+__all__ = ["DEFAULT_IMAGE", "DockerBackend", "DockerImageMissing", "DockerServiceBackend",
+           "DockerUnavailable"]
+
 SERVICE_PORT = 7655
 BUILD_COMMAND = "scripts/docker/build.sh"
 
@@ -59,27 +68,71 @@ class DockerImageMissing(DockerUnavailable):
     hint = f"build it in an lcc checkout with: {BUILD_COMMAND}"
 
 
+class DockerServiceBackend:
+    """The compile service image on the local Docker engine (a
+    :class:`lcc.compile.Backend` named ``docker``).
+
+    ``image``, ``container`` and ``port`` are :class:`DockerBackend`'s
+    ``image``, ``name`` and ``port``; ``push_btf``: upload this kernel's BTF if
+    the service lacks it (the container normally sees the host's).  Each
+    :meth:`compile` starts or reuses the container and leaves it running;
+    the object holds no resources.
+    """
+
+    name = "docker"
+
+    def __init__(self, image: str = DEFAULT_IMAGE, *, container: str = CONTAINER_NAME,
+                 port: int | None = None, push_btf: bool = True) -> None:
+        self.image = image
+        self.container = container
+        self.port = port
+        self.push_btf = push_btf
+        self.origin = f"docker:{image}"
+
+    @classmethod
+    def from_config(cls, config: ClientConfig) -> DockerServiceBackend:
+        """The image, container, port and BTF upload policy of ``config``."""
+        return cls(config.docker_image, container=config.docker_container,
+                   port=config.docker_port, push_btf=config.push_btf)
+
+    def __repr__(self) -> str:
+        return f"DockerServiceBackend({self.image!r}, container={self.container!r})"
+
+    def key_part(self) -> dict:
+        return {"docker": self.image}
+
+    def compile(self, bundle: Bundle, *, kernel: str, arch: str,
+                defines: dict[str, str | None], btf: bool) -> Artifact:
+        # Lazy: requests is slow to import, and a cache hit never gets here.
+        from .service import ServiceClient, compile_via
+        with DockerBackend(self.image, name=self.container, port=self.port) as backend:
+            url = backend.endpoint()
+            with ServiceClient(url, token=backend.token or "") as client:
+                art = compile_via(client, bundle, kernel=kernel, arch=arch, defines=defines,
+                                  btf=btf, push_btf=self.push_btf)
+        art.origin = self.origin
+        return art
+
+
 class DockerBackend:
     """The compile service, run as a container of ``image`` on the local engine.
 
-    Defaults come from the environment, then the constants above: ``image``
-    (``LCC_DOCKER_IMAGE``, lcc-compiler:latest), ``name`` of the container
-    (``LCC_DOCKER_CONTAINER``, lcc-compiler; its state volume is
-    ``<name>-state``), ``port`` published on 127.0.0.1 (``LCC_DOCKER_PORT``,
-    else one the engine picks). With ``keep_running`` (the default) the
-    container outlives this object for the next run to reuse; otherwise
-    :meth:`close` removes the container if this object started it.
-    ``start_timeout`` bounds the wait for ``/healthz``.
+    ``image`` (default lcc-compiler:latest), ``name`` of the container
+    (default lcc-compiler; its state volume is ``<name>-state``), ``port``
+    published on 127.0.0.1 (default: one the engine picks).  With
+    ``keep_running`` (the default) the container outlives this object for
+    the next run to reuse; otherwise :meth:`close` removes the container if
+    this object started it.  ``start_timeout`` bounds the wait for
+    ``/healthz``.
     """
 
     def __init__(self, image: str | None = None, *, name: str | None = None,
                  port: int | None = None, keep_running: bool = True,
                  start_timeout: float = 60.0) -> None:
-        self.image = image or os.environ.get("LCC_DOCKER_IMAGE") or DEFAULT_IMAGE
-        self.name = name or os.environ.get("LCC_DOCKER_CONTAINER") or CONTAINER_NAME
+        self.image = image or DEFAULT_IMAGE
+        self.name = name or CONTAINER_NAME
         self.volume = f"{self.name}-state"
-        env_port = os.environ.get("LCC_DOCKER_PORT")
-        self.port = port if port is not None else (int(env_port) if env_port else None)
+        self.port = port
         self.keep_running = keep_running
         self.start_timeout = start_timeout
         self._client = None
@@ -87,9 +140,7 @@ class DockerBackend:
         self._started = False
         self._url: str | None = None
         self._token: str | None = None
-        self._http = requests.Session()
-        # The service is on loopback; a proxy from the environment must not see it.
-        self._http.trust_env = False
+        self._http: requests.Session | None = None  # made by _wait_healthy
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -151,7 +202,8 @@ class DockerBackend:
                 except docker.errors.NotFound:  # already gone: nothing to release
                     pass
         finally:
-            self._http.close()
+            if self._http is not None:
+                self._http.close()
             if self._client is not None:
                 self._client.close()
 
@@ -264,6 +316,11 @@ class DockerBackend:
         return None
 
     def _wait_healthy(self, container, url: str) -> None:
+        import requests  # lazy, as in DockerServiceBackend.compile()
+        if self._http is None:
+            self._http = requests.Session()
+            # The service is on loopback; a proxy from the environment must not see it.
+            self._http.trust_env = False
         deadline = time.monotonic() + self.start_timeout
         last = "no answer yet"
         while True:

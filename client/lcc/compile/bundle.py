@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from lcc_toolchain.digest import bundle_digest
 
-from .errors import LccError
+from ..errors import LccError
 
 __all__ = ["MAX_INCLUDE_DEPTH", "PROVIDED", "Bundle"]
 

@@ -1,8 +1,9 @@
-"""The client's content-addressed artifact cache.
+"""The client's content-addressed artifact cache, and the backend wrapper that uses it.
 
 Compiled objects (and tailored BTF) are kept in the user's cache directory
 (``platformdirs.user_cache_dir("lcc")``, or ``LCC_CACHE_DIR``) so that a tool
-starting again compiles nothing and contacts nobody.  Layout under
+starting again compiles nothing and contacts nobody.
+:class:`CachedBackend` puts the cache in front of any backend.  Layout under
 ``<root>/artifacts/v1``::
 
     keys/<kk>/<key>.json     what a cache key maps to (object/BTF sha256, metadata)
@@ -11,7 +12,7 @@ starting again compiles nothing and contacts nobody.  Layout under
     locks/<key>.lock         flock(2) held while one process fills that key
 
 ``<root>/toolchain`` is the embedded toolchain's work directory (vmlinux.h
-and precompiled headers), see :mod:`lcc.compile`.
+and precompiled headers), see :mod:`lcc.compile.local`.
 
 Guarantees:
 
@@ -25,8 +26,14 @@ Guarantees:
   processes (single flight), so N processes starting the same tool compile
   it once.
 
-The key itself is made by :func:`cache_key` from everything that decides
-the object; see :mod:`lcc.compile` for what goes into it.
+The key (:func:`artifact_key`) is a sha256 over everything that decides
+the object: the bundle digest, the defines, arch, kernel release, the
+kernel's BTF identity (when compiling for the running kernel, see
+:mod:`lcc.compile.kernel`) and the backend's ``key_part()``: the local
+toolchain's identity (clang/bpftool versions, header hashes), or the
+service's URL (its toolchain is unknown before asking; what it sends is
+checked against the digest it sends, and a cache hit contacts nobody), or
+the Docker image name.
 """
 
 from __future__ import annotations
@@ -43,26 +50,35 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .errors import CacheError
+from ..errors import CacheError, Diagnostic
+from . import kernel as _kernel
+from .artifact import Artifact
+from .config import ClientConfig
 
-__all__ = ["ArtifactCache", "CacheEntry", "cache_key", "default_dir"]
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .bundle import Bundle
 
-log = logging.getLogger("lcc.cache")
+__all__ = ["ArtifactCache", "CacheEntry", "CachedBackend", "artifact_key", "cache_key",
+           "default_dir", "private_tmp_dir", "spill_btf"]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "v1"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def default_dir() -> Path:
-    """``LCC_CACHE_DIR`` if set, else the user's cache directory for lcc."""
-    env = os.environ.get("LCC_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+def default_dir(config: ClientConfig | None = None) -> Path:
+    """``config.cache_dir`` (default config: ``LCC_CACHE_DIR``) if set, else the
+    user's cache directory for lcc."""
+    cache_dir = (config if config is not None else ClientConfig.from_env()).cache_dir
+    if cache_dir is not None:
+        return cache_dir
+    import platformdirs  # lazy: only needed without LCC_CACHE_DIR (start-up speed)
     return Path(platformdirs.user_cache_dir("lcc"))
 
 
@@ -75,6 +91,18 @@ def cache_key(**parts: Any) -> str:
     blob = json.dumps({"format": FORMAT, **parts}, sort_keys=True, ensure_ascii=False,
                       separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def artifact_key(bundle: Bundle, *, defines: Mapping[str, str | None], arch: str, kernel: str,
+                 kernel_btf: str | None, via: Mapping[str, Any]) -> str:
+    """The cache key of an artifact: everything that decides the object (module docstring).
+
+    ``kernel_btf`` is the kernel's BTF identity when known (the running
+    kernel's), ``via`` names where it is compiled (a backend's ``key_part()``:
+    ``{"local": identity}``, ``{"server": url}``, ``{"docker": image}``).
+    """
+    return cache_key(bundle=bundle.digest(), defines=sorted(defines.items()), arch=arch,
+                     kernel=kernel, kernel_btf=kernel_btf, via=dict(via))
 
 
 @dataclass
@@ -274,6 +302,111 @@ class ArtifactCache:
         except OSError as e:
             raise CacheError(f"cannot clear the cache at {self.root}: {e.strerror or e}") from None
         return len(entries), freed
+
+
+class CachedBackend:
+    """``inner`` (any :class:`lcc.compile.Backend`) with its results kept in ``store``.
+
+    It is a backend itself: same ``name``, ``origin`` and ``key_part()``.
+    :meth:`compile` answers from the cache when it can (``inner`` is not
+    called, nobody is contacted: ``Artifact.cache_hit``), else compiles once
+    per key across processes (:meth:`ArtifactCache.lock`) and stores the
+    result.  When the cache cannot be written it logs a warning and returns
+    the compiled artifact anyway.  The returned artifact's ``btf_path`` names
+    a file holding its BTF, if any.
+    """
+
+    def __init__(self, inner: Backend, store: ArtifactCache) -> None:
+        self.inner = inner
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"CachedBackend({self.inner!r}, {self.store!r})"
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def origin(self) -> str:
+        return self.inner.origin
+
+    def key_part(self) -> dict:
+        return self.inner.key_part()
+
+    def key(self, bundle: Bundle, *, kernel: str, arch: str,
+            defines: Mapping[str, str | None]) -> str:
+        """The cache key ``compile`` with these arguments uses."""
+        me = _kernel.this_kernel()
+        btf_id = me.btf_id if (kernel, arch) == (me.release, me.arch) else None
+        return artifact_key(bundle, defines=defines, arch=arch, kernel=kernel,
+                            kernel_btf=btf_id, via=self.key_part())
+
+    def compile(self, bundle: Bundle, *, kernel: str, arch: str,
+                defines: dict[str, str | None], btf: bool) -> Artifact:
+        key = self.key(bundle, kernel=kernel, arch=arch, defines=defines)
+        hit = self._lookup(key, btf)
+        if hit is not None:
+            return hit
+        with self.store.lock(key):
+            hit = self._lookup(key, btf)  # another process may have filled it meanwhile
+            if hit is not None:
+                return hit
+            art = self.inner.compile(bundle, kernel=kernel, arch=arch, defines=defines, btf=btf)
+            art.key = key
+            meta = {"origin": art.origin, "main": bundle.main, "kernel": kernel, "arch": arch,
+                    "defines": defines, "warnings": [w.to_dict() for w in art.warnings],
+                    "toolchain": art.toolchain}
+            try:
+                entry = self.store.put(key, art.object, btf=art.btf, meta=meta)
+            except CacheError as e:
+                log.warning("%s; continuing without the cache", e)
+                if art.btf is not None:
+                    art.btf_path = str(spill_btf(art.btf))
+                return art
+        if entry.btf_path is not None:
+            art.btf_path = str(entry.btf_path)
+        log.debug("compiled %s (%s) via %s: %s", bundle.main, key[:16], art.origin, art.digest)
+        return art
+
+    def _lookup(self, key: str, need_btf: bool) -> Artifact | None:
+        entry = self.store.get(key)
+        if entry is None or (need_btf and entry.btf is None):
+            return None
+        log.debug("cache hit %s: %s", key[:16], entry.digest)
+        meta = entry.meta
+        return Artifact(object=entry.object, digest=entry.digest, btf=entry.btf,
+                        warnings=[Diagnostic.from_dict(d) for d in meta.get("warnings") or []],
+                        toolchain=dict(meta.get("toolchain") or {}), cached=True,
+                        btf_path=str(entry.btf_path) if entry.btf_path else None,
+                        origin=str(meta.get("origin", "")), cache_hit=True, key=entry.key)
+
+
+def private_tmp_dir(prefix: str) -> Path:
+    """``$TMPDIR/<prefix>-<uid>``, mode 0700 and ours, else a fresh ``mkdtemp``."""
+    d = Path(tempfile.gettempdir()) / f"{prefix}-{os.geteuid()}"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = d.lstat()
+        if st.st_uid == os.geteuid() and d.is_dir() and not d.is_symlink() \
+                and st.st_mode & 0o077 == 0:
+            return d
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+
+
+def spill_btf(data: bytes) -> Path:
+    """Tailored BTF in a private temporary file named by its sha256 (for an artifact
+    that is not in the cache)."""
+    d = private_tmp_dir("lcc-btf")
+    path = d / f"{hashlib.sha256(data).hexdigest()}.btf"
+    if not path.exists() or path.read_bytes() != data:
+        fd, tmp = tempfile.mkstemp(dir=d)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    return path
 
 
 def _check_hex(value: str, what: str) -> None:

@@ -21,7 +21,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-from .errors import BtfError
+from ..errors import BtfError
 
 __all__ = ["KERNEL_BTF", "KERNEL_NOTES", "KernelIdentity", "btf_identity", "build_id",
            "read_btf", "this_kernel"]
