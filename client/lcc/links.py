@@ -146,19 +146,23 @@ def attach_auto(prog: "Program") -> Link:
     return _attach(ptr, prog, what, lambda err: explain_attach_error(err, kind, target, what))
 
 
-def _with_tracefs(attach: Callable[[], int | None]) -> int | None:
+def _with_tracefs(attach: Callable[[], int | None],
+                  probes: features.Probes | None = None) -> int | None:
     """Run a tracepoint attach (libbpf reads tracepoint ids from tracefs); if it
     fails and tracefs is not mounted, mount it (root) and try once more.
 
     tracefs is looked for only after a failure: looking (a stat of its
     events directory) is a noticeable part of a tool's start, and libbpf
-    looks anyway.  Raises LccError when tracefs is missing and cannot be
+    looks anyway.  ``probes`` (default: the process-wide ones) say whether it
+    is mounted.  Raises LccError when tracefs is missing and cannot be
     mounted.
     """
     ptr = attach()
-    if not ptr and not features.tracefs_mounted():
-        features.tracefs()
-        ptr = attach()
+    if not ptr:
+        probes = probes if probes is not None else features.probes()
+        if not probes.tracefs_mounted():
+            features.mount_tracefs(probes)
+            ptr = attach()
     return ptr
 
 
@@ -179,7 +183,7 @@ def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfErro
                                 "(not in /proc/kallsyms; it may be inlined or renamed)", err=err)
     if kind in ("tracepoint", "tp"):
         cat, _, name = target.partition("/")
-        if not features.tracepoint_exists(cat, name):
+        if features.tracepoint_exists(cat, name) is False:
             return AttachPointMissing(
                 "tracepoint", target, f"cannot attach {what}: tracepoint {target} does not "
                                       "exist on this kernel", err=err,
