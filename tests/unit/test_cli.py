@@ -140,6 +140,24 @@ def test_no_command_prints_usage(lcc):
     p = lcc(check=2)
     assert "usage: lcc" in p.stderr and "compile" in p.stderr
 
+# -- run (its loading and printing: tests/kernel/test_run.py) ------------------------------
+
+def test_run_defines_and_assignments():
+    import argparse
+    from lcc.cli import run
+    p = run.configure_parser(argparse.ArgumentParser())
+    a = p.parse_args(["x.bpf.c", "-D", "A=1", "-D", "B", "--set", "pid=0x10", "-s", "c=bash",
+                      "-d", "2", "--json"])
+    assert dict(a.defines) == {"A": "1", "B": None}
+    assert dict(a.rodata) == {"pid": 16, "c": "bash"}
+    assert a.duration == 2 and a.json
+
+
+def test_run_missing_file_is_one_line(lcc):
+    p = lcc("run", "nope.bpf.c", check=1)
+    assert p.stderr.startswith("lcc run: LccError:") and "does not exist" in p.stderr
+
+
 
 def test_usage_errors_are_argparse_errors(lcc, tool):
     p = lcc("compile", str(tool), "--backend", "bogus", check=2)
