@@ -275,21 +275,21 @@ def lib() -> Library:
         path = os.environ.get("LCC_LIBBPF") or "libbpf.so.1"
         try:
             handle = _dlopen(path)
-        except OSError:
+        except OSError as e:
             import ctypes.util
             found = ctypes.util.find_library("bpf")
-            if not found:
+            if not found:  # the dlopen error (wrong ELF class, say) is the cause
                 raise NotSupported(
                     "libbpf", "libbpf.so.1 (libbpf 1.1 or newer) is not installed",
                     hint="install it (Debian/Ubuntu: apt-get install libbpf1; "
-                         "Fedora: dnf install libbpf) or set LCC_LIBBPF to its path") from None
+                         "Fedora: dnf install libbpf) or set LCC_LIBBPF to its path") from e
             handle = _dlopen(found)
         try:
             _ctypes.dlsym(handle, "libbpf_major_version")
             library = Library(handle)
-        except (OSError, AttributeError):
+        except (OSError, AttributeError) as e:
             raise NotSupported("libbpf", "the libbpf found here is older than 1.0",
-                               hint="lcc needs libbpf 1.1 or newer") from None
+                               hint="lcc needs libbpf 1.1 or newer") from e
         _install_print(library)
         _lib = library
         return library

@@ -33,7 +33,7 @@ import time
 
 import requests
 
-from .errors import ClosedError, CompileServiceError, LccError
+from .errors import ClosedError, CompileServiceError, DockerImageMissing, DockerUnavailable
 
 __all__ = ["DEFAULT_IMAGE", "DockerBackend", "DockerImageMissing", "DockerUnavailable"]
 
@@ -44,19 +44,6 @@ BUILD_COMMAND = "scripts/docker/build.sh"
 
 _LABEL = "org.lcc.role"
 _STATE_DIR = "/var/lib/lcc"
-
-
-class DockerUnavailable(LccError):
-    """No Docker engine can be used: the SDK is missing or the engine does not answer."""
-
-    hint = ("start a Docker engine (in an lcc checkout: scripts/docker/engine.sh; or set "
-            "DOCKER_HOST), or install clang to compile locally")
-
-
-class DockerImageMissing(DockerUnavailable):
-    """The compile service image is not in the local Docker engine."""
-
-    hint = f"build it in an lcc checkout with: {BUILD_COMMAND}"
 
 
 class DockerBackend:

@@ -260,23 +260,20 @@ def _find_binary(binary: str) -> str:
         if not os.path.exists(binary):
             raise AttachPointMissing("uprobe", binary, f"binary {binary} does not exist")
         return binary
+    from .symbols import resolve_binary
     try:
-        from .symbols import resolve_binary
-        path = resolve_binary(binary)
-    except (ImportError, LccError):
-        path = None
-    if not path:
+        return str(resolve_binary(binary))
+    except LccError as e:  # BinaryNotFound: says where it looked
         raise AttachPointMissing("uprobe", binary, f"cannot find binary or library '{binary}'",
-                                 hint="give its full path")
-    return path
+                                 hint="give its full path") from e
 
 
 def _symbol_offset(path: str, symbol: str, kind: str) -> int:
     from .symbols import ElfSymbols
     try:
         return ElfSymbols(path).offset(symbol)
-    except KeyError:
-        raise AttachPointMissing(kind, symbol, f"symbol '{symbol}' is not in {path}") from None
+    except KeyError as e:  # SymbolNotFound: its hint (a stripped binary, say) may help
+        raise AttachPointMissing(kind, symbol, f"symbol '{symbol}' is not in {path}") from e
 
 
 def attach_perf_event(prog: "Program", *, event_type: int, config: int, sample_period: int = 0,
@@ -322,9 +319,9 @@ def attach_xdp(prog: "Program", ifindex: int | str) -> Link:
         import socket
         try:
             idx = socket.if_nametoindex(ifindex)
-        except OSError:
+        except OSError as e:
             raise AttachPointMissing("xdp", ifindex,
-                                     f"network device '{ifindex}' does not exist") from None
+                                     f"network device '{ifindex}' does not exist") from e
         ifindex = idx
     what = f"program '{prog.name}' to XDP on ifindex {ifindex}"
     ptr = _libbpf.lib().bpf_program__attach_xdp(prog.ptr, int(ifindex))
@@ -339,7 +336,7 @@ def attach_cgroup(prog: "Program", cgroup: int | str) -> Link:
             own_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
             raise AttachPointMissing("cgroup", cgroup, f"cannot open cgroup {cgroup}: "
-                                     f"{e.strerror}", err=e.errno or errno.ENOENT) from None
+                                     f"{e.strerror}", err=e.errno or errno.ENOENT) from e
         fd = own_fd
     else:
         fd = cgroup
