@@ -25,10 +25,8 @@ if TYPE_CHECKING:
 class Link:
     """One attachment of a program; :meth:`close` detaches it (idempotent)."""
 
-    def __init__(self, ptr: int, description: str, program: "Program | None" = None,
-                 fds: Iterable[int] = ()) -> None:
+    def __init__(self, ptr: int, description: str, program: "Program | None" = None) -> None:
         self._ptr = ptr
-        self._fds = list(fds)  # perf event fds this link also owns
         self.description = description
         self.program = program
 
@@ -46,12 +44,6 @@ class Link:
         if self._ptr:
             _libbpf.lib().bpf_link__destroy(self._ptr)
             self._ptr = 0
-        for fd in self._fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds.clear()
 
     def __enter__(self) -> "Link":
         return self
@@ -284,8 +276,8 @@ def attach_perf_event(prog: "Program", *, event_type: int, config: int, sample_p
     links: list[Link] = []
     try:
         for cpu in cpu_list:
-            fd = _libbpf.perf_event_open(event_type, config, sample_period=sample_period,
-                                         sample_freq=sample_freq, pid=pid, cpu=cpu)
+            fd = _perf_event_open(event_type, config, sample_period=sample_period,
+                                  sample_freq=sample_freq, pid=pid, cpu=cpu)
             what = f"program '{prog.name}' to perf event {event_type}:{config} on CPU {cpu}"
             ptr = _libbpf.lib().bpf_program__attach_perf_event(prog.ptr, fd)
             if not ptr:
@@ -299,6 +291,36 @@ def attach_perf_event(prog: "Program", *, event_type: int, config: int, sample_p
             lk.close()
         raise
     return LinkGroup(links, f"program '{prog.name}' on {len(links)} CPUs")
+
+
+_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331,
+                       "ppc64le": 319, "loongarch64": 241}
+_PERF_FLAG_FD_CLOEXEC = 8
+
+
+def _perf_event_open(event_type: int, config: int, *, sample_period: int = 0,
+                     sample_freq: int = 0, pid: int = -1, cpu: int = -1) -> int:
+    """perf_event_open(2) for one event; returns the fd (raises BpfError)."""
+    import ctypes
+    import struct
+    nr = _NR_PERF_EVENT_OPEN.get(os.uname().machine)
+    if nr is None:
+        raise NotSupported("perf_event_open", f"perf events on {os.uname().machine} are not "
+                           "supported by lcc yet")
+    freq = 1 if sample_freq else 0
+    flags = (freq << 10)  # bit 10: freq; everything else (disabled, inherit...) off
+    attr = bytearray(128)
+    struct.pack_into("=IIQQQQQ", attr, 0, event_type, len(attr), config,
+                     sample_freq or sample_period, 0, 0, flags)
+    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctypes.set_errno(0)
+    fd = libc.syscall(ctypes.c_long(nr), buf, ctypes.c_int(pid), ctypes.c_int(cpu),
+                      ctypes.c_int(-1), ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC))
+    if fd < 0:
+        raise from_errno(ctypes.get_errno() or errno.EINVAL,
+                         f"opening perf event {event_type}:{config} on CPU {cpu}")
+    return fd
 
 
 def _online_cpus() -> list[int]:
