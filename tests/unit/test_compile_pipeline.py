@@ -1,13 +1,11 @@
 """lcc.compile.build: which backend compiles, and the local path end to end.
 
 Backend choice needs nothing; the local builds need clang, bpftool and
-kernel BTF (skipped without).
+kernel BTF (marker ``toolchain``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,12 +14,6 @@ from lcc.bundle import Bundle
 from lcc.cache import ArtifactCache
 from lcc.compile import build, choose_backend
 from lcc.errors import CompileError, LccError, ToolchainMissing
-
-needs_toolchain = pytest.mark.skipif(
-    shutil.which("clang") is None
-    or shutil.which("bpftool", path="/usr/sbin:/usr/bin:/sbin") is None
-    or not os.path.exists("/sys/kernel/btf/vmlinux"),
-    reason="needs clang, bpftool and kernel BTF")
 
 HELLO = """\
 // SPDX-License-Identifier: GPL-2.0
@@ -105,7 +97,7 @@ def test_defines_are_checked_before_anything_runs(clean_env):
 
 # -- local builds --------------------------------------------------------------------------
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_local_build_caches_and_hits(clean_env, tmp_path):
     store = ArtifactCache(tmp_path / "c")
     bundle = Bundle.from_string(HELLO, name="hello.bpf.c")
@@ -122,7 +114,7 @@ def test_local_build_caches_and_hits(clean_env, tmp_path):
     assert (store.toolchain_dir / "identity.json").exists()
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_local_btf_without_cache_lands_in_a_private_file(clean_env):
     art = build(Bundle.from_string(HELLO, name="hello.bpf.c"), cache=False, btf=True)
 
@@ -132,7 +124,7 @@ def test_local_btf_without_cache_lands_in_a_private_file(clean_env):
     assert not art.cached and art.key is None
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_local_compile_error(clean_env):
     with pytest.raises(CompileError) as exc:
         build(Bundle.from_string('#include "lbc.h"\nint x = ;\n', name="bad.bpf.c"))
@@ -140,13 +132,13 @@ def test_local_compile_error(clean_env):
     assert exc.value.diagnostics[0].line == 2
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_local_rejects_what_the_service_would(clean_env):
     with pytest.raises(LccError, match="bundle"):
         build(Bundle("bad name.bpf.c", {"bad name.bpf.c": HELLO}))
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_unwritable_cache_still_builds(clean_env, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
