@@ -3,11 +3,15 @@
 Tiers: tests/unit runs anywhere; tests marked ``bpf`` load programs into the
 running kernel and skip (with the reason) without root or kernel BTF, unless
 ``LCC_REQUIRE_BPF=1`` turns those skips into failures; tests marked
-``docker`` likewise with ``LCC_REQUIRE_DOCKER=1``.
+``toolchain`` run clang and skip without clang, bpftool or kernel BTF, unless
+``LCC_REQUIRE_TOOLCHAIN=1``; tests marked ``docker`` likewise with
+``LCC_REQUIRE_DOCKER=1`` (tests/container).  ``-m "not toolchain"`` leaves
+a unit tier that needs no compiler.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -30,6 +34,7 @@ def _effective_caps() -> int:
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 
 
+@functools.cache
 def _bpf_unavailable() -> str | None:
     caps = _effective_caps()
     has = lambda c: bool(caps >> c & 1)  # noqa: E731
@@ -42,13 +47,28 @@ def _bpf_unavailable() -> str | None:
     return None
 
 
+@functools.cache
+def _toolchain_unavailable() -> str | None:
+    from servertools import toolchain_missing
+    missing = toolchain_missing()
+    return f"{missing} (scripts/setup.sh installs the toolchain)" if missing else None
+
+
+# marker -> (why its tests cannot run here, or None; the variable that makes that a failure)
+_NEEDS = {
+    "bpf": (_bpf_unavailable, "LCC_REQUIRE_BPF"),
+    "toolchain": (_toolchain_unavailable, "LCC_REQUIRE_TOOLCHAIN"),
+}
+
+
 def pytest_runtest_setup(item):
-    if item.get_closest_marker("bpf"):
-        reason = _bpf_unavailable()
-        if reason:
-            if os.environ.get("LCC_REQUIRE_BPF") == "1":
-                pytest.fail(f"LCC_REQUIRE_BPF=1 but {reason}", pytrace=False)
-            pytest.skip(reason)
+    for marker, (unavailable, require) in _NEEDS.items():
+        if item.get_closest_marker(marker):
+            reason = unavailable()
+            if reason:
+                if os.environ.get(require) == "1":
+                    pytest.fail(f"{require}=1 but {reason}", pytrace=False)
+                pytest.skip(reason)
 
 
 @pytest.fixture(scope="session", autouse=True)

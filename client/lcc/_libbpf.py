@@ -1,9 +1,10 @@
 """The one place where lcc talks to libbpf through ctypes.
 
 ``lib()`` loads ``libbpf.so.1`` on first use (never at import time); each
-function's prototype (from ``_PROTOTYPES``, the one list of them) is
-declared when the library loads for the functions every start calls
-(``_START_PATH``), else the first time lcc calls it.  The rest of lcc calls
+function's prototype (from ``PROTOTYPES`` in :mod:`lcc._libbpf_abi`, the one
+list of them, beside the option structs and callback types) is declared when
+the library loads for the functions every start calls (``_START_PATH``),
+else the first time lcc calls it.  The rest of lcc calls
 the typed functions below (:mod:`lcc._btf_raw` reads BTF records through
 them); return codes become exceptions in :func:`check`, NULL pointers in
 :func:`check_ptr`.
@@ -22,183 +23,13 @@ import collections
 import ctypes as ct
 import mmap
 import os
-import struct
 import sys
 
+# The buffer callback types are used through this module (_libbpf.RINGBUF_SAMPLE_FN).
+from ._libbpf_abi import (PERF_LOST_FN, PERF_SAMPLE_FN, PRINT_FN,  # noqa: F401
+                          PROTOTYPES, RINGBUF_SAMPLE_FN, bpf_map_batch_opts,
+                          bpf_object_open_opts, bpf_prog_load_opts, bpf_uprobe_opts)
 from .errors import NotSupported, from_errno
-
-# -- C types -----------------------------------------------------------------
-
-c_obj_p = ct.c_void_p  # struct bpf_object *
-c_prog_p = ct.c_void_p  # struct bpf_program *
-c_map_p = ct.c_void_p  # struct bpf_map *
-c_link_p = ct.c_void_p  # struct bpf_link *
-c_btf_p = ct.c_void_p  # struct btf *
-
-
-class bpf_object_open_opts(ct.Structure):
-    _fields_ = [
-        ("sz", ct.c_size_t),
-        ("object_name", ct.c_char_p),
-        ("relaxed_maps", ct.c_bool),
-        ("pin_root_path", ct.c_char_p),
-        ("_attach_prog_fd", ct.c_uint32),
-        ("kconfig", ct.c_char_p),
-        ("btf_custom_path", ct.c_char_p),
-        ("kernel_log_buf", ct.c_void_p),
-        ("kernel_log_size", ct.c_size_t),
-        ("kernel_log_level", ct.c_uint32),
-    ]
-
-
-class bpf_uprobe_opts(ct.Structure):
-    _fields_ = [
-        ("sz", ct.c_size_t),
-        ("ref_ctr_offset", ct.c_size_t),
-        ("bpf_cookie", ct.c_uint64),
-        ("retprobe", ct.c_bool),
-        ("func_name", ct.c_char_p),
-    ]
-
-
-class bpf_map_batch_opts(ct.Structure):
-    _fields_ = [("sz", ct.c_size_t), ("elem_flags", ct.c_uint64), ("flags", ct.c_uint64)]
-
-
-class bpf_prog_load_opts(ct.Structure):
-    _fields_ = [
-        ("sz", ct.c_size_t),
-        ("attempts", ct.c_int),
-        ("expected_attach_type", ct.c_int),
-        ("prog_btf_fd", ct.c_uint32),
-        ("prog_flags", ct.c_uint32),
-        ("prog_ifindex", ct.c_uint32),
-        ("kern_version", ct.c_uint32),
-        ("attach_btf_id", ct.c_uint32),
-        ("attach_prog_fd", ct.c_uint32),
-        ("attach_btf_obj_fd", ct.c_uint32),
-        ("fd_array", ct.c_void_p),
-        ("func_info", ct.c_void_p),
-        ("func_info_cnt", ct.c_uint32),
-        ("func_info_rec_size", ct.c_uint32),
-        ("line_info", ct.c_void_p),
-        ("line_info_cnt", ct.c_uint32),
-        ("line_info_rec_size", ct.c_uint32),
-        ("log_level", ct.c_uint32),
-        ("log_size", ct.c_uint32),
-        ("log_buf", ct.c_char_p),
-    ]
-
-
-class bpf_iter_attach_opts(ct.Structure):
-    _fields_ = [("sz", ct.c_size_t), ("link_info", ct.c_void_p), ("link_info_len", ct.c_uint32)]
-
-
-# (level, format, va_list): the format stays a pointer, only vsnprintf reads it
-PRINT_FN = ct.CFUNCTYPE(ct.c_int, ct.c_int, ct.c_void_p, ct.c_void_p)
-RINGBUF_SAMPLE_FN = ct.CFUNCTYPE(ct.c_int, ct.c_void_p, ct.c_void_p, ct.c_size_t)
-PERF_SAMPLE_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_void_p, ct.c_uint32)
-PERF_LOST_FN = ct.CFUNCTYPE(None, ct.c_void_p, ct.c_int, ct.c_uint64)
-
-_i, _u32, _sz, _vp = ct.c_int, ct.c_uint32, ct.c_size_t, ct.c_void_p
-_cp, _b = ct.c_char_p, ct.c_bool
-
-# name -> (restype, argtypes). Everything lcc calls is declared here.
-_PROTOTYPES: dict[str, tuple[object, list]] = {
-    # version and global settings
-    "libbpf_major_version": (_u32, []),
-    "libbpf_minor_version": (_u32, []),
-    "libbpf_set_print": (_vp, [PRINT_FN]),
-    "libbpf_num_possible_cpus": (_i, []),
-    "libbpf_probe_bpf_prog_type": (_i, [_i, _vp]),
-    "libbpf_probe_bpf_map_type": (_i, [_i, _vp]),
-    "libbpf_probe_bpf_helper": (_i, [_i, _i, _vp]),
-    "libbpf_bpf_prog_type_str": (_cp, [_i]),
-    "libbpf_bpf_map_type_str": (_cp, [_i]),
-    "libbpf_bpf_attach_type_str": (_cp, [_i]),
-    # object
-    "bpf_object__open_mem": (c_obj_p, [_vp, _sz, ct.POINTER(bpf_object_open_opts)]),
-    "bpf_object__load": (_i, [c_obj_p]),
-    "bpf_object__close": (None, [c_obj_p]),
-    "bpf_object__name": (_cp, [c_obj_p]),
-    "bpf_object__btf": (c_btf_p, [c_obj_p]),
-    "bpf_object__next_program": (c_prog_p, [c_obj_p, c_prog_p]),
-    "bpf_object__next_map": (c_map_p, [c_obj_p, c_map_p]),
-    # programs
-    "bpf_program__name": (_cp, [c_prog_p]),
-    "bpf_program__section_name": (_cp, [c_prog_p]),
-    "bpf_program__autoload": (_b, [c_prog_p]),
-    "bpf_program__set_autoload": (_i, [c_prog_p, _b]),
-    "bpf_program__fd": (_i, [c_prog_p]),
-    "bpf_program__type": (_i, [c_prog_p]),
-    "bpf_program__expected_attach_type": (_i, [c_prog_p]),
-    "bpf_program__set_attach_target": (_i, [c_prog_p, _i, _cp]),
-    "bpf_program__insn_cnt": (_sz, [c_prog_p]),
-    "bpf_program__attach": (c_link_p, [c_prog_p]),
-    "bpf_program__attach_tracepoint": (c_link_p, [c_prog_p, _cp, _cp]),
-    "bpf_program__attach_raw_tracepoint": (c_link_p, [c_prog_p, _cp]),
-    "bpf_program__attach_kprobe": (c_link_p, [c_prog_p, _b, _cp]),
-    "bpf_program__attach_uprobe_opts": (
-        c_link_p, [c_prog_p, _i, _cp, _sz, ct.POINTER(bpf_uprobe_opts)]),
-    "bpf_program__attach_perf_event": (c_link_p, [c_prog_p, _i]),
-    "bpf_program__attach_xdp": (c_link_p, [c_prog_p, _i]),
-    "bpf_program__attach_cgroup": (c_link_p, [c_prog_p, _i]),
-    "bpf_program__attach_trace": (c_link_p, [c_prog_p]),
-    "bpf_program__attach_lsm": (c_link_p, [c_prog_p]),
-    "bpf_program__attach_iter": (c_link_p, [c_prog_p, ct.POINTER(bpf_iter_attach_opts)]),
-    # links
-    "bpf_link__destroy": (_i, [c_link_p]),
-    "bpf_link__fd": (_i, [c_link_p]),
-    "bpf_iter_create": (_i, [_i]),
-    # maps (libbpf objects)
-    "bpf_map__name": (_cp, [c_map_p]),
-    "bpf_map__type": (_i, [c_map_p]),
-    "bpf_map__fd": (_i, [c_map_p]),
-    "bpf_map__key_size": (_u32, [c_map_p]),
-    "bpf_map__value_size": (_u32, [c_map_p]),
-    "bpf_map__max_entries": (_u32, [c_map_p]),
-    "bpf_map__set_max_entries": (_i, [c_map_p, _u32]),
-    "bpf_map__map_flags": (_u32, [c_map_p]),
-    "bpf_map__btf_key_type_id": (_u32, [c_map_p]),
-    "bpf_map__btf_value_type_id": (_u32, [c_map_p]),
-    "bpf_map__initial_value": (_vp, [c_map_p, ct.POINTER(_sz)]),
-    "bpf_map__is_internal": (_b, [c_map_p]),
-    # maps (syscall wrappers)
-    "bpf_map_lookup_elem": (_i, [_i, _vp, _vp]),
-    "bpf_map_update_elem": (_i, [_i, _vp, _vp, ct.c_uint64]),
-    "bpf_map_delete_elem": (_i, [_i, _vp]),
-    "bpf_map_get_next_key": (_i, [_i, _vp, _vp]),
-    "bpf_map_lookup_and_delete_elem": (_i, [_i, _vp, _vp]),
-    "bpf_map_lookup_batch": (
-        _i, [_i, _vp, _vp, _vp, _vp, ct.POINTER(_u32), ct.POINTER(bpf_map_batch_opts)]),
-    "bpf_prog_get_fd_by_id": (_i, [_u32]),
-    "bpf_map_get_fd_by_id": (_i, [_u32]),
-    "bpf_prog_load": (
-        _i, [_i, _cp, _cp, _vp, _sz, ct.POINTER(bpf_prog_load_opts)]),
-    # ring buffer
-    "ring_buffer__new": (_vp, [_i, RINGBUF_SAMPLE_FN, _vp, _vp]),
-    "ring_buffer__poll": (_i, [_vp, _i]),
-    "ring_buffer__consume": (_i, [_vp]),
-    "ring_buffer__free": (None, [_vp]),
-    "ring_buffer__epoll_fd": (_i, [_vp]),
-    # perf buffer
-    "perf_buffer__new": (_vp, [_i, _sz, PERF_SAMPLE_FN, PERF_LOST_FN, _vp, _vp]),
-    "perf_buffer__poll": (_i, [_vp, _i]),
-    "perf_buffer__consume": (_i, [_vp]),
-    "perf_buffer__free": (None, [_vp]),
-    "perf_buffer__epoll_fd": (_i, [_vp]),
-    # BTF
-    "btf__type_by_id": (_vp, [c_btf_p, _u32]),  # const struct btf_type *
-    "btf__name_by_offset": (_cp, [c_btf_p, _u32]),
-    "btf__type_cnt": (_u32, [c_btf_p]),
-    "btf__find_by_name_kind": (_i, [c_btf_p, _cp, _u32]),
-    "btf__resolve_size": (ct.c_int64, [c_btf_p, _u32]),
-    "btf__resolve_type": (_i, [c_btf_p, _u32]),
-    "btf__align_of": (_i, [c_btf_p, _u32]),
-    "btf__load_vmlinux_btf": (c_btf_p, []),
-    "btf__parse": (c_btf_p, [_cp, _vp]),
-    "btf__free": (None, [c_btf_p]),
-}
 
 # What every tool's start calls (open, configure, load, attach, map specs,
 # globals): declared together when the library loads, which costs about half
@@ -218,7 +49,7 @@ _START_PATH = (
 class Library:
     """libbpf's shared library; each function gets its prototype on first use.
 
-    Declaring all of ``_PROTOTYPES`` up front would cost half a millisecond of
+    Declaring all of ``PROTOTYPES`` up front would cost half a millisecond of
     every tool's start for functions most tools never call; those of
     ``_START_PATH`` are declared at once.  A function libbpf lacks raises
     AttributeError (see :func:`has`).
@@ -242,10 +73,10 @@ class Library:
             fn = _libc._FuncPtr(_ctypes.dlsym(self._handle, name))
         except OSError:
             raise AttributeError(f"libbpf has no function {name}") from None
-        proto = _PROTOTYPES.get(name)
+        proto = PROTOTYPES.get(name)
         if proto is not None:
             restype, fn.argtypes = proto
-            if restype is not _i:  # int is ctypes' default; setting it costs as much as another
+            if restype is not ct.c_int:  # int is ctypes' default; setting it costs as much as another
                 fn.restype = restype
         self.__dict__[name] = fn  # later calls find it without __getattr__
         return fn
@@ -275,21 +106,21 @@ def lib() -> Library:
         path = os.environ.get("LCC_LIBBPF") or "libbpf.so.1"
         try:
             handle = _dlopen(path)
-        except OSError:
+        except OSError as e:
             import ctypes.util
             found = ctypes.util.find_library("bpf")
-            if not found:
+            if not found:  # the dlopen error (wrong ELF class, say) is the cause
                 raise NotSupported(
                     "libbpf", "libbpf.so.1 (libbpf 1.1 or newer) is not installed",
                     hint="install it (Debian/Ubuntu: apt-get install libbpf1; "
-                         "Fedora: dnf install libbpf) or set LCC_LIBBPF to its path") from None
+                         "Fedora: dnf install libbpf) or set LCC_LIBBPF to its path") from e
             handle = _dlopen(found)
         try:
             _ctypes.dlsym(handle, "libbpf_major_version")
             library = Library(handle)
-        except (OSError, AttributeError):
+        except (OSError, AttributeError) as e:
             raise NotSupported("libbpf", "the libbpf found here is older than 1.0",
-                               hint="lcc needs libbpf 1.1 or newer") from None
+                               hint="lcc needs libbpf 1.1 or newer") from e
         _install_print(library)
         _lib = library
         return library
@@ -520,14 +351,6 @@ def map_lookup(fd: int, key: bytes, value_size: int) -> bytearray | None:
     return val
 
 
-def map_lookup_into(fd: int, key: bytes, out: ct.Array) -> bool:
-    ret = lib().bpf_map_lookup_elem(fd, key, out)
-    if ret == -2:
-        return False
-    check(ret, "map lookup")
-    return True
-
-
 def map_update(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
     check(lib().bpf_map_update_elem(fd, key, value, flags), "map update")
 
@@ -635,33 +458,6 @@ def attach_uprobe(prog: int, pid: int, path: str, offset: int, retprobe: bool) -
     opts.retprobe = retprobe
     return lib().bpf_program__attach_uprobe_opts(prog, pid, os.fsencode(path), offset,
                                                  ct.byref(opts))
-
-
-_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331,
-                       "ppc64le": 319, "loongarch64": 241}
-_PERF_FLAG_FD_CLOEXEC = 8
-
-
-def perf_event_open(event_type: int, config: int, *, sample_period: int = 0,
-                    sample_freq: int = 0, pid: int = -1, cpu: int = -1) -> int:
-    """perf_event_open(2) for one event; returns the fd (raises BpfError)."""
-    nr = _NR_PERF_EVENT_OPEN.get(os.uname().machine)
-    if nr is None:
-        raise NotSupported("perf_event_open", f"perf events on {os.uname().machine} are not "
-                           "supported by lcc yet")
-    freq = 1 if sample_freq else 0
-    flags = (freq << 10)  # bit 10: freq; everything else (disabled, inherit...) off
-    attr = bytearray(128)
-    struct.pack_into("=IIQQQQQ", attr, 0, event_type, len(attr), config,
-                     sample_freq or sample_period, 0, 0, flags)
-    buf = (ct.c_char * len(attr)).from_buffer(attr)
-    ct.set_errno(0)
-    fd = _libc.syscall(ct.c_long(nr), buf, ct.c_int(pid), ct.c_int(cpu), ct.c_int(-1),
-                       ct.c_ulong(_PERF_FLAG_FD_CLOEXEC))
-    if fd < 0:
-        raise from_errno(ct.get_errno() or 22, f"opening perf event {event_type}:{config} "
-                                                f"on CPU {cpu}")
-    return fd
 
 
 def errno_or(default: int) -> int:

@@ -6,9 +6,15 @@ The hierarchy::
      ├── CompileError           clang rejected the bundle (.diagnostics, .log)
      ├── ToolchainMissing       no clang/bpftool here and no compile service named
      ├── CompileServiceError    the compile service answered an error or is unreachable
+     ├── DockerUnavailable      no Docker engine (or SDK) to run the compile service in
+     │    └── DockerImageMissing  the compile service image is not in the engine
      ├── CacheError             a cache entry could not be written
      ├── BtfError               kernel or object BTF missing or unusable
      ├── ClosedError            (ValueError) an lcc object was used after close()
+     ├── SymbolsUnavailable     no symbols to read (kernel addresses hidden, not an ELF file)
+     ├── SymbolNotFound         (KeyError) the ELF file does not define the symbol
+     ├── BinaryNotFound         (FileNotFoundError) no executable or library of that name
+     ├── UnknownSyscall         (KeyError) a syscall name or number this architecture lacks
      └── BpfError               (OSError) a bpf() operation failed; keeps errno
           ├── KeyNotFound        (KeyError) lookup/delete of a missing key
           ├── BpfPermissionError (PermissionError) EPERM/EACCES
@@ -17,8 +23,12 @@ The hierarchy::
           └── ProgramLoadError   the verifier (or libbpf) rejected a program (.verifier_log)
 
 Every message is one sentence that says what failed; ``hint`` says what to
-do next and is appended to ``str()``.  ``Diagnostic`` (one compiler message)
-is ``lcc_toolchain.errors.Diagnostic``, re-exported here.
+do next and is appended to ``str()``.  Where lcc translates a lower-level
+exception (an OSError, a dlopen failure), the original is kept as
+``__cause__``.  The modules that raise them re-export their own
+(``lcc.symbols.SymbolNotFound``, ``lcc.compile.docker.DockerUnavailable``...).
+``Diagnostic`` (one compiler message) is ``lcc_toolchain.errors.Diagnostic``,
+re-exported here.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from lcc_toolchain.errors import Diagnostic  # one class, shared with the compil
 
 __all__ = [
     "AttachPointMissing",
+    "BinaryNotFound",
     "BpfError",
     "BpfPermissionError",
     "BtfError",
@@ -38,11 +49,16 @@ __all__ = [
     "CompileError",
     "CompileServiceError",
     "Diagnostic",
+    "DockerImageMissing",
+    "DockerUnavailable",
     "KeyNotFound",
     "LccError",
     "NotSupported",
     "ProgramLoadError",
+    "SymbolNotFound",
+    "SymbolsUnavailable",
     "ToolchainMissing",
+    "UnknownSyscall",
     "from_errno",
     "strerror",
 ]
@@ -95,6 +111,19 @@ class CompileServiceError(LccError):
         self.detail = detail
 
 
+class DockerUnavailable(LccError):
+    """No Docker engine can be used: the SDK is missing or the engine does not answer."""
+
+    hint = ("start a Docker engine (in an lcc checkout: scripts/docker/engine.sh; or set "
+            "DOCKER_HOST), or install clang to compile locally")
+
+
+class DockerImageMissing(DockerUnavailable):
+    """The compile service image is not in the local Docker engine."""
+
+    hint = "build it in an lcc checkout with: scripts/docker/build.sh"
+
+
 class CacheError(LccError):
     """The artifact cache could not be used."""
 
@@ -105,6 +134,27 @@ class BtfError(LccError):
 
 class ClosedError(LccError, ValueError):
     """An lcc object was used after ``close()``."""
+
+
+class SymbolsUnavailable(LccError):
+    """No symbols can be read: kernel addresses are hidden, or the file has none."""
+
+
+class SymbolNotFound(LccError, KeyError):
+    """The named symbol is not defined in the file."""
+
+    def __init__(self, name: str, path: str | os.PathLike[str], *, hint: str | None = None) -> None:
+        self.name = name
+        self.path = str(path)
+        super().__init__(f"symbol '{name}' is not defined in {self.path}", hint=hint)
+
+
+class BinaryNotFound(LccError, FileNotFoundError):
+    """No executable or library of that name was found."""
+
+
+class UnknownSyscall(LccError, KeyError):
+    """A syscall name or number that the table does not know."""
 
 
 # libbpf's own error numbers (libbpf.h, enum libbpf_errno), above the kernel's.

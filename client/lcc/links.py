@@ -25,10 +25,8 @@ if TYPE_CHECKING:
 class Link:
     """One attachment of a program; :meth:`close` detaches it (idempotent)."""
 
-    def __init__(self, ptr: int, description: str, program: "Program | None" = None,
-                 fds: Iterable[int] = ()) -> None:
+    def __init__(self, ptr: int, description: str, program: "Program | None" = None) -> None:
         self._ptr = ptr
-        self._fds = list(fds)  # perf event fds this link also owns
         self.description = description
         self.program = program
 
@@ -46,12 +44,6 @@ class Link:
         if self._ptr:
             _libbpf.lib().bpf_link__destroy(self._ptr)
             self._ptr = 0
-        for fd in self._fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._fds.clear()
 
     def __enter__(self) -> "Link":
         return self
@@ -146,19 +138,23 @@ def attach_auto(prog: "Program") -> Link:
     return _attach(ptr, prog, what, lambda err: explain_attach_error(err, kind, target, what))
 
 
-def _with_tracefs(attach: Callable[[], int | None]) -> int | None:
+def _with_tracefs(attach: Callable[[], int | None],
+                  probes: features.Probes | None = None) -> int | None:
     """Run a tracepoint attach (libbpf reads tracepoint ids from tracefs); if it
     fails and tracefs is not mounted, mount it (root) and try once more.
 
     tracefs is looked for only after a failure: looking (a stat of its
     events directory) is a noticeable part of a tool's start, and libbpf
-    looks anyway.  Raises LccError when tracefs is missing and cannot be
+    looks anyway.  ``probes`` (default: the process-wide ones) say whether it
+    is mounted.  Raises LccError when tracefs is missing and cannot be
     mounted.
     """
     ptr = attach()
-    if not ptr and not features.tracefs_mounted():
-        features.tracefs()
-        ptr = attach()
+    if not ptr:
+        probes = probes if probes is not None else features.probes()
+        if not probes.tracefs_mounted():
+            features.mount_tracefs(probes)
+            ptr = attach()
     return ptr
 
 
@@ -179,7 +175,7 @@ def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfErro
                                 "(not in /proc/kallsyms; it may be inlined or renamed)", err=err)
     if kind in ("tracepoint", "tp"):
         cat, _, name = target.partition("/")
-        if not features.tracepoint_exists(cat, name):
+        if features.tracepoint_exists(cat, name) is False:
             return AttachPointMissing(
                 "tracepoint", target, f"cannot attach {what}: tracepoint {target} does not "
                                       "exist on this kernel", err=err,
@@ -256,23 +252,20 @@ def _find_binary(binary: str) -> str:
         if not os.path.exists(binary):
             raise AttachPointMissing("uprobe", binary, f"binary {binary} does not exist")
         return binary
+    from .symbols import resolve_binary
     try:
-        from .symbols import resolve_binary
-        path = resolve_binary(binary)
-    except (ImportError, LccError):
-        path = None
-    if not path:
+        return str(resolve_binary(binary))
+    except LccError as e:  # BinaryNotFound: says where it looked
         raise AttachPointMissing("uprobe", binary, f"cannot find binary or library '{binary}'",
-                                 hint="give its full path")
-    return path
+                                 hint="give its full path") from e
 
 
 def _symbol_offset(path: str, symbol: str, kind: str) -> int:
     from .symbols import ElfSymbols
     try:
         return ElfSymbols(path).offset(symbol)
-    except KeyError:
-        raise AttachPointMissing(kind, symbol, f"symbol '{symbol}' is not in {path}") from None
+    except KeyError as e:  # SymbolNotFound: its hint (a stripped binary, say) may help
+        raise AttachPointMissing(kind, symbol, f"symbol '{symbol}' is not in {path}") from e
 
 
 def attach_perf_event(prog: "Program", *, event_type: int, config: int, sample_period: int = 0,
@@ -283,8 +276,8 @@ def attach_perf_event(prog: "Program", *, event_type: int, config: int, sample_p
     links: list[Link] = []
     try:
         for cpu in cpu_list:
-            fd = _libbpf.perf_event_open(event_type, config, sample_period=sample_period,
-                                         sample_freq=sample_freq, pid=pid, cpu=cpu)
+            fd = _perf_event_open(event_type, config, sample_period=sample_period,
+                                  sample_freq=sample_freq, pid=pid, cpu=cpu)
             what = f"program '{prog.name}' to perf event {event_type}:{config} on CPU {cpu}"
             ptr = _libbpf.lib().bpf_program__attach_perf_event(prog.ptr, fd)
             if not ptr:
@@ -298,6 +291,36 @@ def attach_perf_event(prog: "Program", *, event_type: int, config: int, sample_p
             lk.close()
         raise
     return LinkGroup(links, f"program '{prog.name}' on {len(links)} CPUs")
+
+
+_NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331,
+                       "ppc64le": 319, "loongarch64": 241}
+_PERF_FLAG_FD_CLOEXEC = 8
+
+
+def _perf_event_open(event_type: int, config: int, *, sample_period: int = 0,
+                     sample_freq: int = 0, pid: int = -1, cpu: int = -1) -> int:
+    """perf_event_open(2) for one event; returns the fd (raises BpfError)."""
+    import ctypes
+    import struct
+    nr = _NR_PERF_EVENT_OPEN.get(os.uname().machine)
+    if nr is None:
+        raise NotSupported("perf_event_open", f"perf events on {os.uname().machine} are not "
+                           "supported by lcc yet")
+    freq = 1 if sample_freq else 0
+    flags = (freq << 10)  # bit 10: freq; everything else (disabled, inherit...) off
+    attr = bytearray(128)
+    struct.pack_into("=IIQQQQQ", attr, 0, event_type, len(attr), config,
+                     sample_freq or sample_period, 0, 0, flags)
+    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctypes.set_errno(0)
+    fd = libc.syscall(ctypes.c_long(nr), buf, ctypes.c_int(pid), ctypes.c_int(cpu),
+                      ctypes.c_int(-1), ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC))
+    if fd < 0:
+        raise from_errno(ctypes.get_errno() or errno.EINVAL,
+                         f"opening perf event {event_type}:{config} on CPU {cpu}")
+    return fd
 
 
 def _online_cpus() -> list[int]:
@@ -318,9 +341,9 @@ def attach_xdp(prog: "Program", ifindex: int | str) -> Link:
         import socket
         try:
             idx = socket.if_nametoindex(ifindex)
-        except OSError:
+        except OSError as e:
             raise AttachPointMissing("xdp", ifindex,
-                                     f"network device '{ifindex}' does not exist") from None
+                                     f"network device '{ifindex}' does not exist") from e
         ifindex = idx
     what = f"program '{prog.name}' to XDP on ifindex {ifindex}"
     ptr = _libbpf.lib().bpf_program__attach_xdp(prog.ptr, int(ifindex))
@@ -335,7 +358,7 @@ def attach_cgroup(prog: "Program", cgroup: int | str) -> Link:
             own_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
             raise AttachPointMissing("cgroup", cgroup, f"cannot open cgroup {cgroup}: "
-                                     f"{e.strerror}", err=e.errno or errno.ENOENT) from None
+                                     f"{e.strerror}", err=e.errno or errno.ENOENT) from e
         fd = own_fd
     else:
         fd = cgroup

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from lcc.errors import LccError
+from lcc.errors import BinaryNotFound, LccError, SymbolNotFound, SymbolsUnavailable
 
 __all__ = [
     "BinaryNotFound",
@@ -50,23 +50,6 @@ __all__ = [
 KALLSYMS = "/proc/kallsyms"
 
 _U64_MASK = (1 << 64) - 1
-
-
-class SymbolsUnavailable(LccError):
-    """No symbols can be read: kernel addresses are hidden, or the file has none."""
-
-
-class SymbolNotFound(LccError, KeyError):
-    """The named symbol is not defined in the file."""
-
-    def __init__(self, name: str, path: str | os.PathLike[str], *, hint: str | None = None) -> None:
-        self.name = name
-        self.path = str(path)
-        super().__init__(f"symbol '{name}' is not defined in {self.path}", hint=hint)
-
-
-class BinaryNotFound(LccError, FileNotFoundError):
-    """No executable or library of that name was found."""
 
 
 # --------------------------------------------------------------------------

@@ -20,13 +20,9 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 
-from .errors import LccError
+from .errors import LccError, UnknownSyscall
 
 __all__ = ["SyscallTable", "UnknownSyscall", "kernel_has_syscall", "syscall_table"]
-
-
-class UnknownSyscall(LccError, KeyError):
-    """A syscall name or number that the table does not know."""
 
 
 # x86_64: arch/x86/entry/syscalls/syscall_64.tbl (common and 64 entries).

@@ -1,9 +1,9 @@
-"""What every example tool's command line has: -d/--duration, --json, a clean stop.
+"""What every example tool's command line has: -d/--duration, --json, -v, one-line errors.
 
-- :func:`add_common_args` adds ``-d/--duration SECONDS``, ``--json`` and ``-v/--verbose``.
-- :class:`Session` turns Ctrl-C and SIGTERM into a flag, so a tool leaves its
-  loop, prints its summary and exits 0; it also ends the loop when the
-  duration is over.
+- :func:`add_common_args` adds ``-d/--duration SECONDS``, ``--json`` and ``-v/--verbose``;
+  a tool passes the duration to :func:`lcc.loop.stopping`, which turns Ctrl-C
+  and SIGTERM into a flag, so the tool leaves its loop, prints its summary
+  and exits 0.
 - :func:`run_tool` is the edge between a tool and the terminal: an
   :class:`lcc.LccError` becomes one line on stderr (with its hint) and exit
   status 1; a closed pipe (``tool | head``) ends quietly.
@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import time
 from typing import Any, Callable, Iterable, Sequence
 
 
@@ -53,72 +51,6 @@ def print_json(obj: dict[str, Any]) -> None:
 def info(message: str) -> None:
     """A status line for the user; on stderr so that stdout stays data (--json)."""
     print(message, file=sys.stderr, flush=True)
-
-
-class Session:
-    """The main loop's clock and stop flag; use it as a context manager.
-
-    While active, SIGINT and SIGTERM set :attr:`stopping` instead of killing
-    the process (the previous handlers come back on exit).  A blocking poll
-    is interrupted by the signal (EINTR), so the loop sees the flag at once.
-    """
-
-    def __init__(self, duration: float | None = None) -> None:
-        self.duration = duration
-        self.started = time.monotonic()
-        self.stopping = False
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "Session":
-        self.started = time.monotonic()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.stopping = True
-        self.signal = signum
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def remaining(self) -> float | None:
-        """Seconds left of the duration (None: no duration)."""
-        if self.duration is None:
-            return None
-        return max(0.0, self.duration - self.elapsed())
-
-    @property
-    def done(self) -> bool:
-        """True once a signal arrived or the duration is over."""
-        if self.stopping:
-            return True
-        rem = self.remaining()
-        return rem is not None and rem <= 0
-
-    def run(self, poll: Callable[[int], Any], tick: float = 0.25) -> None:
-        """Call ``poll(timeout_ms)`` until :attr:`done`."""
-        while not self.done:
-            rem = self.remaining()
-            wait = tick if rem is None else min(tick, rem)
-            poll(max(1, int(wait * 1000)))
-
-    def sleep(self, seconds: float, tick: float = 0.1) -> bool:
-        """Sleep ``seconds`` (cut short by a stop); True if the whole time passed."""
-        end = time.monotonic() + seconds
-        while not self.done:
-            left = end - time.monotonic()
-            if left <= 0:
-                return True
-            rem = self.remaining()
-            time.sleep(min(tick, left, rem if rem is not None else tick))
-        return False
 
 
 def fallback_report(tool: Any) -> list[str]:
@@ -156,7 +88,7 @@ def run_tool(main: Callable[[Sequence[str] | None], int | None],
             msg = f"{msg} ({hint})"
         print(f"{name}: error: {msg}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C before the session started (while compiling)
+    except KeyboardInterrupt:  # Ctrl-C before the loop started (while compiling)
         return 130
     except BrokenPipeError:
         # stdout went away (`tool | head`): exit without a traceback.

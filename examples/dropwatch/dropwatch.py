@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
 from _common.events import RingEvents  # noqa: E402
 
-from lcc import ClbcBase, Fallback  # noqa: E402
+from lcc import ClbcBase, Fallback, loop  # noqa: E402
 from lcc.btf import enum_names  # noqa: E402
 from lcc.errors import BtfError  # noqa: E402
 from lcc.netfmt import (  # noqa: E402
@@ -354,13 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             tool.open_events(printer)
         cli.info("Tracing packet drops. Hit Ctrl-C to end.")
         printer.header()
-        with cli.Session(args.duration) as session:
+        with loop.stopping(args.duration) as stop:
             if not events:
-                session.run(lambda ms: time.sleep(ms / 1000))
+                stop.run()  # counting only: nothing to poll
             else:
-                session.run(tool.poll)
+                stop.run(tool.poll)
                 tool.ring_buffer_consume()  # what arrived before the stop
-        printer.summary(seconds=session.elapsed(), dropped=tool.dropped,
+        printer.summary(seconds=stop.elapsed(), dropped=tool.dropped,
                         stacks=tool.stack_sums() if args.stacks else None, top=args.top,
                         counted_by_stacks=not events)
     return 0

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
 
-from lcc import ClbcBase, Fallback  # noqa: E402
+from lcc import ClbcBase, Fallback, loop  # noqa: E402
 
 # The alternatives, best first (see netbw.bpf.c).
 TP_BTF = ("btf_net_dev_xmit", "btf_netif_receive_skb")
@@ -289,11 +289,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sampler = Sampler(tool)
         cli.info("Counting network device traffic. Hit Ctrl-C to end.")
         reports = 0
-        with cli.Session(args.duration) as session:
-            while not session.done and (args.count is None or reports < args.count):
-                session.sleep(args.interval)
+        with loop.stopping(args.duration) as stop:
+            while not stop and (args.count is None or reports < args.count):
+                stop.sleep(args.interval)
                 elapsed, deltas = sampler.sample()
-                if elapsed >= 0.1 or not session.done:  # skip a sliver cut by the stop
+                if elapsed >= 0.1 or not stop:  # skip a sliver cut by the stop
                     printer.interval(elapsed, deltas)
                     reports += 1
         printer.summary(*sampler.since_start(), tool.missed)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
-from lcc import ClbcBase, LccError  # noqa: E402
+from lcc import ClbcBase, LccError, loop  # noqa: E402
 from lcc.symbols import kernel_symbols  # noqa: E402
 
 STATE_LETTERS = "RSDTtXZPI"  # OFFCPU_STATE_LETTERS in offcpu.h
@@ -207,10 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 comm=args.comm, max_us=args.max_us) as tool:
         pr = _Printer(args)
         tool.open_events(pr.event)
-        with cli.Session(args.duration) as session:
+        with loop.stopping(args.duration) as stop:
             cli.info(f"Tracing off-CPU time >= {args.min_us} us in state {args.state}... "
                      "Hit Ctrl-C to end.")
-            session.run(tool.poll)
+            stop.run(tool.poll)
             tool.drain()  # what arrived before the stop
         pr.summary(tool.top_stacks(args.top))
     return 0

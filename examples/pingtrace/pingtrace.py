@@ -57,7 +57,7 @@ from peer import DEFAULT_PORT, PeerClient, PeerServer  # noqa: E402
 from prober import Probe, Prober  # noqa: E402
 from report import ActiveTable, WatchPrinter  # noqa: E402
 
-from lcc import ClbcBase, Fallback, LccError  # noqa: E402
+from lcc import ClbcBase, Fallback, LccError, loop  # noqa: E402
 from lcc.netfmt import ipv4_raw  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -132,7 +132,7 @@ class PingTrace(RingEvents, ClbcBase):
 
 # -- active mode --------------------------------------------------------------------
 
-def run_active(args: argparse.Namespace, session: cli.Session) -> int:
+def run_active(args: argparse.Namespace, stop: loop.Stop) -> int:
     target = resolve_ipv4(args.target)
     ident = args.id if args.id is not None else os.getpid() & 0xFFFF
     tool = PingTrace(netns=0 if args.all_netns else own_netns(), address=target, icmp_id=ident)
@@ -159,7 +159,7 @@ def run_active(args: argparse.Namespace, session: cli.Session) -> int:
         table.header()
         prober.go()
         try:
-            _active_loop(tool, asm, prober, peer, table, target, ident, args, session)
+            _active_loop(tool, asm, prober, peer, table, target, ident, args, stop)
         finally:
             prober.stop()
         table.summary(dropped=tool.dropped,
@@ -173,7 +173,7 @@ def run_active(args: argparse.Namespace, session: cli.Session) -> int:
 
 def _active_loop(tool: PingTrace, asm: tl.Assembler, prober: Prober, peer: PeerClient | None,
                  table: ActiveTable, target: str, ident: int, args: argparse.Namespace,
-                 session: cli.Session) -> None:
+                 stop: loop.Stop) -> None:
     pending: list[Probe] = []
     sel = selectors.DefaultSelector()
     sel.register(tool.fileno(), selectors.EVENT_READ)
@@ -191,7 +191,7 @@ def _active_loop(tool: PingTrace, asm: tl.Assembler, prober: Prober, peer: PeerC
             if peer is not None:
                 peer.receive()
             now = time.monotonic_ns()
-            if session.done and stopping_at is None:
+            if stop and stopping_at is None:
                 stopping_at = now                    # stop: finish what is in flight
                 prober.stop()
             while pending:
@@ -238,7 +238,7 @@ def _client_halves(rec: tl.Record) -> tuple[list[tl.Stage], list[tl.Stage]]:
     return st[:i], st[i:]
 
 
-def run_watch(args: argparse.Namespace, session: cli.Session) -> int:
+def run_watch(args: argparse.Namespace, stop: loop.Stop) -> int:
     """Passive (-a) and server (--server) modes: follow echoes, print as they complete."""
     address = resolve_ipv4(args.address) if args.address else None
     server = PeerServer(args.port) if args.server else None
@@ -260,8 +260,8 @@ def run_watch(args: argparse.Namespace, session: cli.Session) -> int:
                      "Hit Ctrl-C to end.")
         printer.header()
         printed_send: set[tuple] = set()
-        while not session.done:
-            rem = session.remaining()
+        while not stop:
+            rem = stop.remaining()
             wait = 0.01 if asm.records else 0.25
             sel.select(wait if rem is None else min(wait, rem))
             tool.consume()
@@ -273,7 +273,7 @@ def run_watch(args: argparse.Namespace, session: cli.Session) -> int:
         _flush_watch(asm, printer, server, printed_send, time.monotonic_ns(), final=True)
         sel.close()
         printer.summary(dropped=tool.dropped, reports=server.sent if server else None,
-                        seconds=session.elapsed())
+                        seconds=stop.elapsed())
     finally:
         tool.close()
         if server is not None:
@@ -360,10 +360,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    with cli.Session(args.duration) as session:
+    with loop.stopping(args.duration) as stop:
         if args.target:
-            return run_active(args, session)
-        return run_watch(args, session)
+            return run_active(args, stop)
+        return run_watch(args, stop)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
-from lcc import ClbcBase, LccError  # noqa: E402
+from lcc import ClbcBase, LccError, loop  # noqa: E402
 from lcc.hist import Log2Hist, render_summary  # noqa: E402
 from lcc.syscalls import syscall_table  # noqa: E402
 
@@ -191,19 +191,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.comm:
                 who += f" named {args.comm}"
             which = ", ".join(args.syscalls) if args.syscalls else "all syscalls"
-            with cli.Session(args.duration) as session:
+            with loop.stopping(args.duration) as stop:
                 cli.info(f"Tracing {which} of {who}... Hit Ctrl-C to end.")
-                next_print = args.interval
-                while not session.done:
-                    step = min(x for x in (0.25, session.remaining(), next_print and
-                                           next_print - session.elapsed()) if x is not None)
-                    if target is not None and target.wait(max(0.0, step)):
-                        break  # the traced process is gone
-                    if target is None:
-                        time.sleep(max(0.0, step))
-                    if next_print is not None and session.elapsed() >= next_print:
-                        _print(tool.results(clear=True), args)
-                        next_print += args.interval
+                # With -p, the loop also ends when the traced process is gone.
+                stop.run(None if target is None else lambda ms: target.wait(ms / 1000),
+                         interval=args.interval,
+                         on_interval=lambda: _print(tool.results(clear=True), args))
             if not args.interval or tool.results():
                 _print(tool.results(clear=bool(args.interval)), args)
     finally:

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
 from _common.events import RingEvents  # noqa: E402
 
-from lcc import ClbcBase, Fallback  # noqa: E402
+from lcc import ClbcBase, Fallback, loop  # noqa: E402
 from lcc.netfmt import AF_INET, fmt_addr  # noqa: E402
 
 # The alternatives, best first: each is the set of programs that do the job together.
@@ -167,10 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tool.open_events(printer)
         cli.info("Tracing TCP connects. Hit Ctrl-C to end.")
         printer.header()
-        with cli.Session(args.duration) as session:
-            session.run(tool.poll)
+        with loop.stopping(args.duration) as stop:
+            stop.run(tool.poll)
             tool.ring_buffer_consume()  # what arrived before the stop
-        printer.summary(tool.dropped, session.elapsed())
+        printer.summary(tool.dropped, stop.elapsed())
     return 0
 
 

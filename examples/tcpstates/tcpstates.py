@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
 from _common.events import RingEvents  # noqa: E402
 
-from lcc import ClbcBase  # noqa: E402
+from lcc import ClbcBase, loop  # noqa: E402
 from lcc.btf import enum_names  # noqa: E402
 from lcc.errors import LccError  # noqa: E402
 from lcc.netfmt import AF_INET, AF_INET6, addr_to_raw, fmt_addr, tcp_state_name  # noqa: E402
@@ -277,10 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cli.info(f"attached {link.description}")
         cli.info("Tracing TCP state changes. Hit Ctrl-C to end.")
         printer.header()
-        with cli.Session(args.duration) as session:
-            session.run(tool.poll)
+        with loop.stopping(args.duration) as stop:
+            stop.run(tool.poll)
             tool.ring_buffer_consume()
-        printer.summary(tool.dropped, session.elapsed())
+        printer.summary(tool.dropped, stop.elapsed())
     return 0
 
 

@@ -68,16 +68,20 @@ def test_verifier_rejection_reopens_and_moves_on(load):
     assert (tool.bss.which, tool.bss.hits) == (5, 1)
 
 
-def test_eperm_at_load_after_a_passing_probe(load, monkeypatch):
+class _FentryOptimist(features.Probes):
+    """Probes that say yes to every fentry program."""
+
+    def probe_section(self, section):
+        if section.startswith("fentry/"):
+            return features.ProbeResult(True)
+        return super().probe_section(section)
+
+
+def test_eperm_at_load_after_a_passing_probe(load):
     """A kernel whose probe says yes to fentry but whose load says EPERM."""
-    real = features.probe_section
-
-    def optimistic(section):
-        return features.ProbeResult(True) if section.startswith("fentry/") else real(section)
-
-    monkeypatch.setattr(features, "probe_section", optimistic)
     fb = Fallback(*CONNECT_JOB)
-    tool = load("fallback.bpf.c", programs=list(CONNECT_JOB), fallback=fb)
+    with features.using(_FentryOptimist()):
+        tool = load("fallback.bpf.c", programs=list(CONNECT_JOB), fallback=fb)
     if fb.rejected == {}:
         pytest.skip("fentry programs load on this kernel")
     assert fb.chosen == ("tp_state",)

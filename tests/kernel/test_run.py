@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from gatedchild import GatedChild
-from lcc import runner
+from lcc.cli import run as lcc_run
 from lcc.hist import Log2Hist
 
 pytestmark = pytest.mark.bpf
@@ -67,7 +67,7 @@ def _run(path: Path, child: GatedChild, json_out: bool = False, defines=None,
          **kw) -> tuple[int, str, str]:
     out, err = io.StringIO(), GoOnAttach(child)
     # Every event is in the buffers before the loop starts: the child has exited.
-    code = runner.run(str(path), defines, 0.05, json_out, out, err=err, **kw)
+    code = lcc_run.run(str(path), defines, 0.05, json_out, out, err=err, **kw)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -187,7 +187,7 @@ def test_seed_eventout_kprobe_is_not_supported_here(tmp_path):
     if features.has_kprobes():
         pytest.skip("this kernel has kprobes; the NotSupported path cannot be shown")
     out, err = io.StringIO(), io.StringIO()
-    code = runner.run(str(PROGS / "run_eventout_kprobe.bpf.c"), None, 0.01, False, out, err=err)
+    code = lcc_run.run(str(PROGS / "run_eventout_kprobe.bpf.c"), None, 0.01, False, out, err=err)
     assert code == 1
     msg = err.getvalue()
     assert msg.startswith("lcc run: NotSupported:") and "kprobe" in msg
@@ -212,19 +212,8 @@ def test_seed_eventout_tracepoint_variant():
     assert len(new_pids) == FORKS  # one event per fork, each for its own task
 
 
-def _cli() -> list[str]:
-    """``lcc run`` through the lcc command if it is wired, else the runner module."""
-    try:
-        from lcc import cli
-        if "run" in getattr(cli, "SUBCOMMANDS", []):
-            return [sys.executable, "-m", "lcc.cli", "run"]
-    except ImportError:
-        pass
-    return [sys.executable, "-m", "lcc.runner"]
-
-
 def test_cli_sigterm_prints_maps(lseek_child):
-    p = subprocess.Popen([*_cli(), str(MAPS_PROG), "--set", f"targ_tgid={lseek_child.pid}",
+    p = subprocess.Popen([sys.executable, "-m", "lcc.cli", "run", str(MAPS_PROG), "--set", f"targ_tgid={lseek_child.pid}",
                           "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = p.stderr.readline()
@@ -246,10 +235,10 @@ def test_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.bpf.c"
     bad.write_text('#include "lbc.h"\nint x = ;\n')
     err = io.StringIO()
-    assert runner.run(str(bad), None, 0.01, False, io.StringIO(), err=err) == 1
+    assert lcc_run.run(str(bad), None, 0.01, False, io.StringIO(), err=err) == 1
     assert err.getvalue().startswith("lcc run: CompileError:")
     err = io.StringIO()
-    assert runner.run(str(tmp_path / "missing.bpf.c"), None, 0.01, False, io.StringIO(),
+    assert lcc_run.run(str(tmp_path / "missing.bpf.c"), None, 0.01, False, io.StringIO(),
                       err=err) == 1
     assert "does not exist" in err.getvalue()
 

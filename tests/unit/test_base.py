@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lcc import Fallback, features
+from lcc import Fallback
 from lcc.base import _as_fallbacks
 from lcc.links import needs_explicit_attach
 
@@ -72,34 +72,3 @@ def prog(section: str):
 ])
 def test_which_programs_attach_by_section_name(section, explicit):
     assert needs_explicit_attach(prog(section)) is explicit
-
-
-def test_section_probes(monkeypatch):
-    monkeypatch.setattr(features, "has_kprobes", lambda: False)
-    r = features.probe_section("kprobe/tcp_v4_connect")
-    assert not r and "no kprobes" in r.reason
-    monkeypatch.setattr(features, "has_kprobes", lambda: True)
-    monkeypatch.setattr(features, "kernel_function_exists", lambda name: name == "real_fn")
-    assert features.probe_section("kprobe/real_fn")
-    r = features.probe_section("kretprobe/gone_fn")
-    assert not r and "gone_fn" in r.reason
-    monkeypatch.setattr(features, "tracepoint_exists", lambda cat, name: name == "here")
-    assert features.probe_section("tracepoint/sched/here")
-    assert not features.probe_section("tracepoint/sched/gone")
-    assert features.probe_section("socket")  # nothing to judge: assumed to work
-
-
-def test_tracefs_is_looked_for_only_after_a_failed_attach(monkeypatch):
-    from lcc import links
-    calls = []
-    monkeypatch.setattr(features, "tracefs_mounted", lambda: calls.append("looked") or False)
-    monkeypatch.setattr(features, "tracefs", lambda: calls.append("mounted") or "/t")
-    assert links._with_tracefs(lambda: 0x2000) == 0x2000
-    assert calls == []  # attached: tracefs never looked for
-    results = iter([None, 0x1000])
-    assert links._with_tracefs(lambda: next(results)) == 0x1000
-    assert calls == ["looked", "mounted"]  # mounted, then attached on the retry
-    calls.clear()
-    monkeypatch.setattr(features, "tracefs_mounted", lambda: calls.append("looked") or True)
-    assert links._with_tracefs(lambda: None) is None  # mounted already: the failure stands
-    assert calls == ["looked"]

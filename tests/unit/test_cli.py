@@ -1,6 +1,6 @@
 """The ``lcc`` command, run as a subprocess (``python -m lcc.cli``).
 
-Compiling needs clang, bpftool and kernel BTF (skipped without); nothing
+Compiling needs clang, bpftool and kernel BTF (marker ``toolchain``); nothing
 needs privileges.  Every run gets a private cache (LCC_CACHE_DIR) and no
 compile service in its environment.
 """
@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,11 +18,6 @@ from pathlib import Path
 
 import pytest
 
-needs_toolchain = pytest.mark.skipif(
-    shutil.which("clang") is None
-    or shutil.which("bpftool", path="/usr/sbin:/usr/bin:/sbin") is None
-    or not os.path.exists("/sys/kernel/btf/vmlinux"),
-    reason="needs clang, bpftool and kernel BTF")
 
 TOOL_H = """\
 #ifndef __TOOL_H
@@ -146,9 +140,27 @@ def test_usage_errors_are_argparse_errors(lcc, tool):
     assert "invalid choice" in p.stderr
 
 
+# -- run (its loading and printing: tests/kernel/test_run.py) ------------------------------
+
+def test_run_defines_and_assignments():
+    import argparse
+    from lcc.cli import run
+    p = run.configure_parser(argparse.ArgumentParser())
+    a = p.parse_args(["x.bpf.c", "-D", "A=1", "-D", "B", "--set", "pid=0x10", "-s", "c=bash",
+                      "-d", "2", "--json"])
+    assert dict(a.defines) == {"A": "1", "B": None}
+    assert dict(a.rodata) == {"pid": 16, "c": "bash"}
+    assert a.duration == 2 and a.json
+
+
+def test_run_missing_file_is_one_line(lcc):
+    p = lcc("run", "nope.bpf.c", check=1)
+    assert p.stderr.startswith("lcc run: LccError:") and "does not exist" in p.stderr
+
+
 # -- compile --------------------------------------------------------------------------------
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_compile_writes_an_elf_object_and_is_cached(lcc, tool, tmp_path):
     first = lcc("compile", str(tool), "-o", "out.bpf.o")
     again = lcc("compile", str(tool), "-o", "again.bpf.o")
@@ -162,7 +174,7 @@ def test_compile_writes_an_elf_object_and_is_cached(lcc, tool, tmp_path):
     assert default.stderr == ""
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_compile_defines(lcc, tmp_path):
     (tmp_path / "d.bpf.c").write_text(NEEDS_DEFINE)
 
@@ -173,7 +185,7 @@ def test_compile_defines(lcc, tmp_path):
     assert "d.bpf.o" in given.stdout
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_compile_error_is_one_line(lcc, tmp_path):
     (tmp_path / "bad.bpf.c").write_text('#include "lbc.h"\nint x = ;\nint y = ;\n')
 
@@ -184,7 +196,7 @@ def test_compile_error_is_one_line(lcc, tmp_path):
     assert not (tmp_path / "bad.bpf.o").exists()
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_compile_error_with_verbose_shows_the_log(lcc, tmp_path):
     (tmp_path / "bad.bpf.c").write_text('#include "lbc.h"\nint x = ;\nint y = ;\n')
 
@@ -193,7 +205,7 @@ def test_compile_error_with_verbose_shows_the_log(lcc, tmp_path):
     assert "bad.bpf.c:3" in p.stderr and p.stderr.rstrip().splitlines()[-1].startswith("lcc: ")
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_compile_prints_warnings(lcc, tmp_path):
     (tmp_path / "w.bpf.c").write_text('#include "lbc.h"\n#warning check me\n'
                                       'char LICENSE[] SEC("license") = "GPL";\n')
@@ -203,7 +215,7 @@ def test_compile_prints_warnings(lcc, tmp_path):
     assert re.search(r"w\.bpf\.c:2:\d+: warning: check me", p.stderr)
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_compile_btf_writes_tailored_btf(lcc, tool, tmp_path):
     lcc("compile", str(tool), "-o", "t.bpf.o", "--btf")
 
@@ -228,6 +240,7 @@ def test_server_backend_without_url(lcc, tool):
     assert "LCC_SERVER" in line
 
 
+@pytest.mark.toolchain  # the local backend is chosen by its clang
 def test_other_kernel_without_service_is_refused(lcc, tool):
     line = one_error_line(lcc("compile", str(tool), "--backend", "local", "--kernel",
                               "4.19.0-other", check=None))
@@ -236,7 +249,7 @@ def test_other_kernel_without_service_is_refused(lcc, tool):
 
 # -- inspect ----------------------------------------------------------------------------------
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_inspect_lists_programs_maps_globals_with_btf_types(lcc, tool, tmp_path):
     lcc("compile", str(tool), "-o", "t.bpf.o")
 
@@ -289,7 +302,7 @@ def test_doctor_reports_kernel_and_probes(lcc):
         assert info["map types"]["hash"] is True
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_cache_ls_and_clear(lcc, tool, env):
     lcc("compile", str(tool))
 
@@ -308,6 +321,7 @@ def test_btf_without_service(lcc):
     assert "LCC_SERVER" in one_error_line(lcc("btf", "ls", check=None))
 
 
+@pytest.mark.toolchain
 def test_verbose_before_or_after_the_command(lcc, tool):
     """-v turns on libbpf's own log (opening an object makes it talk), in either place."""
     lcc("compile", str(tool), "-o", "tool.bpf.o")

@@ -1,15 +1,13 @@
 """lcc.compile.build: which backend compiles, the cache in front of any backend,
 and the local path end to end.
 
-Backend choice and a fake backend need nothing; the local builds need clang,
-bpftool and kernel BTF (skipped without).
+Backend choice needs nothing; the local builds need clang, bpftool and
+kernel BTF (marker ``toolchain``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,12 +21,6 @@ from lcc.compile.kernel import this_kernel
 from lcc.compile.local import LocalBackend
 from lcc.compile.service import ServiceBackend
 from lcc.errors import CompileError, Diagnostic, LccError, ToolchainMissing
-
-needs_toolchain = pytest.mark.skipif(
-    shutil.which("clang") is None
-    or shutil.which("bpftool", path="/usr/sbin:/usr/bin:/sbin") is None
-    or not os.path.exists("/sys/kernel/btf/vmlinux"),
-    reason="needs clang, bpftool and kernel BTF")
 
 HELLO = """\
 // SPDX-License-Identifier: GPL-2.0
@@ -127,7 +119,7 @@ def test_choose_backend_takes_an_injected_config(clean_env, tmp_path):
         choose_backend(config=ClientConfig(clang="clang-that-does-not-exist"))
 
 
-@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang on PATH")
+@pytest.mark.toolchain
 def test_local_backend_gets_its_settings_from_the_config(clean_env, tmp_path):
     cfg = ClientConfig(clang="clang", bpftool="bpftool-x", sandbox=False,
                        cache_dir=tmp_path / "c")
@@ -246,7 +238,7 @@ def test_build_uses_the_injected_configs_cache_dir(clean_env, tmp_path):
 
 # -- local builds --------------------------------------------------------------------------
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_local_build_caches_and_hits(clean_env, tmp_path):
     store = ArtifactCache(tmp_path / "c")
     bundle = Bundle.from_string(HELLO, name="hello.bpf.c")
@@ -263,7 +255,7 @@ def test_local_build_caches_and_hits(clean_env, tmp_path):
     assert (store.toolchain_dir / "identity.json").exists()
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_local_btf_without_cache_lands_in_a_private_file(clean_env):
     art = build(Bundle.from_string(HELLO, name="hello.bpf.c"), cache=False, btf=True)
 
@@ -273,7 +265,7 @@ def test_local_btf_without_cache_lands_in_a_private_file(clean_env):
     assert not art.cached and art.key is None
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_local_compile_error(clean_env):
     with pytest.raises(CompileError) as exc:
         build(Bundle.from_string('#include "lbc.h"\nint x = ;\n', name="bad.bpf.c"))
@@ -281,13 +273,13 @@ def test_local_compile_error(clean_env):
     assert exc.value.diagnostics[0].line == 2
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_local_rejects_what_the_service_would(clean_env):
     with pytest.raises(LccError, match="bundle"):
         build(Bundle("bad name.bpf.c", {"bad name.bpf.c": HELLO}))
 
 
-@needs_toolchain
+@pytest.mark.toolchain
 def test_unwritable_cache_still_builds(clean_env, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

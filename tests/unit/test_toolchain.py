@@ -1,4 +1,4 @@
-"""Toolchain: real clang and bpftool (skipped when absent), no privileges needed.
+"""Toolchain: real clang and bpftool (marker ``toolchain``), no privileges needed.
 
 The precompiled header must never change a result: every case compiles the
 same bundle with and without it and compares the bytes.
@@ -19,11 +19,10 @@ from lcc_toolchain import landlock, objinfo, prune
 from lcc_toolchain.errors import CompileFailed, ToolMissing
 from lcc_toolchain.sandbox import Limits
 from lcc_toolchain.toolchain import Toolchain, include_dir
-from servertools import HELLO, toolchain_missing
+from servertools import HELLO
 
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
-MISSING = toolchain_missing()
-pytestmark = pytest.mark.skipif(MISSING is not None, reason=str(MISSING))
+pytestmark = pytest.mark.toolchain
 
 
 @dataclass

@@ -5,7 +5,7 @@ Every subcommand lives in a module that registers it through
 options every command takes), setting ``func`` (called with the parsed
 arguments, returns the exit status).  :data:`SUBCOMMANDS` lists the modules
 in ``--help`` order: a bare name is a module of this package, a dotted one
-an absolute module (``lcc.runner`` provides ``lcc run``).
+an absolute module (a command shipped in another package).
 
 Errors: the library's :class:`~lcc.errors.LccError` becomes one line,
 ``lcc: <message>``, on stderr and exit status 1; a usage error is argparse's
@@ -26,7 +26,7 @@ from ..errors import CompileError, LccError
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: Subcommand modules, in --help order (bare names are modules of this package).
-SUBCOMMANDS: list[str] = ["compile", "lcc.runner", "inspect", "doctor", "cache", "btf", "server"]
+SUBCOMMANDS: list[str] = ["compile", "run", "inspect", "doctor", "cache", "btf", "server"]
 
 
 def _common() -> argparse.ArgumentParser:

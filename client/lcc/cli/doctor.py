@@ -14,50 +14,17 @@ import json
 import os
 import shutil
 
-from ..errors import LccError
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..features import Probes
 
 HELP = "report what this kernel and machine support"
-
-# enum bpf_prog_type / bpf_map_type values probed, with libbpf's names.
-PROG_TYPES = {1: "socket_filter", 2: "kprobe", 3: "sched_cls", 5: "tracepoint", 6: "xdp",
-              7: "perf_event", 8: "cgroup_skb", 9: "cgroup_sock", 13: "sock_ops",
-              17: "raw_tracepoint", 18: "cgroup_sock_addr", 27: "struct_ops", 31: "syscall"}
-MAP_TYPES = {1: "hash", 2: "array", 4: "perf_event_array", 5: "percpu_hash",
-             6: "percpu_array", 7: "stack_trace", 9: "lru_hash", 27: "ringbuf",
-             29: "task_storage"}
-_PROG_TYPE_TRACING, _ATTACH_TRACE_RAW_TP = 26, 23
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("doctor", parents=[common], help=HELP, description=HELP + ".")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
-
-
-def _probe_types(fn_name: str, table: dict[int, str]) -> dict[str, bool | None]:
-    """name -> accepted (None when the probe could not tell, e.g. without privileges)."""
-    from .. import _libbpf
-    fn = getattr(_libbpf.lib(), fn_name)
-    out: dict[str, bool | None] = {}
-    for value, name in table.items():
-        ret = fn(value, None)
-        out[name] = True if ret == 1 else False if ret == 0 and os.geteuid() == 0 else None
-    return out
-
-
-def _tp_btf() -> bool | str:
-    from .. import _libbpf
-    from ..btf import KIND_TYPEDEF, Btf
-    try:
-        t = Btf.vmlinux().find("btf_trace_sched_switch", KIND_TYPEDEF)
-    except LccError as e:
-        return f"no ({e})"
-    if t is None:
-        return "no (sched_switch is not in the kernel's BTF)"
-    err, _log = _libbpf.prog_load_probe(_PROG_TYPE_TRACING,
-                                        expected_attach_type=_ATTACH_TRACE_RAW_TP,
-                                        attach_btf_id=t.id)
-    return True if err == 0 else f"no ({os.strerror(err)})"
 
 
 def _compile_setup() -> dict[str, object]:
@@ -77,13 +44,14 @@ def _compile_setup() -> dict[str, object]:
     return out
 
 
-def report() -> dict[str, object]:
-    """Everything `lcc doctor` prints, as plain data."""
+def report(probes: "Probes | None" = None) -> dict[str, object]:
+    """Everything `lcc doctor` prints, as plain data (``probes``: the process-wide ones)."""
     from .. import features
     from ..compile.kernel import this_kernel
+    p = probes if probes is not None else features.probes()
     me = this_kernel()
     out: dict[str, object] = {"kernel": f"{me.release} ({me.arch})"}
-    base = features.summary()
+    base = p.summary()
     out["kernel BTF"] = (f"yes ({me.btf_id})" if me.has_btf else
                          "no (compile with btf='server' / lcc compile --btf)")
     out["libbpf"] = base.get("libbpf")
@@ -93,12 +61,13 @@ def report() -> dict[str, object]:
         out["kprobes"] = base.get("kprobes")
         out["uprobes"] = base.get("uprobes")
         if me.has_btf:
-            out["raw/BTF tracepoints"] = _tp_btf()
+            tp_btf = p.can_load_tp_btf()
+            out["raw/BTF tracepoints"] = True if tp_btf else f"no ({tp_btf.reason})"
             out["fentry"] = base.get("fentry")
-            lsm = features.can_load_tracing("lsm", "file_open")
+            lsm = p.can_load_tracing("lsm", "file_open")
             out["lsm"] = True if lsm else f"no ({lsm.reason})"
-        out["program types"] = _probe_types("libbpf_probe_bpf_prog_type", PROG_TYPES)
-        out["map types"] = _probe_types("libbpf_probe_bpf_map_type", MAP_TYPES)
+        out["program types"] = p.prog_types()
+        out["map types"] = p.map_types()
     out.update(_compile_setup())
     if os.geteuid() != 0:
         out["note"] = "not root: probes that load programs report unknown or no"

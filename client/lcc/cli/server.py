@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         from lcc_server.settings import Settings
     except ImportError as e:
         raise LccError(f"the compile service is not installed here ({e.name} is missing)",
-                       hint="pip install 'lcc[server]'") from None
+                       hint="pip install 'lcc[server]'") from e
     try:
         settings = Settings.from_env()
     except ValueError as e:

@@ -34,7 +34,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import ClosedError, CompileServiceError, LccError
+from ..errors import ClosedError, CompileServiceError, DockerImageMissing, DockerUnavailable
 from .artifact import Artifact
 from .config import DEFAULT_DOCKER_CONTAINER as CONTAINER_NAME
 from .config import DEFAULT_DOCKER_IMAGE as DEFAULT_IMAGE
@@ -53,19 +53,6 @@ BUILD_COMMAND = "scripts/docker/build.sh"
 
 _LABEL = "org.lcc.role"
 _STATE_DIR = "/var/lib/lcc"
-
-
-class DockerUnavailable(LccError):
-    """No Docker engine can be used: the SDK is missing or the engine does not answer."""
-
-    hint = ("start a Docker engine (in an lcc checkout: scripts/docker/engine.sh; or set "
-            "DOCKER_HOST), or install clang to compile locally")
-
-
-class DockerImageMissing(DockerUnavailable):
-    """The compile service image is not in the local Docker engine."""
-
-    hint = f"build it in an lcc checkout with: {BUILD_COMMAND}"
 
 
 class DockerServiceBackend:
