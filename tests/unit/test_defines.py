@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from lcc import runner
+from lcc.cli import run as run_cli
 from lcc.compile.defines import is_name, normalize, parse_args, parse_define, parse_env
 from lcc.errors import LccError
 
@@ -68,7 +68,7 @@ def test_is_name():
 
 
 def test_lcc_run_uses_the_same_parser():
-    p = runner.configure_parser(argparse.ArgumentParser(exit_on_error=False))
+    p = run_cli.configure_parser(argparse.ArgumentParser(exit_on_error=False))
     assert dict(p.parse_args(["x.bpf.c", "-D", "A=1", "-DB"]).defines) == {"A": "1", "B": None}
     with pytest.raises(argparse.ArgumentError, match="not a C identifier"):
         p.parse_args(["x.bpf.c", "-D", "1X"])
