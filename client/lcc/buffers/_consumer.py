@@ -63,24 +63,33 @@ class _Decoder:
     codec is asked for at the first sample.
     """
 
-    __slots__ = ("raw", "_codec", "_get")
+    __slots__ = ("_raw", "_get", "_use")
 
     def __init__(self, codec: CodecSource, raw: bool = False) -> None:
         self._get = codec_getter(codec)
-        self._codec: Any = _UNSET
-        self.raw = raw
+        self._raw = raw
+        self._use: Any = _UNSET  # the codec samples are decoded with; None: bytes
+
+    @property
+    def raw(self) -> bool:
+        return self._raw
+
+    @raw.setter
+    def raw(self, raw: bool) -> None:
+        self._raw, self._use = raw, _UNSET
 
     def set_codec(self, codec: Codec | None) -> None:
-        self._codec = codec
+        self._get, self._use = codec_getter(codec), _UNSET
 
     def __call__(self, ptr: int, size: int) -> Any:
         data = _libbpf.read_memory(ptr, size)
-        if self.raw:
-            return data
-        c = self._codec
+        c = self._use
         if c is _UNSET:
-            c = self._codec = self._get()
-        return data if c is None else c.decode_record(data)
+            c = self._use = None if self._raw else self._get()
+        if c is None:
+            return data
+        # A sample shorter than its type is rare: only then the pad helper.
+        return c.decode(data, 0) if size >= c.size else c.decode_record(data)
 
 
 class _LibbpfHandle:
