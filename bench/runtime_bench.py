@@ -166,7 +166,8 @@ class Bench:
             if r.returncode:
                 self.c_loader, self.c_missing = None, "gcc failed: " + r.stderr.strip()[-200:]
         # Warm the bytecode cache (not measured).
-        self.python(["-c", "import lcc, lcc.buffers, lcc.maps"])
+        self.python(["-c", "import lcc, lcc.buffers.ring, lcc.buffers.perf, lcc.buffers.poll, "
+                           "lcc.maps.keyvalue, lcc.maps.events, lcc.maps.stacks, lcc.maps.queues"])
 
     def python(self, argv: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, *argv], env=self.env, capture_output=True,

@@ -24,9 +24,9 @@ from . import features, links
 from .compile.defines import parse_env as parse_env_defines
 from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
 from .links import Link, LinkGroup
-from .maps import EventMap, Map, PerfEventArrayMap, RingBufMap, map_for
-from .object import BpfObject, Program
 from .globalvars import GlobalSection
+from .maps import Map, map_for
+from .object import BpfObject, Program
 from .spec import ObjectSpec, ProgramSpec
 
 # Imported where used, not here, to keep a tool's start short: inspect (only
@@ -34,6 +34,8 @@ from .spec import ObjectSpec, ProgramSpec
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Sequence
+
+    from .buffers import PollGroup
 
     ProgramSelector = Iterable[str] | Callable[[ProgramSpec], bool]
 
@@ -99,7 +101,7 @@ class MapCollection(Mapping[str, Map]):
         m = self._maps.get(name)
         if m is None:
             obj = self._owner._require_loaded()
-            m = map_for(obj, name)
+            m = map_for(obj, name, on_buffer=self._owner._buffer_opened)
             self._maps[name] = m
         elif self._owner.closed:
             raise ClosedError(f"{type(self._owner).__name__} is closed")
@@ -475,6 +477,7 @@ class ClbcBase:
         return self.attach_xdp(function, ifindex)
 
     def getMap(self, name: str, data: Any, size: int) -> Any:  # noqa: N802
+        from .maps import EventMap
         m = self.maps[name]
         if not isinstance(m, EventMap):
             raise LccError(f"map '{name}' is not a ring buffer or perf event array")
@@ -482,34 +485,52 @@ class ClbcBase:
 
     # -- buffers across maps (BCC style) ------------------------------------------
 
-    def _buffers(self, kind: type) -> list[Any]:
-        self.obj  # raises ClosedError after close()
-        return [m._buffer for m in self.maps._opened()
-                if isinstance(m, kind) and m._buffer is not None]
+    _poll_group: PollGroup | None = None  # made on first use: see poll_group
 
-    def _poll(self, kind: type, timeout_ms: int) -> int:
-        bufs = self._buffers(kind)
-        if not bufs:
-            raise LccError(f"no {'ring' if kind is RingBufMap else 'perf'} buffer is open")
-        if len(bufs) == 1:
-            return bufs[0].poll(timeout_ms)
-        import selectors
-        with selectors.DefaultSelector() as sel:
-            for b in bufs:
-                sel.register(b.fileno(), selectors.EVENT_READ, b)
-            ready = sel.select(None if timeout_ms < 0 else timeout_ms / 1000)
-            return sum(key.data.consume() for key, _ in ready)
+    @property
+    def poll_group(self) -> PollGroup:
+        """One :class:`lcc.buffers.PollGroup` over every ring and perf buffer of the tool.
+
+        Made on first use, after load; buffers opened with a callback join it
+        as they open; it closes with the tool.  ``poll(timeout_ms)`` waits
+        and delivers, ``consume()`` delivers what waits, and ``fileno()`` is
+        readable while any buffer has events (``loop.add_reader`` in asyncio).
+        :meth:`ring_buffer_poll` and :meth:`perf_buffer_poll` poll it too.
+        """
+        obj = self._require_loaded()
+        g = self._poll_group
+        if g is None:
+            from .buffers import PollGroup
+            from .maps import EventMap
+            g = self._poll_group = PollGroup(adopt=obj.adopt_buffer)
+            for m in self.maps._opened():
+                b = m.buffer if isinstance(m, EventMap) else None
+                if b is not None and b.callback is not None and not b.closed:
+                    g.add(b)
+        return g
+
+    def _buffer_opened(self, buf: Any) -> None:
+        """An event map's buffer was given a callback: poll it with the others."""
+        if self._poll_group is not None:
+            self._poll_group.add(buf)
+
+    def _poll(self, kind: str, timeout_ms: int) -> int:
+        g = self.poll_group
+        if not g.has(kind):
+            raise LccError(f"no {kind} buffer is open")
+        return g.poll(timeout_ms, kind)
 
     def ring_buffer_poll(self, timeout_ms: int = -1) -> int:
         """Wait for events on every open ring buffer; returns how many were delivered."""
-        return self._poll(RingBufMap, timeout_ms)
+        return self._poll("ring", timeout_ms)
 
     def ring_buffer_consume(self) -> int:
-        return sum(b.consume() for b in self._buffers(RingBufMap))
+        """Deliver the events waiting in every open ring buffer, without blocking."""
+        return self.poll_group.consume("ring")
 
     def perf_buffer_poll(self, timeout_ms: int = -1) -> int:
         """Wait for events on every open perf buffer once (BCC's semantics)."""
-        return self._poll(PerfEventArrayMap, timeout_ms)
+        return self._poll("perf", timeout_ms)
 
 
 class _Owned:

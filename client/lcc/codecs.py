@@ -16,7 +16,11 @@ error), lists for arrays and str or bytes for char arrays.
 
 Structs made only of integers, chars, floats, pointers, arrays and nested
 structs of these decode through one precompiled :class:`struct.Struct`;
-structs with bitfields or unions decode member by member.
+structs with bitfields or unions decode member by member.  A codec keeps
+that flat plan (:attr:`Codec.flat`) so that consumers decoding many values
+at once (the ring buffer reader) reuse it instead of working it out again,
+and :meth:`Codec.decode_record` is the one place where an event shorter
+than its type is zero-filled before decoding.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import keyword
 import struct
 import sys
 import weakref
+from operator import itemgetter
 
 from .btf import Array, BtfType, Enum, Float, Int, Member, Ptr, Struct, Void, iter_members
 from .errors import BtfError
@@ -51,19 +56,39 @@ class Codec:
     ``encode_into(buf, offset, value)`` writes a value into a buffer; given
     as None, it is compiled from the type when first used (most codecs, the
     events', only ever decode).
+
+    ``flat`` is the codec's flat plan, for types that decode from one
+    :class:`struct.Struct`: ``(fmt, build)``, the struct format of the value
+    without a byte-order prefix (``struct`` is ``fmt`` in native byte order)
+    and ``build(t)``, which makes the value from the tuple that format
+    unpacks.  It is None for member-by-member codecs (unions, bitfields).
     """
 
-    __slots__ = ("type", "size", "decode", "_encode_into", "cls", "struct", "__weakref__")
+    __slots__ = ("type", "size", "decode", "_encode_into", "cls", "struct", "flat",
+                 "__weakref__")
 
     def __init__(self, type_: BtfType, size: int, decode: Callable[..., Any],
                  encode_into: Callable[[bytearray, int, Any], None] | None,
-                 cls: type | None = None, struct_: struct.Struct | None = None) -> None:
+                 cls: type | None = None, struct_: struct.Struct | None = None,
+                 flat: tuple[str, Callable[[tuple], Any]] | None = None) -> None:
         self.type = type_
         self.size = size
         self.decode = decode
         self._encode_into = encode_into
         self.cls = cls
         self.struct = struct_
+        self.flat = flat
+
+    def decode_record(self, data: bytes | bytearray | memoryview) -> Any:
+        """Decode one record (an event) that starts at the beginning of ``data``.
+
+        A record shorter than the type is zero-filled first (a BPF program
+        may send less than the type it declares); a longer one decodes its
+        first ``size`` bytes.
+        """
+        if len(data) < self.size:
+            data = bytes(data).ljust(self.size, b"\0")
+        return self.decode(data, 0)
 
     @property
     def encode_into(self) -> Callable[[bytearray, int, Any], None]:
@@ -261,18 +286,27 @@ class _Builder:
             fmt, count, expr = plan
             st = struct.Struct(_ORDER + fmt)
             how = self.direct(count, expr)
+            build: Callable[[tuple], Any]
             if how == "item":
-                dec = _item_decoder(st)
+                dec, build = _item_decoder(st), _first
             elif how == "class":
-                dec = _class_decoder(st, cls)  # type: ignore[arg-type]
-            else:  # nested structs, strings...: generate the glue
+                # A generated class is a tuple subclass: cls(t) is tuple.__new__(cls, t).
+                dec, build = _class_decoder(st, cls), cls  # type: ignore[arg-type,assignment]
+            else:  # nested structs, strings...: generate the glue, both forms at once
                 self.ns["_S"] = st
                 src = (f"def decode(buf, off=0):\n"
                        f"    t = _S.unpack_from(buf, off)\n"
+                       f"    return {expr(0)}\n"
+                       f"def build(t):\n"
                        f"    return {expr(0)}\n")
                 dec = define(src, "decode", self.ns, f"<lcc codec {t}>")
-            return Codec(t, size, dec, None, cls, st)
+                build = self.ns["build"]
+                build.__code__ = build.__code__.replace(co_filename=dec.__code__.co_filename)
+            return Codec(t, size, dec, None, cls, st, (fmt, build))
         return Codec(t, size, _slow_decoder(r), None, cls)
+
+
+_first = itemgetter(0)
 
 
 def _item_decoder(st: struct.Struct) -> Callable[..., Any]:

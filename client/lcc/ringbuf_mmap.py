@@ -19,8 +19,9 @@ then ``u32 pgoff``) followed by ``len`` bytes, the whole rounded up to 8.
 by checking their headers in bulk (one strided copy and one compare), and
 stores ``consumer_pos`` after each run.  :class:`EventDelivery` turns a run
 into callback calls at C speed where it can: ``struct.iter_unpack`` over the
-run with a format that skips each header, the event class built from each
-tuple, and ``map`` calling the user's callback.
+run with a format that skips each header, the event built from each tuple
+by the codec's flat plan (:attr:`lcc.codecs.Codec.flat`), and ``map``
+calling the user's callback.
 
 Memory ordering: the producer publishes ``producer_pos`` after writing a
 record's header and flips BUSY off after writing its data; x86_64 (TSO)
@@ -43,7 +44,7 @@ from collections.abc import Callable, Iterator
 from itertools import repeat
 from operator import itemgetter
 
-from .codecs import Codec, _Builder, define
+from .codecs import Codec
 from .errors import ClosedError, NotSupported, from_errno
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
@@ -119,18 +120,20 @@ class RingReader:
         """Bytes between the consumer and producer positions (records not yet consumed)."""
         return self._prod[0] - self._cons[0]
 
-    def drain(self, deliver: Deliver) -> int:
+    def drain(self, deliver: Deliver, limit: int = 0) -> int:
         """Hand every committed record on to ``deliver``; returns how many it consumed.
 
         Stops at a record the producer is still writing (BUSY), when the
-        ring is empty, or after one ring's worth of bytes (so that a producer
-        that never pauses cannot keep this call going forever).  Discarded
-        records are skipped.  If ``deliver`` reports an error, consumer_pos
-        covers the records it consumed and the error is raised.
+        ring is empty, after ``limit`` records (0: no limit), or after one
+        ring's worth of bytes (so that a producer that never pauses cannot
+        keep this call going forever).  Discarded records are skipped.  If
+        ``deliver`` reports an error, consumer_pos covers the records it
+        consumed and the error is raised.
         """
         cons_v, prod_v, hdr, data, mask = self._cons, self._prod, self._hdr, self._data, self._mask
         cons = start = cons_v[0]
         total = 0
+        budget = limit if limit > 0 else 1 << 62
         while True:
             prod = prod_v[0]
             if cons >= prod:
@@ -150,6 +153,8 @@ class RingReader:
                     n = MAX_RUN
                 elif n < 1:  # a header beyond producer_pos: not a record we may read
                     return total
+                if n > budget - total:
+                    n = budget - total
                 if n > 1:
                     n = self._run_length(off, length, rsize, n)
                 done, err = deliver(data[off:off + n * rsize], n, length)
@@ -159,6 +164,8 @@ class RingReader:
                 self.delivered += done
                 if err is not None:
                     raise err
+                if total >= budget:
+                    return total
             if cons - start >= self.size:
                 return total
 
@@ -201,7 +208,10 @@ class EventDelivery:
     ``codec`` decodes the events (``None`` or ``raw=True``: the callback gets
     bytes).  ``bcc_style`` calls ``callback(None, event, size)`` instead of
     ``callback(event)``.  Records shorter than the event type are padded
-    with zeros; longer ones decode their first ``codec.size`` bytes.
+    with zeros; longer ones decode their first ``codec.size`` bytes
+    (:meth:`Codec.decode_record`).  The callback may be a C function such
+    as ``deque.append``: :meth:`lcc.buffers.RingBuffer.read` collects
+    events that way.
     """
 
     def __init__(self, callback: Callable[..., Any], codec: Codec | None, *, raw: bool = False,
@@ -211,10 +221,6 @@ class EventDelivery:
         self.bcc_style = bcc_style
         # length -> (struct.Struct or None, event builder); see _plan
         self._plans: dict[int, tuple[struct.Struct | None, Callable[..., Any] | None]] = {}
-        # The codec's flat plan (see _flat_plan), worked out with the first
-        # full-size record rather than here: opening a buffer stays cheap.
-        self._flat: tuple[str, Callable[..., Any] | None] | None = None
-        self._flat_done = False
 
     def __call__(self, run: memoryview, n: int, length: int) -> tuple[int, BaseException | None]:
         plan = self._plans.get(length)
@@ -252,44 +258,19 @@ class EventDelivery:
         c = self.codec
         if c is None:
             return struct.Struct(f"{_ORDER}{HDR_SIZE}x{length}s{pad - length}x"), _first
-        if length < c.size:  # short record: zero-fill up to the event size
-            dec, size = c.decode, c.size
+        if length < c.size:  # short record: zero-filled up to the event size
+            def short(t: tuple, dec=c.decode_record) -> Any:
+                return dec(t[0])
 
-            def build(t: tuple, dec=dec, size=size) -> Any:
-                return dec(t[0].ljust(size, b"\0"), 0)
-
-            return struct.Struct(f"{_ORDER}{HDR_SIZE}x{length}s{pad - length}x"), build
-        if not self._flat_done:
-            self._flat, self._flat_done = _flat_plan(c), True
-        if self._flat is None:
+            return struct.Struct(f"{_ORDER}{HDR_SIZE}x{length}s{pad - length}x"), short
+        if c.flat is None:
             return None, None
-        fmt, build = self._flat
+        fmt, build = c.flat
         body = f"{HDR_SIZE}x{fmt}{pad - c.size}x"
         # Native mode copies each field with one load; use it when it lays the
         # record out exactly as the explicit little/big-endian format does.
         order = "@" if struct.calcsize("@" + body) == struct.calcsize(_ORDER + body) else _ORDER
         return struct.Struct(order + body), build
-
-
-def _flat_plan(c: Codec) -> tuple[str, Callable[..., Any] | None] | None:
-    """(struct format of the event, tuple -> event) for codecs that decode from one
-    flat tuple; None for member-by-member codecs (unions, bitfields)."""
-    builder = _Builder()
-    plan = builder.flat(c.type)
-    if plan is None:
-        return None
-    fmt, count, expr = plan
-    if struct.calcsize(_ORDER + fmt) != c.size:
-        return None
-    how = builder.direct(count, expr)
-    if how == "item":
-        return fmt, _first
-    cls = c.cls
-    if (how == "class" and cls is not None and cls.__new__ is tuple.__new__
-            and cls.__init__ is object.__init__):
-        return fmt, cls  # cls(t) is tuple.__new__(cls, t), run by the type itself
-    return fmt, define(f"def build(t):\n    return {expr(0)}\n", "build", builder.ns,
-                       f"<lcc ring event {c.type}>")
 
 
 class MmapRing:
@@ -345,23 +326,30 @@ class MmapRing:
         if self._epoll is None:
             raise ClosedError(f"ring buffer '{self.name}' is closed")
 
-    def consume(self, deliver: Deliver) -> int:
-        """Hand the records already committed to ``deliver``; returns how many."""
+    def consume(self, deliver: Deliver, limit: int = 0) -> int:
+        """Hand the records already committed to ``deliver`` (at most ``limit``,
+        0: no limit); returns how many."""
         self._check()
-        return self.reader.drain(deliver)
+        return self.reader.drain(deliver, limit)
 
-    def poll(self, timeout_ms: int, deliver: Deliver) -> int:
+    def poll(self, timeout_ms: int, deliver: Deliver, limit: int = 0) -> int:
         """Deliver waiting records, else wait up to ``timeout_ms`` (-1: forever) once."""
         self._check()
-        n = self.reader.drain(deliver)
+        n = self.reader.drain(deliver, limit)
         if n or timeout_ms == 0:
             return n
-        self._epoll.poll(timeout_ms / 1000 if timeout_ms > 0 else -1, 1)  # type: ignore[union-attr]
+        self.wait(timeout_ms)
+        return self.reader.drain(deliver, limit)
+
+    def wait(self, timeout_ms: int) -> None:
+        """Wait up to ``timeout_ms`` (-1: forever) for the kernel to signal records."""
         self._check()
-        return self.reader.drain(deliver)
+        ep: select.epoll = self._epoll  # type: ignore[assignment]
+        ep.poll(timeout_ms / 1000 if timeout_ms > 0 else timeout_ms, 1)
+        self._check()
 
     @property
-    def events(self) -> int:
+    def delivered(self) -> int:
         return self.reader.delivered
 
     def fileno(self) -> int:

@@ -29,7 +29,6 @@ import re
 from typing import IO, Any
 
 from .btf import Enum, Int, Struct, StructValue
-from .errors import LccError
 from .hist import Log2Hist
 
 __all__ = ["dump_maps", "format_value", "open_event_printers", "plain"]
@@ -104,7 +103,6 @@ class _Stacks:
         from .maps import StackTraceMap
         self._maps = [tool.maps[n] for n in tool.maps
                       if isinstance(tool.maps[n], StackTraceMap)]
-        self._ksyms: Any = None
 
     def __bool__(self) -> bool:
         return bool(self._maps)
@@ -117,22 +115,8 @@ class _Stacks:
 
     def frames(self, field: str, stack_id: int) -> list[str]:
         """Frames of one stack (innermost first); user stacks as hex addresses."""
-        if stack_id < 0:
-            return [f"[no stack: error {stack_id}]"]
-        m = self._map_for(field)
-        try:
-            addrs = m.stack(stack_id)
-        except KeyError:
-            return ["[stack gone]"]
-        if field.lower().startswith("u") or "user" in field.lower():
-            return [f"{a:#x}" for a in addrs]
-        if self._ksyms is None:
-            from .symbols import kernel_symbols
-            self._ksyms = kernel_symbols()
-        try:
-            return self._ksyms.symbolize(addrs)
-        except LccError:
-            return [f"{a:#x}" for a in addrs]
+        user = field.lower().startswith("u") or "user" in field.lower()
+        return self._map_for(field).frames(stack_id, user=user)
 
     def in_value(self, v: Any) -> dict[str, list[str]]:
         """Stacks referenced by the ``*stack*`` integer members of a struct value."""

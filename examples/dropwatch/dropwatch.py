@@ -237,12 +237,7 @@ class DropWatch(RingEvents, ClbcBase):
         stacks = self.maps["stacks"]
         out = []
         for key, count in self.maps["stack_counts"].items():
-            frames: list[str] = []
-            if key.stack_id >= 0:
-                try:
-                    frames = trim_stack([self.symbolize(a) for a in stacks.stack(key.stack_id)])
-                except KeyError:
-                    frames = []
+            frames = trim_stack(stacks.frames(key.stack_id, markers=False))
             out.append(StackSum(count, self.reasons(key.reason), key.stack_id, frames))
         return sorted(out, key=lambda s: (-s.count, s.reason, s.stack_id))
 

@@ -32,7 +32,6 @@ from typing import Any, Callable, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
 from lcc import ClbcBase, LccError, loop  # noqa: E402
-from lcc.symbols import kernel_symbols  # noqa: E402
 
 STATE_LETTERS = "RSDTtXZPI"  # OFFCPU_STATE_LETTERS in offcpu.h
 STATE_NAMES = {"R": "waiting for a CPU (preempted)", "S": "sleeping",
@@ -106,16 +105,11 @@ class OffCpu(ClbcBase):
         if comm:
             rodata.update(filter_comm=True, targ_comm=comm[:15])
         super().__init__("offcpu", rodata=rodata, **kw)
-        self._ksyms = kernel_symbols()
 
     def stack(self, stack_id: int) -> list[str]:
-        """The kernel frames of a stack id, innermost first, as ``func+0xoff``."""
-        if stack_id < 0:
-            return [f"[stack not recorded: error {stack_id}]"]
-        try:
-            return self._ksyms.symbolize(self.maps["kstacks"].stack(stack_id))
-        except KeyError:
-            return ["[stack gone]"]
+        """The kernel frames of a stack id, innermost first, as ``func+0xoff``
+        (one marker frame for a stack that was not recorded or is gone)."""
+        return self.maps["kstacks"].frames(stack_id)
 
     def _event(self, e: Any) -> OffCpuEvent:
         return OffCpuEvent(pid=e.pid, tid=e.tid, comm=e.comm, state=STATE_LETTERS[e.state],

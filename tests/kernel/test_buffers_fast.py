@@ -1,5 +1,7 @@
 """Ring buffer consumers in the real kernel: every event once, in order, with its values.
 
+Events go to a callback (poll, consume) or are pulled (read, events).
+
 A tracepoint on getppid, filtered to this process, writes ``count`` records
 per call with bpf_loop; ``.bss`` knobs pick the record shapes (fixed,
 reserve of three sizes, discards, bpf_ringbuf_output of odd sizes).  Each
@@ -250,7 +252,7 @@ def test_a_callback_exception_is_raised_and_the_rest_come_with_the_next_poll(too
     assert seen == [0, 1, 2, 3]
     assert buf.poll(1000) == 6
     assert seen == list(range(10))
-    assert buf.events == 10
+    assert buf.delivered == 10
 
 
 def test_fileno_works_with_selectors(tool):
@@ -279,6 +281,51 @@ def test_raw_callbacks_get_the_record_bytes(tool):
     tool.maps["rb"].open_ring_buffer(got.append, raw=True)
     fire(tool, 3, mode=3)
     assert tool.maps["rb"].ring_buffer_consume() == 3
+    assert [len(b) for b in got] == [16, 20, 24]
+    assert [int.from_bytes(b[:8], "little") for b in got] == [0, 1, 2]
+
+
+def test_read_pulls_events_in_order_and_none_on_timeout(tool):
+    buf = tool.maps["rb"].open_ring_buffer()
+    assert buf.backend == os.environ["LCC_RINGBUF"]
+    assert buf.read(0) is None
+    fire(tool, 5)
+    assert [buf.read(0).seq for _ in range(5)] == list(range(5))
+    assert buf.read(timeout=0.01) is None
+
+
+def test_events_iterates_past_the_read_ahead(tool):
+    from lcc.buffers.ring import READ_AHEAD
+    tool.bss.use_big = 1
+    buf = tool.maps["big"].open_ring_buffer()
+    n = 3 * READ_AHEAD + 17  # several refills, of three record sizes
+    fire(tool, n, mode=1)
+    assert tool.bss.dropped == 0
+    got = list(buf.events(timeout=0))
+    assert [e.seq for e in got] == list(range(n))
+    assert all(e.size == (16, 24, 40)[e.seq % 3] for e in got)
+    assert all(e.tag == ("" if e.size == 16 else "lcc-tag") for e in got)
+    assert buf.delivered == n
+
+
+def test_read_waits_for_an_event_from_another_thread(tool):
+    import threading
+    buf = tool.maps["rb"].open_ring_buffer()
+    # The thread's getppid() is this process's (the program filters on the tgid);
+    # read() gets the event whether it starts waiting before the thread runs or after.
+    t = threading.Thread(target=fire, args=(tool, 1))
+    t.start()
+    try:
+        e = buf.read(timeout=10)
+    finally:
+        t.join()
+    assert e is not None and e.seq == 0
+
+
+def test_read_raw_records(tool):
+    buf = tool.maps["rb"].open_ring_buffer(raw=True)
+    fire(tool, 3, mode=3)
+    got = list(buf.events(timeout=0))
     assert [len(b) for b in got] == [16, 20, 24]
     assert [int.from_bytes(b[:8], "little") for b in got] == [0, 1, 2]
 

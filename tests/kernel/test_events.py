@@ -3,7 +3,8 @@
 tests/progs/events.bpf.c emits one `struct event` (events.h) per getppid()
 from this process to a ring buffer, a perf buffer and a ring buffer declared
 without the lbc.h macro; getpgid() emits a burst that overflows a one-page
-perf buffer.
+perf buffer.  The tool's poll group polls ring and perf buffers together;
+a ring buffer opened without a callback is read with read() and events().
 """
 
 from __future__ import annotations
@@ -229,3 +230,103 @@ def test_buffers_closed_with_the_tool(tool):
         pb.poll(0)
     with pytest.raises(ClosedError):
         tool.ring_buffer_poll(0)
+
+
+# -- the tool's poll group -------------------------------------------------------------
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_one_poll_group_delivers_a_ring_and_a_perf_buffer(tool):
+    ring, perf = [], []
+    tool.maps["rb"].open_ring_buffer(lambda e: ring.append(e.seq))
+    g = tool.poll_group
+    assert tool.poll_group is g  # one per tool
+    tool.maps["pb"].open_perf_buffer(lambda e: perf.append(e.seq))  # joins as it opens
+    assert {b.kind for b in g.buffers} == {"ring", "perf"}
+    assert g.poll(0) == 0
+    trigger()
+    assert g.poll(1000) == 2  # both, through one epoll_wait
+    assert (ring, perf) == ([1], [1])
+    trigger()
+    assert g.consume() == 2 and (ring, perf) == ([1, 2], [1, 2])
+
+
+def test_bcc_polls_wait_for_their_own_kind_through_the_group(tool):
+    ring, perf = [], []
+    tool.maps["rb"].open_ring_buffer(lambda e: ring.append(e.seq))
+    tool.maps["pb"].open_perf_buffer(lambda e: perf.append(e.seq))
+    trigger()
+    assert tool.perf_buffer_poll(1000) == 1 and (ring, perf) == ([], [1])
+    assert tool.ring_buffer_poll(1000) == 1 and ring == [1]
+    trigger()
+    assert tool.ring_buffer_consume() == 1 and perf == [1]
+    assert tool.perf_buffer_poll(0) == 1 and perf == [1, 2]
+
+
+def test_the_poll_group_fileno_drives_an_event_loop(tool):
+    import asyncio
+
+    got = []
+    tool.maps["rb"].open_ring_buffer(lambda e: got.append(("ring", e.seq)))
+    tool.maps["pb"].open_perf_buffer(lambda e: got.append(("perf", e.seq)))
+    g = tool.poll_group
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def ready() -> None:
+            g.consume()
+            if len(got) == 2 and not done.done():
+                done.set_result(None)
+
+        loop.add_reader(g.fileno(), ready)
+        try:
+            trigger()
+            await asyncio.wait_for(done, 10)
+        finally:
+            loop.remove_reader(g.fileno())
+
+    asyncio.run(main())
+    assert sorted(got) == [("perf", 1), ("ring", 1)]
+
+
+def test_the_poll_group_closes_with_the_tool(load, ring_backend):
+    fds = _fds()
+    tool = load("events.bpf.c")
+    tool.maps["rb"].open_ring_buffer(lambda e: None)
+    tool.maps["pb"].open_perf_buffer(lambda e: None)
+    g = tool.poll_group
+    tool.close()
+    assert g.closed
+    assert _fds() == fds
+    with pytest.raises(ClosedError):
+        tool.poll_group
+
+
+# -- pulling events -----------------------------------------------------------------------
+
+def test_ring_buffer_read_and_events(tool, ring_backend):
+    rb = tool.maps["rb"].open_ring_buffer()  # no callback: the events wait for read()
+    assert rb.backend == ring_backend and rb.callback is None
+    assert rb.read(0) is None
+    with pytest.raises(LccError, match="read"):
+        rb.poll(0)
+    for _ in range(3):
+        trigger()
+    e = rb.read(timeout=5)
+    check_event(e, 1, tool.obj.btf)
+    assert [e.seq for e in rb.events(timeout=0)] == [2, 3]
+    assert rb.read(timeout=0.01) is None
+    assert rb.delivered == 3
+    with pytest.raises(LccError, match="no ring buffer"):
+        tool.ring_buffer_poll(0)  # a ring read with read() is not the group's
+    got = []
+    tool.maps["rb"].open_ring_buffer(got.append)  # now with a callback
+    trigger()
+    assert tool.ring_buffer_poll(1000) == 1 and got[0].seq == 4
+    tool.close()
+    with pytest.raises(ClosedError):
+        rb.read(0)

@@ -218,9 +218,14 @@ def test_stack_trace_map_symbolized(tool):
     assert all(re.fullmatch(r"[\w.]+\+0x[0-9a-f]+( \[\w+\])?", f) for f in frames), frames
     assert any("syscall" in f for f in frames), frames  # we came in through a syscall
     assert st.getStacks(stack_id, 2) == frames[:2]  # pyLCC's name
+    assert st.frames(stack_id) == frames
+    assert st.frames(stack_id, user=True) == [f"{a:#x}" for a in addrs]
     del st[stack_id]
     with pytest.raises(KeyNotFound):
         st.stack(stack_id)
+    assert st.frames(stack_id) == ["[stack gone]"]  # frames() never raises for an id
+    assert st.frames(-errno.EFAULT) == ["[no stack: error -14 (EFAULT)]"]
+    assert st.frames(-errno.EFAULT, markers=False) == []
 
 
 def test_lpm_trie_longest_prefix(tool):

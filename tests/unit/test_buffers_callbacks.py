@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 
 import pytest
-from lcc.buffers import _positional_arity, _ring_backend
+from lcc.buffers._consumer import _positional_arity
+from lcc.buffers.ring import _ring_backend
 from lcc.errors import LccError
 
 

@@ -2,7 +2,7 @@
 
 from collections import namedtuple
 
-from lcc.maps import _sum_values
+from lcc.maps.keyvalue import _sum_values
 
 Stats = namedtuple("Stats", "bytes packets name")
 
