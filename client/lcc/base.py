@@ -21,16 +21,18 @@ import weakref
 from collections.abc import Mapping
 
 from . import features, links
+from .compat import PyLccNames
 from .compile.defines import parse_env as parse_env_defines
 from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
 from .links import Link, LinkGroup
 from .globalvars import GlobalSection
-from .maps import Map, map_for
+from .maps import EventMap, Map, map_for
 from .object import BpfObject, Program
 from .spec import ObjectSpec, ProgramSpec
 
 # Imported where used, not here, to keep a tool's start short: inspect (only
-# to find a tool's source), selectors (polling several buffers), shlex (env).
+# to find a tool's source), the compile pipeline (not needed with obj=), the
+# buffers (a tool may have none).
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -118,7 +120,7 @@ class MapCollection(Mapping[str, Map]):
         return list(self._maps.values())
 
 
-class ClbcBase:
+class ClbcBase(PyLccNames):
     """A BPF tool: compiled source, loaded programs, their maps, links and buffers.
 
     Arguments (the first seven as pyLCC has them):
@@ -138,6 +140,8 @@ class ClbcBase:
         for BTF tailored to this object), or a path to a BTF file.
       cache: use the local artifact cache.
       obj: the bytes of an already compiled object (no compilation at all).
+      probes: the :class:`lcc.features.Probes` that decide fallbacks (default:
+        the process-wide ones; tests pass their own).
 
     Requires root or CAP_BPF+CAP_PERFMON to load.  Owns everything it creates
     until :meth:`close` (also through ``with``).
@@ -154,7 +158,7 @@ class ClbcBase:
                  fallback: Any = None,
                  map_sizes: Mapping[str, int] | None = None,
                  btf: str | None = None, cache: bool = True,
-                 obj: bytes | None = None) -> None:
+                 obj: bytes | None = None, probes: features.Probes | None = None) -> None:
         base = os.path.basename(bpf)
         self.name = base.removesuffix(".bpf.c").removesuffix(".c")
         self._owned = _Owned()
@@ -164,6 +168,7 @@ class ClbcBase:
         self._fallbacks = (_as_fallbacks(fallback, copy=False) if fallback is not None
                            else _as_fallbacks(type(self).fallback, copy=True))
         self._programs_sel = programs
+        self._probes = probes
         self._rodata = dict(rodata or {})
         self._map_sizes = dict(map_sizes or {})
         # The safety net: releases what close() would if the tool is collected
@@ -298,6 +303,7 @@ class ClbcBase:
 
     def _apply_fallbacks(self) -> None:
         obj = self.spec
+        probes = self._probes or features.probes()
         for fb in self._fallbacks:
             missing = fb.names() - set(obj.programs)
             if missing:
@@ -310,7 +316,7 @@ class ClbcBase:
                     continue
                 # dict.fromkeys: one reason once, even when several programs share it
                 reasons = list(dict.fromkeys(
-                    r.reason for r in (features.probe_section(obj.programs[n].section)
+                    r.reason for r in (probes.probe_section(obj.programs[n].section)
                                        for n in alt) if not r))
                 if reasons:
                     fb.skipped.append((alt, "; ".join(reasons)))
@@ -449,40 +455,6 @@ class ClbcBase:
     def attach_iter(self, prog: str) -> Link:
         return self._keep(links.attach_iter(self._live_program(prog)))
 
-    # pyLCC names
-    def attachKprobe(self, function: str, symbol: str) -> Link:  # noqa: N802
-        return self.attach_kprobe(function, symbol)
-
-    def attachKretprobe(self, function: str, symbol: str) -> Link:  # noqa: N802
-        return self.attach_kretprobe(function, symbol)
-
-    def attachUprobe(self, function: str, pid: int, binaryPath: str,  # noqa: N802,N803
-                     offset: int = 0) -> Link:
-        return self.attach_uprobe(function, binaryPath, offset=offset, pid=pid)
-
-    def attachUretprobe(self, function: str, pid: int, binaryPath: str,  # noqa: N802,N803
-                        offset: int = 0) -> Link:
-        return self.attach_uretprobe(function, binaryPath, offset=offset, pid=pid)
-
-    def attachTracepoint(self, function: str, category: str, name: str) -> Link:  # noqa: N802
-        return self.attach_tracepoint(function, category, name)
-
-    def attachRawTracepoint(self, function: str, name: str) -> Link:  # noqa: N802
-        return self.attach_raw_tracepoint(function, name)
-
-    def attachCgroup(self, function: str, fd: int) -> Link:  # noqa: N802
-        return self.attach_cgroup(function, fd)
-
-    def attachXdp(self, function: str, ifindex: int) -> Link:  # noqa: N802
-        return self.attach_xdp(function, ifindex)
-
-    def getMap(self, name: str, data: Any, size: int) -> Any:  # noqa: N802
-        from .maps import EventMap
-        m = self.maps[name]
-        if not isinstance(m, EventMap):
-            raise LccError(f"map '{name}' is not a ring buffer or perf event array")
-        return m.event(data)
-
     # -- buffers across maps (BCC style) ------------------------------------------
 
     _poll_group: PollGroup | None = None  # made on first use: see poll_group
@@ -501,7 +473,6 @@ class ClbcBase:
         g = self._poll_group
         if g is None:
             from .buffers import PollGroup
-            from .maps import EventMap
             g = self._poll_group = PollGroup(adopt=obj.adopt_buffer)
             for m in self.maps._opened():
                 b = m.buffer if isinstance(m, EventMap) else None

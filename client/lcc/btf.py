@@ -3,8 +3,7 @@
 :class:`Btf` reads type records through libbpf (never by parsing C) into
 :class:`Int`, :class:`Ptr`, :class:`Array`, :class:`Struct` (unions too),
 :class:`Enum`, :class:`Float`, :class:`Datasec` and so on.  Turning bytes
-into Python values and back is :mod:`lcc.codecs`' job; its names
-(``codec``, ``Codec``, ``StructValue``...) are also reachable from here.
+into Python values and back is :mod:`lcc.codecs`' job.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from .errors import BtfError, ClosedError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any, Iterator
+    from typing import Iterator
 
 KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION, KIND_ENUM = 1, 2, 3, 4, 5, 6
 KIND_FWD, KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT = 7, 8, 9, 10, 11
@@ -451,15 +450,3 @@ def iter_members(t: BtfType) -> Iterator[tuple[str, BtfType, int]]:
                 yield name, mt, m.bit_offset // 8 + off
         else:
             yield m.name, m.type, m.bit_offset // 8
-
-
-# The codecs moved to lcc.codecs; their names still import from here.
-_CODEC_NAMES = frozenset({"Codec", "codec", "raw_codec", "StructValue", "struct_class",
-                          "_Builder"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _CODEC_NAMES:
-        from . import codecs
-        return getattr(codecs, name)
-    raise AttributeError(f"module 'lcc.btf' has no attribute '{name}'")

@@ -28,7 +28,16 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-    from .spec import ObjectSpec, ProgramSpec
+    from typing import Protocol
+
+    class ProgramInfo(Protocol):
+        """What a live program and a load error take from a program's spec
+        (:class:`lcc.spec.ProgramSpec`; this module does not import lcc.spec,
+        which imports it)."""
+        name: str
+        section: str
+        kind: str
+        target: str
 
 _LOG_SIZE = 256 << 10  # verifier log buffer; the kernel keeps the tail when it overflows
 
@@ -134,7 +143,7 @@ class _Maps:
 class Program:
     """One program of a loaded object: its name, section, fd and kernel id."""
 
-    def __init__(self, obj: "BpfObject", spec: "ProgramSpec", ptr: int) -> None:
+    def __init__(self, obj: "BpfObject", spec: ProgramInfo, ptr: int) -> None:
         self._obj = obj
         self._ptr = ptr
         self.spec = spec
@@ -204,7 +213,7 @@ class BpfObject(_Maps, GlobalsMixin):
 
     loaded = True  # a spec says False
 
-    def __init__(self, handle: _Handle, spec: "ObjectSpec") -> None:
+    def __init__(self, handle: _Handle, spec: Any) -> None:
         self._h = handle
         self.spec = spec
         self.name = spec.name
@@ -325,7 +334,7 @@ _BTF_FAILURES = ("failed to parse target BTF", "Error loading vmlinux BTF",
 
 
 def load_error(err: int, messages: list[str], log: str = "", *,
-               programs: Mapping[str, ProgramSpec | Program] | None = None,
+               programs: Mapping[str, ProgramInfo] | None = None,
                btf_custom_path: str | None = None) -> LccError:
     """The error for a failed bpf_object__load, from libbpf's messages and the verifier log.
 
@@ -394,7 +403,7 @@ def _verifier_log(messages: list[str]) -> str:
     return "\n".join(x.strip("\n") for x in out).strip()
 
 
-def _eperm_hint(prog: ProgramSpec | Program | None) -> str:
+def _eperm_hint(prog: ProgramInfo | None) -> str:
     if prog is not None and prog.kind in ("fentry", "fexit", "fmod_ret", "lsm", "fentry.s",
                                           "fexit.s", "lsm.s"):
         return (f"this kernel refuses {prog.kind} programs (trampolines unavailable or "

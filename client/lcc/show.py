@@ -28,7 +28,8 @@ import json
 import re
 from typing import IO, Any
 
-from .btf import Enum, Int, Struct, StructValue
+from .btf import Enum, Int, Struct
+from .codecs import StructValue
 from .hist import Log2Hist
 
 __all__ = ["dump_maps", "format_value", "open_event_printers", "plain"]

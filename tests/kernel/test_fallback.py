@@ -80,8 +80,8 @@ class _FentryOptimist(features.Probes):
 def test_eperm_at_load_after_a_passing_probe(load):
     """A kernel whose probe says yes to fentry but whose load says EPERM."""
     fb = Fallback(*CONNECT_JOB)
-    with features.using(_FentryOptimist()):
-        tool = load("fallback.bpf.c", programs=list(CONNECT_JOB), fallback=fb)
+    tool = load("fallback.bpf.c", programs=list(CONNECT_JOB), fallback=fb,
+                probes=_FentryOptimist())
     if fb.rejected == {}:
         pytest.skip("fentry programs load on this kernel")
     assert fb.chosen == ("tp_state",)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import selectors
 import signal
 import sys
 from typing import IO, Any, Mapping
@@ -136,24 +135,17 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
     try:
         bufs = show.open_event_printers(tool, out, json_out)
         progs = [p.name for p in tool.obj.programs.values() if p.autoload]
-        with selectors.DefaultSelector() as sel:
-            for b in bufs:
-                sel.register(b.fileno(), selectors.EVENT_READ, b)
-
-            def wait(timeout_ms: int) -> None:
-                for key, _ in sel.select(timeout_ms / 1000):
-                    key.data.consume()
-
-            # Stop signals are caught before the message: a stop may follow it at once.
-            with loop.stopping(duration, signals=STOP_SIGNALS) as stop:
-                err.write(f"Attached {len(tool.links)} of {len(progs)} programs "
-                          f"({', '.join(progs)}); "
-                          f"{len(bufs)} event buffer{'s' if len(bufs) != 1 else ''}. "
-                          f"Hit Ctrl-C to end.\n")
-                err.flush()
-                stop.run(wait if bufs else None)
-                for b in bufs:  # what arrived while stopping
-                    b.consume()
+        group = tool.poll_group if bufs else None  # every buffer, in one epoll set
+        # Stop signals are caught before the message: a stop may follow it at once.
+        with loop.stopping(duration, signals=STOP_SIGNALS) as stop:
+            err.write(f"Attached {len(tool.links)} of {len(progs)} programs "
+                      f"({', '.join(progs)}); "
+                      f"{len(bufs)} event buffer{'s' if len(bufs) != 1 else ''}. "
+                      f"Hit Ctrl-C to end.\n")
+            err.flush()
+            stop.run(group.poll if group is not None else None)
+            if group is not None:
+                group.consume()  # what arrived while stopping
         show.dump_maps(tool, out, json_out)
         out.flush()
         return 0
