@@ -46,8 +46,9 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lcc' has no attribute {name!r}")
-    import importlib
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    # __import__ rather than importlib.import_module: importing importlib
+    # costs a tool's start more than this whole module.
+    value = getattr(__import__(module, globals(), None, [name], 1), name)
     globals()[name] = value  # next time without this function
     return value
 

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 
 from . import features, links
 from .compat import PyLccNames
-from .compile.defines import parse_env as parse_env_defines
 from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
 from .links import Link, LinkGroup
 from .globalvars import GlobalSection
@@ -175,7 +174,10 @@ class ClbcBase(PyLccNames):
         # first.  It holds _owned only, never the tool or its callbacks.
         self._finalizer = weakref.finalize(self, self._owned.release)
 
-        all_defines: dict[str, str | None] = parse_env_defines(env)
+        all_defines: dict[str, str | None] = {}
+        if env:
+            from .compile.defines import parse_env  # pyLCC's "-DA=1 -DB" strings
+            all_defines = parse_env(env)
         for k, v in (defines or {}).items():
             all_defines[k] = None if v is None else str(v)
         if obj is None:

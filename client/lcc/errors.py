@@ -36,7 +36,9 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from lcc_toolchain.errors import Diagnostic  # one class, shared with the compile service
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from lcc_toolchain.errors import Diagnostic
 
 __all__ = [
     "AttachPointMissing",
@@ -291,3 +293,13 @@ def from_errno(err: int, what: str, hint: str | None = None) -> BpfError:
         return NotSupported(what, f"{what} is not supported by this kernel", err=err, hint=hint)
     cls = _BY_ERRNO.get(err, BpfError)
     return cls(err, what, hint=hint)
+
+
+def __getattr__(name: str) -> object:
+    # Diagnostic is one class, shared with the compile service; imported when
+    # first asked for, since a tool that loads a cached object never needs it.
+    if name == "Diagnostic":
+        from lcc_toolchain.errors import Diagnostic
+        globals()["Diagnostic"] = Diagnostic
+        return Diagnostic
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
