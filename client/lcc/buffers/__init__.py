@@ -24,8 +24,25 @@ Each buffer exposes :meth:`fileno` (an epoll fd that becomes readable when
 events wait) for ``selectors`` or asyncio, and so does a :class:`PollGroup`.
 """
 
-from .perf import PerfBuffer
-from .poll import PollGroup
-from .ring import RingBuffer
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:
+    from .perf import PerfBuffer
+    from .poll import PollGroup
+    from .ring import RingBuffer
 
 __all__ = ["PerfBuffer", "PollGroup", "RingBuffer"]
+
+# Each kind is imported when first used: a tool that has only ring buffers
+# never loads the perf buffer's module, nor the poll group if it never polls.
+_MODULES = {"PerfBuffer": "perf", "PollGroup": "poll", "RingBuffer": "ring"}
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(__import__(module, globals(), None, [name], 1), name)
+    globals()[name] = value
+    return value

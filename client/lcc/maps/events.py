@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .. import _libbpf
 from ..btf import BtfType
-from ..buffers import PerfBuffer, RingBuffer
+from ..buffers.ring import RingBuffer
 from ..codecs import Codec, codec
 from ..errors import LccError
 from .base import Map
@@ -19,6 +19,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+    from ..buffers.perf import PerfBuffer
     from ..object import BpfObject, MapSpec
 
 
@@ -148,6 +149,7 @@ class PerfEventArrayMap(EventMap):
         """
         if self._buffer is not None:
             raise LccError(f"map '{self.name}' already has an open perf buffer")
+        from ..buffers.perf import PerfBuffer  # here: only tools with perf buffers load it
         n = pages or page_cnt or self._obj.btf.map_uint_field(self.name, "lbc_pages") or 64
         self._buffer = PerfBuffer(self.fd, self.name, callback, codec=self._codec_now,
                                   adopt=self._obj.adopt_buffer, lost_cb=lost_cb, pages=n,
