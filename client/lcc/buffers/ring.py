@@ -251,10 +251,9 @@ class _LibbpfRing(_LibbpfConsumer):
         self._native = None
         self._error: BaseException | None = None
         self._decoder = _Decoder(codec)
-        self._deliver: Callable[[int, int], None] | None = None
-        # read(): where decoded events go, and how many more this call takes
-        self._sink: Callable[[Any], None] | None = None
-        self._room = 0
+        # (ptr, size) -> None, or -1 to stop the poll: the callback's
+        # delivery, or pull()'s while it runs
+        self._deliver: Callable[[int, int], int | None] | None = None
         self.delivered = 0
         self._c_cb = _libbpf.RINGBUF_SAMPLE_FN(self._on_sample)
         self._opened(_libbpf.lib().ring_buffer__new(fd, self._c_cb, None, None))
@@ -279,16 +278,10 @@ class _LibbpfRing(_LibbpfConsumer):
     def _on_sample(self, _ctx: int, data: int, size: int) -> int:
         self.delivered += 1  # a callback that raises has had its event too
         try:
-            sink = self._sink
-            if sink is not None:
-                sink(self._decoder(data, size))
-                self._room -= 1
-                return -1 if self._room <= 0 else 0  # -1: stop; this record is consumed
-            self._deliver(data, size)  # type: ignore[misc]
+            return self._deliver(data, size) or 0  # type: ignore[misc]
         except BaseException as e:  # noqa: BLE001 - re-raised from poll()
             self._error = e
             return -1  # stops ring_buffer__poll/consume; the record counts as consumed
-        return 0
 
     def _check_callback(self) -> None:
         if self._deliver is None:
@@ -308,14 +301,23 @@ class _LibbpfRing(_LibbpfConsumer):
         (0: not at all) if none wait; returns how many."""
         ptr = self._check()
         before = self.delivered
-        self._sink, self._room = sink, limit
+        dec, room = self._decoder, [limit]
+
+        def take(data: int, size: int) -> int:
+            sink(dec(data, size))
+            room[0] -= 1
+            return -1 if room[0] <= 0 else 0  # -1: stop; this record is consumed
+
+        # The callback's delivery steps aside while read() takes events, so
+        # that the callback path pays nothing for read().
+        saved, self._deliver = self._deliver, take
         try:
             if timeout_ms == 0:
                 ret = self._fn("consume")(ptr)
             else:
                 ret = self._fn("poll")(ptr, int(timeout_ms))
         finally:
-            self._sink = None
-        if self._room <= 0 and ret < 0 and self._error is None:
+            self._deliver = saved
+        if room[0] <= 0 and ret < 0 and self._error is None:
             ret = 0  # stopped by _on_sample once the limit was reached
         return self._finish(ret, "reading", before)
