@@ -18,6 +18,8 @@ lcc.errors.  Each name below is imported on first use (PEP 562), so
 
 from __future__ import annotations
 
+from . import _lazy
+
 __version__ = "0.1.0"
 
 # name -> module that defines it
@@ -42,15 +44,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lcc' has no attribute {name!r}")
-    # __import__ rather than importlib.import_module: importing importlib
-    # costs a tool's start more than this whole module.
-    value = getattr(__import__(module, globals(), None, [name], 1), name)
-    globals()[name] = value  # next time without this function
-    return value
+__getattr__ = _lazy.exports(globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -26,6 +26,8 @@ events wait) for ``selectors`` or asyncio, and so does a :class:`PollGroup`.
 
 from __future__ import annotations
 
+from .. import _lazy
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from .perf import PerfBuffer
@@ -39,10 +41,4 @@ __all__ = ["PerfBuffer", "PollGroup", "RingBuffer"]
 _MODULES = {"PerfBuffer": "perf", "PollGroup": "poll", "RingBuffer": "ring"}
 
 
-def __getattr__(name: str) -> object:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(__import__(module, globals(), None, [name], 1), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.exports(globals(), _MODULES)

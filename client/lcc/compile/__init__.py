@@ -21,10 +21,10 @@ The names below are imported on first use, so ``import lcc.compile`` stays cheap
 
 from __future__ import annotations
 
+from .. import _lazy
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any
-
     from .artifact import Artifact
     from .backends import BACKENDS, Backend
     from .cache import ArtifactCache, CachedBackend, artifact_key
@@ -54,15 +54,7 @@ __all__ = ["BACKENDS", "Artifact", "ArtifactCache", "Backend", "CachedBackend", 
            "choose_backend"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    # __import__ rather than importlib.import_module: importing importlib
-    # costs a tool's start (the runtime imports lcc.compile.defines).
-    value = getattr(__import__(module, globals(), None, [name], 1), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.exports(globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:

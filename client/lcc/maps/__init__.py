@@ -21,6 +21,7 @@ stack and stack-trace maps, which few tools have, when first used.
 
 from __future__ import annotations
 
+from .. import _lazy
 from .base import BPF_ANY, BPF_EXIST, BPF_NOEXIST, Map
 from .events import EventMap, PerfEventArrayMap, RingBufMap
 from .keyvalue import (ArrayMap, HashMap, KeyValueMap, LpmTrieMap, LruHashMap, LruPerCpuHashMap,
@@ -101,10 +102,4 @@ def map_for(obj: "BpfObject", name: str, *,
     return m
 
 
-def __getattr__(name: str) -> Any:
-    module = next((m for m, cls in _LATER.values() if cls == name), None)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(__import__(module, globals(), None, [name], 1), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.exports(globals(), {cls: module for module, cls in _LATER.values()})
