@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import struct
-from pathlib import Path
 
 import pytest
 from lcc import codecs
@@ -14,8 +13,8 @@ from lcc.codecs import codec
 from lcc.ringbuf_mmap import EventDelivery, RingReader, record_size
 
 from test_buffers_ringbuf import EV, NAMED, UNION, FakeRing, ev
+from test_layering import lcc_modules, module_imports
 
-LCC = Path(codecs.__file__).resolve().parent
 
 U8 = Int(20, "u8", 1)
 # struct nested { struct ev e; u8 tail[8]; }: a flat plan that needs generated glue
@@ -118,44 +117,12 @@ def test_a_deque_collects_decoded_events_at_c_speed():
     assert isinstance(r.reader, RingReader)
 
 
-def _module_imports(path: Path, package: str) -> set[str]:
-    """Modules ``path`` imports at module level (not inside functions, not for typing)."""
-    tree = ast.parse(path.read_text())
-    out: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.If):  # if TYPE_CHECKING: ...
-            continue
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                mod = f"{base}.{node.module}" if node.module else base
-                out.add(mod)
-                if not node.module:
-                    out.update(f"{base}.{a.name}" for a in node.names)
-            else:
-                out.add(node.module or "")
-    return out
-
-
-def _lcc_modules() -> dict[str, Path]:
-    mods = {}
-    for p in LCC.rglob("*.py"):
-        rel = p.relative_to(LCC.parent).with_suffix("")
-        parts = list(rel.parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        mods[".".join(parts)] = p
-    return mods
-
-
 def test_the_event_path_has_no_import_cycle_and_buffers_never_import_maps():
-    mods = _lcc_modules()
+    mods = lcc_modules()
     graph = {}
     for name, path in mods.items():
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        graph[name] = {m for m in _module_imports(path, package) if m in mods}
+        graph[name] = {m for m in module_imports(path, package) if m in mods}
     for name, path in mods.items():
         if name.startswith(("lcc.buffers", "lcc.ringbuf_mmap", "lcc.codecs")):
             # not at all: neither for typing nor inside a function
