@@ -17,6 +17,7 @@ same as BCC tools print) and back again for filters.  Nothing here prints.
 from __future__ import annotations
 
 import socket
+import struct
 import sys
 from collections.abc import Sequence
 from typing import SupportsBytes, Union
@@ -155,23 +156,26 @@ def _addr_bytes(raw: RawAddr, size: int, what: str) -> bytes:
     Raises ValueError when *raw* cannot be an address of that size, TypeError
     for an unsupported type.
     """
-    if isinstance(raw, bool):
-        raise TypeError(f"{what} address cannot be a bool")
-    if isinstance(raw, int):
-        if not 0 <= raw < 1 << (8 * size):
+    # Once or twice per event in the network tools: the common shapes (an int,
+    # a tuple of bytes or of u32 words as lcc decodes arrays, bytes) come first
+    # and cost a single C call each.
+    kind = type(raw)
+    if kind is int:
+        if not 0 <= raw < 1 << (8 * size):  # type: ignore[operator]
             raise ValueError(f"{what} address {raw:#x} does not fit in {size} bytes")
-        return raw.to_bytes(size, sys.byteorder)
-    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return raw.to_bytes(size, sys.byteorder)  # type: ignore[union-attr]
+    if kind is tuple or kind is list:
+        data = _words_to_bytes(raw, size, what)  # type: ignore[arg-type]
+    elif kind is bytes:
+        data = raw  # type: ignore[assignment]
+    elif isinstance(raw, bool):
+        raise TypeError(f"{what} address cannot be a bool")
+    elif isinstance(raw, int):
+        return _addr_bytes(int(raw), size, what)
+    elif isinstance(raw, (bytearray, memoryview)):
         data = bytes(raw)
     elif isinstance(raw, Sequence) and not isinstance(raw, str):
-        count = len(raw)
-        if count == 0 or size % count:
-            raise ValueError(f"{what} address cannot be made of {count} words")
-        word = size // count
-        try:
-            data = b"".join(int(w).to_bytes(word, sys.byteorder) for w in raw)
-        except OverflowError:
-            raise ValueError(f"{what} address words must each fit in {word} bytes") from None
+        data = _words_to_bytes(list(raw), size, what)
     elif hasattr(raw, "__bytes__"):
         data = bytes(raw)
     else:
@@ -183,6 +187,29 @@ def _addr_bytes(raw: RawAddr, size: int, what: str) -> bytes:
     if len(data) != size:
         raise ValueError(f"{what} address must be {size} bytes, got {len(data)}")
     return data
+
+
+_WORD_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+def _words_to_bytes(words: list | tuple, size: int, what: str) -> bytes:
+    """The bytes of an address given as ``len(words)`` equal words in host byte order."""
+    count = len(words)
+    if count == 0 or size % count or size // count not in _WORD_FORMATS:
+        raise ValueError(f"{what} address cannot be made of {count} words")
+    word = size // count
+    try:
+        if word == 1:
+            return bytes(words)
+        return struct.pack(f"={count}{_WORD_FORMATS[word]}", *words)
+    except (ValueError, OverflowError, struct.error):
+        raise ValueError(f"{what} address words must each fit in {word} bytes") from None
+    except TypeError:
+        try:
+            ints = [int(w) for w in words]
+        except (TypeError, ValueError):
+            raise TypeError(f"{what} address words must be integers") from None
+        return _words_to_bytes(ints, size, what)
 
 
 def fmt_ipv4(raw: RawAddr) -> str:

@@ -168,3 +168,24 @@ def test_protocol_names():
     assert eth_proto_name(0x86DD) == "IPV6"
     assert eth_proto_name(0x1234) == "0x1234"
 
+
+
+@pytest.mark.parametrize("raw, text", [
+    ((127, 0, 0, 1), "127.0.0.1"),
+    ([127, 0, 0, 1], "127.0.0.1"),
+    (bytearray(b"\x7f\x00\x00\x01"), "127.0.0.1"),
+    ((1.0 * 127, 0, 0, 1), "127.0.0.1"),  # words that int() takes
+])
+def test_ipv4_from_the_shapes_events_carry(raw, text):
+    assert fmt_ipv4(raw) == text
+
+
+@pytest.mark.parametrize("raw, exc, words", [
+    ((256, 0, 0, 1), ValueError, "fit in 1 bytes"),
+    ((1, 2, 3), ValueError, "3 words"),
+    ((), ValueError, "0 words"),
+    (("a", 0, 0, 1), TypeError, "integers"),
+])
+def test_ipv4_words_that_cannot_be_an_address(raw, exc, words):
+    with pytest.raises(exc, match=words):
+        fmt_ipv4(raw)
