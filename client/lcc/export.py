@@ -286,8 +286,9 @@ class Label:
             v = v[p] if isinstance(v, Mapping) else getattr(v, p)
         try:
             return self.decode(v)
-        except (TypeError, ValueError, OverflowError):
-            return format_value(v)  # not what the decoder expected: show it as lcc run would
+        except (TypeError, ValueError, OverflowError, LccError):
+            # not what the decoder expected, or no kallsyms: show it as lcc run would
+            return format_value(v)
 
 
 def _leaves(t: BtfType | None, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
@@ -409,7 +410,7 @@ class _Plan:
     name: str
     help: str
     labels: list[Label]
-    values: list[tuple[str, tuple[str, ...]]]  # (metric name, member path)
+    values: list[tuple[str, tuple[str, ...], str]]  # (metric name, member path, help)
     slot: tuple[str, ...] = ()  # histograms: where the slot is in the key
     top: int = 0  # histograms: the highest slot exported so far
 
@@ -466,20 +467,22 @@ class MapCollector:
             return _Plan(m, kind, base, conf.help or f"log2 histogram of map {m.name}",
                          labels, [], ("slot",) if shape == "hists" else ())
         ints = _int_leaves(m.spec.value_type)
+        help_ = conf.help or f"map {m.name}"
         if conf.value is not None:
             ints = [p for p in ints if "_".join(p) == conf.value]
             if not ints:
                 raise LccError(f"{where}: the value has no integer member {conf.value!r}")
-            values = [(base, ints[0])]
+            values = [(base, ints[0], help_)]
         elif ints == [()]:
-            values = [(base, ())]
+            values = [(base, (), help_)]
         else:
-            values = [(f"{base}_{_sanitize('_'.join(p))}", p) for p in ints]
+            values = [(f"{base}_{_sanitize('_'.join(p))}", p, f"{help_}, member {'.'.join(p)}")
+                      for p in ints]
         if not values:
             log.debug("%s: no integer value to export", where)
             return None
         labels = key_labels(m.spec.key_type, conf, where=where)
-        return _Plan(m, kind, base, conf.help or f"map {m.name}", labels, values)
+        return _Plan(m, kind, base, help_, labels, values)
 
     # -- scrape time ------------------------------------------------------------------
 
@@ -516,12 +519,11 @@ class MapCollector:
     def _scalars(self, pc: Any, plan: _Plan, items: list[tuple[Any, Any]]) -> Iterator[Any]:
         cls = pc.CounterMetricFamily if plan.kind == "counter" else pc.GaugeMetricFamily
         names = [lb.name for lb in plan.labels]
-        for metric, path in plan.values:
+        for metric, path, help_ in plan.values:
             series: dict[tuple[str, ...], float] = {}
             for k, v in items:
                 labels = tuple(lb.value(k) for lb in plan.labels)
                 series[labels] = series.get(labels, 0) + _read(v, path)
-            help_ = plan.help if not path else f"{plan.help}, member {'.'.join(path)}"
             fam = cls(metric, help_, labels=names)
             for labels, value in series.items():
                 fam.add_metric(list(labels), value)
