@@ -8,8 +8,10 @@ from a list.
 from __future__ import annotations
 
 import socket
+import tomllib
 import sys
 import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -296,3 +298,16 @@ def test_missing_prometheus_client_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(LccError, match=r"lcc\[export\]"):
         export.serve(export.MapCollector({}, "t"), "127.0.0.1:0")
+
+
+def test_the_readme_config_example_works():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    text = readme.split("## Prometheus export", 1)[1].split("```toml\n", 1)[1].split("```")[0]
+    conf = export.ExportConfig.from_dict(tomllib.loads(text))
+    key_t = struct("ck", ("pid", U32), ("comm", COMM), ("saddr", U32))
+    val_t = struct("cv", ("count", U64), ("bytes", U64))
+    m = fake(HashMap, "conns", key_t, val_t, [
+        ({"pid": 1, "comm": "curl", "saddr": 0x0100007f}, {"count": 2, "bytes": 9}),
+        ({"pid": 2, "comm": "curl", "saddr": 0x0100007f}, {"count": 3, "bytes": 9})])
+    s = samples(export.MapCollector({"conns": m}, "t", conf))
+    assert s == {("tcp_connects_total", (("command", "curl"), ("src", "127.0.0.1"))): 5}
