@@ -91,8 +91,9 @@ def metric_name(prefix: str, tool: str, map_name: str) -> str:
 
 
 def _label_name(text: str) -> str:
+    """A valid label name; ``__`` starts the names Prometheus keeps for itself."""
     name = _sanitize(text)
-    return name.lstrip("_") or "key" if name.startswith("__") else name
+    return (name.lstrip("_") or "key") if name.startswith("__") else name
 
 
 # -- label decoders -----------------------------------------------------------------------
@@ -281,9 +282,7 @@ class Label:
     decode: Callable[[Any], str]
 
     def value(self, key: Any) -> str:
-        v = key
-        for p in self.path:
-            v = v[p] if isinstance(v, Mapping) else getattr(v, p)
+        v = _read(key, self.path)
         try:
             return self.decode(v)
         except (TypeError, ValueError, OverflowError, LccError):
@@ -337,22 +336,10 @@ def _read(v: Any, path: tuple[str, ...]) -> Any:
     return v
 
 
-def _sum_cpus(values: list[Any]) -> Any:
-    """Per-CPU copies added up: integers summed, structs member by member (as dicts)."""
-    first = values[0] if values else 0
-    if isinstance(first, (int, float)):
-        return sum(values)
-    if hasattr(first, "_fields"):
-        return {f: _sum_cpus([getattr(v, f) for v in values]) for f in first._fields}
-    return first
-
-
 def map_items(m: Any) -> list[tuple[Any, Any]]:
     """(key, value) pairs of a key/value map, per-CPU values summed and zero array
     entries left out."""
-    items = m.items()
-    if isinstance(m, PerCpuMixin):
-        items = [(k, _sum_cpus(v)) for k, v in items]
+    items = list(m.sums().items()) if isinstance(m, PerCpuMixin) else m.items()
     if isinstance(m, ArrayMap):
         items = [(k, v) for k, v in items if not _all_zero(v)]
     return items
