@@ -23,10 +23,34 @@ from collections.abc import Sequence
 
 from ..errors import CompileError, LccError
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "main", "version"]
 
 #: Subcommand modules, in --help order (bare names are modules of this package).
-SUBCOMMANDS: list[str] = ["compile", "run", "inspect", "doctor", "cache", "btf", "server"]
+SUBCOMMANDS: list[str] = ["compile", "run", "export", "inspect", "doctor", "cache", "btf",
+                          "server"]
+
+
+def version() -> str:
+    """The installed distribution's version, else the package's ``__version__``
+    (a source checkout on PYTHONPATH)."""
+    from importlib import metadata
+    try:
+        return metadata.version("lcc")
+    except metadata.PackageNotFoundError:
+        from .. import __version__
+        return __version__
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        parser._print_message(f"lcc {version()}\n", sys.stdout)
+        parser.exit()
 
 
 def _common() -> argparse.ArgumentParser:
@@ -44,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                "LCC_BACKEND (local|server|docker), LCC_CACHE_DIR (artifact cache).")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="debug logging from lcc and libbpf")
-    from .. import __version__
-    parser.add_argument("--version", action="version", version=f"lcc {__version__}")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print lcc's version and exit")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     common = _common()
     for name in SUBCOMMANDS:

@@ -115,14 +115,17 @@ def _load(path: str, defines: Mapping[str, str | None], rodata: Mapping[str, Any
 def run(path: str, defines: Mapping[str, str | None] | None = None,
         duration: float | None = None, json_out: bool = False,
         out: IO[str] | None = None, *, rodata: Mapping[str, Any] | None = None,
-        server: str | None = None, err: IO[str] | None = None) -> int:
+        server: str | None = None, err: IO[str] | None = None,
+        prometheus: str | None = None) -> int:
     """Load ``path``, print its events until stopped, then its maps; return the exit code.
 
     ``defines`` are ``-D`` macro definitions (name -> value or None),
     ``rodata`` sets ``const volatile`` globals before load, ``duration`` in
     seconds (None: until Ctrl-C or SIGTERM), ``server`` a compile service
-    URL (default: ``LCC_SERVER``, else local clang).  Returns 0, or 1 after printing
-    one line to ``err`` when compiling, loading or attaching fails.  ``out``
+    URL (default: ``LCC_SERVER``, else local clang), ``prometheus`` an
+    address to serve the maps at as Prometheus metrics too (as ``lcc export``).
+    Returns 0, or 1 after printing one line to ``err`` when compiling, loading,
+    attaching or serving fails.  ``out``
     and ``err`` default to ``sys.stdout`` and ``sys.stderr``.
     """
     out = out if out is not None else sys.stdout
@@ -132,8 +135,12 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
     except LccError as e:
         err.write(f"lcc run: {type(e).__name__}: {e}\n")
         return 1
+    exporter = None
     try:
         bufs = show.open_event_printers(tool, out, json_out)
+        if prometheus:
+            from .export import start
+            exporter = start(tool, prometheus, bufs)
         progs = [p.name for p in tool.obj.programs.values() if p.autoload]
         group = tool.poll_group if bufs else None  # every buffer, in one epoll set
         # Stop signals are caught before the message: a stop may follow it at once.
@@ -153,6 +160,8 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
         err.write(f"lcc run: {type(e).__name__}: {e}\n")
         return 1
     finally:
+        if exporter is not None:
+            exporter.close()
         tool.close()
 
 
@@ -183,6 +192,9 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--server", metavar="URL",
                    help="compile service URL (default: LCC_SERVER, else local clang)")
+    p.add_argument("--prometheus", metavar="[HOST]:PORT",
+                   help="also serve the maps as Prometheus metrics at this address "
+                        "(as lcc export does)")
     return p
 
 
@@ -202,4 +214,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run ``lcc run`` from its parsed arguments; return the exit code."""
     return run(args.path, dict(args.defines), args.duration, args.json,
-               rodata=dict(args.rodata), server=getattr(args, "server", None))
+               rodata=dict(args.rodata), server=getattr(args, "server", None),
+               prometheus=getattr(args, "prometheus", None))
