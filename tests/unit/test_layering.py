@@ -23,7 +23,7 @@ LAYERS = [
     {"lcc.globalvars", "lcc.object", "lcc.spec", "lcc.buffers", "lcc.links", "lcc.loop"},
     {"lcc.maps"},
     {"lcc.compat", "lcc.base"},
-    {"lcc.show"},
+    {"lcc.show", "lcc.export"},
     {"lcc.cli"},
 ]
 
