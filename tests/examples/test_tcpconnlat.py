@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import signal
 import socket
 
@@ -79,7 +80,9 @@ def test_reports_own_connections(mod):
 def test_cli_json_and_summary(mod):
     me = os.getpid()
     with ToolProcess("tcpconnlat", "--json", "-v", "-L", "-p", str(me)) as tool:
+        wall0, mono0 = time.time(), time.monotonic()
         made = [(ip, connect_once(fam, host)) for fam, host, ip in HOSTS]
+        wall1, mono1 = time.time(), time.monotonic()
         ports = {m["dport"] for _, m in made}
         events = tool.wait_json(lambda o: o.get("dport") in ports, 10,
                                 what="both connections")
@@ -93,6 +96,10 @@ def test_cli_json_and_summary(mod):
         assert e["type"] == "connect" and e["pid"] == me and e["ip"] == ip
         assert e["saddr"] == e["daddr"] == m["host"] and e["lport"] == m["lport"]
         assert 0 <= e["lat_ms"] < MAX_LAT_MS
+        # ts is wall-clock epoch seconds, ts_mono the kernel's monotonic clock: both
+        # fall within the clock readings taken around the connects (1 ms of rounding).
+        assert wall0 - 0.001 <= e["ts"] <= wall1 + 0.001, (wall0, e["ts"], wall1)
+        assert mono0 - 0.001 <= e["ts_mono"] <= mono1 + 0.001, (mono0, e["ts_mono"], mono1)
     summary = out[-1]
     assert summary["type"] == "summary" and summary["connections"] >= 2
     assert summary["lat_ms_max"] >= max(e["lat_ms"] for e in events)
