@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
-import time
 import signal
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
-from toolproc import ToolProcess, load_example, wait_until
+from toolproc import EXAMPLES, ToolProcess, load_example, wait_until
 
 pytestmark = pytest.mark.bpf
 
@@ -125,3 +128,18 @@ def test_cli_table_columns():
     assert row[5] == str(m["lport"]) and row[7] == str(m["dport"])
     assert 0 <= float(row[8]) < MAX_LAT_MS
     assert any(ln.startswith("1 connection") for ln in tool.stdout)
+
+
+@pytest.mark.bpf
+def test_example_script_shows_connections():
+    """scripts/example.sh runs tcpconnlat with loopback connections beside it."""
+    script = EXAMPLES.parent / "scripts" / "example.sh"
+    env = {**os.environ, "LCC_SKIP_SETUP": "1", "LCC_PYTHON": sys.executable}
+    r = subprocess.run([str(script), "tcpconnlat", "-d", "3", "--json"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    conns = [json.loads(ln) for ln in r.stdout.splitlines()
+             if ln.startswith('{"type":"connect"')]
+    assert [c for c in conns if c["daddr"] == "127.0.0.1"], r.stdout
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["type"] == "summary" and summary["connections"] >= 1
