@@ -403,6 +403,11 @@ class Printer:
         sys.stdout.flush()
 
 
+def _split_names(items: list[str] | None) -> list[str]:
+    """Repeated, comma-separated option values as one list (``-x A,B -x C``)."""
+    return [r.strip() for item in (items or []) for r in item.split(",") if r.strip()]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     doc = __doc__.split("\n\n")
     p = argparse.ArgumentParser(prog="dropwatch", description=doc[0],
@@ -437,9 +442,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     flameout.check_flame_args(p, args)
     if (args.folded or args.svg) and not args.stacks:
         p.error("-f/--folded and --svg draw the kernel stacks: add -s")
-    split = lambda opt: [r for item in (opt or []) for r in item.split(",") if r.strip()]  # noqa: E731
-    args.reason = split(args.reason)
-    args.exclude_reason = split(args.exclude_reason)
+    args.reason = _split_names(args.reason)
+    args.exclude_reason = _split_names(args.exclude_reason)
     if args.proto is not None:
         try:
             ip_proto_number(args.proto)
