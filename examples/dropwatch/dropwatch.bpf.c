@@ -29,6 +29,7 @@ const volatile __u8 filter_family = 0;    /* AF_INET/AF_INET6 of filter_addr (0:
 const volatile __u8 filter_addr[16] = {}; /* source or destination address, network order */
 const volatile bool want_events = true;   /* send one event per drop */
 const volatile bool want_stacks = false;  /* sum drops by kernel stack (-s) */
+const volatile __u8 reason_filter = 0;    /* 0: every reason, 1: only those in reasons, 2: all but those */
 
 /* Events lost because the ring buffer was full. */
 __u64 dropped = 0;
@@ -36,6 +37,8 @@ __u64 dropped = 0;
 LBC_RINGBUF(events, struct drop_event, 1024 * 1024);
 LBC_STACK(stacks, 4096);
 LBC_HASH(stack_counts, struct stack_key, __u64, 4096);
+/* The drop reasons reason_filter names (filled before attach). */
+LBC_HASH(reasons, __u32, __u8, 1024);
 
 /* The event is built here rather than on the 512-byte BPF stack. */
 struct {
@@ -158,6 +161,13 @@ static __always_inline int on_drop(void *ctx, struct sk_buff *skb, void *locatio
 	if (reason == bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED) ||
 	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_NOT_DROPPED_YET))
 		return 0;
+	/* --reason / --exclude-reason (and the normal-close reasons left out by default). */
+	if (reason_filter) {
+		bool listed = bpf_map_lookup_elem(&reasons, &reason) != NULL;
+
+		if ((reason_filter == 1 && !listed) || (reason_filter == 2 && listed))
+			return 0;
+	}
 	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return 0;

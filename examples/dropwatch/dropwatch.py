@@ -5,7 +5,10 @@ Each drop seen at the ``skb:kfree_skb`` tracepoint is printed with its drop
 reason (named from the running kernel's ``enum skb_drop_reason`` in its BTF,
 so new reasons need no update here), the kernel function that dropped it
 (``symbol+0xoff`` from /proc/kallsyms) and its protocol and addresses.
-Packets freed after normal use (SKB_CONSUMED) are not drops and are skipped.
+Packets freed after normal use (SKB_CONSUMED) are not drops and are skipped;
+so, unless ``--all-reasons`` or ``--reason`` is given, are the packets a
+socket still held when it was closed (``NORMAL_CLOSE_REASONS``: SOCKET_CLOSE,
+TCP_CLOSE, QUEUE_PURGE), which every ordinary close of a busy socket causes.
 
     dropwatch                     # every drop
     dropwatch -P tcp -p 80        # TCP drops to or from port 80
@@ -13,6 +16,11 @@ Packets freed after normal use (SKB_CONSUMED) are not drops and are skipped.
     dropwatch -s                  # also sum drops by kernel stack, top stacks at exit
     dropwatch -s -q -d 10         # only the top stacks after 10 seconds
     dropwatch --json              # one JSON object per drop, then the summary
+    dropwatch -w                  # also the network namespace, device, pid and command
+    dropwatch --reason NO_SOCKET  # only these reasons (comma-separated, repeatable)
+    dropwatch --exclude-reason NOT_SPECIFIED   # all but these (and the normal-close ones)
+    dropwatch -s -f -d 10         # folded stacks for flamegraph.pl, speedscope, inferno
+    dropwatch -s --svg drops.svg  # an interactive flame graph of the drop stacks
 
 Filters apply in the kernel.  Requires root (or CAP_BPF + CAP_PERFMON) and a
 kernel with BTF.
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -29,9 +38,10 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
+from _common import flameout  # noqa: E402
 from _common.events import RingEvents  # noqa: E402
 
-from lcc import ClbcBase, Fallback, loop  # noqa: E402
+from lcc import ClbcBase, Fallback, LccError, loop  # noqa: E402
 from lcc.btf import enum_names  # noqa: E402
 from lcc.errors import BtfError  # noqa: E402
 from lcc.netfmt import (  # noqa: E402
@@ -57,6 +67,10 @@ TRACING_FRAMES = ("bpf_prog_", "bpf_trace_run", "__bpf_trace_", "perf_trace_", "
                   "__traceiter_", "perf_")
 FREE_FUNCTIONS = ("sk_skb_reason_drop", "kfree_skb_reason", "kfree_skb_list_reason",
                   "__kfree_skb", "kfree_skb", "__dev_kfree_skb_any", "dev_kfree_skb_any_reason")
+# Packets still queued on a socket when it is closed: freed with a reason, but
+# the normal end of a connection rather than a loss.  Left out by default.
+NORMAL_CLOSE_REASONS = ("SOCKET_CLOSE", "TCP_CLOSE", "QUEUE_PURGE")
+REASON_ONLY, REASON_EXCEPT = 1, 2  # reason_filter in dropwatch.bpf.c
 TCP_FLAGS = ((0x02, "S"), (0x01, "F"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"))
 
 
@@ -88,6 +102,19 @@ class DropReasons:
             if name.startswith(prefix):
                 return name[len(prefix):]
         return name
+
+    def code(self, name: str) -> int:
+        """The code of a reason name (``NO_SOCKET``, any case, prefix optional).
+
+        Raises LccError naming the reason when this kernel does not have it.
+        """
+        want = self._short(name.strip().upper())
+        for code, known in self.names.items():
+            if known == want:
+                return code
+        raise LccError(f"unknown drop reason {name!r}",
+                       hint="this kernel's reasons are the names in enum skb_drop_reason "
+                            "(see /sys/kernel/tracing/events/skb/kfree_skb/format)")
 
     def __call__(self, code: int) -> str:
         name = self.names.get(code)
@@ -192,14 +219,37 @@ class DropWatch(RingEvents, ClbcBase):
     port; ``stacks``: sum drops by kernel stack (see :meth:`stack_sums`);
     ``events``: send one event per drop (turn off to only sum stacks);
     ``kinds``: the program kinds to try, best first among ``ALTERNATIVES``
-    (``btf``, ``raw``, ``tp``).  Other keyword arguments go to
-    :class:`lcc.ClbcBase`.  Requires root (or CAP_BPF + CAP_PERFMON).
+    (``btf``, ``raw``, ``tp``); ``reasons``: report only drops with these
+    reasons (names); ``exclude_reasons``: report all drops but those (the
+    default leaves out :data:`NORMAL_CLOSE_REASONS`; pass ``()`` for every
+    reason).  Reasons are filtered in the kernel; an unknown name raises
+    LccError.  Other keyword arguments go to :class:`lcc.ClbcBase`.
+    Requires root (or CAP_BPF + CAP_PERFMON).
     """
 
     def __init__(self, *, proto: str | int | None = None, address: str | None = None,
                  port: int | None = None, stacks: bool = False, events: bool = True,
-                 kinds: Sequence[str] = ("btf", "raw", "tp"), **kwargs: Any) -> None:
-        rodata: dict[str, Any] = {"want_stacks": bool(stacks), "want_events": bool(events)}
+                 kinds: Sequence[str] = ("btf", "raw", "tp"),
+                 reasons: Sequence[str] | None = None,
+                 exclude_reasons: Sequence[str] | None = NORMAL_CLOSE_REASONS,
+                 **kwargs: Any) -> None:
+        self.reasons = DropReasons()
+        codes: list[int] = []
+        mode = 0
+        if reasons:
+            mode, codes = REASON_ONLY, [self.reasons.code(r) for r in reasons]
+        elif exclude_reasons:
+            # The defaults may be missing from an older kernel: skip those quietly.
+            defaults = set(NORMAL_CLOSE_REASONS)
+            for r in exclude_reasons:
+                try:
+                    codes.append(self.reasons.code(r))
+                except LccError:
+                    if r not in defaults:
+                        raise
+            mode = REASON_EXCEPT if codes else 0
+        rodata: dict[str, Any] = {"want_stacks": bool(stacks), "want_events": bool(events),
+                                  "reason_filter": mode}
         if proto is not None:
             rodata["filter_proto"] = ip_proto_number(proto)
         if port is not None:
@@ -214,11 +264,18 @@ class DropWatch(RingEvents, ClbcBase):
         if not kept:
             raise ValueError(f"no kfree_skb program of kinds {', '.join(kinds)}")
         self.alternatives = Fallback(*kept)
+        attach = kwargs.pop("attach", True)
         super().__init__(os.path.join(HERE, "dropwatch.bpf.c"), rodata=rodata,
-                         fallback=self.alternatives,
+                         fallback=self.alternatives, attach=False,
                          programs=lambda prog: prog.name in kept, **kwargs)
-        self.reasons = DropReasons()
+        # The reason set is in place before the first drop can be seen.
+        for code in codes:
+            self.maps["reasons"][code] = 1
+        if attach:
+            self.attach_all()
         self._ksyms = kernel_symbols()
+        self._own_netns = _netns_inode("self")
+        self._devnames: dict[int, str] = {}
 
     def symbolize(self, addr: int) -> str:
         """``func+0xoff`` of a kernel address (hex when kallsyms is hidden)."""
@@ -226,6 +283,28 @@ class DropWatch(RingEvents, ClbcBase):
             return self._ksyms.format(addr)
         except SymbolsUnavailable:
             return f"{addr:#x}"
+
+    def device(self, d: Drop) -> str:
+        """The name of a drop's device when it is in this namespace, else ``if<index>``
+        (``-`` for none)."""
+        if not d.ifindex:
+            return "-"
+        if d.netns != self._own_netns:
+            return f"if{d.ifindex}"
+        name = self._devnames.get(d.ifindex)
+        if name is None:
+            try:
+                name = socket.if_indextoname(d.ifindex)
+            except OSError:  # gone since
+                name = f"if{d.ifindex}"
+            self._devnames[d.ifindex] = name
+        return name
+
+    def folded(self) -> dict[str, int]:
+        """Drop counts by stack as ``{"root;...;dropper;REASON": drops}`` (see lcc.flame.fold):
+        the drop reason is the top frame, so that the paths that lead to a drop merge."""
+        from lcc.flame import fold
+        return fold(([f"[{s.reason}]", *s.frames], s.count) for s in self.stack_sums())
 
     def open_events(self, callback: Callable[[Drop], Any]) -> None:
         """Deliver each drop to ``callback`` as a :class:`Drop`."""
@@ -242,6 +321,13 @@ class DropWatch(RingEvents, ClbcBase):
         return sorted(out, key=lambda s: (-s.count, s.reason, s.stack_id))
 
 
+def _netns_inode(pid: str) -> int:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return 0
+
+
 def _wall(mono_ns: int) -> str:
     wall = time.time() - time.monotonic() + mono_ns / 1e9
     return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall % 1 * 1e6):06d}"
@@ -250,15 +336,20 @@ def _wall(mono_ns: int) -> str:
 class Printer:
     """One line (or JSON object) per drop; the summary and the top stacks at exit."""
 
-    def __init__(self, *, json: bool, quiet: bool = False) -> None:
+    def __init__(self, *, json: bool, quiet: bool = False,
+                 wide: Callable[[Drop], str] | None = None) -> None:
         self.json, self.quiet = json, quiet
+        # -w: the device namer; adds NETNS, DEVICE, PID and COMM columns.
+        self.wide = wide
         self.by_reason: dict[str, int] = {}
         self.count = 0
 
     def header(self) -> None:
         if not self.json and not self.quiet:
+            extra = (f" {'NETNS':<10} {'DEVICE':<12} {'PID':<7} COMM" if self.wide else "")
+            loc = f"{'LOCATION':<40}" if self.wide else "LOCATION"
             print(f"{'TIME':<15} {'PROTO':<8} {'SOURCE':<24} {'DESTINATION':<24} "
-                  f"{'REASON':<22} LOCATION", flush=True)
+                  f"{'REASON':<22} {loc}{extra}", flush=True)
 
     def __call__(self, d: Drop) -> None:
         self.count += 1
@@ -266,11 +357,20 @@ class Printer:
         if self.quiet:
             return
         if self.json:
-            cli.print_json(d.to_dict())
+            obj = d.to_dict()
+            if self.wide:
+                obj["device"] = self.wide(d)
+            cli.print_json(obj)
             return
         proto = d.proto + (f"[{d.tcp_flags}]" if d.tcp_flags else "")
-        print(f"{_wall(d.ts_ns):<15} {proto:<8} {d.endpoint('s'):<24} {d.endpoint('d'):<24} "
-              f"{d.reason:<22} {d.location}", flush=True)
+        line = (f"{_wall(d.ts_ns):<15} {proto:<8} {d.endpoint('s'):<24} "
+                f"{d.endpoint('d'):<24} {d.reason:<22} ")
+        if self.wide:
+            line += (f"{d.location:<40} {d.netns or '-':<10} {self.wide(d):<12} "
+                     f"{d.pid or '-':<7} {d.comm or '-'}")
+        else:
+            line += d.location
+        print(line, flush=True)
 
     def summary(self, *, seconds: float, dropped: int, stacks: list[StackSum] | None,
                 top: int, counted_by_stacks: bool = False) -> None:
@@ -303,6 +403,11 @@ class Printer:
         sys.stdout.flush()
 
 
+def _split_names(items: list[str] | None) -> list[str]:
+    """Repeated, comma-separated option values as one list (``-x A,B -x C``)."""
+    return [r.strip() for item in (items or []) for r in item.split(",") if r.strip()]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     doc = __doc__.split("\n\n")
     p = argparse.ArgumentParser(prog="dropwatch", description=doc[0],
@@ -318,8 +423,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no line per drop (with -s: only the stacks and the summary)")
     p.add_argument("--top", type=int, default=10, help="stacks to print with -s (default 10)")
+    p.add_argument("-w", "--wide", action="store_true",
+                   help="also the network namespace (inode), device, pid and command; pid "
+                        "and command are the task running when the packet was dropped "
+                        "(often not its owner: softirq work runs in whatever task it interrupts)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--reason", action="append", metavar="REASON[,...]",
+                       help="only drops with these reasons (e.g. NO_SOCKET,NETFILTER_DROP)")
+    which.add_argument("--exclude-reason", action="append", metavar="REASON[,...]",
+                       help="leave out drops with these reasons, besides "
+                            + ", ".join(NORMAL_CLOSE_REASONS))
+    p.add_argument("--all-reasons", action="store_true",
+                   help="also the packets a socket held when closed ("
+                        + ", ".join(NORMAL_CLOSE_REASONS) + "), left out by default")
+    flameout.add_flame_args(p)
     cli.add_common_args(p)
     args = p.parse_args(argv)
+    flameout.check_flame_args(p, args)
+    if (args.folded or args.svg) and not args.stacks:
+        p.error("-f/--folded and --svg draw the kernel stacks: add -s")
+    args.reason = _split_names(args.reason)
+    args.exclude_reason = _split_names(args.exclude_reason)
     if args.proto is not None:
         try:
             ip_proto_number(args.proto)
@@ -339,12 +463,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # -s -q needs no events at all: the stack sums hold the counts.
-    events = not (args.quiet and args.stacks)
+    # -s -q and -s -f need no events at all: the stack sums hold the counts.
+    events = not ((args.quiet or args.folded) and args.stacks)
+    excluded = [] if args.all_reasons else [*NORMAL_CLOSE_REASONS, *args.exclude_reason]
     with DropWatch(proto=args.proto, address=args.addr, port=args.port, stacks=args.stacks,
-                   events=events) as tool:
+                   events=events, reasons=args.reason, exclude_reasons=excluded) as tool:
         cli.report_fallbacks(tool, args.verbose)
-        printer = Printer(json=args.json, quiet=args.quiet)
+        printer = Printer(json=args.json, quiet=args.quiet or args.folded,
+                          wide=tool.device if args.wide else None)
         if events:
             tool.open_events(printer)
         cli.info("Tracing packet drops. Hit Ctrl-C to end.")
@@ -355,9 +481,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 stop.run(tool.poll)
                 tool.ring_buffer_consume()  # what arrived before the stop
-        printer.summary(seconds=stop.elapsed(), dropped=tool.dropped,
-                        stacks=tool.stack_sums() if args.stacks else None, top=args.top,
-                        counted_by_stacks=not events)
+        if not args.folded:
+            printer.summary(seconds=stop.elapsed(), dropped=tool.dropped,
+                            stacks=tool.stack_sums() if args.stacks else None, top=args.top,
+                            counted_by_stacks=not events)
+        if args.folded or args.svg:
+            flameout.write_flame(args, tool.folded(), title="Packet drops by kernel stack",
+                                 unit="drops")
     return 0
 
 

@@ -9,7 +9,7 @@ Devices in other network namespaces are shown as NAME@NAMESPACE.
     netbw                # every second, devices with traffic
     netbw 5 3            # every 5 seconds, 3 times
     netbw -i eth0 -b     # eth0 only, in bits per second
-    netbw -a             # also devices that were idle in the interval
+    netbw -a             # every device of this namespace, idle ones too
     netbw -d 10 --json   # 10 seconds, one JSON object per device and interval
 
 Requires root (or CAP_BPF + CAP_PERFMON) and a kernel with BTF.
@@ -28,13 +28,47 @@ from typing import Any, Iterable, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
 
-from lcc import ClbcBase, Fallback, loop  # noqa: E402
+from lcc import ClbcBase, Fallback, LccError, loop  # noqa: E402
 
 # The alternatives, best first (see netbw.bpf.c).
 TP_BTF = ("btf_net_dev_xmit", "btf_netif_receive_skb")
 TRACEPOINT = ("tp_net_dev_start_xmit", "tp_netif_receive_skb")
 
 NETNS_DIR = "/run/netns"  # where `ip netns add` keeps named namespaces
+SYS_NET = "/sys/class/net"  # the devices of the reader's network namespace
+
+
+def local_devices(sys_net: str = SYS_NET) -> dict[str, int]:
+    """name -> ifindex of every device in this network namespace (from /sys/class/net)."""
+    out = {}
+    try:
+        names = os.listdir(sys_net)
+    except OSError:
+        return out
+    for name in names:
+        try:
+            with open(os.path.join(sys_net, name, "ifindex")) as f:
+                out[name] = int(f.read())
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not a device
+    return out
+
+
+def check_interfaces(names: Sequence[str]) -> None:
+    """Raise LccError for a NAME that is not a device here, or a NAME@NS whose
+    namespace ``ip netns`` does not know (a device of another namespace is
+    only checked once it has traffic)."""
+    here = local_devices()
+    for name in names:
+        dev, at, ns = name.partition("@")
+        if at:
+            unnamed = ns.startswith("ns") and ns[2:].isdigit()  # NAME@ns<inode>
+            if not unnamed and not os.path.exists(os.path.join(NETNS_DIR, ns)):
+                raise LccError(f"no network namespace {ns!r} for device {name!r}",
+                               hint=f"named namespaces are in {NETNS_DIR} (ip netns list)")
+        elif dev not in here:
+            raise LccError(f"no network device {name!r} in this namespace",
+                           hint="devices here: " + ", ".join(sorted(here)))
 
 
 @dataclass(frozen=True)
@@ -116,6 +150,13 @@ class NetBw(ClbcBase):
         """Frames not counted because the device map was full."""
         return int(self.bss.missed)
 
+    def idle_devices(self, seen: Iterable[Device]) -> list[Device]:
+        """The devices of this namespace (/sys/class/net) not among ``seen``."""
+        have = {(d.ifindex, d.netns) for d in seen}
+        return [self._device(ifindex, self.own_netns, name)
+                for name, ifindex in local_devices().items()
+                if (ifindex, self.own_netns) not in have]
+
     def _device(self, ifindex: int, netns: int, name: str) -> Device:
         dev = self._devices.get((ifindex, netns))
         if dev is not None and (dev.name == name or not name):
@@ -194,14 +235,22 @@ class Printer:
     """A table per interval, or JSON lines."""
 
     def __init__(self, *, json: bool, bits: bool, show_all: bool,
-                 interfaces: Sequence[str]) -> None:
+                 interfaces: Sequence[str], idle: Any = None) -> None:
         self.json, self.bits, self.show_all = json, bits, show_all
         self.interfaces = set(interfaces)
+        # With -a: seen devices -> the idle devices to list as well (NetBw.idle_devices).
+        self.idle = idle if show_all else None
+
+    def _with_idle(self, counts: dict[Device, Counters]) -> dict[Device, Counters]:
+        if self.idle is None:
+            return counts
+        return {**counts, **{d: Counters() for d in self.idle(counts)}}
 
     def wanted(self, dev: Device) -> bool:
         return not self.interfaces or dev.name in self.interfaces or dev.label in self.interfaces
 
     def interval(self, elapsed: float, deltas: dict[Device, Counters]) -> None:
+        deltas = self._with_idle(deltas)
         rows = sorted(((d, c) for d, c in deltas.items()
                        if self.wanted(d) and (c or self.show_all)), key=lambda r: r[0].label)
         if self.json:
@@ -227,6 +276,7 @@ class Printer:
         print(flush=True)
 
     def summary(self, seconds: float, totals: dict[Device, Counters], missed: int) -> None:
+        totals = self._with_idle(totals)
         rows = sorted(((d, c) for d, c in totals.items() if self.wanted(d)),
                       key=lambda r: r[0].label)
         if self.json:
@@ -271,7 +321,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("-i", "--interface", action="append", default=[], metavar="DEV",
                         help="only this device (NAME or NAME@NAMESPACE); repeatable")
     parser.add_argument("-a", "--all", action="store_true",
-                        help="also show devices with no traffic in the interval")
+                        help="every device of this namespace (/sys/class/net), also those "
+                             "with no traffic; devices of other namespaces once they have had "
+                             "traffic")
     parser.add_argument("-b", "--bits", action="store_true", help="rates in bits per second")
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
@@ -282,10 +334,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    check_interfaces(args.interface)  # before the compile: a typo is an error, not "(no traffic)"
     with NetBw() as tool:
         cli.report_fallbacks(tool, args.verbose)
         printer = Printer(json=args.json, bits=args.bits, show_all=args.all,
-                          interfaces=args.interface)
+                          interfaces=args.interface, idle=tool.idle_devices)
         sampler = Sampler(tool)
         cli.info("Counting network device traffic. Hit Ctrl-C to end.")
         reports = 0

@@ -6,11 +6,17 @@
     offcpu -m 10000 --state D      # uninterruptible waits of 10 ms or more
     offcpu -p 1234 --state RSD     # process 1234, also preempted waits for a CPU (R)
     offcpu -c nginx --json -d 10   # JSON lines, 10 seconds
+    offcpu -f -d 10 > out.folded   # folded stacks (flamegraph.pl, speedscope, inferno)
+    offcpu -d 10 --svg off.svg     # an interactive flame graph, drawn by lcc
 
 Each off-CPU period longer than ``-m MIN_US`` prints one line (time, pid,
 tid, command, state, milliseconds off CPU) and the kernel stack where the
 task left the CPU.  At exit (duration over, Ctrl-C or SIGTERM) the stacks
-with the most time off CPU are summarised.
+with the most time off CPU are summarised.  With ``-f`` the only output is
+the folded stacks at exit, one ``root;...;leaf microseconds`` line per
+stack; ``--svg FILE`` writes them as a flame graph (widths are time off CPU).
+The tracer's own frames (the tracepoint and BPF program that took the stack)
+are stripped from the top of each stack.
 
 As a library::
 
@@ -31,12 +37,27 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
+from _common import flameout  # noqa: E402
 from lcc import ClbcBase, LccError, loop  # noqa: E402
 
 STATE_LETTERS = "RSDTtXZPI"  # OFFCPU_STATE_LETTERS in offcpu.h
+# The innermost frames of a stack taken at sched_switch can be the tracing
+# machinery itself (the tracepoint iterator, a BPF trampoline or program).
+TRACER_FRAMES = ("__traceiter_", "__bpf_trace_", "bpf_trace_run", "bpf_prog_",
+                 "bpf_trampoline_", "perf_trace_", "trace_event_raw_event_",
+                 "__probestub_", "perf_tp_event", "perf_callchain", "get_perf_callchain",
+                 "bpf_get_stackid", "bpf_get_stack")
 STATE_NAMES = {"R": "waiting for a CPU (preempted)", "S": "sleeping",
                "D": "uninterruptible", "T": "stopped", "t": "traced", "X": "dead",
                "Z": "zombie", "P": "parked", "I": "idle kernel thread"}
+
+
+def strip_tracer_frames(frames: list[str]) -> list[str]:
+    """``frames`` (innermost first) without the tracer's own frames at the top."""
+    i = 0
+    while i < len(frames) and frames[i].split("+", 1)[0].startswith(TRACER_FRAMES):
+        i += 1
+    return frames[i:]
 
 
 def state_mask(states: str) -> int:
@@ -108,8 +129,9 @@ class OffCpu(ClbcBase):
 
     def stack(self, stack_id: int) -> list[str]:
         """The kernel frames of a stack id, innermost first, as ``func+0xoff``
-        (one marker frame for a stack that was not recorded or is gone)."""
-        return self.maps["kstacks"].frames(stack_id)
+        (one marker frame for a stack that was not recorded or is gone);
+        the tracer's own frames are left out (:func:`strip_tracer_frames`)."""
+        return strip_tracer_frames(self.maps["kstacks"].frames(stack_id))
 
     def _event(self, e: Any) -> OffCpuEvent:
         return OffCpuEvent(pid=e.pid, tid=e.tid, comm=e.comm, state=STATE_LETTERS[e.state],
@@ -127,6 +149,12 @@ class OffCpu(ClbcBase):
     def drain(self) -> int:
         """Deliver the events already waiting."""
         return self.maps["events"].ring_buffer_consume()
+
+    def folded(self) -> dict[str, int]:
+        """All stacks as ``{"root;...;leaf": microseconds off CPU}`` (see lcc.flame.fold);
+        stacks equal but for offsets, or recorded in different states, are merged."""
+        from lcc.flame import fold
+        return fold((s.stack, s.total_ns // 1000) for s in self.top_stacks(None))
 
     def top_stacks(self, n: int | None = 10) -> list[StackTotal]:
         """Stacks with the most time off CPU (over the threshold), largest first."""
@@ -191,8 +219,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-stacks", action="store_true", help="no stack under each event")
     p.add_argument("--top", type=int, default=10, metavar="N",
                    help="stacks in the summary at exit (default 10)")
+    flameout.add_flame_args(p)
     cli.add_common_args(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    flameout.check_flame_args(p, args)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,13 +231,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     with OffCpu(min_us=args.min_us, states=args.state, pid=args.pid, tid=args.tid,
                 comm=args.comm, max_us=args.max_us) as tool:
         pr = _Printer(args)
-        tool.open_events(pr.event)
+        if not args.folded:  # -f: only the folded stacks, from the totals at exit
+            tool.open_events(pr.event)
         with loop.stopping(args.duration) as stop:
             cli.info(f"Tracing off-CPU time >= {args.min_us} us in state {args.state}... "
                      "Hit Ctrl-C to end.")
-            stop.run(tool.poll)
-            tool.drain()  # what arrived before the stop
-        pr.summary(tool.top_stacks(args.top))
+            if args.folded:
+                stop.run()
+            else:
+                stop.run(tool.poll)
+                tool.drain()  # what arrived before the stop
+        if not args.folded:
+            pr.summary(tool.top_stacks(args.top))
+        if args.folded or args.svg:
+            flameout.write_flame(args, tool.folded(), unit="us",
+                                 title=f"Off-CPU time (states {args.state}, us)", palette="blue")
     return 0
 
 

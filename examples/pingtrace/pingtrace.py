@@ -162,12 +162,16 @@ def run_active(args: argparse.Namespace, stop: loop.Stop) -> int:
             _active_loop(tool, asm, prober, peer, table, target, ident, args, stop)
         finally:
             prober.stop()
-        table.summary(dropped=tool.dropped,
-                      peer_reports=len(peer.reports) if peer is not None else None)
+        data = table.summary(dropped=tool.dropped,
+                             peer_unmatched=len(peer.reports) if peer is not None else None)
         if peer is not None:
             peer.close()
     finally:
         tool.close()
+    if data["sent"] and not data["received"]:
+        # As ping(1): no reply at all is a failure a script can test.
+        cli.info(f"pingtrace: no reply from {target}: {data['sent']} sent, 100% loss")
+        return 1
     return 0
 
 

@@ -39,6 +39,7 @@ class ActiveTable:
         self.spike_factor, self.spike_min_us = spike_factor, spike_min_us
         self.sent = 0
         self.rows: list[tuple[int, float, list[tl.Stage]]] = []   # (seq, rtt_us, stages)
+        self.with_peer_stages = 0  # probes whose row has the peer's stages
 
     def header(self) -> None:
         if self.json:
@@ -58,6 +59,8 @@ class ActiveTable:
             else:
                 print(f"{probe.seq:>5} {'lost':>9}", flush=True)
             return
+        if peer is not None:
+            self.with_peer_stages += 1
         stages = tl.combine(client, peer) if client else []
         span = tl.span_ns(client) if client else None
         user = probe.user_rtt_ns or 0
@@ -82,7 +85,13 @@ class ActiveTable:
         mark = "  <- spike" if spike else ""
         print(f"{probe.seq:>5} {rtt_us:>9.1f} {cells}{mark}", flush=True)
 
-    def summary(self, *, dropped: int, peer_reports: int | None) -> None:
+    def summary(self, *, dropped: int, peer_unmatched: int | None) -> dict:
+        """Print the summary and return it (the JSON object).
+
+        ``peer_unmatched``: peer reports no probe used (None without a peer);
+        ``peer_reports`` in the output is the number of probes shown with the
+        peer's stages.
+        """
         rtts = [r for _, r, _ in self.rows]
         med = tl.median(rtts)
         medians = tl.stage_medians(st for _, _, st in self.rows)
@@ -106,10 +115,12 @@ class ActiveTable:
                 "stage_median_us": {tl.column_label(h, n): round(v, 3)
                                     for (h, n), v in medians.items()},
                 "spike_rule": {"factor": self.spike_factor, "min_excess_us": self.spike_min_us},
-                "spikes": spikes, "dropped_events": dropped, "peer_reports": peer_reports}
+                "spikes": spikes, "dropped_events": dropped,
+                "peer_reports": self.with_peer_stages if peer_unmatched is not None else None,
+                "peer_reports_unmatched": peer_unmatched}
         if self.json:
             cli.print_json(data)
-            return
+            return data
         print(f"\n--- {self.target} pingtrace: {self.sent} sent, {received} received, "
               f"{data['loss_pct']}% loss", flush=True)
         if rtts:
@@ -128,9 +139,13 @@ class ActiveTable:
                 print(f"  seq {s['seq']}: {s['rtt_us']:.1f} us{where}")
         else:
             print(f"no spikes ({rule})")
+        if peer_unmatched is not None:
+            print(f"peer stages for {self.with_peer_stages} of {received} replies"
+                  + (f" ({peer_unmatched} reports matched no probe)" if peer_unmatched else ""))
         if dropped:
             print(f"{dropped} events lost (ring buffer full)")
         sys.stdout.flush()
+        return data
 
 
 class WatchPrinter:

@@ -17,6 +17,10 @@ const volatile char targ_comm[TASK_COMM_LEN] = {};
 const volatile bool filter_syscalls = false;
 const volatile u8 traced[SYSLAT_MAX_SYSCALLS] = {};
 const volatile u64 unit_ns = 1000;	/* histogram unit: 1 (ns), 1000 (us), 1000000 (ms) */
+const volatile bool failed_only = false;	/* -x: only calls that returned an error */
+
+/* A return value in -4095..-1 is an error (-errno), as libc decides. */
+#define SYSLAT_MAX_ERRNO 4095
 
 /* tid -> syscall in flight; LRU so that threads which never return (exit) age out. */
 LBC_LRU_HASH(start, u32, struct syslat_start, 10240);
@@ -24,6 +28,8 @@ LBC_LRU_HASH(start, u32, struct syslat_start, 10240);
 LBC_HASH(hists, struct syslat_hist_key, u64, SYSLAT_MAX_SYSCALLS * 24);
 /* syscall -> count, total and maximum time */
 LBC_HASH(stats, u32, struct syslat_stat, SYSLAT_MAX_SYSCALLS);
+/* {syscall, errno} -> count */
+LBC_HASH(errnos, struct syslat_errno_key, u64, 4096);
 
 SEC("tracepoint/raw_syscalls/sys_enter")
 int sys_enter(struct trace_event_raw_sys_enter *ctx)
@@ -61,6 +67,8 @@ int sys_exit(struct trace_event_raw_sys_exit *ctx)
 	struct syslat_hist_key hk = {};
 	struct syslat_stat *s, zero = {};
 	struct syslat_start *st;
+	long ret = ctx->ret;
+	bool failed = ret < 0 && ret >= -SYSLAT_MAX_ERRNO;
 	u64 delta;
 
 	/* Only syscalls whose entry we stamped (and so passed the filters). */
@@ -70,6 +78,8 @@ int sys_exit(struct trace_event_raw_sys_exit *ctx)
 	delta = bpf_ktime_get_ns() - st->ts;
 	hk.nr = st->nr;
 	bpf_map_delete_elem(&start, &tid);
+	if (failed_only && !failed)
+		return 0;
 
 	/* Histogram slot of the latency, in the chosen unit. */
 	hk.slot = lbc_hist_slot(delta / unit_ns);
@@ -83,6 +93,14 @@ int sys_exit(struct trace_event_raw_sys_exit *ctx)
 	__sync_fetch_and_add(&s->total_ns, delta);
 	if (delta > s->max_ns)
 		s->max_ns = delta;
+
+	/* Errors, by errno. */
+	if (failed) {
+		struct syslat_errno_key ek = { .nr = hk.nr, .err = (u32)-ret };
+
+		__sync_fetch_and_add(&s->errors, 1);
+		lbc_count(&errnos, &ek);
+	}
 	return 0;
 }
 

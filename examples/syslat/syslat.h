@@ -24,6 +24,13 @@ struct syslat_stat {
 	__u64 count;
 	__u64 total_ns;
 	__u64 max_ns;
+	__u64 errors;	/* calls that returned an error (-4095..-1) */
+};
+
+/* Error counts: one per syscall and errno. */
+struct syslat_errno_key {
+	__u32 nr;
+	__u32 err;	/* errno, positive */
 };
 
 #endif /* __SYSLAT_H */

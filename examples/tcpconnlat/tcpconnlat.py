@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
@@ -38,6 +39,12 @@ KPROBE = ("kprobe_tcp_v4_connect", "kprobe_tcp_v6_connect", "kprobe_tcp_rcv_stat
 TRACEPOINT = ("tp_inet_sock_set_state",)
 
 
+def mono_to_wall(mono_s: float) -> float:
+    """A CLOCK_MONOTONIC time (bpf_ktime_get_ns) as wall-clock seconds since the epoch,
+    by the offset between the two clocks now (a clock step since then shifts it)."""
+    return time.time() - time.monotonic() + mono_s
+
+
 @dataclass(frozen=True)
 class Connection:
     """One established connection as the tool reports it."""
@@ -50,7 +57,8 @@ class Connection:
     daddr: str
     dport: int
     lat_ms: float
-    ts: float        # when it was established, seconds of CLOCK_MONOTONIC
+    ts: float        # when it was established: wall clock, seconds since the epoch
+    ts_mono: float   # the same moment in seconds of CLOCK_MONOTONIC (the kernel's clock)
 
     @classmethod
     def from_event(cls, ev: Any) -> "Connection":
@@ -59,7 +67,8 @@ class Connection:
         return cls(pid=ev.tgid, comm=ev.comm, ip=4 if ev.af == AF_INET else 6,
                    saddr=fmt_addr(ev.af, ev.saddr[:size]), lport=ev.lport,
                    daddr=fmt_addr(ev.af, ev.daddr[:size]), dport=ev.dport,
-                   lat_ms=ev.delta_us / 1000.0, ts=ev.ts_us / 1e6)
+                   lat_ms=ev.delta_us / 1000.0, ts=round(mono_to_wall(ev.ts_us / 1e6), 6),
+                   ts_mono=ev.ts_us / 1e6)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "connect", **asdict(self)}
@@ -111,11 +120,11 @@ class Printer:
     def __call__(self, c: Connection) -> None:
         self.latencies.append(c.lat_ms)
         if self.first_ts is None:
-            self.first_ts = c.ts
+            self.first_ts = c.ts_mono
         if self.json:
             cli.print_json(c.to_dict())
             return
-        line = f"{c.ts - self.first_ts:<9.3f} " if self.timestamp else ""
+        line = f"{c.ts_mono - self.first_ts:<9.3f} " if self.timestamp else ""
         line += f"{c.pid:<6} {c.comm[:12]:<12} {c.ip:<2} {c.saddr:<16} "
         if self.lport:
             line += f"{c.lport:<6} "

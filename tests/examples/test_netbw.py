@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from toolproc import ToolProcess, load_example
+from toolproc import EXAMPLES, ToolProcess, load_example
 
 pytestmark = pytest.mark.bpf
 
@@ -188,3 +188,30 @@ def test_cli_json_intervals_and_summary(veth):
     # The intervals add up to no more than the whole run.
     assert sum(o["tx_bytes"] for o in intervals if o["device"] == devs[0]) \
         <= totals[devs[0]]["tx_bytes"]
+
+
+@pytest.mark.bpf
+def test_cli_all_lists_idle_devices():
+    """-a lists every device of the namespace, also those that had no traffic."""
+    here = set(os.listdir("/sys/class/net"))
+    with ToolProcess("netbw", "--json", "-a", "0.3", "1") as tool:
+        assert tool.stop() == 0  # it ends by itself after one report
+    recs = tool.json()
+    intervals = {r["name"] for r in recs if r["type"] == "interval"}
+    assert here <= intervals, (here, intervals)
+    (summary,) = [r for r in recs if r["type"] == "summary"]
+    assert here <= {d["name"] for d in summary["devices"]}
+
+
+TOOL = EXAMPLES / "netbw" / "netbw.py"
+
+
+def test_cli_unknown_interface_is_an_error():
+    r = subprocess.run([sys.executable, str(TOOL), "-i", "nosuch0", "-d", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "nosuch0" in r.stderr and "no network device" in r.stderr
+    assert "(no traffic)" not in r.stdout
+    r = subprocess.run([sys.executable, str(TOOL), "-i", "eth0@nosuchns", "-d", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "nosuchns" in r.stderr

@@ -150,3 +150,60 @@ def test_cli_catches_a_child_blocked_on_a_pipe():
 def test_cli_help():
     r = subprocess.run([sys.executable, str(TOOL), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--state" in r.stdout and "--duration" in r.stdout
+
+
+def test_tracer_frames_are_stripped(offcpu):
+    stack = ["bpf_prog_6deef7357e7b4530_sched_switch+0x59", "bpf_trace_run4+0x7d",
+             "__bpf_trace_sched_switch+0x10", "__traceiter_sched_switch+0x3a",
+             "__schedule+0x628", "schedule+0x23", "do_nanosleep+0x5e"]
+    assert offcpu.strip_tracer_frames(stack) == stack[4:]
+    assert offcpu.strip_tracer_frames(stack[4:]) == stack[4:]
+    # Only from the top: the same names deeper in are the task's own.
+    tail = ["schedule+0x1", "bpf_prog_x+0x1"]
+    assert offcpu.strip_tracer_frames(tail) == tail
+
+
+def test_library_stacks_have_no_tracer_frames_and_fold(offcpu):
+    sleeper = Sleeper()
+    with offcpu.OffCpu(min_us=int(SLEEP_S * 1e6) // 2, states="S", tid=sleeper.tid) as tool:
+        sleeper.go()
+        top = tool.top_stacks(None)
+        folded = tool.folded()
+    assert top
+    for s in top:
+        assert not s.stack[0].startswith(offcpu.TRACER_FRAMES), s.stack
+    mine = {k: v for k, v in folded.items() if "do_nanosleep" in k.split(";")}
+    assert mine, folded
+    stack, us = next(iter(mine.items()))
+    assert us >= SLEEP_S * 1e6
+    names = stack.split(";")
+    assert names[-1] in SCHED_FUNCS and "+0x" not in stack  # root first, offsets folded
+    assert names.index("do_nanosleep") < names.index(names[-1])
+
+
+def test_cli_folded_and_svg(tmp_path):
+    from toolproc import ToolProcess
+    svg = tmp_path / "off.svg"
+    child = GatedChild("time.sleep(0.3)", setup="import time")
+    try:
+        with ToolProcess("offcpu", "-p", str(child.pid), "--state", "S", "-m", "100000",
+                         "-f", "--svg", str(svg)) as tool:
+            child.go()
+            assert tool.stop() == 0, "\n".join(tool.stderr)
+    finally:
+        child.kill()
+    lines = [ln for ln in tool.stdout if ln.strip()]
+    assert lines and all(ln.rsplit(" ", 1)[1].isdigit() for ln in lines), lines
+    slept = [ln for ln in lines if "do_nanosleep" in ln.split(" ")[0].split(";")]
+    assert slept and int(slept[0].rsplit(" ", 1)[1]) >= 300_000, lines
+    import xml.etree.ElementTree as ET
+    root = ET.parse(svg).getroot()
+    names = {g.get("data-name") for g in root.iter("{http://www.w3.org/2000/svg}g")}
+    assert "do_nanosleep" in names
+    assert any(f"wrote {svg}" in ln for ln in tool.stderr)
+
+
+def test_cli_folded_refuses_json():
+    r = subprocess.run([sys.executable, str(TOOL), "-f", "--json"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "choose one" in r.stderr

@@ -134,9 +134,26 @@ def test_both_hosts_stages_in_one_table(hosts):
             <= pts["reply.recv_return"]
     summary = out[-1]
     assert summary["type"] == "summary" and summary["sent"] == summary["received"] == count
-    assert summary["peer_reports"] == 0        # every report was used by its probe
+    # Every probe was shown with the peer's stages, and no report was left over.
+    assert summary["peer_reports"] == count and summary["peer_reports_unmatched"] == 0
     server_summary = served[-1]
     assert server_summary["type"] == "summary" and server_summary["reports_sent"] >= count
+
+
+@pytest.mark.bpf
+def test_total_loss_exits_non_zero(hosts):
+    """A peer that ignores echo requests: every probe is lost, and the exit status says so."""
+    a, b = hosts
+    b.run("sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
+    with NsTool(a, "pingtrace", B_ADDR, "-c", "2", "-i", "0.05", "-W", "0.3",
+                "--json") as prober:
+        assert prober.wait_exit(60) == 1
+        out = prober.json()
+    summary = out[-1]
+    assert summary["type"] == "summary" and summary["sent"] == 2 and summary["received"] == 0
+    assert summary["loss_pct"] == 100.0 and summary["peer_reports"] is None
+    assert all(p["lost"] for p in _probes(out).values())
+    assert any("100% loss" in ln for ln in prober.stderr), prober.stderr
 
 
 @pytest.mark.bpf

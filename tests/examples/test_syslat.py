@@ -136,3 +136,73 @@ def test_cli_sigterm_prints_the_summary(child):
 def test_cli_help():
     r = subprocess.run([sys.executable, str(TOOL), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--duration" in r.stdout and "SYSCALL" in r.stdout
+
+
+# A second child: N getppid() that succeed and K close() of a bad fd that fail (EBADF).
+K_CLOSE = 11
+FAILING = """
+for _ in range(int(sys.argv[1])):
+    os.getppid()
+for _ in range(int(sys.argv[2])):
+    try:
+        os.close(987654)
+    except OSError:
+        pass
+"""
+
+
+@pytest.fixture
+def failing_child():
+    with GatedChild(FAILING, N_GETPPID, K_CLOSE) as c:
+        yield c
+
+
+def test_errno_counts(syslat, failing_child):
+    with syslat.SysLat(pid=failing_child.pid) as tool:
+        failing_child.go()
+        got = _by_name(tool.results())
+    assert got["getppid"].count == N_GETPPID and got["getppid"].errors == 0
+    close = got["close"]
+    assert close.count == K_CLOSE and close.errors == K_CLOSE
+    assert close.errnos == {"EBADF": K_CLOSE}
+    assert close.to_dict()["errnos"] == {"EBADF": K_CLOSE}
+    assert f"failed: {K_CLOSE} errors (EBADF {K_CLOSE})" in close.render()
+
+
+def test_cli_failures_only_top_table(failing_child):
+    p = _start_cli("-p", str(failing_child.pid), "-x", "-T", "5")
+    failing_child.go()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["SYSCALL", "COUNT", "ERRORS", "TOTAL(us)"]
+    rows = [ln.split() for ln in lines[1:] if ln and not ln.startswith("(")]
+    # -x: the getppid calls all succeeded, so only close is left.
+    assert [r[0] for r in rows] == ["close"], out
+    assert rows[0][1] == rows[0][2] == str(K_CLOSE) and rows[0][-1] == f"EBADF:{K_CLOSE}"
+    assert "estimated from the log2 histogram" in out
+
+
+def test_cli_json_has_percentiles(child):
+    p = _start_cli("-p", str(child.pid), "--json", "-T", "1")
+    child.go()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    (rec,) = [json.loads(x) for x in out.splitlines()]
+    assert rec["syscall"] == "getppid" and rec["count"] == N_GETPPID  # the most called
+    pct = rec["percentiles"]
+    assert pct["p50"] <= pct["p90"] <= pct["p99"] <= rec["max_ns"] / 1000
+    assert rec["percentiles_estimated"] is True and rec["errors"] == 0
+
+
+def test_percentile_estimate_from_log2_buckets(syslat):
+    from lcc.hist import Log2Hist
+    # 50 values in [4, 7], 40 in [8, 15], 10 in [64, 127].
+    h = Log2Hist.from_slots({2: 50, 3: 40, 6: 10})
+    est = syslat.estimate_percentile
+    assert est(h, 50) == pytest.approx(8.0)              # the top of the first bucket
+    assert est(h, 90) == pytest.approx(16.0)             # the top of the second
+    assert est(h, 99) == pytest.approx(64 + 0.9 * 64)    # 9 of 10 into [64, 128)
+    assert est(h, 99, max_value=100) == 100              # capped at the measured max
+    assert 4 <= est(h, 10) <= 7                          # inside the true bucket
+    assert est(Log2Hist(), 50) is None

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
-from toolproc import ToolProcess, load_example, wait_until
+from toolproc import EXAMPLES, ToolProcess, load_example, wait_until
 
 pytestmark = pytest.mark.bpf
 
@@ -79,7 +83,9 @@ def test_reports_own_connections(mod):
 def test_cli_json_and_summary(mod):
     me = os.getpid()
     with ToolProcess("tcpconnlat", "--json", "-v", "-L", "-p", str(me)) as tool:
+        wall0, mono0 = time.time(), time.monotonic()
         made = [(ip, connect_once(fam, host)) for fam, host, ip in HOSTS]
+        wall1, mono1 = time.time(), time.monotonic()
         ports = {m["dport"] for _, m in made}
         events = tool.wait_json(lambda o: o.get("dport") in ports, 10,
                                 what="both connections")
@@ -93,6 +99,10 @@ def test_cli_json_and_summary(mod):
         assert e["type"] == "connect" and e["pid"] == me and e["ip"] == ip
         assert e["saddr"] == e["daddr"] == m["host"] and e["lport"] == m["lport"]
         assert 0 <= e["lat_ms"] < MAX_LAT_MS
+        # ts is wall-clock epoch seconds, ts_mono the kernel's monotonic clock: both
+        # fall within the clock readings taken around the connects (1 ms of rounding).
+        assert wall0 - 0.001 <= e["ts"] <= wall1 + 0.001, (wall0, e["ts"], wall1)
+        assert mono0 - 0.001 <= e["ts_mono"] <= mono1 + 0.001, (mono0, e["ts_mono"], mono1)
     summary = out[-1]
     assert summary["type"] == "summary" and summary["connections"] >= 2
     assert summary["lat_ms_max"] >= max(e["lat_ms"] for e in events)
@@ -118,3 +128,18 @@ def test_cli_table_columns():
     assert row[5] == str(m["lport"]) and row[7] == str(m["dport"])
     assert 0 <= float(row[8]) < MAX_LAT_MS
     assert any(ln.startswith("1 connection") for ln in tool.stdout)
+
+
+@pytest.mark.bpf
+def test_example_script_shows_connections():
+    """scripts/example.sh runs tcpconnlat with loopback connections beside it."""
+    script = EXAMPLES.parent / "scripts" / "example.sh"
+    env = {**os.environ, "LCC_SKIP_SETUP": "1", "LCC_PYTHON": sys.executable}
+    r = subprocess.run([str(script), "tcpconnlat", "-d", "3", "--json"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    conns = [json.loads(ln) for ln in r.stdout.splitlines()
+             if ln.startswith('{"type":"connect"')]
+    assert [c for c in conns if c["daddr"] == "127.0.0.1"], r.stdout
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["type"] == "summary" and summary["connections"] >= 1
