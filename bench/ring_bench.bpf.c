@@ -4,6 +4,8 @@
  * libbpf loader.  Each getppid() of the target process writes `per_call`
  * events to the ring buffer (bpf_loop), so a short burst of system calls
  * fills the ring with a known number of events in a known order.
+ * Built with -DBENCH_CORE it filters through a CO-RE read, so that loading it
+ * parses the kernel's BTF as real tools' objects do.
  */
 #include "lbc.h"
 
@@ -44,8 +46,16 @@ static long emit(u32 i, void *ctx)
 SEC("tracepoint/syscalls/sys_enter_getppid")
 int on_getppid(void *ctx)
 {
+#ifdef BENCH_CORE
+	/* A CO-RE read, as real tools make: loading it needs the kernel's BTF. */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	if (BPF_CORE_READ(task, tgid) != target_tgid)
+		return 0;
+#else
 	if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
 		return 0;
+#endif
 	bpf_loop(per_call, emit, NULL, 0);
 	return 0;
 }
