@@ -44,16 +44,34 @@ typedef __s64 s64;
 #define ntohl(x) bpf_ntohl(x)
 #define htonl(x) bpf_htonl(x)
 
-/* pyLCC's probe-read accessor: _(p->field) reads through CO-RE. */
+/*
+ * pyLCC's accessor: _(P) is the value of the lvalue P, read with
+ * bpf_probe_read_kernel() (zero if the read fails), e.g. _(task->tgid) or
+ * _(info->count).
+ *
+ * It is not a CO-RE read, on purpose.  pyLCC programs use _() on their own
+ * structs (a map value, a struct on the stack) as much as on the kernel's,
+ * and a CO-RE relocation against a type the kernel's BTF lacks fails when
+ * the program loads; whether P's base type is a kernel type cannot be told
+ * apart in C.  A plain read is right for both because lcc compiles every
+ * program against the vmlinux.h of the kernel it runs on (the compile
+ * service generates it from that kernel's BTF, and the artifact cache keys
+ * each object by that BTF): kernel offsets are those of the running kernel.
+ * An object copied to another kernel keeps the offsets it was built with:
+ * use BPF_CORE_READ() where an object must move between kernels.
+ */
 #ifndef _
 #define _(P)                                                                  \
 	({                                                                    \
 		typeof(P) __lbc_val;                                          \
 		__builtin_memset(&__lbc_val, 0, sizeof(__lbc_val));           \
-		bpf_core_read(&__lbc_val, sizeof(__lbc_val), &(P));           \
+		bpf_probe_read_kernel(&__lbc_val, sizeof(__lbc_val), &(P));   \
 		__lbc_val;                                                    \
 	})
 #endif
+
+/* pyLCC programs name this (legacy libbpf) type in helper signatures. */
+struct bpf_map_def;
 
 #define KERN_STACKID_FLAGS (0 | BPF_F_FAST_STACK_CMP)
 #define USER_STACKID_FLAGS (0 | BPF_F_FAST_STACK_CMP | BPF_F_USER_STACK)
@@ -187,6 +205,67 @@ static __always_inline bool lbc_current_comm_is(const volatile char *want)
 			break;
 	}
 	return true;
+}
+
+/*
+ * pyLCC's histograms: an array of u64 counts, one per slot.  LBC_HIST2's
+ * slot k counts values in [2^k, 2^(k+1)) (0 and 1, and anything below 1, in
+ * slot 0); LBC_HIST10's slot k counts [10^k, 10^(k+1)) (below 10 in slot 0).
+ * hist2_push(&map, v) and hist10_push(&map, v) count a value;
+ * add_hist(&map, slot, n) and incr_hist(&map, slot) count into a slot.
+ * The `lbc_hist` member tells lcc which kind a map is (showHist()).
+ */
+#define LBC_HIST2(MAPS)                                                       \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                             \
+		__type(key, u32);                                             \
+		__type(value, u64);                                           \
+		__uint(max_entries, 64);                                      \
+		__uint(lbc_hist, 2);                                          \
+	} MAPS SEC(".maps")
+
+#define LBC_HIST10(MAPS)                                                      \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                             \
+		__type(key, u32);                                             \
+		__type(value, u64);                                           \
+		__uint(max_entries, 20);                                      \
+		__uint(lbc_hist, 10);                                         \
+	} MAPS SEC(".maps")
+
+/* floor(log10(v)) for v >= 1; 0 below 10.  At most 19 for a u64. */
+static __always_inline u32 lbc_log10(u64 v)
+{
+	u32 n = 0;
+
+#pragma unroll
+	for (int i = 0; i < 19; i++) {
+		if (v < 10)
+			break;
+		v /= 10;
+		n++;
+	}
+	return n;
+}
+
+static __always_inline void add_hist(void *map, int slot, int n)
+{
+	u64 *count = bpf_map_lookup_elem(map, &slot);
+
+	if (count)
+		__sync_fetch_and_add(count, n);
+}
+
+#define incr_hist(MAP, SLOT) add_hist(MAP, SLOT, 1)
+
+static __always_inline void hist2_push(void *map, long v)
+{
+	incr_hist(map, v < 1 ? 0 : (int)lbc_log2l(v));
+}
+
+static __always_inline void hist10_push(void *map, long v)
+{
+	incr_hist(map, v < 1 ? 0 : (int)lbc_log10(v));
 }
 
 /* Increment the log2 slot of v in a u32 slot -> u64 count map. */

@@ -122,14 +122,20 @@ class MapCollection(Mapping[str, Map]):
 class ClbcBase(PyLccNames):
     """A BPF tool: compiled source, loaded programs, their maps, links and buffers.
 
-    Arguments (the first seven as pyLCC has them):
+    Arguments (the first eight as pyLCC has them):
       bpf: the tool's name; with ``bpf_str=None`` the source is ``<bpf>.bpf.c``
-        beside the subclass's module (or a path to a ``.bpf.c`` file).
+        in ``workPath``, else beside the subclass's module, else in the
+        current directory (or a path to a ``.bpf.c`` file).
       bpf_str: the C source as a string.
-      server: URL of a compile service (default: ``LCC_SERVER``, else local clang).
-      arch, ver: target architecture and kernel release (default: this machine).
+      server: a compile service (default: ``LCC_SERVER``, else local clang):
+        a URL, or as in pyLCC a bare host (``"buildhost"`` means
+        ``http://buildhost:7655``) or ``host:port``.
+      arch, ver: target architecture and kernel release (default, or ``""``:
+        this machine).
       env: pyLCC-style ``"-DNAME=VALUE ..."`` definitions; ``defines`` is the dict form.
       attach: attach every loaded program by its SEC() name after load.
+      workPath: pyLCC's working directory: where ``<bpf>.bpf.c`` and the
+        local headers it includes are looked for first.
       load: load after opening (``False`` leaves configuration steps to the caller).
       rodata: ``{name: value}`` for ``const volatile`` globals, set before load.
       programs: which programs to load (names, or a predicate on :class:`ProgramSpec`).
@@ -150,7 +156,8 @@ class ClbcBase(PyLccNames):
 
     def __init__(self, bpf: str, bpf_str: str | None = None, server: str | None = None,
                  arch: str | None = None, ver: str | None = None, env: str = "",
-                 attach: bool | int = True, *, load: bool = True,
+                 attach: bool | int = True, workPath: str | None = None,  # noqa: N803
+                 *, load: bool = True,
                  defines: Mapping[str, str | int | None] | None = None,
                  rodata: Mapping[str, Any] | None = None,
                  programs: ProgramSelector | None = None,
@@ -170,6 +177,7 @@ class ClbcBase(PyLccNames):
         self._probes = probes
         self._rodata = dict(rodata or {})
         self._map_sizes = dict(map_sizes or {})
+        self._work_path = os.path.abspath(workPath) if workPath else None
         # The safety net: releases what close() would if the tool is collected
         # first.  It holds _owned only, never the tool or its callbacks.
         self._finalizer = weakref.finalize(self, self._owned.release)
@@ -184,8 +192,9 @@ class ClbcBase(PyLccNames):
             from .compile.bundle import Bundle
             from .compile import build
             bundle = self._bundle(bpf, bpf_str, Bundle)
-            self.artifact = build(bundle, defines=all_defines, server=server, kernel=ver,
-                                  arch=arch, btf=btf == "server", cache=cache)
+            self.artifact = build(bundle, defines=all_defines, server=service_url(server),
+                                  kernel=ver or None, arch=arch or None, btf=btf == "server",
+                                  cache=cache)
             obj = self.artifact.object
             self._btf_path = self._custom_btf(btf)
         else:
@@ -209,11 +218,14 @@ class ClbcBase(PyLccNames):
     def _bundle(self, bpf: str, bpf_str: str | None, bundle_cls: Any) -> Any:
         if bpf_str:
             return bundle_cls.from_string(bpf_str, name=f"{self.name}.bpf.c",
-                                          base_dir=self._source_dir())
+                                          base_dir=self._work_path or self._source_dir())
         # "tool" and "tool.bpf.c" name the same source; so does a path to any .c file
         path = bpf if bpf.endswith(".c") else f"{bpf}.bpf.c"
         if not os.path.isabs(path):
-            for d in (self._source_dir(), os.getcwd()):
+            dirs = [self._source_dir(), os.getcwd()]
+            if self._work_path:
+                dirs.insert(0, self._work_path)
+            for d in dirs:
                 cand = os.path.join(d, path)
                 if os.path.exists(cand):
                     path = cand
@@ -441,12 +453,20 @@ class ClbcBase(PyLccNames):
         return self._keep(links.attach_uprobe(self._live_program(prog), binary, symbol,
                                               offset=offset, pid=pid, retprobe=True))
 
-    def attach_perf_event(self, prog: str, *, event_type: int, config: int,
+    def attach_perf_event(self, prog: str, *, event_type: int, config: int = 0,
                           sample_period: int = 0, sample_freq: int = 0, pid: int = -1,
-                          cpus: Iterable[int] | None = None) -> LinkGroup:
+                          cpus: Iterable[int] | None = None, group_fd: int = -1, flags: int = 0,
+                          **attr: int) -> LinkGroup:
+        """Attach ``prog`` to a perf event on every online CPU (or each of ``cpus``).
+
+        ``attr`` takes any other ``struct perf_event_attr`` field by its kernel
+        name (``wakeup_events=1``, ``inherit=True``, ``bp_type=``, ``bp_addr=``,
+        ``bp_len=``...): see :func:`lcc.links.attach_perf_event`.
+        """
         return self._keep(links.attach_perf_event(
             self._live_program(prog), event_type=event_type, config=config,
-            sample_period=sample_period, sample_freq=sample_freq, pid=pid, cpus=cpus))
+            sample_period=sample_period, sample_freq=sample_freq, pid=pid, cpus=cpus,
+            group_fd=group_fd, flags=flags, **attr))
 
     def attach_xdp(self, prog: str, ifindex: int | str) -> Link:
         return self._keep(links.attach_xdp(self._live_program(prog), ifindex))
@@ -504,6 +524,25 @@ class ClbcBase(PyLccNames):
     def perf_buffer_poll(self, timeout_ms: int = -1) -> int:
         """Wait for events on every open perf buffer once (BCC's semantics)."""
         return self._poll("perf", timeout_ms)
+
+
+#: The port of pyLCC's compile service, which a bare host name means.
+PYLCC_SERVER_PORT = 7655
+
+
+def service_url(server: str | None) -> str | None:
+    """A compile service as lcc's backends take it: a URL stays as it is; pyLCC's
+    bare ``host`` means ``http://host:7655`` and ``host:port`` ``http://host:port``;
+    None or ``""`` means no explicit service."""
+    if not server:
+        return None
+    if "://" in server:
+        return server
+    host = server.rstrip("/")
+    after_ipv6 = host.rpartition("]")[2]  # "[::1]:99" -> ":99"; a name is left whole
+    if ":" in after_ipv6:
+        return f"http://{host}"
+    return f"http://{host}:{PYLCC_SERVER_PORT}"
 
 
 class _Owned:

@@ -1,21 +1,61 @@
 """pyLCC's spellings of ClbcBase's methods, gathered in one mixin.
 
-pyLCC scripts call ``attachKprobe``, ``attachUprobe``, ``getMap`` and the
-like; lcc's own names are ``attach_kprobe``, ``attach_uprobe``...  Each
-method here only forwards to lcc's, so the two can never drift apart, and
-``ClbcBase`` itself holds one spelling of everything.
+pyLCC scripts call ``attachKprobe``, ``attachUprobe``, ``getMap``,
+``attachPerfEvent``, ``waitInterrupt`` and the like; lcc's own names are
+``attach_kprobe``, ``attach_uprobe``, ``attach_perf_event``...  Each method
+here only forwards to lcc's (translating pyLCC's arguments: a perf event
+attribute dict, a ``"binary:function"`` string, a pid whose threads are
+probed one by one), so the two can never drift apart, and ``ClbcBase``
+itself holds one spelling of everything.  The ``pylcc`` package
+(``from pylcc.lbcBase import ClbcBase, CeventThread``) is built on these.
 """
 
 from __future__ import annotations
 
-from .errors import LccError
+import os
+
+from .errors import AttachPointMissing, LccError
 from .maps import EventMap
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import Any
 
-    from .links import Link
+    from .links import Link, LinkGroup
+
+# Keys of pyLCC's perf event dict that are not attach_perf_event keywords of
+# the same name: the event type is event_type, and lcc sets the struct size
+# itself (pyLCC's PERF_ATTR_SIZE_VER* were not the kernel's).
+_PERF_DICT_ARGS = {"type": "event_type"}
+_PERF_DICT_IGNORED = frozenset({"size"})
+
+
+def perf_attr_from_dict(attr: Mapping[str, Any]) -> dict[str, int]:
+    """pyLCC's perf event dict (``{"type": ..., "config": ..., "sample_freq": ...,
+    "freq": 1, "bp_addr": ...}``, values as ints or numeric strings) as the
+    keyword arguments of :func:`lcc.links.attach_perf_event`."""
+    out: dict[str, int] = {}
+    for key, value in attr.items():
+        if key in _PERF_DICT_IGNORED:
+            continue
+        try:
+            number = int(value, 0) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"perf event attribute {key!r}: {value!r} is not a number") from None
+        out[_PERF_DICT_ARGS.get(key, key)] = number
+    if "event_type" not in out:
+        raise ValueError("perf event attributes need a 'type' (a PerfType value)")
+    return out
+
+
+def task_ids(pid: int) -> list[int]:
+    """The thread ids of process ``pid`` (``/proc/<pid>/task``); raises
+    AttachPointMissing when the process does not exist."""
+    try:
+        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except FileNotFoundError:
+        raise AttachPointMissing("process", str(pid), f"process {pid} does not exist") from None
 
 
 class PyLccNames:
@@ -49,8 +89,79 @@ class PyLccNames:
     def attachXdp(self, function: str, ifindex: int) -> Link:  # noqa: N802
         return self.attach_xdp(function, ifindex)
 
+    def attachUprobes(self, function: str, pid: int, binaryPath: str,  # noqa: N802,N803
+                      offset: int = 0) -> list[Link]:
+        """pyLCC: a uprobe on each thread of ``pid`` (every process when pid <= 0)."""
+        return self._per_task(pid, lambda tid: self.attach_uprobe(
+            function, binaryPath, offset=offset, pid=tid))
+
+    def attachUretprobes(self, function: str, pid: int, binaryPath: str,  # noqa: N802,N803
+                         offset: int = 0) -> list[Link]:
+        return self._per_task(pid, lambda tid: self.attach_uretprobe(
+            function, binaryPath, offset=offset, pid=tid))
+
+    def traceUprobes(self, function: str, pid: int, fxpr: str) -> list[Link]:  # noqa: N802
+        """pyLCC: a uprobe on ``"binary:function"`` (lcc resolves the function's offset)."""
+        binary, symbol = _split_fxpr(fxpr)
+        return self._per_task(pid, lambda tid: self.attach_uprobe(
+            function, binary, symbol, pid=tid))
+
+    def traceUretprobes(self, function: str, pid: int, fxpr: str) -> list[Link]:  # noqa: N802
+        binary, symbol = _split_fxpr(fxpr)
+        return self._per_task(pid, lambda tid: self.attach_uretprobe(
+            function, binary, symbol, pid=tid))
+
+    @staticmethod
+    def _per_task(pid: int, attach: Callable[[int], Link]) -> list[Link]:
+        # pyLCC attaches per thread of a process (perf events follow one task).
+        if pid > 0:
+            return [attach(tid) for tid in task_ids(pid)]
+        return [attach(-1)]
+
+    def attachPerfEvent(self, function: str, attrD: Mapping[str, Any],  # noqa: N802,N803
+                        pid: int = 0, cpu: int = -1, group_fd: int = -1,
+                        flags: int = 0) -> LinkGroup:
+        """pyLCC: one perf event from its attribute dict (pid 0: this process;
+        cpu -1: any CPU), the program attached to it."""
+        return self.attach_perf_event(function, pid=pid, cpus=[cpu], group_fd=group_fd,
+                                      flags=flags, **perf_attr_from_dict(attrD))
+
+    def attachAllCpuPerf(self, function: str, attrD: Mapping[str, Any],  # noqa: N802,N803
+                         pid: int = -1, group_fd: int = -1, flags: int = 0) -> LinkGroup:
+        """pyLCC: the perf event on every online CPU."""
+        return self.attach_perf_event(function, pid=pid, cpus=None, group_fd=group_fd,
+                                      flags=flags, **perf_attr_from_dict(attrD))
+
+    def attachPerfEvents(self, function: str, attrD: Mapping[str, Any],  # noqa: N802,N803
+                         pid: int, group_fd: int = -1, flags: int = 0) -> list[LinkGroup]:
+        """pyLCC: the perf event on each thread of process ``pid``, on any CPU."""
+        kw = perf_attr_from_dict(attrD)
+        return [self.attach_perf_event(function, pid=tid, cpus=[-1], group_fd=group_fd,
+                                       flags=flags, **kw) for tid in task_ids(pid)]
+
+    def waitInterrupt(self, cb: Callable[[], Any] | None = None) -> None:  # noqa: N802
+        """pyLCC: block until SIGINT or SIGTERM, then call ``cb()`` and return.
+
+        Buffers polled by their own threads (``CeventThread``) go on
+        delivering meanwhile.  The signals only set a flag while waiting
+        (:mod:`lcc.loop`), so nothing is cut short; the main thread must call
+        it (only it receives signals).
+        """
+        from . import loop
+        with loop.stopping() as stop:
+            stop.run(None, tick=0.1)
+        if cb is not None:
+            cb()
+
     def getMap(self, name: str, data: Any, size: int) -> Any:  # noqa: N802
         m = self.maps[name]
         if not isinstance(m, EventMap):
             raise LccError(f"map '{name}' is not a ring buffer or perf event array")
         return m.event(data)
+
+
+def _split_fxpr(fxpr: str) -> tuple[str, str]:
+    binary, sep, symbol = fxpr.partition(":")  # as pyLCC splits it
+    if not sep or not binary or not symbol:
+        raise LccError(f"expected 'binary:function', not {fxpr!r}")
+    return binary, symbol

@@ -12,8 +12,10 @@ Two kinds, both plain Python values that a BPF map's contents are turned into:
 ``render()`` draws them as BCC's ``print_log2_hist`` / ``print_linear_hist``
 do (same header, columns and 40-character star bar), so output of an lcc tool
 reads like its BCC or libbpf-tools original.  :func:`render_summary` draws a
-compact ``MIN -> MAX : PCT% TOTAL`` table with an average.  Renderers return
-strings (no trailing newline); nothing here prints.
+compact ``MIN -> MAX : PCT% TOTAL`` table with an average, and
+:func:`render_pylcc` pyLCC's ``showHist`` rows (``[1K,2K)     37  |@@@@  |``)
+for the log2 and log10 slots of lbc.h's ``hist2_push``/``hist10_push``.
+Renderers return strings (no trailing newline); nothing here prints.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "Log2Hist",
     "LinearHist",
     "log2_slot",
+    "render_pylcc",
     "render_sections",
     "render_summary",
 ]
@@ -430,4 +433,60 @@ def render_summary(
             lines.append(f"{bucket.low:>10} -> {bucket.high:<10} : {pct:6.2f}% {bucket.count}")
     if total_sum is not None:
         lines.append(f"average: {total_sum / total:.2f} {unit}")
+    return "\n".join(lines)
+
+
+# Unit prefixes of pyLCC's histogram labels and counts.
+_PYLCC_UNITS = "KMGTPE"
+
+
+def _pylcc_pow2(k: int) -> str:
+    """2**k as pyLCC labels it: 512, 1K, 2K ... 1M (a prefix every 10 bits)."""
+    prefix, k = divmod(k, 10)
+    return f"{1 << k}{_PYLCC_UNITS[prefix - 1] if prefix else ''}"
+
+
+def _pylcc_decimal(v: int) -> str:
+    """A value with a prefix every 3 decimal digits, truncated: 999, 1K, 12K, 1M."""
+    prefix = 0
+    while v >= 1000 and prefix < len(_PYLCC_UNITS):
+        v //= 1000
+        prefix += 1
+    return f"{v}{_PYLCC_UNITS[prefix - 1] if prefix else ''}"
+
+
+def render_pylcc(counts: Sequence[int], *, base: int = 2, columns: int | None = None) -> str:
+    """Draw per-slot counts as pyLCC's ``showHist`` does; return the text.
+
+    One row ``{range:<12}{count:<4}|{bar}|`` per slot from the first to the
+    last non-empty one, the bar's ``@`` marks proportional to the slot's
+    share of the total, the row as wide as ``columns`` (default: the
+    terminal's, 80 when there is none).  ``base`` 2: slot 0 holds 0 and 1,
+    slot k ``[2**k, 2**(k+1))`` (``hist2_push``); 10: slot 0 holds
+    ``[0, 10)``, slot k ``[10**k, 10**(k+1))`` (``hist10_push``).  Ranges and
+    counts carry unit prefixes (``1K``).  Raises ValueError, with pyLCC's
+    message, when every count is zero.
+    """
+    if base not in (2, 10):
+        raise ValueError(f"pyLCC histograms are log2 or log10, not log{base}")
+    values = [int(c) for c in counts]
+    filled = [i for i, c in enumerate(values) if c]
+    if not filled:
+        raise ValueError("The input list is empty or all zero.")
+    if columns is None:
+        import shutil
+        columns = shutil.get_terminal_size((80, 24)).columns
+    bars = max(columns, 30) - 18
+    total = sum(values)
+    lines = []
+    for i in range(filled[0], filled[-1] + 1):
+        if base == 2:
+            low = "0" if i == 0 else _pylcc_pow2(i)
+            label = f"[{low},{_pylcc_pow2(i + 1)})"
+        else:
+            low = "0" if i == 0 else _pylcc_decimal(10 ** i)
+            label = f"[{low},{_pylcc_decimal(10 ** (i + 1))})"
+        marks = values[i] * bars // total
+        bar = "@" * marks + " " * (bars - marks)
+        lines.append(f"{label:<12}{_pylcc_decimal(values[i]):<4}|{bar}|")
     return "\n".join(lines)

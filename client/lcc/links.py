@@ -180,6 +180,13 @@ def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfErro
                 "tracepoint", target, f"cannot attach {what}: tracepoint {target} does not "
                                       "exist on this kernel", err=err,
                 hint="list them with: ls /sys/kernel/tracing/events/<category>")
+        if err == errno.EACCES and os.geteuid() == 0:
+            # Not a privilege problem for root: the kernel refuses a program
+            # whose ctx reads reach past the end of this tracepoint's record.
+            return from_errno(err, f"attaching {what}",
+                              hint="the program reads past the end of the tracepoint's record: "
+                                   "compare its ctx struct with /sys/kernel/tracing/events/"
+                                   f"{target}/format")
     if kind in ("raw_tp", "raw_tracepoint", "tp_btf"):
         if target and not features.raw_tracepoint_exists(target):
             return AttachPointMissing(
@@ -268,17 +275,33 @@ def _symbol_offset(path: str, symbol: str, kind: str) -> int:
         raise AttachPointMissing(kind, symbol, f"symbol '{symbol}' is not in {path}") from e
 
 
-def attach_perf_event(prog: "Program", *, event_type: int, config: int, sample_period: int = 0,
-                      sample_freq: int = 0, pid: int = -1,
-                      cpus: Iterable[int] | None = None) -> LinkGroup:
-    """Open a perf event on every CPU (or ``cpus``) and attach the program to each."""
+def attach_perf_event(prog: "Program", *, event_type: int, config: int = 0,
+                      sample_period: int = 0, sample_freq: int = 0, pid: int = -1,
+                      cpus: Iterable[int] | None = None, group_fd: int = -1, flags: int = 0,
+                      **attr: int) -> LinkGroup:
+    """Open a perf event on every online CPU (or each of ``cpus``) and attach the program.
+
+    ``event_type`` and ``config`` choose the event (``PERF_TYPE_SOFTWARE`` and
+    ``PERF_COUNT_SW_CPU_CLOCK``, say); ``sample_period`` or ``sample_freq``
+    (which sets the ``freq`` bit) how often the program runs.  Every other
+    ``struct perf_event_attr`` field is a keyword of the kernel's name (see
+    :func:`perf_event_attr`): ``wakeup_events=1``, ``precise_ip=2``,
+    ``inherit=True``, ``exclude_kernel=True``, and for a hardware breakpoint
+    ``bp_type=``, ``bp_addr=``, ``bp_len=``.  ``pid`` -1 counts every process
+    (on each CPU of ``cpus``); a pid or tid with ``cpus=[-1]`` follows that
+    task on any CPU.  ``group_fd`` and ``flags`` go to perf_event_open(2)
+    (``PERF_FLAG_FD_CLOEXEC`` is always added).  Raises TypeError/ValueError
+    for an unknown or out-of-range field, BpfError when the kernel refuses.
+    """
+    raw = perf_event_attr(event_type, config, sample_period=sample_period,
+                          sample_freq=sample_freq, **attr)
     cpu_list = list(cpus) if cpus is not None else _online_cpus()
     links: list[Link] = []
     try:
         for cpu in cpu_list:
-            fd = _perf_event_open(event_type, config, sample_period=sample_period,
-                                  sample_freq=sample_freq, pid=pid, cpu=cpu)
-            what = f"program '{prog.name}' to perf event {event_type}:{config} on CPU {cpu}"
+            fd = _perf_event_open(raw, pid=pid, cpu=cpu, group_fd=group_fd, flags=flags)
+            where = f"CPU {cpu}" if cpu >= 0 else f"task {pid}"
+            what = f"program '{prog.name}' to perf event {event_type}:{config} on {where}"
             ptr = _libbpf.lib().bpf_program__attach_perf_event(prog.ptr, fd)
             if not ptr:
                 err = _libbpf.errno_or(errno.EINVAL)
@@ -290,7 +313,82 @@ def attach_perf_event(prog: "Program", *, event_type: int, config: int, sample_p
         for lk in links:
             lk.close()
         raise
-    return LinkGroup(links, f"program '{prog.name}' on {len(links)} CPUs")
+    where = f"{len(links)} CPUs" if cpu_list != [-1] else f"task {pid}"
+    return LinkGroup(links, f"program '{prog.name}' on {where}")
+
+
+# struct perf_event_attr (include/uapi/linux/perf_event.h): field -> (offset,
+# struct format).  Fields that share a union share an offset.
+PERF_ATTR_SIZE = 128  # PERF_ATTR_SIZE_VER7; older kernels take it when the tail is zero
+_ATTR_FIELDS: dict[str, tuple[int, str]] = {
+    "type": (0, "I"), "config": (8, "Q"),
+    "sample_period": (16, "Q"), "sample_freq": (16, "Q"),
+    "sample_type": (24, "Q"), "read_format": (32, "Q"),
+    "wakeup_events": (48, "I"), "wakeup_watermark": (48, "I"),
+    "bp_type": (52, "I"),
+    "bp_addr": (56, "Q"), "kprobe_func": (56, "Q"), "uprobe_path": (56, "Q"), "config1": (56, "Q"),
+    "bp_len": (64, "Q"), "kprobe_addr": (64, "Q"), "probe_offset": (64, "Q"), "config2": (64, "Q"),
+    "branch_sample_type": (72, "Q"), "sample_regs_user": (80, "Q"),
+    "sample_stack_user": (88, "I"), "clockid": (92, "i"), "sample_regs_intr": (96, "Q"),
+    "aux_watermark": (104, "I"), "sample_max_stack": (108, "H"),
+    "aux_sample_size": (112, "I"), "sig_data": (120, "Q"),
+}
+# The bit fields of the u64 at offset 40: name -> (first bit, width).
+_ATTR_BITS: dict[str, tuple[int, int]] = {name: (bit, 1) for bit, name in enumerate((
+    "disabled", "inherit", "pinned", "exclusive", "exclude_user", "exclude_kernel",
+    "exclude_hv", "exclude_idle", "mmap", "comm", "freq", "inherit_stat", "enable_on_exec",
+    "task", "watermark"))}
+_ATTR_BITS["precise_ip"] = (15, 2)
+_ATTR_BITS.update({name: (bit, 1) for bit, name in enumerate((
+    "mmap_data", "sample_id_all", "exclude_host", "exclude_guest", "exclude_callchain_kernel",
+    "exclude_callchain_user", "mmap2", "comm_exec", "use_clockid", "context_switch",
+    "write_backward", "namespaces", "ksymbol", "bpf_event", "aux_output", "cgroup",
+    "text_poke", "build_id", "inherit_thread", "remove_on_exec", "sigtrap"), start=17)})
+_ATTR_FLAGS_OFFSET = 40
+
+
+def perf_event_attr(event_type: int, config: int = 0, **fields: int) -> bytes:
+    """``struct perf_event_attr`` as perf_event_open(2) takes it (:data:`PERF_ATTR_SIZE` bytes).
+
+    ``fields`` are the struct's members by their kernel names, values or
+    flag bits (``inherit=True``, ``precise_ip=2``); zero and False leave a
+    field out.  ``sample_freq`` sets the ``freq`` bit by itself.  Raises
+    TypeError for a name the struct lacks (or two members of one union),
+    ValueError for a value that does not fit.
+    """
+    import struct
+    raw = bytearray(PERF_ATTR_SIZE)
+    struct.pack_into("=IIQ", raw, 0, event_type, PERF_ATTR_SIZE, config)
+    if fields.get("sample_freq"):
+        if fields.get("sample_period"):
+            raise TypeError("perf event: give sample_period or sample_freq, not both")
+        fields.setdefault("freq", 1)
+    bits = 0
+    used: dict[int, str] = {}
+    for name, value in fields.items():
+        value = int(value)
+        if name in _ATTR_BITS:
+            first, width = _ATTR_BITS[name]
+            if not 0 <= value < 1 << width:
+                raise ValueError(f"perf event: {name} must be 0..{(1 << width) - 1}, "
+                                 f"not {value}")
+            bits |= value << first
+            continue
+        if name not in _ATTR_FIELDS or name == "type":
+            hint = " (the event type is an argument of its own)" if name == "type" else ""
+            raise TypeError(f"perf event: struct perf_event_attr has no field {name!r}{hint}")
+        if not value:
+            continue
+        offset, fmt = _ATTR_FIELDS[name]
+        if offset in used:
+            raise TypeError(f"perf event: {used[offset]} and {name} share a union; give one")
+        used[offset] = name
+        try:
+            struct.pack_into("=" + fmt, raw, offset, value)
+        except struct.error:
+            raise ValueError(f"perf event: {name}={value} does not fit its field") from None
+    struct.pack_into("=Q", raw, _ATTR_FLAGS_OFFSET, bits)
+    return bytes(raw)
 
 
 _NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 331,
@@ -298,28 +396,26 @@ _NR_PERF_EVENT_OPEN = {"x86_64": 298, "aarch64": 241, "riscv64": 241, "s390x": 3
 _PERF_FLAG_FD_CLOEXEC = 8
 
 
-def _perf_event_open(event_type: int, config: int, *, sample_period: int = 0,
-                     sample_freq: int = 0, pid: int = -1, cpu: int = -1) -> int:
-    """perf_event_open(2) for one event; returns the fd (raises BpfError)."""
+def _perf_event_open(attr: bytes, *, pid: int = -1, cpu: int = -1, group_fd: int = -1,
+                     flags: int = 0) -> int:
+    """perf_event_open(2) for one event (``attr`` from :func:`perf_event_attr`);
+    returns the fd (raises BpfError)."""
     import ctypes
     import struct
     nr = _NR_PERF_EVENT_OPEN.get(os.uname().machine)
     if nr is None:
         raise NotSupported("perf_event_open", f"perf events on {os.uname().machine} are not "
                            "supported by lcc yet")
-    freq = 1 if sample_freq else 0
-    flags = (freq << 10)  # bit 10: freq; everything else (disabled, inherit...) off
-    attr = bytearray(128)
-    struct.pack_into("=IIQQQQQ", attr, 0, event_type, len(attr), config,
-                     sample_freq or sample_period, 0, 0, flags)
-    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
+    event_type, _, config = struct.unpack_from("=IIQ", attr)
+    buf = ctypes.create_string_buffer(attr, len(attr))
     libc = ctypes.CDLL(None, use_errno=True)
     ctypes.set_errno(0)
     fd = libc.syscall(ctypes.c_long(nr), buf, ctypes.c_int(pid), ctypes.c_int(cpu),
-                      ctypes.c_int(-1), ctypes.c_ulong(_PERF_FLAG_FD_CLOEXEC))
+                      ctypes.c_int(group_fd), ctypes.c_ulong(flags | _PERF_FLAG_FD_CLOEXEC))
     if fd < 0:
+        where = f"CPU {cpu}" if cpu >= 0 else f"task {pid}"
         raise from_errno(ctypes.get_errno() or errno.EINVAL,
-                         f"opening perf event {event_type}:{config} on CPU {cpu}")
+                         f"opening perf event {event_type}:{config} on {where}")
     return fd
 
 

@@ -295,6 +295,7 @@ class ElfSymbols:
 
         self.path = Path(path)
         self._symbols: dict[str, list[ElfSymbol]] = {}
+        self._by_offset: tuple[list[int], list[ElfSymbol]] | None = None  # see symbol_at
         try:
             f = open(self.path, "rb")
         except FileNotFoundError as e:
@@ -384,6 +385,31 @@ class ElfSymbols:
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.split("@", 1)[0] in self._symbols
+
+    def symbol_at(self, offset: int) -> tuple[ElfSymbol, int] | None:
+        """The function whose code holds file offset *offset*, and how far into it.
+
+        The reverse of :meth:`offset`, for user stack frames: a symbol with a
+        size holds ``[offset, offset + size)``; one without (hand-written
+        assembly) holds everything up to the next symbol.  None when no
+        function holds it.
+        """
+        index = self._by_offset
+        if index is None:
+            syms = sorted((e for found in self._symbols.values() for e in found),
+                          key=lambda e: (e.offset, _BINDING_RANK.get(e.binding, 2)))
+            index = self._by_offset = ([e.offset for e in syms], syms)
+        offsets, syms = index
+        i = bisect.bisect_right(offsets, offset) - 1
+        if i < 0:
+            return None
+        start = offsets[i]
+        aliases = syms[bisect.bisect_left(offsets, start):i + 1]  # best binding first
+        for e in aliases:
+            if e.size and offset < start + e.size:
+                return e, offset - start
+        unsized = [e for e in aliases if not e.size]
+        return (unsized[0], offset - start) if unsized else None
 
     def names(self) -> Iterator[str]:
         """Iterate over the function names defined in the file."""

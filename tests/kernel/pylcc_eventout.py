@@ -1,5 +1,5 @@
 import ctypes as ct
-from lcc import ClbcBase
+from pylcc.lbcBase import ClbcBase
 
 bpfPog = r"""
 #include "lbc.h"

@@ -1,7 +1,9 @@
-"""pyLCC scripts run on lcc unchanged except for their import line.
+"""pyLCC scripts run on lcc unchanged.
 
-pylcc_eventout.py is pyLCC's eventOut sample as its users have it (only
-`from pylcc.lbcBase import ClbcBase` became `from lcc import ClbcBase`).
+pylcc_eventout.py is pyLCC's eventOut sample as its users have it, down to
+its import line (`from pylcc.lbcBase import ClbcBase`: lcc's compatibility
+package, client/pylcc).  The guide-style scripts run as programs are in
+test_pylcc_scripts.py.
 """
 
 from __future__ import annotations
@@ -97,5 +99,56 @@ def test_tracepoint_variant_delivers_events():
         assert e.c_comm == comm  # the child has not exec'd yet when it forks
         assert tool.maps['e_out'].event(e) is e  # event() on a decoded event is a no-op
         assert tool.getMap('e_out', ct.string_at(e, 40), 40) == e  # pyLCC's getMap
+    finally:
+        tool.close()
+
+
+# pyLCC's _() reads kernel structs and the program's own structs alike.
+ACCESSOR_PROG = r"""
+#include "lbc.h"
+
+struct local_t {
+    u32 a;
+    u64 b;
+};
+
+LBC_ARRAY(vals, u32, struct local_t, 1);
+
+const volatile u32 target_pid = 0;
+u32 tgid_read = 0;      /* _(task->tgid): a kernel struct */
+u64 stack_b = 0;        /* _(mine.b): a struct on the BPF stack */
+u64 map_b = 0;          /* _(v->b): a struct in a map value */
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int on_getppid(void *ctx)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    struct local_t mine = { .a = 1, .b = 0x1234 };
+    struct local_t *v;
+    u32 zero = 0;
+
+    if ((bpf_get_current_pid_tgid() >> 32) != target_pid)
+        return 0;
+    tgid_read = _(task->tgid);
+    stack_b = _(mine.b);
+    v = bpf_map_lookup_elem(&vals, &zero);
+    if (v)
+        map_b = _(v->b);
+    return 0;
+}
+
+char _license[] SEC("license") = "GPL";
+"""
+
+
+def test_accessor_reads_kernel_and_local_structs(compile_prog):
+    tool = pylcc_eventout.ClbcBase("accessor", obj=compile_prog(ACCESSOR_PROG),
+                                   rodata={"target_pid": os.getpid()})
+    try:
+        tool.maps["vals"][0] = {"a": 2, "b": 0xBEEF}
+        os.getppid()
+        assert tool.bss.tgid_read == os.getpid()
+        assert tool.bss.stack_b == 0x1234
+        assert tool.bss.map_b == 0xBEEF
     finally:
         tool.close()

@@ -3,12 +3,17 @@
 libbpf's ``ring_buffer`` and ``perf_buffer`` call back into Python once per
 sample through ctypes; :class:`_LibbpfConsumer` is their common part (the
 native handle the owner closes, poll/consume, errors) and :class:`_Decoder`
-turns a sample's pointer into the value the callback gets.
+turns a sample's pointer into the value the callback gets.  The native
+handle (:class:`_LibbpfHandle`) is never freed while a thread is inside
+libbpf with it, whichever thread closes it.
 """
 
 from __future__ import annotations
 
+import _thread  # threading's locks, without importing threading (start-up cost)
 import errno
+import os
+import select
 
 from .. import _libbpf
 from ..errors import ClosedError
@@ -25,6 +30,10 @@ if TYPE_CHECKING:
     CodecSource = Union[Codec, None, Callable[[], Union[Codec, None]]]
 
 _UNSET: Any = object()
+
+#: Seconds close() waits for a thread that is inside a poll or consume (in a
+#: callback, say) to leave, before leaving the free to that thread.
+CLOSE_WAIT = 5.0
 _read = _libbpf.read_memory  # ctypes.string_at
 
 
@@ -96,29 +105,134 @@ class _Decoder:
 
 
 class _LibbpfHandle:
-    """A libbpf ``ring_buffer`` or ``perf_buffer``: its pointer and the function
-    that frees it.
+    """A libbpf ``ring_buffer`` or ``perf_buffer``: its pointer, the function
+    that frees it, and what keeps it from being freed while it is in use.
 
     The native part of a consumer, kept apart from the Python callbacks (and
     the ctypes trampolines into them) so that the BPF object, and through it
     a tool's finalizer, can free it without keeping any callback alive.
     libbpf's ``*__free`` functions never call back into Python.
+
+    libbpf's ``*__consume`` runs without the GIL and reads the buffer's
+    memory, so freeing the buffer from another thread meanwhile (``close()``,
+    or a tool's finalizer at exit while a polling thread runs) would crash
+    the process.  Every use is therefore bracketed by :meth:`enter` and
+    :meth:`leave`, and :meth:`close` frees the buffer only once no thread
+    is inside: at once if none is; else it wakes the threads that wait for
+    events (:meth:`wait`), lets the last one out free it, and waits up to
+    :data:`CLOSE_WAIT` seconds for that.  A close from inside a callback
+    (the polling thread itself) leaves the free to the end of that poll.
+    Calls into libbpf are serialised (:meth:`call`): libbpf's consumers are
+    not meant to be consumed by two threads at once.
     """
 
-    __slots__ = ("ptr", "_free")
+    __slots__ = ("ptr", "_free", "_epoll_fd", "_lock", "_call_lock", "_users", "_threads",
+                 "_closing", "_idle", "_waiter", "_wake")
 
-    def __init__(self, ptr: int, free: Callable[[int], None]) -> None:
+    def __init__(self, ptr: int, free: Callable[[int], None],
+                 epoll_fd: Callable[[int], int] | None = None) -> None:
         self.ptr = ptr
         self._free = free
+        self._epoll_fd = epoll_fd
+        self._lock = _thread.allocate_lock()
+        self._call_lock = _thread.RLock()
+        self._users = 0
+        self._threads: dict[int, int] = {}  # thread id -> how many times it is inside
+        self._closing = False
+        self._idle: Any = None  # the lock close() waits on while threads are inside
+        self._waiter: select.epoll | None = None  # the buffer's epoll fd and _wake
+        self._wake = -1  # an eventfd, written once by close() to end every wait
 
     @property
     def closed(self) -> bool:
-        return not self.ptr
+        return self._closing or not self.ptr
+
+    def enter(self) -> int:
+        """Start a use: the pointer, or 0 if the buffer is closed (or closing)."""
+        with self._lock:
+            if self._closing or not self.ptr:
+                return 0
+            self._users += 1
+            me = _thread.get_ident()
+            self._threads[me] = self._threads.get(me, 0) + 1
+            return self.ptr
+
+    def leave(self) -> None:
+        """End a use begun by :meth:`enter`; the last one out after close() frees."""
+        with self._lock:
+            self._users -= 1
+            me = _thread.get_ident()
+            left = self._threads.pop(me, 1) - 1
+            if left:
+                self._threads[me] = left
+            ptr = 0
+            if self._closing and self._users == 0:
+                ptr, self.ptr = self.ptr, 0
+            idle = self._idle if ptr else None
+        if ptr:
+            self._release(ptr)
+            if idle is not None:
+                idle.release()
+
+    def call(self, fn: Callable[[int], int]) -> int:
+        """``fn(ptr)``, one thread at a time (inside :meth:`enter`/:meth:`leave`)."""
+        with self._call_lock:
+            return fn(self.ptr)
+
+    def wait(self, timeout_ms: int) -> bool:
+        """Wait up to ``timeout_ms`` (-1: forever) for events, inside
+        :meth:`enter`/:meth:`leave`; False on timeout or when the buffer closes."""
+        with self._lock:
+            if self._closing:
+                return False
+            waiter = self._waiter
+            if waiter is None:
+                # Our own epoll set over libbpf's epoll fd and an eventfd that
+                # close() writes, so that a close ends the wait at once.
+                waiter = select.epoll(2)
+                try:
+                    waiter.register(self._epoll_fd(self.ptr), select.EPOLLIN)  # type: ignore[misc]
+                    self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+                    waiter.register(self._wake, select.EPOLLIN)
+                except BaseException:
+                    waiter.close()
+                    if self._wake >= 0:
+                        os.close(self._wake)
+                        self._wake = -1
+                    raise
+                self._waiter = waiter
+        ready = waiter.poll(timeout_ms / 1000 if timeout_ms > 0 else timeout_ms, 2)
+        return bool(ready) and not self._closing
 
     def close(self) -> None:
-        if self.ptr:
-            self._free(self.ptr)
-            self.ptr = 0
+        """Free the buffer now, or as soon as no thread uses it (see the class). Idempotent."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            if self._wake >= 0:
+                os.eventfd_write(self._wake, 1)
+            ptr = idle = None
+            if self._users == 0:
+                ptr, self.ptr = self.ptr, 0
+            elif not self._threads.get(_thread.get_ident()):
+                idle = self._idle = _thread.allocate_lock()
+                idle.acquire()
+        if ptr:
+            self._release(ptr)
+        elif idle is not None:
+            # The last thread out frees it; a callback that blocks longer
+            # than this leaves the free to its thread.
+            idle.acquire(True, CLOSE_WAIT)
+
+    def _release(self, ptr: int) -> None:
+        self._free(ptr)
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+        if self._wake >= 0:
+            os.close(self._wake)
+            self._wake = -1
 
 
 class _LibbpfConsumer:
@@ -146,17 +260,23 @@ class _LibbpfConsumer:
         """Keep the pointer a ``*__new`` call returned (raises if it failed) and
         hand its handle to the owner, who closes it."""
         ptr = _libbpf.check_ptr(ptr, f"opening {self._KIND} '{self.name}'")
-        self._native = _LibbpfHandle(ptr, self._fn("free"))
+        self._native = _LibbpfHandle(ptr, self._fn("free"), self._fn("epoll_fd"))
         self._adopt(self._native)
 
     @property
     def closed(self) -> bool:
-        return self._native is None or not self._native.ptr
+        return self._native is None or self._native.closed
 
     def _check(self) -> int:
-        if self._native is None or not self._native.ptr:
+        if self._native is None or self._native.closed:
             raise ClosedError(f"{self._KIND} '{self.name}' is closed")
         return self._native.ptr
+
+    def _enter(self) -> _LibbpfHandle:
+        h = self._native
+        if h is None or not h.enter():
+            raise ClosedError(f"{self._KIND} '{self.name}' is closed")
+        return h
 
     def _finish(self, ret: int, verb: str, before: int) -> int:
         if self._error is not None:
@@ -167,19 +287,41 @@ class _LibbpfConsumer:
         return self.delivered - before
 
     def poll(self, timeout_ms: int = -1) -> int:
-        """Wait up to ``timeout_ms`` (-1: forever) and deliver events; returns how many."""
+        """Deliver waiting events, else wait up to ``timeout_ms`` (-1: forever) and
+        deliver those that come; returns how many.
+
+        A close (from any thread) ends the wait: this call then returns what
+        it delivered, and the next one raises ClosedError.
+        """
+        h = self._enter()
         before = self.delivered
-        return self._finish(self._fn("poll")(self._check(), int(timeout_ms)), "polling", before)
+        consume = self._fn("consume")
+        try:
+            # What waits is taken first: a wait alone could miss events whose
+            # wakeup another poller of the same fd has already taken.
+            ret = h.call(consume)
+            if ret >= 0 and self._error is None and self.delivered == before \
+                    and timeout_ms != 0 and h.wait(int(timeout_ms)):
+                ret = h.call(consume)
+        finally:
+            h.leave()
+        return self._finish(ret, "polling", before)
 
     def consume(self) -> int:
         """Deliver the events already waiting, without blocking; returns how many."""
+        h = self._enter()
         before = self.delivered
-        return self._finish(self._fn("consume")(self._check()), "consuming", before)
+        try:
+            ret = h.call(self._fn("consume"))
+        finally:
+            h.leave()
+        return self._finish(ret, "consuming", before)
 
     def fileno(self) -> int:
         """An epoll fd that is readable when events wait."""
         return int(self._fn("epoll_fd")(self._check()))
 
     def close(self) -> None:
+        """Stop consuming; the native buffer is freed once no thread uses it. Idempotent."""
         if self._native is not None:
             self._native.close()

@@ -27,6 +27,10 @@ class PerfBuffer(_LibbpfConsumer):
     (``lost_cb(count)`` or ``lost_cb(cpu, count)``) is told about samples
     the kernel dropped because the buffer was full; :attr:`lost` counts
     them and :attr:`delivered` the events delivered.
+
+    One thread may poll it while another closes it (or the tool's
+    finalizer does, at exit): the close wakes the poll, which returns, and
+    libbpf's buffer is freed only once no thread is inside libbpf with it.
     """
 
     _PREFIX, _KIND = "perf_buffer", "perf buffer"

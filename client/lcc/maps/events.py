@@ -137,39 +137,46 @@ class PerfEventArrayMap(EventMap):
     def open_perf_buffer(self, callback: Callable[..., Any],
                          lost_cb: Callable[[int], Any] | None = None,
                          page_cnt: int | None = None, *, pages: int | None = None,
-                         raw: bool = False) -> PerfBuffer:
+                         raw: bool = False, lost: Callable[..., Any] | None = None) -> PerfBuffer:
         """Start delivering events to ``callback``.
 
         ``callback(cpu, event, size)`` as in pyLCC and BCC (``event`` is the
         decoded event; ``ctypes.string_at(event, size)`` and
         ``map.event(...)`` still work on it), or ``callback(event)``.
-        ``lost_cb(count)`` is told about samples the kernel dropped; they are
-        also counted in :attr:`PerfBuffer.lost`.  ``pages`` per CPU defaults
-        to the map's ``LBC_PERF_OUTPUT`` page count, else 64.
+        ``lost_cb(count)`` (pyLCC spells it ``lost=``) is told about samples
+        the kernel dropped; they are also counted in :attr:`PerfBuffer.lost`.
+        ``pages`` per CPU defaults to the map's ``LBC_PERF_OUTPUT`` page
+        count, else 64.
         """
         if self._buffer is not None:
             raise LccError(f"map '{self.name}' already has an open perf buffer")
         from ..buffers.perf import PerfBuffer  # here: only tools with perf buffers load it
         n = pages or page_cnt or self._obj.btf.map_uint_field(self.name, "lbc_pages") or 64
         self._buffer = PerfBuffer(self.fd, self.name, callback, codec=self._codec_now,
-                                  adopt=self._obj.adopt_buffer, lost_cb=lost_cb, pages=n,
-                                  raw=raw)
+                                  adopt=self._obj.adopt_buffer, lost_cb=lost_cb or lost,
+                                  pages=n, raw=raw)
         self._announce()
         return self._buffer
 
-    def perf_buffer_poll(self, timeout_ms: int | None = None) -> int:
-        """Poll the perf buffer.
+    def perf_buffer_poll(self, timeout_ms: int | None = None, *,
+                         timeout: int | None = None) -> int:
+        """Poll the perf buffer (``timeout=`` is pyLCC's spelling of ``timeout_ms``).
 
         With a timeout (BCC style), wait at most ``timeout_ms`` once and return
         the number of events delivered.  Without one (pyLCC style), keep
-        polling until a callback raises or KeyboardInterrupt.
+        polling until a callback raises, KeyboardInterrupt, or the buffer is
+        closed (by the tool's close() or finalizer, from any thread); then
+        return the number of events delivered.
         """
         buf = self._require_buffer("open_perf_buffer")
+        if timeout_ms is None:
+            timeout_ms = timeout
         if timeout_ms is not None:
             return buf.poll(timeout_ms)
         total = 0
-        while True:
+        while not buf.closed:
             total += buf.poll(1000)
+        return total
 
     def perf_buffer_consume(self) -> int:
         return self._require_buffer("open_perf_buffer").consume()

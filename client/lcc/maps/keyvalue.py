@@ -7,7 +7,8 @@ return a list with one value per possible CPU and offer
 :meth:`PerCpuMixin.sum`.
 
 The pyLCC names (``get()`` with no argument, ``getKeys``, ``getKeyValue``,
-``getThenClear``) are kept so that pyLCC tools run unchanged.
+``getThenClear``; on arrays ``get(size)`` and ``showHist``) are kept so
+that pyLCC tools run unchanged.
 """
 
 from __future__ import annotations
@@ -242,6 +243,31 @@ class ArrayMap(KeyValueMap):
     def __delitem__(self, key: Any) -> None:
         raise TypeError(f"map '{self.name}' is an array: elements cannot be deleted "
                         "(assign zero instead, or clear() to zero them all)")
+
+    def get(self, size: Any = _MISSING, default: Any = _MISSING) -> Any:  # type: ignore[override]
+        """pyLCC's ``get(size)``: the first ``size`` values as a list (every value
+        without ``size``).  With two arguments it is the Mapping form,
+        ``get(index, default)``; ``m[i]`` reads one element."""
+        if default is not _MISSING:
+            return super().get(size, default)
+        n = self.max_entries if size is _MISSING else max(0, min(int(size), self.max_entries))
+        return [self[i] for i in range(n)]
+
+    def hist_base(self) -> int:
+        """2 for a log2 histogram (``LBC_HIST2``, and arrays not marked otherwise),
+        10 for a log10 one (``LBC_HIST10``)."""
+        return self._obj.btf.map_uint_field(self.name, "lbc_hist") or 2
+
+    def showHist(self, head: str = "dummy", array: list[int] | None = None) -> None:  # noqa: N802
+        """pyLCC: print ``head``, then the histogram of the map's counts (or of
+        ``array``) in pyLCC's format, log2 or log10 as the map was declared.
+
+        Raises ValueError, as pyLCC does, when every count is zero.
+        """
+        from ..hist import render_pylcc
+        text = render_pylcc(self.get() if array is None else array, base=self.hist_base())
+        print(head)
+        print(text)
 
     def __len__(self) -> int:
         return self.max_entries

@@ -64,12 +64,16 @@ class StackTraceMap(Map):
         from ..symbols import kernel_symbols
         return kernel_symbols().symbolize(self.stack(stack_id))
 
-    def frames(self, stack_id: int, *, user: bool = False, markers: bool = True) -> list[str]:
+    def frames(self, stack_id: int, *, user: bool = False, markers: bool = True,
+               pid: int | None = None) -> list[str]:
         """The printable frames of a stack, innermost first; never raises for an id.
 
         Kernel stacks read ``func+0xoff`` (``[module]`` after module
-        functions), or hex addresses where kallsyms hides them; user stacks
-        (``user=True``) are hex addresses.  An id that is an error from
+        functions), or hex addresses where kallsyms hides them.  User stacks
+        (``BPF_F_USER_STACK``) read ``func+0xoff [binary]`` with the ``pid``
+        of the process they were taken in (:class:`lcc.procsyms.ProcessSymbols`:
+        its ``/proc/PID/maps`` and ELF symbols), or hex addresses without a
+        pid (``user=True``) or once the process is gone.  An id that is an error from
         ``bpf_get_stackid`` (negative, e.g. -EFAULT, also when read back
         from an unsigned member) gives one marker frame ``[no stack: error
         -14 (EFAULT)]``; an id the map no longer holds (deleted, or
@@ -82,6 +86,12 @@ class StackTraceMap(Map):
         addrs = self._lookup(sid)
         if addrs is None:
             return [GONE] if markers else []
+        if pid is not None:
+            from ..procsyms import ProcessSymbols
+            try:
+                return ProcessSymbols(pid).symbolize(addrs)
+            except (ProcessLookupError, PermissionError):
+                return [f"{a:#x}" for a in addrs]
         if not user:
             from ..symbols import SymbolsUnavailable, kernel_symbols
             try:
@@ -95,6 +105,14 @@ class StackTraceMap(Map):
             raise KeyNotFound(stack_id, self.name)
 
     def getStacks(self, stack_id: int, sLen: int = -1) -> list[str]:  # noqa: N802,N803
-        """pyLCC: :meth:`symbolize`, the first ``sLen`` frames (all when negative)."""
-        frames = self.symbolize(stack_id)
+        """pyLCC: the kernel frames of a stack (:meth:`frames`), the first ``sLen``
+        (all when negative).  Never raises for an id: callbacks call it with
+        whatever ``bpf_get_stackid`` stored, errors included."""
+        frames = self.frames(stack_id)
         return frames if sLen < 0 else frames[:sLen]
+
+    def getArr(self, stack_id: int) -> list[int] | None:  # noqa: N802
+        """pyLCC: the addresses of a stack, innermost first, or None for an id
+        the map does not hold (a negative one from ``bpf_get_stackid``, say)."""
+        sid = _signed_id(int(stack_id))
+        return self._lookup(sid) if sid >= 0 else None
