@@ -473,9 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                           wide=tool.device if args.wide else None)
         if events:
             tool.open_events(printer)
-        cli.info("Tracing packet drops. Hit Ctrl-C to end.")
-        printer.header()
+        # The ready line comes once Ctrl-C and SIGTERM are caught: a stop may follow it at once.
         with loop.stopping(args.duration) as stop:
+            cli.info("Tracing packet drops. Hit Ctrl-C to end.")
+            printer.header()
             if not events:
                 stop.run()  # counting only: nothing to poll
             else:

@@ -340,9 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         printer = Printer(json=args.json, bits=args.bits, show_all=args.all,
                           interfaces=args.interface, idle=tool.idle_devices)
         sampler = Sampler(tool)
-        cli.info("Counting network device traffic. Hit Ctrl-C to end.")
         reports = 0
+        # The ready line comes once Ctrl-C and SIGTERM are caught: a stop may follow it at once.
         with loop.stopping(args.duration) as stop:
+            cli.info("Counting network device traffic. Hit Ctrl-C to end.")
             while not stop and (args.count is None or reports < args.count):
                 stop.sleep(args.interval)
                 elapsed, deltas = sampler.sample()

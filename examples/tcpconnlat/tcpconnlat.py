@@ -174,9 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cli.report_fallbacks(tool, args.verbose)
         printer = Printer(json=args.json, lport=args.lport, timestamp=args.timestamp)
         tool.open_events(printer)
-        cli.info("Tracing TCP connects. Hit Ctrl-C to end.")
-        printer.header()
+        # The ready line comes once Ctrl-C and SIGTERM are caught: a stop may follow it at once.
         with loop.stopping(args.duration) as stop:
+            cli.info("Tracing TCP connects. Hit Ctrl-C to end.")
+            printer.header()
             stop.run(tool.poll)
             tool.ring_buffer_consume()  # what arrived before the stop
         printer.summary(tool.dropped, stop.elapsed())

@@ -275,9 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             for link in tool.links:
                 cli.info(f"attached {link.description}")
-        cli.info("Tracing TCP state changes. Hit Ctrl-C to end.")
-        printer.header()
+        # The ready line comes once Ctrl-C and SIGTERM are caught: a stop may follow it at once.
         with loop.stopping(args.duration) as stop:
+            cli.info("Tracing TCP state changes. Hit Ctrl-C to end.")
+            printer.header()
             stop.run(tool.poll)
             tool.ring_buffer_consume()
         printer.summary(tool.dropped, stop.elapsed())
