@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(clang llvm libbpf-dev libbpf1 bpftool iproute2 nftables python3-venv)
+PKGS=(clang llvm libbpf-dev libbpf1 bpftool iproute2 nftables python3-venv systemtap-sdt-dev)
 [ "${LCC_WITH_DOCKER:-1}" = 1 ] && PKGS+=(docker.io debootstrap)
 missing=()
 for p in "${PKGS[@]}"; do
