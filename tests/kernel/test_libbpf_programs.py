@@ -188,3 +188,10 @@ def test_usdt_probe_attaches_by_section_name(compile_prog, target_binary, target
         assert target.call(5) == 5005
         assert target.call(6) == 6006
         assert (tool.bss.hits, tool.bss.arg_n, tool.bss.arg_neg) == (2, 6, -6)
+
+
+@pytest.mark.parametrize("dist", [False, True], ids=["counts", "histograms"])
+def test_softirqs_style_indexing_passes_the_verifier(load, dist):
+    # Loads only: the verifier's verdict on the compiler's bounds is the point.
+    tool = load("softirqs_style.bpf.c", rodata={"targ_dist": dist}, attach=False)
+    assert set(tool.obj.programs) == {"softirq_entry", "softirq_exit"}

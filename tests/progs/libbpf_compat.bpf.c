@@ -65,7 +65,7 @@ int BPF_PROG(loops, struct pt_regs *regs, long id)
 	bpf_repeat(3)
 		sum += 100;
 	loop_sum = sum;
-	task = bpf_core_cast(bpf_get_current_task(), struct task_struct);
+	task = bpf_core_cast((void *)bpf_get_current_task(), struct task_struct);
 	cast_pid = task->tgid;
 	return 0;
 }

@@ -7,6 +7,7 @@ Loading and attaching them is in tests/kernel/test_libbpf_programs.py.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,7 +180,7 @@ int BPF_PROG(loops, struct pt_regs *regs, long id)
 
 \tbpf_for(i, 0, 4) sum += i;
 \tbpf_repeat(2) sum++;
-\tt = bpf_core_cast(bpf_get_current_task(), struct task_struct);
+\tt = bpf_core_cast((void *)bpf_get_current_task(), struct task_struct);
 \tpid = t->pid;
 \treturn 0;
 }
@@ -240,11 +241,13 @@ def test_kfunc_through_lbc_h_uses_the_cut_and_matches_the_whole_header(tc, whole
 
 
 def test_program_declaring_kfuncs_its_own_way_opts_out(tc):
-    # vmlinux.h's block is left out, as with bpftool 7.4+'s vmlinux.h
-    text = ("#define BPF_NO_KFUNC_PROTOTYPES\n" + LBC_KFUNC).replace(
+    # vmlinux.h's block is left out, as with a newer bpftool's vmlinux.h
+    own = LBC_KFUNC.replace(
         "u32 seen;", "u32 seen;\nextern struct task_struct *bpf_task_from_pid(int pid) __ksym;\n"
         "extern void bpf_task_release(void *p) __ksym;")
-    assert tc.compile(one(text)).object
+    with pytest.raises(CompileFailed, match="conflicting types for 'bpf_task_release'"):
+        tc.compile(one(own))
+    assert tc.compile(one("#define BPF_NO_KFUNC_PROTOTYPES\n" + own)).object
 
 
 def test_identity_covers_the_compat_headers(tc):
@@ -253,3 +256,16 @@ def test_identity_covers_the_compat_headers(tc):
     names = {p.relative_to(include_dir()).as_posix() for p in header_files()}
     assert {"lbc.h", "bpf/bpf_helpers.h", "bpf/bpf_tracing.h", "bpf/bpf_core_read.h"} <= names
     assert tc.identity()["flags"] == "3"
+
+
+INSTALLED_CLANGS = ["clang", *(f"clang-{v}" for v in range(15, 23) if shutil.which(f"clang-{v}"))]
+
+
+@needs_multiarch
+@pytest.mark.parametrize("clang", INSTALLED_CLANGS)
+def test_every_installed_clang_compiles_them(tmp_path, clang):
+    # LCC_CLANG may choose any of them: the compat headers and kfunc
+    # declarations must suit each.
+    tc = Toolchain(clang=clang, work_dir=tmp_path)
+    for text in (MINIMAL, SOCKFILTER, USDT, NEWER_MACROS, LBC_KFUNC):
+        assert tc.compile(one(text)).object.startswith(b"\x7fELF")

@@ -2,8 +2,8 @@
 
 A kfunc is a kernel function BPF programs may call (``bpf_task_from_pid``,
 ``bpf_cpumask_create``, ...).  Calling one needs a declaration
-``extern <prototype> __weak __ksym;``, which bpftool writes at the end of
-vmlinux.h since v7.4; older bpftool (Debian bookworm has 7.1) writes none.
+``extern <prototype> __weak __ksym;``, which newer bpftool releases write at
+the end of vmlinux.h; older ones (Debian bookworm has 7.1) write none.
 ``declarations(btf_bytes)`` makes the same block from the BTF itself: the
 kernel tags each kfunc's FUNC with the decl tag ``bpf_kfunc`` (pahole 1.26+,
 kernels 6.8+), and the FUNC_PROTO gives its prototype.  ``append_to(header,
@@ -299,8 +299,8 @@ def declarations(btf_bytes: bytes, *, skip: Iterable[str] = ()) -> str:
 def append_to(header: str, block: str) -> str:
     """bpftool's vmlinux.h ``header`` with ``block`` before its closing
     preprocessor lines (the ``#pragma clang attribute pop`` and the include
-    guard's ``#endif``).  A header that already declares kfuncs (bpftool 7.4+)
-    is returned unchanged."""
+    guard's ``#endif``).  A header that already declares kfuncs (a newer
+    bpftool's) is returned unchanged."""
     if not block or "BPF_NO_KFUNC_PROTOTYPES" in header:
         return header
     chunks = header.rstrip("\n").split("\n\n")

@@ -6,8 +6,8 @@ the file's identity (device, inode, size, mtime) stays the same, so the
 ``VmlinuxCache.get(btf_path, sha)`` returns the directory holding
 ``vmlinux.h`` for that BTF, running ``bpftool btf dump file ... format c``
 in the sandbox the first time (the BTF may be an upload from anyone), then
-appending ``extern`` declarations of the kernel's kfuncs, which bpftool
-before 7.4 does not write (``lcc_toolchain.kfuncs``).
+appending ``extern`` declarations of the kernel's kfuncs, which older bpftool
+releases do not write (``lcc_toolchain.kfuncs``).
 Entries are published by an atomic rename, so several threads or processes
 may share one cache directory.
 """
