@@ -269,3 +269,10 @@ def test_every_installed_clang_compiles_them(tmp_path, clang):
     tc = Toolchain(clang=clang, work_dir=tmp_path)
     for text in (MINIMAL, SOCKFILTER, USDT, NEWER_MACROS, LBC_KFUNC):
         assert tc.compile(one(text)).object.startswith(b"\x7fELF")
+
+
+def test_own_redefinition_of_a_kernel_type_gets_no_uapi_hint(tc):
+    with pytest.raises(CompileFailed) as err:
+        tc.compile(one('#include "vmlinux.h"\nstruct task_struct { int x; };\n'))
+    assert any("redefinition" in d.message for d in err.value.diagnostics)
+    assert err.value.hint is None

@@ -483,6 +483,11 @@ def _compile_error(main: str, returncode: int, log: str, diags: list[Diagnostic]
                          hint=_hint(log, arch))
 
 
+# A diagnostic located in a UAPI header (paths are scrubbed to be relative).
+_UAPI_DIAG = re.compile(
+    r"(?m)^(?:In file included from )?(?:linux|asm|asm-generic)/[\w./-]+\.h:\d+")
+
+
 def _hint(log: str, arch: str) -> str | None:
     """What to do about a failure clang's own words do not explain."""
     if "'asm/" in log and "file not found" in log and multiarch_dir(arch, _USR_INCLUDE) is None:
@@ -490,7 +495,7 @@ def _hint(log: str, arch: str) -> str | None:
         return (f"UAPI headers need the {arch} kernel headers' asm/ directory, which the "
                 f"compile host lacks: install them for {arch} (Debian: linux-libc-dev for "
                 f"that architecture, /usr/include/{triplet}/asm), or compile on a {arch} host")
-    if "redefinition of" in log and "vmlinux.h" in log:
+    if "redefinition of" in log and "vmlinux.h" in log and _UAPI_DIAG.search(log):
         return ("vmlinux.h already defines the kernel's types: include either vmlinux.h or "
                 "the UAPI headers (<linux/bpf.h>, <linux/types.h>, ...), not both")
     return None
