@@ -24,6 +24,13 @@ cache hit <= 10 ms, zero errors under the concurrent run.
 By default the service is started here with uvicorn on 127.0.0.1 and a
 temporary state directory; ``--server URL [--token T]`` measures a running one
 instead.  Usage: ``python bench/compile_bench.py [--runs 15] [--clients 8]``.
+
+``--compare-clang clang clang-19`` instead compares compilers (the choice
+``LCC_CLANG`` makes): every test program and example tool compiled by the
+toolchain as the service runs it (cut vmlinux.h + PCH) and against the whole
+vmlinux.h without PCH, samples of the compilers interleaved, medians per
+program, the first compiler the baseline.  Programs a compiler cannot
+compile are listed.
 """
 
 from __future__ import annotations
@@ -292,6 +299,83 @@ def timed_post(client: httpx.Client, body: dict) -> tuple[float, httpx.Response]
     return time.perf_counter() - t0, r
 
 
+# -- compilers compared ---------------------------------------------------------------
+
+def bench_programs() -> dict[str, object]:
+    """name -> bundle of every test program and example tool."""
+    from lcc.compile.bundle import Bundle
+    paths = sorted([*REPO.glob("tests/progs/*.bpf.c"), *REPO.glob("tests/kernel/progs/*.bpf.c"),
+                    *REPO.glob("examples/*/*.bpf.c")])
+    out: dict[str, object] = {p.relative_to(REPO).as_posix(): Bundle.from_path(str(p))
+                              for p in paths}
+    out["bench/tcpconnlat"] = Bundle("tcpconnlat.bpf.c", bundle()["files"])
+    return out
+
+
+def compare_clangs(clangs: list[str], runs: int) -> None:
+    from lcc_toolchain.errors import CompileFailed
+    from lcc_toolchain.toolchain import Toolchain
+
+    programs = bench_programs()
+    with tempfile.TemporaryDirectory(prefix="lcc-bench-clang-") as tmp:
+        modes = {"service": {}, "whole": {}}
+        for c in clangs:
+            modes["service"][c] = Toolchain(clang=c, work_dir=Path(tmp) / c)
+            modes["whole"][c] = Toolchain(clang=c, work_dir=Path(tmp) / f"{c}-whole",
+                                          cut=False, pch=False)
+        times = {(m, c, n): [] for m in modes for c in clangs for n in programs}
+        failed: dict[tuple[str, str], str] = {}
+        sizes: dict[tuple[str, str], int] = {}
+        for m, tcs in modes.items():  # warm-up: vmlinux.h, its index, the PCHs
+            for c, tc in tcs.items():
+                for n, b in programs.items():
+                    try:
+                        sizes[(c, n)] = len(tc.compile(b).object)
+                    except CompileFailed as e:
+                        failed[(c, n)] = str(e)
+        for r in range(runs):
+            order = clangs if r % 2 == 0 else clangs[::-1]  # neither always goes first
+            for n, b in programs.items():
+                for m, tcs in modes.items():
+                    for c in order:
+                        if (c, n) in failed:
+                            continue
+                        t0 = time.perf_counter()
+                        tcs[c].compile(b)
+                        times[(m, c, n)].append(time.perf_counter() - t0)
+
+    base = clangs[0]
+    print(f"lcc compilers compared ({runs} runs, medians; {os.cpu_count()} CPUs)")
+    for c in clangs:
+        print(f"  {c}: {modes['service'][c].identity()['clang']}")
+    width = max(len(n) for n in programs)
+    head = "".join(f"{c + ' ' + m:>22}" for m in modes for c in clangs)
+    print(f"  {'program':<{width}}{head}")
+    totals = {(m, c): 0.0 for m in modes for c in clangs}
+    for n in programs:
+        row = []
+        for m in modes:
+            for c in clangs:
+                if (c, n) in failed:
+                    row.append(f"{'compile error':>22}")
+                    continue
+                med = statistics.median(times[(m, c, n)])
+                row.append(ms(med).rjust(22))
+                if all((x, n) not in failed for x in clangs):
+                    totals[(m, c)] += med
+        print(f"  {n:<{width}}{''.join(row)}")
+    for m in modes:
+        line = "   ".join(f"{c} {ms(totals[(m, c)])} ({totals[(m, c)] / totals[(m, base)]:.2f}x)"
+                          for c in clangs)
+        print(f"  total of medians, {m:<8}{line}")
+    both = [n for n in programs if all((c, n) in sizes for c in clangs)]
+    for c in clangs[1:]:
+        ratio = sum(sizes[(c, n)] for n in both) / sum(sizes[(base, n)] for n in both)
+        print(f"  object size {c} / {base}: {ratio:.2f}")
+    for (c, n), why in sorted(failed.items()):
+        print(f"  {c} cannot compile {n}: {why[:160]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=15, help="samples per sequential figure")
@@ -301,7 +385,12 @@ def main() -> None:
                     help="LCC_MAX_CONCURRENCY of the service started here")
     ap.add_argument("--server", help="measure this running service instead")
     ap.add_argument("--token", default=os.environ.get("LCC_TOKEN"))
+    ap.add_argument("--compare-clang", nargs="+", metavar="CLANG",
+                    help="compare these compilers instead (the first is the baseline)")
     args = ap.parse_args()
+    if args.compare_clang:
+        compare_clangs(args.compare_clang, args.runs)
+        return
 
     errors = 0
     with tempfile.TemporaryDirectory(prefix="lcc-bench-") as tmp:

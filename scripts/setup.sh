@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(clang llvm libbpf-dev libbpf1 bpftool iproute2 nftables python3-venv prometheus chromium)
+PKGS=(clang llvm libbpf-dev libbpf1 bpftool iproute2 nftables python3-venv systemtap-sdt-dev
+      prometheus chromium)
 [ "${LCC_WITH_DOCKER:-1}" = 1 ] && PKGS+=(docker.io debootstrap)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -62,6 +62,11 @@ CASES = [
     ("macro-stringified-path", "POST", "/v1/compile",
      src("#define S(x) #x\n#include S(/proc/self/environ)\n"), {422}),
     ("include-dev-zero", "POST", "/v1/compile", src('#include "/dev/zero"\n'), {422}),
+    # out of the system include directories (the multiarch one included)
+    ("include-via-asm-dotdot", "POST", "/v1/compile",
+     src("#include <asm/../../../../etc/passwd>\n"), {422}),
+    ("include-next-dotdot", "POST", "/v1/compile",
+     src("#include_next <../../../etc/passwd>\n"), {422}),
     # -- resource exhaustion -----------------------------------------------------
     ("deep-include-recursion", "POST", "/v1/compile", src('#include "x.bpf.c"\n'), {422}),
     ("mutual-include-recursion", "POST", "/v1/compile",

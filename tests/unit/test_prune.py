@@ -254,7 +254,7 @@ def test_damaged_or_stale_index_is_rebuilt(tmp_path, index, damage):
     got = VmlinuxIndex.load(path)
 
     assert got.render(got.keep({"sock"})) == index.render(index.keep({"sock"}))
-    assert json.loads(saved.read_bytes())["format"] == 1
+    assert json.loads(saved.read_bytes())["format"] == VmlinuxIndex._FORMAT
 
 
 def test_index_pointing_past_its_declarations_is_rebuilt(tmp_path, index):
@@ -269,3 +269,72 @@ def test_index_pointing_past_its_declarations_is_rebuilt(tmp_path, index):
     got = VmlinuxIndex.load(path)
 
     assert "struct sock {" in got.render(got.keep({"sock"}))
+
+
+def test_fixed_headers_follow_include_next_to_the_system_header(tmp_path):
+    # lcc's bpf/ headers complete libbpf's: the same name, found further on
+    (tmp_path / "inc" / "bpf").mkdir(parents=True)
+    (tmp_path / "lib" / "bpf").mkdir(parents=True)
+    (tmp_path / "inc" / "lbc.h").write_text("#include <bpf/helpers.h>\n")
+    (tmp_path / "inc" / "bpf" / "helpers.h").write_text(
+        "#include_next <bpf/helpers.h>\n#define COMPAT(x) ((struct compat_rec *)(x))\n")
+    (tmp_path / "lib" / "bpf" / "helpers.h").write_text("typedef __u64 libbpf_type;\n")
+
+    fixed = FixedHeaders.scan(tmp_path / "inc" / "lbc.h", [tmp_path / "inc", tmp_path / "lib"])
+
+    assert {"libbpf_type", "compat_rec"} <= fixed.names
+    assert "struct compat_rec" in fixed.macro_text
+
+
+KFUNCS = """\
+#ifndef BPF_NO_KFUNC_PROTOTYPES
+#ifndef __ksym
+#define __ksym __attribute__((section(".ksyms")))
+#endif
+#ifndef __weak
+#define __weak __attribute__((weak))
+#endif
+
+extern struct sock *bpf_sock_lookup(u32 id, struct net *net) __weak __ksym;
+
+extern void bpf_work_run(struct work_struct *w) __weak __ksym;
+
+#endif /* BPF_NO_KFUNC_PROTOTYPES */"""
+
+
+@pytest.fixture(scope="module")
+def kindex():
+    head, tail = VMLINUX_H.split("\n\n#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n#pragma clang "
+                                 "attribute pop")
+    return VmlinuxIndex(f"{head}\n\n{KFUNCS}\n\n#ifndef BPF_NO_PRESERVE_ACCESS_INDEX\n"
+                        f"#pragma clang attribute pop{tail}")
+
+
+def test_kfunc_declarations_are_kept_only_when_named(kindex):
+    assert not any(line.startswith("extern") for line in kept(kindex, {"sock"}))
+    text = kindex.render(kindex.keep({"bpf_sock_lookup"}))
+
+    assert "extern struct sock *bpf_sock_lookup(u32 id, struct net *net) __weak __ksym;" in text
+    assert "bpf_work_run" not in text
+    # in their guarded block, after the types they use, before the closing lines
+    assert text.index("typedef __u32 u32;") < text.index("#ifndef BPF_NO_KFUNC_PROTOTYPES")
+    assert text.index("struct net;") < text.index("bpf_sock_lookup")
+    assert text.index("#endif /* BPF_NO_KFUNC_PROTOTYPES */") < \
+        text.index("#pragma clang attribute pop")
+
+
+def test_kfunc_block_survives_the_saved_index(tmp_path, kindex):
+    path = tmp_path / "vmlinux.h"
+    path.write_text(kindex.render(range(len(kindex._decls))))
+    VmlinuxIndex.load(path)
+    again = VmlinuxIndex.load(path)  # from the saved index this time
+
+    want = kindex.render(kindex.keep({"bpf_work_run"}))
+    assert again.render(again.keep({"bpf_work_run"})) == want
+    assert "extern void bpf_work_run(struct work_struct *w) __weak __ksym;" in want
+
+
+def test_text_in_the_kfunc_block_that_is_no_declaration_is_refused():
+    with pytest.raises(ValueError, match="kfunc block"):
+        VmlinuxIndex("typedef int x;\n\n#ifndef BPF_NO_KFUNC_PROTOTYPES\n\nint y;\n\n"
+                     "#endif /* BPF_NO_KFUNC_PROTOTYPES */\n")

@@ -13,10 +13,13 @@ Modules, one concept each:
 
 - ``toolchain``: ``Toolchain`` (clang/bpftool, vmlinux.h and PCH caches, the
   cut vmlinux.h);
-- ``headers``: ``include_dir`` (where lbc.h is), light enough for a tool start;
+- ``headers``: ``include_dir`` (where lbc.h and the libbpf compat headers
+  are), the multiarch UAPI directory, the flags version; light enough for a
+  tool start;
 - ``digest``: ``bundle_digest``, the one hash of a bundle on both sides;
-- ``vmlinux``, ``prune``, ``pch``: vmlinux.h per BTF, cut down to a
-  program's types, precompiled lbc.h;
+- ``vmlinux``, ``kfuncs``, ``prune``, ``pch``: vmlinux.h per BTF with the
+  kernel's kfunc declarations, cut down to a program's types, precompiled
+  lbc.h;
 - ``sandbox`` + ``sandbox_exec`` + ``landlock`` + ``_syscalls``: how clang
   and bpftool are confined (``_syscalls`` is the only ctypes user);
 - ``validation``: what a bundle, define, arch, release or digest may be;

@@ -24,6 +24,8 @@ order:
   through pointers stays complete;
 - the typedefs, enums and enumerators libbpf's headers and lbc.h use, and the
   records their macros dereference (``struct pt_regs``);
+- the kfunc declarations (``lcc_toolchain.kfuncs``) of the kfuncs the program
+  names, in their guarded block;
 
 and forward-declares every other struct or union the kept text mentions.
 
@@ -49,6 +51,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lcc_toolchain import kfuncs
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.locks import KeyedLocks
 
@@ -97,7 +100,7 @@ def usable(files: Mapping[str, str]) -> bool:
 
 
 _DEFINE = re.compile(r"^[ \t]*#[ \t]*define(?:.*\\\n)*.*$", re.M)
-_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*[<"]([^>"]+)[>"]', re.M)
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include(_next)?[ \t]*[<"]([^>"]+)[>"]', re.M)
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,9 @@ class FixedHeaders:
     @classmethod
     def scan(cls, top: Path, search: Iterable[Path]) -> FixedHeaders:
         """Read ``top`` and, recursively, the headers it includes that exist
-        under ``search`` (vmlinux.h is skipped: it is what gets cut)."""
+        under ``search`` (vmlinux.h is skipped: it is what gets cut).  An
+        ``#include_next`` (lcc's headers that complete libbpf's) is the same
+        name found in another place than the including file."""
         search = [Path(p) for p in search]
         seen: set[Path] = set()
         texts: list[str] = []
@@ -125,12 +130,13 @@ class FixedHeaders:
             seen.add(path)
             text = path.read_text(errors="replace")
             texts.append(text)
-            for inc in _INCLUDE.findall(text):
+            for nxt, inc in _INCLUDE.findall(text):
                 if inc.endswith("vmlinux.h"):
                     continue
                 for base in (path.parent, *search):
-                    if (base / inc).is_file():
-                        todo.append(base / inc)
+                    cand = base / inc
+                    if cand.is_file() and not (nxt and cand.resolve() == path.resolve()):
+                        todo.append(cand)
                         break
         joined = "\n".join(texts)
         return cls(files=frozenset({p.name for p in seen} | {"vmlinux.h"}),
@@ -147,6 +153,7 @@ class _Decl:
     by_pointer: set[str] = field(default_factory=set)  # record keys behind pointers
     words: set[str] = field(default_factory=set)        # identifiers (typedef uses)
     members: dict[str, set[str]] = field(default_factory=dict)  # member -> record keys
+    kfunc: bool = False  # an extern declaration in the kfunc block
 
 
 class VmlinuxIndex:
@@ -156,14 +163,22 @@ class VmlinuxIndex:
         self._decls: list[_Decl] = []
         self._lead: list[str] = []   # preprocessor lines before the first type
         self._trail: list[str] = []  # and after the last
-        self._by_key: dict[str, int] = {}  # "struct sock", "enum x", "u32"
+        self._by_key: dict[str, int] = {}  # "struct sock", "enum x", "u32", kfunc name
         self._enumerator: dict[str, int] = {}
+        self._kfunc_head = ""  # opening lines of the kfunc block, if there is one
         typedef_names: set[str] = set()
+        in_kfuncs = False
         for raw in text.split("\n\n"):
             chunk = raw.strip("\n")
             if not chunk:
                 continue
-            if chunk.startswith("#"):
+            if chunk.startswith(kfuncs.BEGIN) and not self._trail and not in_kfuncs:
+                self._kfunc_head, in_kfuncs = chunk, True
+            elif in_kfuncs:
+                in_kfuncs = chunk != kfuncs.END
+                if in_kfuncs:
+                    self._parse_kfunc(chunk, typedef_names)
+            elif chunk.startswith("#"):
                 (self._trail if self._decls else self._lead).append(chunk)
             elif self._trail:
                 raise ValueError("vmlinux.h has preprocessor lines between its types")
@@ -177,7 +192,7 @@ class VmlinuxIndex:
         self.identifiers = frozenset(_IDENT.findall(text))
 
     # Indexing takes about a second, so the index is kept next to vmlinux.h.
-    _FORMAT = 1
+    _FORMAT = 2
 
     @classmethod
     def load(cls, vmlinux_h: Path) -> VmlinuxIndex:
@@ -207,21 +222,25 @@ class VmlinuxIndex:
 
     def _to_dict(self, stamp: str) -> dict:
         return {"format": self._FORMAT, "sha256": stamp, "lead": self._lead,
-                "trail": self._trail, "typedefs": sorted(self._typedefs),
+                "trail": self._trail, "kfunc_head": self._kfunc_head,
+                "typedefs": sorted(self._typedefs),
                 "identifiers": sorted(self.identifiers),
                 "by_key": self._by_key, "enumerator": self._enumerator,
                 "decls": [[d.text, sorted(d.by_value), sorted(d.by_pointer),
-                           {k: sorted(v) for k, v in d.members.items()}] for d in self._decls]}
+                           {k: sorted(v) for k, v in d.members.items()}, d.kfunc]
+                          for d in self._decls]}
 
     @classmethod
     def _from_dict(cls, data: dict) -> VmlinuxIndex:
         self = cls.__new__(cls)
         self._lead, self._trail = list(data["lead"]), list(data["trail"])
+        self._kfunc_head = str(data["kfunc_head"])
         self._typedefs = frozenset(data["typedefs"])
         self.identifiers = frozenset(data["identifiers"])
         self._by_key, self._enumerator = dict(data["by_key"]), dict(data["enumerator"])
-        self._decls = [_Decl(text=t, by_value=set(v), by_pointer=set(p), members=m)
-                       for t, v, p, m in data["decls"]]
+        self._decls = [_Decl(text=t, by_value=set(v), by_pointer=set(p), members=m,
+                             kfunc=bool(k))
+                       for t, v, p, m, k in data["decls"]]
         n = len(self._decls)
         if not all(isinstance(i, int) and 0 <= i < n
                    for i in (*self._by_key.values(), *self._enumerator.values())):
@@ -255,6 +274,17 @@ class VmlinuxIndex:
             key = f"#{index}"
         self._scan(decl, body)
         self._by_key.setdefault(key, index)
+        self._decls.append(decl)
+
+    def _parse_kfunc(self, chunk: str, typedef_names: set[str]) -> None:
+        """One ``extern <prototype> __weak __ksym;`` of the kfunc block, kept
+        under the function's name."""
+        m = _FN_TYPE_NAME.search(chunk)
+        if not chunk.startswith("extern ") or m is None:
+            raise ValueError(f"vmlinux.h: unexpected text in the kfunc block: {chunk[:60]!r}")
+        decl = _Decl(text=chunk, kfunc=True)
+        self._scan(decl, chunk)
+        self._by_key.setdefault(m.group(1), len(self._decls))
         self._decls.append(decl)
 
     @staticmethod
@@ -341,7 +371,11 @@ class VmlinuxIndex:
         if not whole_file:
             lead = [c for c in lead if "pragma" in c]
             trail = [c for c in trail if "pragma" in c]
-        parts = [*lead, *(f"{k};" for k in fwd), *(self._decls[i].text for i in keep), *trail]
+        types = [self._decls[i].text for i in keep if not self._decls[i].kfunc]
+        funcs = [self._decls[i].text for i in keep if self._decls[i].kfunc]
+        if funcs:
+            funcs = [self._kfunc_head, *funcs, kfuncs.END]
+        parts = [*lead, *(f"{k};" for k in fwd), *types, *funcs, *trail]
         return "\n\n".join(parts) + "\n"
 
     def record_keys(self, text: str) -> set[str]:

@@ -15,12 +15,22 @@ allows it (``prune.usable`` and the rules of ``pch.reason_headers_differ``),
 compiles against vmlinux.h cut down to the types the program can reach:
 
     clang -g -O2 -target bpfel -D__TARGET_ARCH_<x> -I <bundle> -I <lbc.h dir>
-          -I <cut vmlinux.h dir> (-include-pch lbc.pch | -include lbc.h)
+          -I <cut vmlinux.h dir> -idirafter /usr/include/<triplet>
+          (-include-pch lbc.pch | -include lbc.h)
           -include <the program's further types> -D... -c <main> -o <out>
 
 If that fails, or the bundle does not allow it, it compiles against the whole
 vmlinux.h (``-I <vmlinux.h dir> [-include-pch lbc.pch]``), whose diagnostics
 are the ones reported.  clang runs in the sandbox (``lcc_toolchain.sandbox``).
+The include path is that of a libbpf program built by hand: ``<bpf/...>``
+and UAPI headers (``<linux/bpf.h>``, ``<linux/types.h>`` -> ``asm/types.h``)
+come from the system, with the multiarch directory of the target arch
+(``lcc_toolchain.headers.multiarch_dir``).  ``<lbc.h dir>/bpf/`` completes
+older libbpf headers: each of its headers includes the system one
+(``#include_next``) and then defines what that libbpf lacks (``BPF_UPROBE``,
+``bpf_ksym_exists``, ...), so they apply whichever order a program includes
+them in.  vmlinux.h ends with ``extern`` declarations of the kernel's kfuncs
+(``lcc_toolchain.kfuncs``).
 Server directories are mapped to fixed names in the object's debug info
 (``-ffile-prefix-map``) and scrubbed from diagnostics, so the object depends
 only on the inputs and the toolchain identity, and no reply names a server
@@ -35,6 +45,7 @@ import os
 import shutil
 import subprocess
 import logging
+import re
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -44,7 +55,8 @@ from pathlib import Path
 from lcc_toolchain import diagnostics, prune
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.digest import bundle_digest
-from lcc_toolchain.headers import include_dir
+from lcc_toolchain.headers import (FLAGS_VERSION, MULTIARCH_TRIPLETS, header_files, include_dir,
+                                   multiarch_dir)
 from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, Diagnostic, ToolchainError,
                                   ToolMissing)
 from lcc_toolchain.pch import Pch, PchCache, reason_headers_differ, reason_not_applicable, refused
@@ -58,8 +70,7 @@ __all__ = ["ARCHES", "CompileResult", "Toolchain", "bundle_digest", "include_dir
 log = logging.getLogger("lcc_toolchain.toolchain")
 
 HOST_BTF = Path("/sys/kernel/btf/vmlinux")
-#: Bumped whenever the compile flags change, so caches keyed by identity() turn over.
-FLAGS_VERSION = "2"
+_USR_INCLUDE = Path("/usr/include")
 _OBJ_NAME = "prog.o"
 _TYPES_H = "vmlinux_types.h"  # a cut's further types, included after lbc.h
 
@@ -105,7 +116,8 @@ class Toolchain:
         self.caps = caps or Caps()
         self.libbpf_include = Path(libbpf_include)
         self._btf = BtfDigests()
-        self._vmlinux = VmlinuxCache(self.work_dir / "vmlinux", self.sandbox, self.bpftool_path)
+        self._vmlinux = VmlinuxCache(self.work_dir / "vmlinux", self.sandbox, self.bpftool_path,
+                                     skip_kfuncs=self._helper_names)
         self._pch = PchCache(self.work_dir / "pch", self.sandbox)
         self._lock = threading.Lock()
         self._versions: dict[str, str | None] = {}
@@ -179,10 +191,18 @@ class Toolchain:
         return {
             "clang": clang,
             "bpftool": bpftool,
-            "lbc_h": self._hash_files("lbc_h", [include_dir() / "lbc.h"]),
+            "lbc_h": self._hash_files("lbc_h", header_files()),
             "libbpf_h": self._hash_files("libbpf_h", sorted(bpf_dir.glob("*.h"))),
             "flags": FLAGS_VERSION,
         }
+
+    def _helper_names(self) -> frozenset[str]:
+        """Names libbpf's bpf_helper_defs.h defines (never redeclared as kfuncs)."""
+        try:
+            text = (self.libbpf_include / "bpf" / "bpf_helper_defs.h").read_text(errors="replace")
+        except OSError:
+            return frozenset()
+        return frozenset(re.findall(r"\(\*\s*(\w+)\)\s*\(", text))
 
     # -- BTF and headers ----------------------------------------------------
 
@@ -205,10 +225,24 @@ class Toolchain:
                  "-fno-crash-diagnostics", "-fno-color-diagnostics"]
         if src is not None:
             flags += ["-I", str(src), f"-ffile-prefix-map={src}=."]
-        flags += ["-I", str(inc), "-I", str(vmdir),
-                  f"-ffile-prefix-map={inc}=/lcc/include",
+        flags += ["-I", str(inc), "-I", str(vmdir)]
+        # libbpf's and the kernel's UAPI headers, after clang's own system
+        # directories (which hold /usr/include already), as a hand-written
+        # libbpf Makefile has them.
+        if self.libbpf_include != _USR_INCLUDE:
+            flags += ["-isystem", str(self.libbpf_include)]
+        if (multiarch := multiarch_dir(arch, _USR_INCLUDE)) is not None:
+            flags += ["-idirafter", str(multiarch)]
+        flags += [f"-ffile-prefix-map={inc}=/lcc/include",
                   f"-ffile-prefix-map={vmdir}=/lcc/vmlinux"]
         return flags
+
+    def _system_read(self, arch: str) -> list[Path]:
+        """System header directories clang reads (besides the toolchain's own)."""
+        dirs = [self.libbpf_include, _USR_INCLUDE]
+        if (multiarch := multiarch_dir(arch, _USR_INCLUDE)) is not None:
+            dirs.append(multiarch)
+        return list(dict.fromkeys(dirs))
 
     def _pch_for(self, arch: str, btf_sha: str, vmdir: Path) -> tuple[str, Pch | None]:
         inc = include_dir()
@@ -220,7 +254,7 @@ class Toolchain:
         def argv(out: Path, deps: Path) -> list[str]:
             return [self.clang_path(), *self._flags(arch, vmdir, None), "-x", "c-header",
                     str(inc / "lbc.h"), "-o", str(out), "-MD", "-MF", str(deps)]
-        read = [inc, vmdir, self.libbpf_include / "bpf"]
+        read = [inc, vmdir, *self._system_read(arch)]
         return key, self._pch.get(key, argv, read)
 
     def prepare(self, btf_path: Path = HOST_BTF, arch: str = "x86_64") -> bool:
@@ -336,7 +370,8 @@ class Toolchain:
             returncode, log, exceeded, pch = done
             diags = diagnostics.parse(log)
             if exceeded or returncode != 0:
-                raise _compile_error(main, returncode, log, diags, exceeded, self.sandbox.limits)
+                raise _compile_error(main, returncode, log, diags, exceeded, self.sandbox.limits,
+                                     arch)
             obj = (out / _OBJ_NAME).read_bytes()
         finally:
             shutil.rmtree(req, ignore_errors=True)
@@ -369,7 +404,7 @@ class Toolchain:
                    defines: Mapping[str, str | None], pch: Pch | None,
                    extra: Path | None) -> tuple[int, str, str | None]:
         argv = [clang, *self._flags(arch, vmdir, src)]
-        read = [src, include_dir(), vmdir, self.libbpf_include / "bpf"]
+        read = [src, include_dir(), vmdir, *self._system_read(arch)]
         if pch is not None:
             argv += ["-include-pch", str(pch.path)]
             read.append(pch.path.parent)
@@ -431,7 +466,7 @@ def _write_bundle(src: Path, files: Mapping[str, str]) -> None:
 
 
 def _compile_error(main: str, returncode: int, log: str, diags: list[Diagnostic],
-                   exceeded: str | None, limits: Limits) -> CompileFailed:
+                   exceeded: str | None, limits: Limits, arch: str) -> CompileFailed:
     log = diagnostics.truncate(log)
     if exceeded:
         detail = {"CPU time": f"{limits.cpu_seconds} s",
@@ -444,4 +479,23 @@ def _compile_error(main: str, returncode: int, log: str, diags: list[Diagnostic]
     if not any("error" in d.severity for d in diags):
         what = f"signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
         diags = [*diags, Diagnostic(main, 0, 0, "error", f"clang failed ({what})")]
-    return CompileFailed("clang could not compile the program", diags, log)
+    return CompileFailed("clang could not compile the program", diags, log,
+                         hint=_hint(log, arch))
+
+
+# A diagnostic located in a UAPI header (paths are scrubbed to be relative).
+_UAPI_DIAG = re.compile(
+    r"(?m)^(?:In file included from )?(?:linux|asm|asm-generic)/[\w./-]+\.h:\d+")
+
+
+def _hint(log: str, arch: str) -> str | None:
+    """What to do about a failure clang's own words do not explain."""
+    if "'asm/" in log and "file not found" in log and multiarch_dir(arch, _USR_INCLUDE) is None:
+        triplet = MULTIARCH_TRIPLETS.get(arch, arch)
+        return (f"UAPI headers need the {arch} kernel headers' asm/ directory, which the "
+                f"compile host lacks: install them for {arch} (Debian: linux-libc-dev for "
+                f"that architecture, /usr/include/{triplet}/asm), or compile on a {arch} host")
+    if "redefinition of" in log and "vmlinux.h" in log and _UAPI_DIAG.search(log):
+        return ("vmlinux.h already defines the kernel's types: include either vmlinux.h or "
+                "the UAPI headers (<linux/bpf.h>, <linux/types.h>, ...), not both")
+    return None

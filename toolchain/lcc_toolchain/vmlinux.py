@@ -5,7 +5,9 @@ the file's identity (device, inode, size, mtime) stays the same, so the
 5 MB ``/sys/kernel/btf/vmlinux`` is hashed once per process.
 ``VmlinuxCache.get(btf_path, sha)`` returns the directory holding
 ``vmlinux.h`` for that BTF, running ``bpftool btf dump file ... format c``
-in the sandbox the first time (the BTF may be an upload from anyone).
+in the sandbox the first time (the BTF may be an upload from anyone), then
+appending ``extern`` declarations of the kernel's kfuncs, which older bpftool
+releases do not write (``lcc_toolchain.kfuncs``).
 Entries are published by an atomic rename, so several threads or processes
 may share one cache directory.
 """
@@ -13,6 +15,7 @@ may share one cache directory.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -20,11 +23,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from lcc_toolchain import kfuncs
 from lcc_toolchain.errors import BtfUnavailable
 from lcc_toolchain.locks import KeyedLocks
 from lcc_toolchain.sandbox import Sandbox
 
 __all__ = ["BtfDigests", "VmlinuxCache", "file_sha256"]
+
+log = logging.getLogger("lcc_toolchain.vmlinux")
 
 
 def file_sha256(path: Path) -> str:
@@ -60,16 +66,25 @@ class BtfDigests:
 
 
 class VmlinuxCache:
-    """``<root>/<btf sha256>/vmlinux.h``, made with bpftool on first use."""
+    """``<root>/<btf sha256>.<LAYOUT>/vmlinux.h``, made with bpftool on first use.
 
-    def __init__(self, root: Path, sandbox: Sandbox, bpftool: Callable[[], str]) -> None:
+    ``skip_kfuncs``: names never declared as kfuncs (libbpf's helpers, which
+    its headers define).
+    """
+
+    #: Bumped when what a directory holds changes (2: kfunc declarations).
+    LAYOUT = 2
+
+    def __init__(self, root: Path, sandbox: Sandbox, bpftool: Callable[[], str], *,
+                 skip_kfuncs: Callable[[], frozenset[str]] = frozenset) -> None:
         self.root = Path(root)
         self._sandbox = sandbox
         self._bpftool = bpftool  # resolves lazily: raises ToolMissing
+        self._skip_kfuncs = skip_kfuncs
         self._locks = KeyedLocks()
 
     def path(self, sha: str) -> Path:
-        return self.root / sha
+        return self.root / f"{sha}.{self.LAYOUT}"
 
     def get(self, btf_path: Path, sha: str) -> Path:
         """Directory holding vmlinux.h for the BTF whose sha256 is ``sha``.
@@ -93,6 +108,7 @@ class VmlinuxCache:
                     raise BtfUnavailable(
                         f"bpftool could not turn the BTF into vmlinux.h: {why}",
                         hint="upload the kernel's /sys/kernel/btf/vmlinux unchanged")
+                self._add_kfuncs(tmp / "vmlinux.h", btf_path)
                 try:
                     os.rename(tmp, final)
                 except OSError:
@@ -100,7 +116,21 @@ class VmlinuxCache:
                         raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+            # The directory of an older layout is not used again.
+            shutil.rmtree(self.root / sha, ignore_errors=True)
         return final
+
+    def _add_kfuncs(self, header: Path, btf_path: Path) -> None:
+        """Append the kfunc declarations to ``header``; without them (a BTF
+        this parser cannot read) vmlinux.h is still what bpftool wrote."""
+        try:
+            block = kfuncs.declarations(Path(btf_path).read_bytes(), skip=self._skip_kfuncs())
+        except (OSError, kfuncs.BtfError) as exc:
+            log.warning("vmlinux.h without kfunc declarations: %s", exc)
+            return
+        if block:
+            text = header.read_text(errors="replace")
+            header.write_text(kfuncs.append_to(text, block))
 
 
 def _failure(done, btf_path: Path) -> str:

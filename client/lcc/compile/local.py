@@ -148,15 +148,16 @@ def _toolchain(work_dir: str, clang: str, bpftool: str, sandbox: bool):
 
 
 def _fingerprint(clang: str, bpftool: str) -> list:
-    """Cheap stand-in for the toolchain identity: paths and stats of what it hashes."""
-    from lcc_toolchain.headers import include_dir
+    """Cheap stand-in for the toolchain identity: paths and stats of what it
+    hashes (lcc's headers, libbpf's), and the version of its flags."""
+    from lcc_toolchain.headers import FLAGS_VERSION, header_files
     try:
-        lbc_h = str(include_dir() / "lbc.h")
+        headers = [str(p) for p in header_files()]
     except _tc_errors.ToolchainError as e:
         raise _from_toolchain(e) from e
-    paths = [find_tool(clang), find_tool(bpftool), lbc_h,
+    paths = [find_tool(clang), find_tool(bpftool), *headers,
              *sorted(str(p) for p in Path("/usr/include/bpf").glob("*.h"))]
-    out = []
+    out: list = [FLAGS_VERSION]
     for p in paths:
         if p is None:
             out.append(None)
@@ -174,7 +175,7 @@ def _local_identity(work_dir: str, clang: str, bpftool: str, sandbox: bool) -> d
     """``Toolchain.identity()``, remembered on disk by :func:`_fingerprint` so that a
     cache hit runs no ``clang --version``."""
     fp = _fingerprint(clang, bpftool)
-    if fp[0] is None:
+    if fp[1] is None:
         raise ToolchainMissing("clang was not found on PATH")
     memo = _identity_memo.get(work_dir)
     if memo and memo[0] == fp:
