@@ -81,6 +81,26 @@ def _mounts():
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_config_dir(tmp_path_factory):
+    """The user's config directory, where ``lcc trust`` pins keys, is private to the
+    session (XDG_CONFIG_HOME, which platformdirs and the ``lcc`` subprocesses follow):
+    no test reads or changes the real one.  Fixtures that start a service pin its key
+    there (tests/server/conftest.py)."""
+    d = tmp_path_factory.mktemp("config")
+    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "LCC_TRUSTED_KEYS",
+                                            "LCC_INSECURE_TRUST_LOOPBACK")}
+    os.environ["XDG_CONFIG_HOME"] = str(d)
+    os.environ.pop("LCC_TRUSTED_KEYS", None)
+    os.environ.pop("LCC_INSECURE_TRUST_LOOPBACK", None)
+    yield d
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def lcc_cache(tmp_path_factory):
     """A private artifact cache for the test session."""

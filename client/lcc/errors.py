@@ -6,6 +6,8 @@ The hierarchy::
      ├── CompileError           clang rejected the bundle (.diagnostics, .log)
      ├── ToolchainMissing       no clang/bpftool here and no compile service named
      ├── CompileServiceError    the compile service answered an error or is unreachable
+     │    └── UntrustedArtifact  what it sent is not signed by a trusted key, or not
+     │                           what its signed manifest says (nothing is cached or loaded)
      ├── DockerUnavailable      no Docker engine (or SDK) to run the compile service in
      │    └── DockerImageMissing  the compile service image is not in the engine
      ├── CacheError             a cache entry could not be written
@@ -61,6 +63,7 @@ __all__ = [
     "SymbolsUnavailable",
     "ToolchainMissing",
     "UnknownSyscall",
+    "UntrustedArtifact",
     "from_errno",
     "strerror",
 ]
@@ -111,6 +114,20 @@ class CompileServiceError(LccError):
         super().__init__(message, hint=hint)
         self.status = status
         self.detail = detail
+
+
+class UntrustedArtifact(CompileServiceError):
+    """A compile service sent an object that lcc will not load: unsigned, signed
+    by a key not trusted here, with a signature that does not verify, or not
+    matching its signed manifest (another object, another request).
+
+    ``key_id``: the fingerprint of the key that signed it, if it named one.
+    """
+
+    def __init__(self, message: str, *, key_id: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key_id = key_id
 
 
 class DockerUnavailable(LccError):

@@ -7,6 +7,7 @@ backend; this package imports it and never ``lcc``.  Modules, one concept each:
 - ``app``: ``create_app(settings)``, the FastAPI application, which maps
   ``lcc_toolchain.errors`` to HTTP replies; ``service``: caching,
   single-flight, concurrency; ``btf_store``, ``artifacts``: on-disk stores;
+  ``signing``: the Ed25519 keys and the signed manifests of replies;
   ``models``: request and reply bodies; ``guard``: token and size checks;
   ``metrics``; ``settings``; ``singleflight``; ``server.serve()``: run with
   uvicorn.

@@ -1,9 +1,11 @@
 """The compile service's HTTP API (FastAPI).
 
-``create_app(settings=None, *, toolchain=None, btf_store=None, artifacts=None)``
-builds an application; every dependency not given is made from ``settings``
-(by default ``Settings.from_env()``).  Nothing happens at import time, so
-``uvicorn lcc_server.app:create_app --factory`` works.
+``create_app(settings=None, *, toolchain=None, btf_store=None, artifacts=None,
+keys=None)`` builds an application; every dependency not given is made from
+``settings`` (by default ``Settings.from_env()``); ``keys`` is the
+``lcc_server.signing.KeyRing`` replies are signed with (default: the keys of
+the state directory, or ``LCC_SIGNING_KEY``).  Nothing happens at import
+time, so ``uvicorn lcc_server.app:create_app --factory`` works.
 
 Routes (OpenAPI at ``/docs``; models in ``lcc_server.models``)::
 
@@ -13,7 +15,13 @@ Routes (OpenAPI at ``/docs``; models in ``lcc_server.models``)::
     PUT  /v1/btf/{arch}/{release}     raw BTF body; 201 created | 200 already there
     GET  /v1/btf/{arch}/{release}     raw BTF
     GET  /v1/btf                      {"btf": [entries]}
+    GET  /v1/keys                     {"keys": [public signing keys]}, open like /healthz
     GET  /healthz   GET /metrics
+
+Every reply that carries an object carries its signed manifest too
+(``manifest``: the canonical JSON text, ``signature``, ``key_id``; see
+``lcc_server.signing.manifest``), and clients load only what a key they
+trust signed.
 
 Status codes: 400 invalid request, 401 no/wrong token, 404 unknown
 kernel/artifact, 409 BTF conflict, 413 too large, 422 compiler error,
@@ -41,9 +49,10 @@ from lcc_server.btf_store import BtfConflict, BtfStore
 from lcc_server.guard import RequestGuard
 from lcc_server.metrics import CONTENT_TYPE, Metrics
 from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, CompileRequest,
-                               CompileResponse, ErrorBody)
+                               CompileResponse, ErrorBody, KeyList)
 from lcc_server.service import BtfMissing, Busy, CompileService
 from lcc_server.settings import Settings
+from lcc_server.signing import KeyRing, keys_dir, manifest
 from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, InvalidRequest, ToolchainError,
                                   ToolMissing)
 from lcc_toolchain.toolchain import Toolchain
@@ -53,7 +62,9 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("lcc_server")
 
-_OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
+# /v1/keys is open: a public key is no secret, and clients pin it before they hold a token.
+_OPEN_PATHS = frozenset({"/healthz", "/v1/keys", "/docs", "/docs/oauth2-redirect",
+                         "/openapi.json", "/redoc"})
 # The error bodies every route may answer with, for the OpenAPI document.
 _ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 503)}
 # Exceptions answered with {"error": name, "detail": str(exc)}: (status, name, headers).
@@ -90,7 +101,9 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _artifact_json(art: Artifact, *, btf: bytes | None, cached: bool) -> dict:
+def _artifact_json(art: Artifact, *, btf: bytes | None, cached: bool, keys: KeyRing,
+                   request: dict | None) -> dict:
+    sealed = keys.seal(manifest(art, request=request, btf=btf))
     return {
         "digest": art.digest,
         "object": base64.b64encode(art.object).decode(),
@@ -100,23 +113,28 @@ def _artifact_json(art: Artifact, *, btf: bytes | None, cached: bool) -> dict:
         "maps": art.maps,
         "btf": base64.b64encode(btf).decode() if btf is not None else None,
         "cached": cached,
+        "manifest": sealed.statement,
+        "signature": sealed.signature,
+        "key_id": sealed.key_id,
     }
 
 
 def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None = None,
                btf_store: BtfStore | None = None,
-               artifacts: ArtifactStore | None = None) -> FastAPI:
+               artifacts: ArtifactStore | None = None, keys: KeyRing | None = None) -> FastAPI:
     """A ready application; see the module docstring.  Raises ``ValueError`` on
-    malformed settings in the environment."""
+    malformed settings in the environment or a signing key that is not an
+    Ed25519 private key, ``OSError`` when the keys cannot be read or made."""
     settings = settings or Settings.from_env()
     state = Path(settings.state_dir)
+    keys = keys or KeyRing.load(keys_dir(state), key_file=settings.signing_key)
     metrics = Metrics()
     toolchain = toolchain or Toolchain(
         clang=settings.clang, bpftool=settings.bpftool, work_dir=state / "work",
         sandbox=settings.sandbox, limits=settings.limits, pch=settings.pch,
         cut=settings.cut_types, caps=settings.caps)
     btf_store = btf_store or BtfStore(state / "btf", host_btf=settings.host_btf)
-    artifacts = artifacts or ArtifactStore(state / "artifacts",
+    artifacts = artifacts or ArtifactStore(state / "artifacts", keys=keys,
                                             disk_bytes=settings.max_artifact_bytes)
     metrics.watch_artifacts(artifacts)
     service = CompileService(settings, toolchain, btf_store, artifacts, metrics)
@@ -133,6 +151,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
                   lifespan=lifespan)
     app.state.service = service
     app.state.settings = settings
+    app.state.keys = keys
+    log.info("signing with key %s (%s)", keys.key_id, keys.source)
 
     # -- errors -------------------------------------------------------------
 
@@ -178,7 +198,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     async def compile_bundle(req: CompileRequest) -> JSONResponse:
         """Compile a bundle for a kernel; identical requests compile once."""
         out = await service.compile(req)
-        return JSONResponse(_artifact_json(out.artifact, btf=out.btf, cached=out.cached))
+        return JSONResponse(_artifact_json(out.artifact, btf=out.btf, cached=out.cached,
+                                           keys=keys, request=out.request))
 
     @app.get("/v1/artifacts/{digest}", tags=["compile"], response_model=None,
              responses={200: {"model": CompileResponse, "content": {
@@ -192,7 +213,13 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         if "application/octet-stream" in request.headers.get("accept", ""):
             return Response(art.object, media_type="application/octet-stream",
                             headers={"X-Lcc-Digest": digest})
-        return JSONResponse(_artifact_json(art, btf=None, cached=True))
+        return JSONResponse(_artifact_json(art, btf=None, cached=True, keys=keys, request=None))
+
+    @app.get("/v1/keys", tags=["service"], response_model=KeyList)
+    async def public_keys() -> dict:
+        """The public keys replies are signed with: the current one first, then
+        retired ones still honoured.  Open even when a token is configured."""
+        return {"keys": keys.published()}
 
     @app.get("/v1/btf", tags=["btf"], response_model=BtfList)
     async def list_btf() -> dict:
@@ -226,7 +253,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
             raise InvalidRequest(str(exc)) from None
         return JSONResponse(entry, status_code=201 if created else 200)
 
-    known = frozenset({"/healthz", "/metrics", "/v1/compile", "/v1/btf"})
+    known = frozenset({"/healthz", "/metrics", "/v1/compile", "/v1/btf", "/v1/keys"})
 
     def body_limit(method: str, path: str) -> int:
         if method == "PUT" and path.startswith("/v1/btf/"):

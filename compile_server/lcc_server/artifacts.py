@@ -2,16 +2,28 @@
 
 Layout under the root::
 
-    objects/<digest>.o        the object; <digest> is its sha256
-    objects/<digest>.json     toolchain, warnings, programs, maps
-    keys/<request key>        the digest a request key compiled to
-    btf/<digest>-<btf sha>    BTF tailored to that object for that kernel
+    objects/<digest>.o            the object; <digest> is its sha256
+    objects/<digest>.json         toolchain, warnings, programs, maps; seal
+    keys/<request key>            the digest a request key compiled to; seal
+    btf/<digest>-<btf sha>        BTF tailored to that object for that kernel
+    btf/<digest>-<btf sha>.seal   its sha256; seal
 
 Every file is written to a temporary name and renamed, so readers in other
 threads or processes never see half a file.  ``get`` checks the object's
 sha256 when it reads it from disk and drops an entry that does not match
 (disk corruption, tampering), so a caller compiles again instead of serving
 it.  An entry deleted from disk is forgotten from memory too.
+
+What the service says about an object comes from the records beside it,
+and those are *sealed*: the seal (``<key id> <signature>``) signs a
+statement made of the record's content *and* its place (the object's digest
+and size, the request key, the kernel BTF), with the service's key
+(``lcc_server.signing``; the current or a retired one).  A record read from
+disk whose seal does not verify (an edited warning list or map summary, a
+request key pointed at another object, metadata or BTF moved to another
+object) is logged as a warning and dropped with what it describes, and the
+object is compiled again when next asked for; it is never served.  A store
+made without keys (``keys=None``, for tests and tools) writes no seals.
 
 The files of all entries are kept under ``disk_bytes``: after each store the
 least recently used entries (object, metadata, tailored BTF and the request
@@ -34,6 +46,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lcc_server.signing import KeyRing, canonical
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.errors import Diagnostic
 from lcc_toolchain.validation import DIGEST_RE
@@ -41,6 +54,11 @@ from lcc_toolchain.validation import DIGEST_RE
 __all__ = ["Artifact", "ArtifactStore"]
 
 log = logging.getLogger("lcc_server.artifacts")
+
+#: ``format`` of the sealed records beside the objects.
+ARTIFACT_RECORD = "lcc-artifact/1"
+REQUEST_RECORD = "lcc-request/1"
+BTF_RECORD = "lcc-btf/1"
 
 
 @dataclass
@@ -61,11 +79,13 @@ class ArtifactStore:
     The most recently used artifacts (up to ``memory_bytes`` of objects) and
     request keys are also kept in memory, so a cache hit reads no file.  On
     disk, entries are evicted least recently used first beyond ``disk_bytes``.
+    ``keys`` seal the records written and check those read (module docstring).
     """
 
     def __init__(self, root: Path, *, memory_bytes: int = 64 << 20,
-                 disk_bytes: int = 2 << 30) -> None:
+                 disk_bytes: int = 2 << 30, keys: KeyRing | None = None) -> None:
         self.root = Path(root)
+        self.keys = keys
         self._budget = memory_bytes
         self._mem: OrderedDict[str, Artifact] = OrderedDict()
         self._mem_bytes = 0
@@ -100,7 +120,9 @@ class ArtifactStore:
         meta = {"toolchain": art.toolchain, "warnings": [w.to_dict() for w in art.warnings],
                 "programs": art.programs, "maps": art.maps}
         obj = self._obj(art.digest)
-        meta_bytes = json.dumps(meta, sort_keys=True).encode()
+        seal = self._seal(_artifact_statement(art.digest, len(art.object), meta))
+        meta_bytes = json.dumps({**meta, **({"seal": seal} if seal else {})},
+                                sort_keys=True).encode()
         write_atomic(obj.with_suffix(".json"), meta_bytes)
         write_atomic(obj, art.object)
         self._remember_in_memory(art)
@@ -118,15 +140,28 @@ class ArtifactStore:
             return art
         try:
             data = obj.read_bytes()
-            meta = json.loads(obj.with_suffix(".json").read_bytes())
-        except (OSError, ValueError):
+            record = obj.with_suffix(".json").read_bytes()
+        except OSError:
             return None
         if hashlib.sha256(data).hexdigest() != digest:
-            obj.unlink(missing_ok=True)
+            log.warning("artifact %s: the object's sha256 does not match its name; dropped",
+                        digest[:16])
+            self._forget(digest)
             return None
-        art = Artifact(digest=digest, object=data, toolchain=meta.get("toolchain", {}),
-                       warnings=[Diagnostic.from_dict(w) for w in meta.get("warnings", [])],
-                       programs=meta.get("programs", []), maps=meta.get("maps", []))
+        try:
+            meta = json.loads(record)
+            seal = meta.pop("seal", None)
+            if not self._sealed(_artifact_statement(digest, len(data), meta), seal):
+                raise ValueError("its seal does not verify")
+            art = Artifact(digest=digest, object=data, toolchain=dict(meta["toolchain"]),
+                           warnings=[Diagnostic.from_dict(w) for w in meta["warnings"]],
+                           programs=list(meta["programs"]), maps=list(meta["maps"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            log.warning("artifact %s: its metadata (%s) is refused: %s (edited on disk, or "
+                        "signed by a key this service does not hold); dropped, it is compiled "
+                        "again when asked for", digest[:16], obj.with_suffix(".json"), e)
+            self._forget(digest)
+            return None
         self._remember_in_memory(art)
         self._used(digest)
         with contextlib.suppress(OSError):  # so that a restart sees it as recent
@@ -136,7 +171,8 @@ class ArtifactStore:
     def remember(self, key: str, digest: str) -> None:
         """Record that request ``key`` compiled to ``digest``."""
         self._obj(digest)
-        write_atomic(self.root / "keys" / key, digest.encode())
+        seal = self._seal(_request_statement(key, digest))
+        write_atomic(self.root / "keys" / key, f"{digest}\n{seal}".rstrip().encode())
         with self._lock:
             self._keys[key] = digest
             while len(self._keys) > 4096:
@@ -148,23 +184,85 @@ class ArtifactStore:
         with self._lock:
             digest = self._keys.get(key)
         if digest is None:
+            path = self.root / "keys" / key
             try:
-                digest = (self.root / "keys" / key).read_text().strip()
+                record = path.read_bytes()
             except OSError:
+                return None
+            digest, _, seal = record.decode(errors="replace").strip().partition("\n")
+            if not DIGEST_RE.fullmatch(digest) \
+                    or not self._sealed(_request_statement(key, digest), seal or None):
+                log.warning("request key %s: its record is refused (edited on disk, or signed "
+                            "by a key this service does not hold); dropped", key[:16])
+                path.unlink(missing_ok=True)
                 return None
         return self.get(digest) if DIGEST_RE.fullmatch(digest) else None
 
     def put_btf(self, digest: str, btf_sha: str, data: bytes) -> None:
+        """Keep ``data``, BTF tailored to object ``digest`` for the kernel BTF ``btf_sha``."""
         self._obj(digest)
-        write_atomic(self.root / "btf" / f"{digest}-{btf_sha}", data)
-        self._account(digest, len(data))
+        path = self.root / "btf" / f"{digest}-{btf_sha}"
+        statement = _btf_statement(digest, btf_sha, data)
+        record = f"{statement['btf']['sha256']}\n{self._seal(statement)}".rstrip().encode()
+        write_atomic(path, data)
+        write_atomic(path.with_name(path.name + ".seal"), record)
+        self._account(digest, len(data) + len(record))
 
     def get_btf(self, digest: str, btf_sha: str) -> bytes | None:
+        """The tailored BTF kept by :meth:`put_btf`, or None (absent, or refused and dropped)."""
         self._obj(digest)
+        path = self.root / "btf" / f"{digest}-{btf_sha}"
+        record_path = path.with_name(path.name + ".seal")
         try:
-            return (self.root / "btf" / f"{digest}-{btf_sha}").read_bytes()
+            data = path.read_bytes()
+            record = record_path.read_bytes()
         except OSError:
             return None
+        statement = _btf_statement(digest, btf_sha, data)
+        sha, _, seal = record.decode(errors="replace").strip().partition("\n")
+        if sha != statement["btf"]["sha256"] or not self._sealed(statement, seal or None):
+            log.warning("tailored BTF %s: its record is refused (edited on disk, or signed by a "
+                        "key this service does not hold); dropped, it is made again",
+                        path.name[:40])
+            for p in (path, record_path):
+                p.unlink(missing_ok=True)
+            return None
+        return data
+
+    # -- seals ------------------------------------------------------------------
+
+    def _seal(self, statement: dict) -> str:
+        """``<key id> <signature>`` of ``statement``, or "" without keys."""
+        if self.keys is None:
+            return ""
+        return f"{self.keys.key_id} {self.keys.sign(canonical(statement))}"
+
+    def _sealed(self, statement: dict, seal: object) -> bool:
+        """Whether ``seal`` signs ``statement`` (always true without keys)."""
+        if self.keys is None:
+            return True
+        if not isinstance(seal, str):
+            return False
+        key_id, _, signature = seal.partition(" ")
+        try:
+            return self.keys.verify(canonical(statement), key_id, signature)
+        except (TypeError, ValueError):  # not JSON-able: not what was written
+            return False
+
+    def _forget(self, digest: str) -> None:
+        """Delete object ``digest`` and its metadata, in memory and on disk."""
+        with self._lock:
+            art = self._mem.pop(digest, None)
+            if art is not None:
+                self._mem_bytes -= len(art.object)
+            if self._disk is not None and digest in self._disk:
+                self._disk_total -= self._disk.pop(digest)
+        obj = self._obj(digest)
+        for path in (obj, obj.with_suffix(".json")):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not delete %s: %s", path.name, exc)
 
     # -- the disk budget ------------------------------------------------------
 
@@ -193,7 +291,7 @@ class ArtifactStore:
                 entry[1] += st.st_size
         for path in (self.root / "keys").glob("*"):
             try:
-                digest = path.read_text().strip()
+                digest = path.read_text(errors="replace").split("\n", 1)[0].strip()
             except OSError:
                 continue
             if digest in found:
@@ -240,3 +338,20 @@ class ArtifactStore:
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 log.warning("could not evict %s: %s", path.name, exc)
+
+
+
+# What a seal signs: a record's content together with where it belongs, so
+# that moving a record (or its object) elsewhere breaks the seal as well.
+
+def _artifact_statement(digest: str, size: int, meta: dict) -> dict:
+    return {"format": ARTIFACT_RECORD, "object": {"sha256": digest, "size": size}, **meta}
+
+
+def _request_statement(key: str, digest: str) -> dict:
+    return {"format": REQUEST_RECORD, "request_key": key, "object": digest}
+
+
+def _btf_statement(digest: str, btf_sha: str, data: bytes) -> dict:
+    return {"format": BTF_RECORD, "object": digest, "kernel_btf": btf_sha,
+            "btf": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}}

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_
 from lcc_toolchain import validation
 
 __all__ = ["BtfEntryModel", "BtfList", "BundleModel", "CompileRequest", "CompileResponse",
-           "CompileErrorBody", "DiagnosticModel", "ErrorBody"]
+           "CompileErrorBody", "DiagnosticModel", "ErrorBody", "KeyList", "KeyModel"]
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -91,6 +91,10 @@ class CompileResponse(BaseModel):
     maps: list[MapModel]
     btf: str | None = Field(description="tailored BTF, base64, when asked for")
     cached: bool = Field(description="true when this request did not run the compiler")
+    manifest: str = Field(description="the signed statement about this reply, canonical JSON "
+                          "text (lcc_server.signing.manifest); clients trust only what it says")
+    signature: str = Field(description="Ed25519 signature of manifest's UTF-8 bytes, base64")
+    key_id: str = Field(description="fingerprint of the signing key (GET /v1/keys)")
 
 
 class ErrorBody(BaseModel):
@@ -118,3 +122,17 @@ class BtfEntryModel(BaseModel):
 
 class BtfList(BaseModel):
     btf: list[BtfEntryModel]
+
+
+class KeyModel(BaseModel):
+    id: str = Field(description="fingerprint: SHA256: and the unpadded base64 of the sha256 "
+                    "of the raw public key")
+    algorithm: str = Field(examples=["ed25519"])
+    public_key: str = Field(description="the raw 32-byte public key, base64")
+    status: str = Field(description="current (signs new replies) or retired (still honoured)")
+
+
+class KeyList(BaseModel):
+    """GET /v1/keys."""
+
+    keys: list[KeyModel]

@@ -59,9 +59,13 @@ class BtfMissing(LookupError):
 
 @dataclass
 class Outcome:
+    """What a compile request got: the artifact, tailored BTF if asked, whether
+    the compiler ran, and the request's identity (the manifest's ``request``)."""
+
     artifact: Artifact
     btf: bytes | None
     cached: bool
+    request: dict | None = None
 
 
 class CompileService:
@@ -185,8 +189,9 @@ class CompileService:
         entry = self.btf_entry(arch, release)
         btf_sha = await self._blocking(self.toolchain.btf_sha256, entry.path)
         identity = await self._blocking(self.toolchain.identity)  # runs clang --version once
+        bdigest = bundle_digest(bundle.main, bundle.files)
         key = hashlib.sha256(json.dumps({
-            "bundle": bundle_digest(bundle.main, bundle.files),
+            "bundle": bdigest,
             "defines": sorted(req.defines.items(), key=lambda kv: kv[0]),
             "arch": arch, "btf": btf_sha, "toolchain": identity,
         }, sort_keys=True).encode()).hexdigest()
@@ -201,7 +206,9 @@ class CompileService:
             if cached:
                 self.metrics.cache_hits.labels("shared").inc()
         btf = await self._tailored_btf(art, entry.path, btf_sha) if req.btf else None
-        return Outcome(artifact=art, btf=btf, cached=cached)
+        request = {"bundle": bdigest, "defines": dict(req.defines), "arch": arch,
+                   "kernel": release, "kernel_btf": f"sha256:{btf_sha}"}
+        return Outcome(artifact=art, btf=btf, cached=cached, request=request)
 
     async def _compile_job(self, key: str, bundle, arch: str, defines: dict,
                            btf_path: Path) -> Artifact:

@@ -24,6 +24,8 @@ LCC_PCH                    0 disables precompiled headers               1
 LCC_CUT_TYPES              0: always the whole vmlinux.h (no cut)       1
 LCC_HOST_BTF               the server's own kernel BTF                  /sys/kernel/btf/vmlinux
 LCC_WARM                   0: do not build the host PCH at start        1
+LCC_SIGNING_KEY            Ed25519 private key (PEM) replies are        made on first start
+                           signed with                                  in state dir/keys
 =========================  ===========================================  ==================
 
 A malformed value raises ``ValueError`` naming the variable.  Nothing is read
@@ -71,6 +73,7 @@ class Settings:
     cut_types: bool = True
     host_btf: Path = Path("/sys/kernel/btf/vmlinux")
     warm: bool = True
+    signing_key: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,7 +127,8 @@ class Settings:
             pch=flag("LCC_PCH", base.pch),
             cut_types=flag("LCC_CUT_TYPES", base.cut_types),
             host_btf=Path(env.get("LCC_HOST_BTF") or base.host_btf),
-            warm=flag("LCC_WARM", base.warm))
+            warm=flag("LCC_WARM", base.warm),
+            signing_key=Path(env["LCC_SIGNING_KEY"]) if env.get("LCC_SIGNING_KEY") else None)
 
     def to_env(self) -> dict[str, str]:
         """The variables that make ``from_env`` return these settings (for
@@ -152,5 +156,7 @@ class Settings:
         }
         if self.token:
             out["LCC_TOKEN"] = self.token
+        if self.signing_key is not None:
+            out["LCC_SIGNING_KEY"] = str(self.signing_key)
         return out
 

@@ -2,9 +2,11 @@
 
 Builds ``lcc-compiler:latest`` with scripts/docker/build.sh (cached base image
 and layers are reused), starts the service in a container and, from the host:
-compiles over HTTP, loads and attaches the object and sees its event, sends
-the hostile-include cases, and compiles through the docker backend in a
-process that has no clang on PATH.
+compiles over HTTP (the reply signed with the key the container holds), loads
+and attaches the object and sees its event (the container's key pinned as an
+operator would), sends the hostile-include cases, and compiles through the
+docker backend, which pins the container's key itself, in a process that has
+no clang on PATH.
 
 Skips, with the reason, only when no Docker engine can be started
 (scripts/docker/engine.sh fails); ``LCC_REQUIRE_DOCKER=1`` makes that a
@@ -24,6 +26,7 @@ import pytest
 import requests
 
 from lcc.compile.docker import DockerBackend, DockerImageMissing, DockerUnavailable
+from lcc.compile.trust import TrustedKey, TrustStore, read_key_file
 
 pytestmark = pytest.mark.docker
 
@@ -193,6 +196,12 @@ def test_compile_over_http(service):
     obj = base64.b64decode(body["object"])
     assert obj[:4] == b"\x7fELF"
     assert body["digest"] == hashlib.sha256(obj).hexdigest()
+    # Signed with the key in the container's state, which /v1/keys publishes too.
+    key = service.signing_key()
+    assert body["key_id"] == key.fingerprint
+    assert key.verify(body["manifest"].encode(), base64.b64decode(body["signature"]))
+    keys = requests.get(f"{service.endpoint()}/v1/keys", timeout=10).json()["keys"]
+    assert [(k["id"], k["status"]) for k in keys] == [(key.fingerprint, "current")]
 
 
 @pytest.mark.bpf
@@ -200,6 +209,7 @@ def test_load_attach_and_see_event(service, monkeypatch, lcc_cache):
     from lcc import ClbcBase
 
     monkeypatch.setenv("LCC_TOKEN", service.token or "")
+    TrustStore().add(TrustedKey(service.signing_key().raw, f"container {service.name}"))
     seen: list[bytes] = []
     with ClbcBase("getpid", bpf_str=GETPID_SRC, server=service.endpoint(), cache=False,
                   rodata={"target_tgid": os.getpid()}) as tool:
@@ -296,7 +306,10 @@ def test_docker_backend_compiles_without_clang(engine, image, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LCC_", "PYTHON"))}
     env.update(PATH=str(empty_bin), LCC_BACKEND="docker", LCC_DOCKER_IMAGE=IMAGE,
                LCC_DOCKER_CONTAINER=name, LCC_CACHE_DIR=str(tmp_path / "cache"),
-               HOME=str(tmp_path))
+               HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "config"),
+               # this checkout's lcc, whatever an installed one is
+               PYTHONPATH=os.pathsep.join(os.path.join(REPO, d)
+                                          for d in ("client", "compile_server", "toolchain")))
     try:
         r = subprocess.run([sys.executable, "-c", NO_CLANG_SCRIPT], input=GETPID_SRC,
                            capture_output=True, text=True, env=env, timeout=300)
@@ -316,5 +329,11 @@ def test_docker_backend_compiles_without_clang(engine, image, tmp_path):
                            capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         assert out.read_bytes()[:4] == b"\x7fELF"
+
+        # Nothing was trusted before: the backend pinned its container's own key.
+        with DockerBackend(IMAGE, name=name) as backend:
+            key = backend.signing_key()
+        (pinned,) = read_key_file(tmp_path / "config" / "lcc" / "trusted_keys")
+        assert pinned.raw == key.raw and pinned.comment.startswith(f"docker container {name}")
     finally:
         _remove(engine, name)

@@ -3,7 +3,11 @@
 ``lcc_service`` starts ``uvicorn lcc_server.app:create_app --factory`` on a
 free port of 127.0.0.1 in a subprocess, with a private state directory, a
 bearer token and small caps, waits for /healthz and stops it at the end of
-the session.  Tests skip (with the reason) when clang or bpftool is missing.
+the session.  Its signing key is read from its state directory (out of band,
+as an operator hands it over) and pinned in the session's trusted keys
+(tests/conftest.py keeps those private), so clients load what it compiles
+as they would from a service they trust.  Tests skip (with the reason) when
+clang or bpftool is missing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from lcc.compile.trust import TrustedKey, TrustStore, read_key_file
 from lcc_server.server import Spawned, spawn
 from servertools import HELLO, toolchain_missing
 
@@ -50,6 +55,17 @@ class Service:
                 total += float(m[3])
         return total
 
+    @property
+    def key(self) -> TrustedKey:
+        """The service's public signing key, read from its state directory."""
+        (key,) = read_key_file(self.state_dir / "keys" / "signing.pub")
+        return key
+
+    def pin(self) -> TrustedKey:
+        """Trust the service's key (in the user's trusted keys, as ``lcc trust add``)."""
+        TrustStore().add(TrustedKey(self.key.raw, f"test service {self.url}"))
+        return self.key
+
     def healthy(self) -> bool:
         try:
             with self.client(token=None, timeout=5) as c:
@@ -77,6 +93,7 @@ def lcc_service(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     svc = start_service(tmp_path_factory.mktemp("lcc-service"))
+    svc.pin()
     yield svc
     svc.child.stop()
 

@@ -21,6 +21,7 @@ import pytest
 from lcc.compile.bundle import Bundle
 from lcc.compile.cache import ArtifactCache
 from lcc.compile import build
+from lcc.compile.trust import TrustedKey, TrustStore, read_key_file
 from lcc.errors import CompileError, CompileServiceError
 from lcc.compile.service import ServiceClient
 from lcc_server.server import Spawned, spawn
@@ -270,8 +271,8 @@ def test_unknown_kernel_says_how_to_push_btf(lcc_service, token, store, hello_so
 
 @pytest.fixture
 def own_service(tmp_path, monkeypatch):
-    """``own_service(**env)``: `lcc server` on a free port with a token and ``env``;
-    returns (url, stop).  Stopped after the test."""
+    """``own_service(**env)``: `lcc server` on a free port with a token and ``env``,
+    its signing key pinned; returns (url, stop).  Stopped after the test."""
     started: list[Spawned] = []
 
     def command(port: int) -> list[str]:
@@ -284,6 +285,9 @@ def own_service(tmp_path, monkeypatch):
                       command=command, log=tmp_path / f"server-{len(started)}.log")
         started.append(child)
         monkeypatch.setenv("LCC_TOKEN", token)
+        (key,) = read_key_file(tmp_path / f"state-{child.url.rsplit(':', 1)[1]}" / "keys"
+                               / "signing.pub")
+        TrustStore().add(TrustedKey(key.raw, f"test service {child.url}"))
         return child.url, lambda: child.stop(timeout=30)
 
     yield start

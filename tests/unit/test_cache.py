@@ -1,4 +1,5 @@
-"""The artifact cache: round trips, atomic writes, corruption recovery, keys, single flight."""
+"""The artifact cache: round trips, atomic writes, corruption recovery, keys, single flight,
+and the signed manifests of a compile service's entries, checked again on every read."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ import pytest
 from lcc.compile import artifact_key
 from lcc.compile.bundle import Bundle
 from lcc.compile.cache import ArtifactCache, cache_key, default_dir
+from lcc.compile.cache import CachedBackend
 from lcc.compile.config import ClientConfig
-from lcc.errors import CacheError
+from lcc.compile.service import ServiceBackend
+from lcc.compile.trust import TrustPolicy, read_key_file
+from lcc.errors import CacheError, UntrustedArtifact
+from lcc_server.signing import KeyRing
+
+from fakeservice import EVIL, FakeService, answer
+from fakeservice import OBJ as SERVED
 
 OBJ = b"\x7fELF" + bytes(range(256)) * 4
 BTF = b"\x9f\xeb\x01\x00" + b"btf" * 10
@@ -276,3 +284,98 @@ PINNED_BUNDLE = Bundle("t.bpf.c", {"t.bpf.c": "int x;\n", "x.h": "#define Y 1\n"
 ], ids=["server", "docker", "local"])
 def test_artifact_key_is_pinned(kw, key):
     assert artifact_key(PINNED_BUNDLE, **kw) == key
+
+
+# -- entries of a compile service: checked again on every read ------------------------------
+
+def _service_entry(tmp_path, svc):
+    """A cache, a service backend trusting ``svc``, and a bundle already compiled
+    through them: (store, backend, bundle, key)."""
+    store = ArtifactCache(tmp_path / "cache")
+    backend = CachedBackend(
+        ServiceBackend(svc.url, trust=TrustPolicy(read_key_file(svc.key_file(tmp_path)))),
+        store)
+    bundle = Bundle("t.bpf.c", {"t.bpf.c": "int x;"})
+    art = backend.compile(bundle, kernel="6.18.0", arch="x86_64", defines={}, btf=False)
+    assert not art.cache_hit and art.key_id == svc.ring.key_id
+    return store, backend, bundle, art.key
+
+
+def _again(backend, bundle):
+    return backend.compile(bundle, kernel="6.18.0", arch="x86_64", defines={}, btf=False)
+
+
+def _rewrite(store, key, **changes):
+    path = store._key_path(key)
+    meta = json.loads(path.read_text())
+    meta.update(changes)
+    path.write_text(json.dumps(meta))
+
+
+def test_a_service_entry_is_a_hit_while_its_manifest_verifies(tmp_path):
+    with FakeService() as svc:
+        store, backend, bundle, key = _service_entry(tmp_path, svc)
+        hit = _again(backend, bundle)
+
+    assert (hit.cache_hit, hit.object, hit.key_id) == (True, SERVED, svc.ring.key_id)
+    assert svc.compile_count() == 1
+    assert json.loads(hit.manifest)["object"]["sha256"] == hashlib.sha256(SERVED).hexdigest()
+
+
+def test_consistent_tampering_of_a_service_entry_is_caught(tmp_path, caplog):
+    """Blob and key file replaced together, sha256 and sizes all consistent: the cache
+    itself sees a whole entry, the signed manifest does not match it."""
+    with FakeService() as svc:
+        store, backend, bundle, key = _service_entry(tmp_path, svc)
+        evil = hashlib.sha256(EVIL).hexdigest()
+        store._put_blob(EVIL, evil, "o")
+        _rewrite(store, key, object=evil, size=len(EVIL))
+        assert store.get(key).object == EVIL  # consistent: no sha256 check catches it
+
+        with caplog.at_level(logging.WARNING, logger="lcc.compile.cache"):
+            again = _again(backend, bundle)
+
+    assert "is refused" in caplog.text and "not the one its signed manifest" in caplog.text
+    assert (again.cache_hit, again.object) == (False, SERVED)  # dropped, fetched again
+    assert svc.compile_count() == 2
+    assert store.get(key).object == SERVED
+
+
+@pytest.mark.parametrize("forge", ["attacker's key", "edited manifest", "no manifest",
+                                   "another request"])
+def test_a_forged_manifest_in_a_service_entry_is_caught(tmp_path, forge):
+    with FakeService() as svc:
+        store, backend, bundle, key = _service_entry(tmp_path, svc)
+        meta = json.loads(store._key_path(key).read_text())
+        payload = {"bundle": bundle.to_dict(), "kernel": "6.18.0", "arch": "x86_64",
+                   "defines": {}}
+        if forge == "attacker's key":
+            body = answer(payload, obj=EVIL, ring=KeyRing.generate())
+        elif forge == "edited manifest":
+            body = answer(payload, obj=EVIL, ring=svc.ring)
+            body["signature"] = meta["signature"]
+        elif forge == "another request":
+            other = {**payload, "bundle": {"main": "o.bpf.c", "files": {"o.bpf.c": "int o;"}}}
+            body = answer(other, obj=EVIL, ring=svc.ring)
+        else:
+            body = {"manifest": None, "signature": None, "key_id": None}
+        evil = hashlib.sha256(EVIL).hexdigest()
+        store._put_blob(EVIL, evil, "o")
+        _rewrite(store, key, object=evil, size=len(EVIL), manifest=body["manifest"],
+                 signature=body["signature"], key_id=body["key_id"])
+
+        again = _again(backend, bundle)
+
+    assert (again.cache_hit, again.object) == (False, SERVED)
+    assert svc.compile_count() == 2
+
+
+def test_an_entry_signed_by_a_key_no_longer_trusted_is_dropped(tmp_path):
+    with FakeService() as svc:
+        store, backend, bundle, key = _service_entry(tmp_path, svc)
+        backend.inner.trust = TrustPolicy()  # the key was unpinned since
+
+        with pytest.raises(UntrustedArtifact, match="no compile service key is trusted"):
+            _again(backend, bundle)
+
+    assert store.get(key) is None  # the old entry went; nothing new was stored

@@ -27,7 +27,7 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main", "version"]
 
 #: Subcommand modules, in --help order (bare names are modules of this package).
 SUBCOMMANDS: list[str] = ["compile", "run", "export", "inspect", "doctor", "cache", "btf",
-                          "server"]
+                          "trust", "server"]
 
 
 def version() -> str:
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lcc", description="Compile, inspect and serve BPF programs for lcc tools.",
         epilog="Environment: LCC_SERVER (compile service URL), LCC_TOKEN (its bearer token), "
-               "LCC_BACKEND (local|server|docker), LCC_CACHE_DIR (artifact cache).")
+               "LCC_BACKEND (local|server|docker), LCC_CACHE_DIR (artifact cache), "
+               "LCC_TRUSTED_KEYS (service signing keys to trust), LCC_TIMEOUT.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="debug logging from lcc and libbpf")
     parser.add_argument("--version", action=_VersionAction,
@@ -98,7 +99,8 @@ def _one_line(e: LccError) -> str:
         if len(errors) > 1:
             text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''}; " \
                     "-v shows the compiler's log)"
-    return " ".join(text.split())
+    from ..compile.trust import printable  # messages can quote what a service said
+    return printable(" ".join(text.split()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -34,6 +35,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--btf-output", metavar="FILE",
                    help="where --btf writes (default: the object's name with .btf)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor fill the cache")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="how long to wait for a compile service's answer (default: "
+                        "LCC_TIMEOUT, else 120)")
+    p.add_argument("--insecure-trust-loopback", action="store_true",
+                   help="load what a compile service on a loopback address sends without a "
+                        "trusted signature (a development server; as "
+                        "LCC_INSECURE_TRUST_LOOPBACK=1)")
     p.set_defaults(func=run)
 
 
@@ -53,14 +61,22 @@ def run(args: argparse.Namespace) -> int:
     # Lazy: `lcc --help` and the other subcommands need no compile pipeline.
     from ..compile import build
     from ..compile.bundle import Bundle
+    from ..compile.config import ClientConfig
     from ..compile.defines import parse_args
 
     if not os.path.isfile(args.source):
         raise LccError(f"no such file: {args.source}")
+    config = ClientConfig.from_env()
+    if args.timeout is not None:
+        if not 0 < args.timeout < float("inf"):
+            raise LccError(f"--timeout {args.timeout:g} is not a positive number of seconds")
+        config = dataclasses.replace(config, timeout=args.timeout)
+    if args.insecure_trust_loopback:
+        config = dataclasses.replace(config, trust_loopback=True)
     bundle = Bundle.from_path(args.source)
     art = build(bundle, defines=parse_args(args.defines), server=args.server,
                 kernel=args.kernel, arch=args.arch, btf=args.btf, cache=not args.no_cache,
-                backend=args.backend)
+                backend=args.backend, config=config)
     for w in art.warnings:
         warn(str(w))
     output = args.output or default_output(args.source)

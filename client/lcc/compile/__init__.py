@@ -12,6 +12,8 @@ Modules, each one concept:
 - ``pipeline``: :func:`build` and :func:`choose_backend` (names and settings -> backend);
 - ``backends``: the :class:`Backend` protocol; ``local``, ``service`` and
   ``docker`` implement it; ``cache`` wraps any backend with the artifact cache;
+- ``trust``: the signing keys trusted here and the checks that make a compile
+  service's object loadable (:class:`lcc.compile.trust.TrustPolicy`);
 - ``artifact`` (:class:`Artifact`), ``bundle``, ``kernel`` (who this kernel is),
   ``defines`` (the ``-D`` parser), ``config`` (:class:`ClientConfig`, the
   ``LCC_*`` variables).

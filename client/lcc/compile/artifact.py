@@ -19,6 +19,10 @@ class Artifact:
     was compiled (``local``, the service URL, ``docker:<image>``).
     ``btf_path``: a file holding ``btf`` (the tailored BTF), for libbpf's
     ``btf_custom_path``.  ``key``: the cache key it is stored under, if any.
+    ``manifest``, ``signature``, ``key_id``: for an object from a compile
+    service, the signed manifest it was checked against (its text), the
+    signature (base64) and the signing key's fingerprint
+    (:mod:`lcc.compile.trust`); None for a local compile.
     """
 
     object: bytes
@@ -31,3 +35,6 @@ class Artifact:
     origin: str = ""
     cache_hit: bool = False
     key: str | None = None
+    manifest: str | None = None
+    signature: str | None = None
+    key_id: str | None = None

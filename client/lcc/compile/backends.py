@@ -14,6 +14,12 @@ docker     :class:`lcc.compile.docker.DockerBackend`   the service image on loca
 :class:`lcc.compile.cache.CachedBackend` wraps any of them (or a backend of
 your own) with the artifact cache.  Any object with these members is a
 backend; none needs to inherit from :class:`Backend`.
+
+A backend that compiles elsewhere (the service and docker backends) also
+has ``trust``, a :class:`lcc.compile.trust.TrustPolicy`: every object it
+returns was checked against a manifest signed by one of its keys, and the
+cache checks each of its entries again with it when read.  A backend without
+``trust`` (the local one, a backend of your own) is believed as it is.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ includes that exist nowhere in the tool's directory (e.g.
 ``"bpf/bpf_helpers.h"``).  Includes inside comments are ignored.  A quoted
 include that leaves the tool's directory (``"../x.h"``, ``"/etc/x"``) is an
 error: the service would refuse it, and the bundle would not be self-contained.
+So is a header that is a symbolic link (or lies under one) resolving outside
+the tool's directory: its target's contents would be sent to the service.
+Links that stay inside the directory are followed.
 """
 
 from __future__ import annotations
@@ -131,9 +134,23 @@ def _resolve(inc: str, includer: str, root: str) -> str | None:
     if here and not _escapes(at_root):
         candidates.append(at_root)
     for rel in candidates:
-        if os.path.isfile(os.path.join(root, *rel.split("/"))):
+        full = os.path.join(root, *rel.split("/"))
+        if os.path.isfile(full):
+            _check_inside(full, rel, includer, inc, root)
             return rel
     return None
+
+
+def _check_inside(full: str, rel: str, includer: str, inc: str, root: str) -> None:
+    """Raise :class:`LccError` when ``full`` resolves (through symbolic links)
+    outside ``root``."""
+    real_root = os.path.realpath(root)
+    target = os.path.realpath(full)
+    if os.path.commonpath([real_root, target]) != real_root:
+        raise LccError(f"{includer} includes \"{inc}\", and {rel} is a symbolic link to "
+                       f"{target}, outside the tool's directory; its contents are not sent",
+                       hint="copy the header into the tool's directory, or link to a file "
+                            "inside it")
 
 
 def _escapes(rel: str) -> bool:

@@ -22,6 +22,13 @@ Guarantees:
 - reads verify each blob against its sha256; a corrupt or partial entry is
   logged, dropped and reported as a miss, so the caller compiles or fetches
   it again;
+- an entry made by a compile service keeps the service's signed manifest
+  (its text, signature and key), and :class:`CachedBackend` checks it again
+  on every read, as when it arrived (:mod:`lcc.compile.trust`): signed by a
+  key trusted *now*, naming these very blobs and this request.  So an entry
+  rewritten consistently (a new blob and a key file naming it), or copied
+  from another request, or signed by a key since unpinned, is dropped and
+  built again, never loaded;
 - :meth:`ArtifactCache.lock` serialises the filling of one key across
   processes (single flight), so N processes starting the same tool compile
   it once.
@@ -32,7 +39,7 @@ kernel's BTF identity (when compiling for the running kernel, see
 :mod:`lcc.compile.kernel`) and the backend's ``key_part()``: the local
 toolchain's identity (clang/bpftool versions, header hashes), or the
 service's URL (its toolchain is unknown before asking; what it sends is
-checked against the digest it sends, and a cache hit contacts nobody), or
+checked against its signed manifest, and a cache hit contacts nobody), or
 the Docker image name.
 """
 
@@ -54,7 +61,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CacheError, Diagnostic
+from ..errors import CacheError, Diagnostic, UntrustedArtifact
 from . import kernel as _kernel
 from .artifact import Artifact
 from .config import ClientConfig
@@ -197,6 +204,12 @@ class ArtifactCache:
         return CacheEntry(key=key, meta=meta, object=obj, btf=btf, btf_path=btf_path,
                           object_path=obj_path, size=len(obj) + len(btf or b""))
 
+    def discard(self, key: str, why: str) -> None:
+        """Forget ``key`` because its entry cannot be used (``why``, logged as a
+        warning); its blobs stay, other keys may name them."""
+        log.warning("cache entry %s is refused (%s); dropping it", key[:16], why)
+        self.remove(key)
+
     def _drop(self, key: str, why: str, blob: Path | None = None) -> None:
         log.warning("cache entry %s is damaged (%s); dropping it", key[:16], why)
         for p in (self._key_path(key), blob):
@@ -280,7 +293,7 @@ class ArtifactCache:
         try:
             self._key_path(key).unlink()
             return True
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
 
     def clear(self, *, toolchain: bool = False) -> tuple[int, int]:
@@ -307,11 +320,14 @@ class ArtifactCache:
 class CachedBackend:
     """``inner`` (any :class:`lcc.compile.Backend`) with its results kept in ``store``.
 
-    It is a backend itself: same ``name``, ``origin`` and ``key_part()``.
-    :meth:`compile` answers from the cache when it can (``inner`` is not
-    called, nobody is contacted: ``Artifact.cache_hit``), else compiles once
-    per key across processes (:meth:`ArtifactCache.lock`) and stores the
-    result.  When the cache cannot be written it logs a warning and returns
+    It is a backend itself: same ``name``, ``origin``, ``key_part()`` and
+    ``trust``.  :meth:`compile` answers from the cache when it can (``inner``
+    is not called, nobody is contacted: ``Artifact.cache_hit``), else
+    compiles once per key across processes (:meth:`ArtifactCache.lock`) and
+    stores the result.  When ``inner`` has a ``trust`` policy (a compile
+    service: :class:`lcc.compile.trust.TrustPolicy`), every hit is checked
+    against the signed manifest stored with it first (module docstring);
+    one that fails is dropped and compiled again.  When the cache cannot be written it logs a warning and returns
     the compiled artifact anyway.  The returned artifact's ``btf_path`` names
     a file holding its BTF, if any.
     """
@@ -334,6 +350,10 @@ class CachedBackend:
     def key_part(self) -> dict:
         return self.inner.key_part()
 
+    @property
+    def trust(self):
+        return getattr(self.inner, "trust", None)
+
     def key(self, bundle: Bundle, *, kernel: str, arch: str,
             defines: Mapping[str, str | None]) -> str:
         """The cache key ``compile`` with these arguments uses."""
@@ -345,11 +365,12 @@ class CachedBackend:
     def compile(self, bundle: Bundle, *, kernel: str, arch: str,
                 defines: dict[str, str | None], btf: bool) -> Artifact:
         key = self.key(bundle, kernel=kernel, arch=arch, defines=defines)
-        hit = self._lookup(key, btf)
+        expect = (bundle, kernel, arch, defines)
+        hit = self._lookup(key, btf, expect)
         if hit is not None:
             return hit
         with self.store.lock(key):
-            hit = self._lookup(key, btf)  # another process may have filled it meanwhile
+            hit = self._lookup(key, btf, expect)  # another process may have filled it meanwhile
             if hit is not None:
                 return hit
             art = self.inner.compile(bundle, kernel=kernel, arch=arch, defines=defines, btf=btf)
@@ -357,6 +378,8 @@ class CachedBackend:
             meta = {"origin": art.origin, "main": bundle.main, "kernel": kernel, "arch": arch,
                     "defines": defines, "warnings": [w.to_dict() for w in art.warnings],
                     "toolchain": art.toolchain}
+            if art.manifest is not None:
+                meta.update(manifest=art.manifest, signature=art.signature, key_id=art.key_id)
             try:
                 entry = self.store.put(key, art.object, btf=art.btf, meta=meta)
             except CacheError as e:
@@ -369,10 +392,12 @@ class CachedBackend:
         log.debug("compiled %s (%s) via %s: %s", bundle.main, key[:16], art.origin, art.digest)
         return art
 
-    def _lookup(self, key: str, need_btf: bool) -> Artifact | None:
+    def _lookup(self, key: str, need_btf: bool, expect: tuple) -> Artifact | None:
         entry = self.store.get(key)
         if entry is None or (need_btf and entry.btf is None):
             return None
+        if self.trust is not None:
+            return self._checked(entry, expect)
         log.debug("cache hit %s: %s", key[:16], entry.digest)
         meta = entry.meta
         return Artifact(object=entry.object, digest=entry.digest, btf=entry.btf,
@@ -380,6 +405,31 @@ class CachedBackend:
                         toolchain=dict(meta.get("toolchain") or {}), cached=True,
                         btf_path=str(entry.btf_path) if entry.btf_path else None,
                         origin=str(meta.get("origin", "")), cache_hit=True, key=entry.key)
+
+    def _checked(self, entry: CacheEntry, expect: tuple) -> Artifact | None:
+        """The artifact of a compile service's ``entry`` once its manifest passes the
+        checks of :mod:`lcc.compile.trust` again; else None, and it is dropped."""
+        from .trust import artifact_from_manifest, check_manifest, expected_request
+        bundle, kernel, arch, defines = expect
+        meta, origin = entry.meta, self.inner.origin
+        try:
+            manifest = self.trust.open(origin, meta.get("manifest"), meta.get("signature"),
+                                       meta.get("key_id"))
+            check_manifest(manifest, origin=origin, obj=entry.object, btf=entry.btf,
+                           request=expected_request(bundle, kernel=kernel, arch=arch,
+                                                    defines=defines))
+            art = artifact_from_manifest(manifest, obj=entry.object, btf=entry.btf,
+                                         origin=origin, text=meta["manifest"],
+                                         signature=meta.get("signature"),
+                                         key_id=meta.get("key_id"), cached=True)
+        except UntrustedArtifact as e:
+            self.store.discard(entry.key, e.message)
+            return None
+        log.debug("cache hit %s: %s (signed by %s)", entry.key[:16], entry.digest,
+                  art.key_id)
+        art.cache_hit, art.key = True, entry.key
+        art.btf_path = str(entry.btf_path) if entry.btf_path else None
+        return art
 
 
 def private_tmp_dir(prefix: str) -> Path:

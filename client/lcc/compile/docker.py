@@ -23,6 +23,15 @@ The container sees the host's kernel: ``/sys/kernel/btf/vmlinux`` inside it
 is the host's, so objects compiled through it match this kernel without a
 BTF upload.
 
+Trust: the service in the container signs what it returns, like any lcc
+compile service (:mod:`lcc.compile.trust`).  :class:`DockerServiceBackend`
+reads the public key from the container's own filesystem through the Docker
+engine (:meth:`DockerBackend.signing_key`), not over HTTP, and pins it in
+the user's trusted keys (comment ``docker container <name>``), so that its
+objects, and the cache entries made from them, verify in later runs without
+contacting the engine.  Whoever can use the Docker engine could change that
+key, but such a user is root on this machine anyway.
+
 Requires the ``docker`` extra (``pip install 'lcc[docker]'``), a Docker
 engine this user may use, and the image, built by ``scripts/docker/build.sh``
 in an lcc checkout.
@@ -30,15 +39,18 @@ in an lcc checkout.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from typing import TYPE_CHECKING
 
-from ..errors import ClosedError, CompileServiceError, DockerImageMissing, DockerUnavailable
+from ..errors import (ClosedError, CompileServiceError, DockerImageMissing, DockerUnavailable,
+                      LccError)
 from .artifact import Artifact
 from .config import DEFAULT_DOCKER_CONTAINER as CONTAINER_NAME
 from .config import DEFAULT_DOCKER_IMAGE as DEFAULT_IMAGE
 from .config import ClientConfig
+from .trust import TrustedKey, TrustPolicy, TrustStore, default_trust_file, parse_keys
 
 if TYPE_CHECKING:
     import requests
@@ -53,6 +65,9 @@ BUILD_COMMAND = "scripts/docker/build.sh"
 
 _LABEL = "org.lcc.role"
 _STATE_DIR = "/var/lib/lcc"
+_PUBLIC_KEY = f"{_STATE_DIR}/keys/signing.pub"
+
+log = logging.getLogger(__name__)
 
 
 class DockerServiceBackend:
@@ -61,7 +76,12 @@ class DockerServiceBackend:
 
     ``image``, ``container`` and ``port`` are :class:`DockerBackend`'s
     ``image``, ``name`` and ``port``; ``push_btf``: upload this kernel's BTF if
-    the service lacks it (the container normally sees the host's).  Each
+    the service lacks it (the container normally sees the host's).
+    ``trust``: the keys its objects are checked with, to which the
+    container's own key is added (default: the pinned keys and
+    ``LCC_TRUSTED_KEYS``); ``store``: where that key is pinned (default: the
+    user's trusted keys).  ``timeout`` and ``max_reply`` as
+    :class:`lcc.compile.service.ServiceClient`'s (None: its defaults).  Each
     :meth:`compile` starts or reuses the container and leaves it running;
     the object holds no resources.
     """
@@ -69,18 +89,29 @@ class DockerServiceBackend:
     name = "docker"
 
     def __init__(self, image: str = DEFAULT_IMAGE, *, container: str = CONTAINER_NAME,
-                 port: int | None = None, push_btf: bool = True) -> None:
+                 port: int | None = None, push_btf: bool = True,
+                 trust: TrustPolicy | None = None, store: TrustStore | None = None,
+                 timeout: float | None = None, max_reply: int | None = None) -> None:
         self.image = image
         self.container = container
         self.port = port
         self.push_btf = push_btf
         self.origin = f"docker:{image}"
+        self.trust = (trust if trust is not None
+                      else TrustPolicy.for_service(ClientConfig.from_env()))
+        self.store = store if store is not None else TrustStore()
+        self.timeout = timeout
+        self.max_reply = max_reply
 
     @classmethod
     def from_config(cls, config: ClientConfig) -> DockerServiceBackend:
-        """The image, container, port and BTF upload policy of ``config``."""
+        """The image, container, port, BTF upload policy, trusted keys, timeout and
+        reply cap of ``config``."""
         return cls(config.docker_image, container=config.docker_container,
-                   port=config.docker_port, push_btf=config.push_btf)
+                   port=config.docker_port, push_btf=config.push_btf,
+                   trust=TrustPolicy.for_service(config),
+                   store=TrustStore(default_trust_file(config)), timeout=config.timeout,
+                   max_reply=config.max_reply_bytes)
 
     def __repr__(self) -> str:
         return f"DockerServiceBackend({self.image!r}, container={self.container!r})"
@@ -91,14 +122,31 @@ class DockerServiceBackend:
     def compile(self, bundle: Bundle, *, kernel: str, arch: str,
                 defines: dict[str, str | None], btf: bool) -> Artifact:
         # Lazy: requests is slow to import, and a cache hit never gets here.
-        from .service import ServiceClient, compile_via
+        from .service import DEFAULT_MAX_REPLY, DEFAULT_TIMEOUT, ServiceClient, compile_via
         with DockerBackend(self.image, name=self.container, port=self.port) as backend:
             url = backend.endpoint()
-            with ServiceClient(url, token=backend.token or "") as client:
+            self._pin(backend.signing_key())
+            with ServiceClient(url, token=backend.token or "", trust=self.trust,
+                               timeout=self.timeout or DEFAULT_TIMEOUT,
+                               max_reply=self.max_reply or DEFAULT_MAX_REPLY) as client:
                 art = compile_via(client, bundle, kernel=kernel, arch=arch, defines=defines,
                                   btf=btf, push_btf=self.push_btf)
         art.origin = self.origin
         return art
+
+    def _pin(self, key: TrustedKey) -> None:
+        """Trust the container's ``key`` now, and in later runs through ``store``."""
+        if self.trust.find(key.fingerprint) is not None:
+            return
+        self.trust.add(key)
+        pinned = TrustedKey(key.raw, f"docker container {self.container} ({self.image})")
+        try:
+            if self.store.add(pinned):
+                log.info("pinned %s, the signing key of the compile service in container %s, "
+                         "in %s", key.fingerprint, self.container, self.store.path)
+        except LccError as e:
+            log.warning("%s; the signing key of container %s is trusted for this run only",
+                        e, self.container)
 
 
 class DockerBackend:
@@ -170,6 +218,43 @@ class DockerBackend:
     def token(self) -> str | None:
         """The bearer token of the container's service (known after :meth:`endpoint`)."""
         return self._token
+
+    def signing_key(self) -> TrustedKey:
+        """The public key the container's service signs with, read from the
+        container's filesystem through the Docker engine (not over HTTP).
+
+        Starts the container as :meth:`endpoint` does if needed.  Raises
+        :class:`CompileServiceError` when the service has no key there (an
+        image from before signing: rebuild it), DockerUnavailable.
+        """
+        self.endpoint()
+        import io
+        import tarfile
+
+        import docker
+        try:
+            stream, _ = self._container.get_archive(_PUBLIC_KEY)
+            data = b"".join(stream)
+        except docker.errors.NotFound:
+            raise CompileServiceError(
+                f"the compile service in container {self.name} has no signing key at "
+                f"{_PUBLIC_KEY}", hint=f"rebuild the image: {BUILD_COMMAND}") from None
+        except docker.errors.APIError as e:
+            raise DockerUnavailable(f"the Docker engine could not read {_PUBLIC_KEY} from "
+                                    f"container {self.name}: {_one_line(e)}") from None
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                member = tar.next()
+                f = tar.extractfile(member) if member is not None else None
+                text = f.read(64 << 10).decode("utf-8") if f is not None else ""
+            keys = parse_keys(text, source=f"container {self.name}:{_PUBLIC_KEY}")
+        except (tarfile.TarError, UnicodeDecodeError, LccError) as e:
+            raise CompileServiceError(f"cannot read the signing key of container {self.name}: "
+                                      f"{e}") from None
+        if len(keys) != 1:
+            raise CompileServiceError(f"{_PUBLIC_KEY} in container {self.name} holds "
+                                      f"{len(keys)} keys, not one")
+        return keys[0]
 
     def headers(self) -> dict[str, str]:
         """HTTP headers a request to :meth:`endpoint` needs."""

@@ -112,10 +112,15 @@ def build(bundle: Bundle, *, defines: Mapping[str, str | int | None] | None = No
     :func:`choose_backend` with ``config`` (default
     :meth:`ClientConfig.from_env`).
 
+    An object from a compile service is returned (and cached) only once its
+    signed manifest verified with a trusted key (:mod:`lcc.compile.trust`);
+    a cache entry of one is checked again each time it is read.
+
     Raises :class:`CompileError` (with diagnostics), :class:`ToolchainMissing`,
-    :class:`CompileServiceError`, :class:`BtfError`, :class:`LccError` (bad
-    defines, backend or URL); :class:`TypeError` for a ``backend`` that is
-    neither a name nor a backend.
+    :class:`CompileServiceError` (:class:`UntrustedArtifact` for an object
+    lcc will not load), :class:`BtfError`, :class:`LccError` (bad defines,
+    backend or URL); :class:`TypeError` for a ``backend`` that is neither a
+    name nor a backend.
     """
     defs = _defines.normalize(defines)
     me = _kernel.this_kernel()

@@ -6,56 +6,88 @@ this kernel's ``/sys/kernel/btf/vmlinux`` once and asks again (unless
 ``push_btf`` is off: ``LCC_PUSH_BTF=0``; ``lcc btf push`` does it by hand).
 
 :class:`ServiceClient` speaks the service's API (``POST /v1/compile``,
-``GET /v1/artifacts/{digest}``, ``GET/PUT /v1/btf/...``, ``GET /healthz``)
-and turns every answer other than success into an lcc error:
+``GET /v1/artifacts/{digest}``, ``GET/PUT /v1/btf/...``, ``GET /v1/keys``,
+``GET /healthz``) and turns every answer other than success into an lcc
+error:
 
-=======================================  ==========================================
-service answer                           raised
-=======================================  ==========================================
-unreachable, refused, timed out          CompileServiceError naming the URL
-401                                      CompileServiceError, hint about LCC_TOKEN
-422 ``{"error": "compile"}``             CompileError with the Diagnostics and log
-422 ``{"error": "btf"}``                 BtfError
-404 ``{"error": "btf_missing"}``         CompileServiceError (status 404): push the BTF
-any other 4xx/5xx                        CompileServiceError(status, detail)
-200 whose object does not match digest   CompileServiceError
-=======================================  ==========================================
+=========================================  ==========================================
+service answer                             raised
+=========================================  ==========================================
+unreachable, refused                       CompileServiceError naming the URL
+no whole answer within the timeout         CompileServiceError: raise LCC_TIMEOUT
+an answer larger than ``max_reply``        CompileServiceError (reading stops there)
+401                                        CompileServiceError, hint about LCC_TOKEN
+422 ``{"error": "compile"}``               CompileError with the Diagnostics and log
+422 ``{"error": "btf"}``                   BtfError
+404 ``{"error": "btf_missing"}``           CompileServiceError (status 404): push the BTF
+503, after the retries                     CompileServiceError (status 503)
+any other 4xx/5xx                          CompileServiceError(status, detail)
+200 not signed by a trusted key, or not    UntrustedArtifact (:mod:`lcc.compile.trust`)
+what its signed manifest says
+=========================================  ==========================================
 
-Connection errors are retried (urllib3 ``Retry`` through an ``HTTPAdapter``,
-with backoff); a request the service received is never sent twice.  The
-bearer token comes from ``token`` or, for a client made without one,
-``LCC_TOKEN``.  Loopback URLs bypass any proxy configured in the environment.
+An object is returned only after its manifest's signature verified with a
+trusted key and the object, the tailored BTF and the request matched it;
+nothing unchecked reaches the cache or the kernel.  Text the service sends
+(details, diagnostics, the compiler log) has its control characters made
+visible (:func:`lcc.compile.trust.printable`) before it goes into an error
+or an artifact, so printing it cannot drive the terminal.
+
+Robustness against a service that misbehaves: answers are read in chunks
+and dropped past ``max_reply`` bytes (``LCC_MAX_REPLY_MB``, default 96 MiB);
+the whole answer must arrive within the timeout (``LCC_TIMEOUT``,
+``lcc compile --timeout``; default 120 s, connecting 5 s); a 503 is asked
+again after its ``Retry-After`` (or a short backoff) up to
+``busy_retries`` times, as long as the wait fits in the timeout and is at
+most 30 s.  Connection errors are retried (urllib3 ``Retry`` through an
+``HTTPAdapter``, with backoff); a request the service received is sent
+again only after a 503.  The bearer token comes from ``token`` or, for a
+client made without one, ``LCC_TOKEN``.  Loopback URLs bypass any proxy
+configured in the environment.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import hashlib
-import ipaddress
+import json
 import logging
 import re
+import time
 import urllib.parse
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from ..errors import BtfError, CompileError, CompileServiceError, Diagnostic, LccError
+from ..errors import BtfError, CompileError, CompileServiceError, LccError
 from . import kernel as _kernel
 from .artifact import Artifact
 from .bundle import Bundle
 from .config import ClientConfig
+from .trust import (TrustedKey, TrustPolicy, artifact_from_manifest, check_manifest,
+                    expected_request, is_loopback, printable, remote_diagnostic)
 
-__all__ = ["DEFAULT_TIMEOUT", "ServiceBackend", "ServiceClient", "compile_via", "normalize_url"]
+__all__ = ["DEFAULT_MAX_REPLY", "DEFAULT_TIMEOUT", "ServiceBackend", "ServiceClient",
+           "compile_via", "normalize_url"]
 
 log = logging.getLogger(__name__)
 
 #: (connect, read) seconds.  A cold compile waits for a slot on a busy service.
 DEFAULT_TIMEOUT = (5.0, 120.0)
 DEFAULT_RETRIES = 3
+#: The largest answer read (a compile's JSON holds the object and BTF in base64).
+DEFAULT_MAX_REPLY = 96 << 20
+#: How often a 503 is asked again, and the longest wait for one.
+BUSY_RETRIES = 4
+MAX_BUSY_WAIT = 30.0
+_CHUNK = 64 << 10
 _USER_AGENT = "lcc-client/0.1"
 
 
@@ -79,14 +111,29 @@ def normalize_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
 
 
-def _is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+@dataclass
+class Reply:
+    """An answer read whole (at most ``max_reply`` bytes)."""
+
+    status_code: int
+    reason: str
+    headers: Any = field(default_factory=dict)  # requests' case-insensitive dict
+    content: bytes = b""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Late(Exception):
+    pass
 
 
 class ServiceClient:
@@ -94,17 +141,27 @@ class ServiceClient:
 
     ``token``: the bearer token; None takes ``LCC_TOKEN`` (through
     :meth:`ClientConfig.from_env`), ``""`` sends none.  ``timeout`` is
-    (connect, read) seconds; ``retries`` counts retries of connection errors.
-    ``session`` replaces the ``requests.Session`` (tests mount fake adapters
-    on it).
+    (connect, read) seconds, or one number for both (connecting takes at
+    most 5 s of it); the read part bounds the whole answer.  ``retries``
+    counts retries of connection errors, ``busy_retries`` those of a 503.
+    ``max_reply``: the largest answer read, in bytes.  ``trust``: whose
+    signatures make a compiled object acceptable (default: the policy of
+    :meth:`ClientConfig.from_env` for this URL).  ``session`` replaces the
+    ``requests.Session`` (tests mount fake adapters on it).
     """
 
     def __init__(self, url: str, *, token: str | None = None,
                  timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
-                 retries: int = DEFAULT_RETRIES, session: requests.Session | None = None) -> None:
+                 retries: int = DEFAULT_RETRIES, session: requests.Session | None = None,
+                 trust: TrustPolicy | None = None, max_reply: int = DEFAULT_MAX_REPLY,
+                 busy_retries: int = BUSY_RETRIES) -> None:
         self.url = normalize_url(url)
-        self.token = (token if token is not None else ClientConfig.from_env().token) or None
-        self.timeout = timeout
+        config = ClientConfig.from_env() if token is None or trust is None else None
+        self.token = (token if token is not None else config.token) or None
+        self.trust = trust if trust is not None else TrustPolicy.for_service(config, self.url)
+        self.timeout = _timeouts(timeout)
+        self.max_reply = max_reply
+        self.busy_retries = busy_retries
         self._http = session or requests.Session()
         if session is None:
             retry = Retry(total=retries, connect=retries, read=0, status=0, other=0,
@@ -112,7 +169,7 @@ class ServiceClient:
             adapter = HTTPAdapter(max_retries=retry)
             self._http.mount("http://", adapter)
             self._http.mount("https://", adapter)
-            if _is_loopback(self.url):
+            if is_loopback(self.url):
                 self._http.trust_env = False  # an environment proxy cannot reach our loopback
         self._http.headers["User-Agent"] = _USER_AGENT
         if self.token:
@@ -132,42 +189,109 @@ class ServiceClient:
 
     # -- transport ------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kw: Any) -> requests.Response:
+    def _request(self, method: str, path: str, **kw: Any) -> Reply:
+        """One exchange, read whole; a 503 is asked again (module docstring).
+        Raises the lcc error of a 4xx/5xx answer."""
+        timeout = _timeouts(kw.pop("timeout", self.timeout))
+        give_up = time.monotonic() + timeout[1]  # waits for a busy service count too
+        attempt = 0
+        while True:
+            r = self._send(method, path, timeout, **kw)
+            if r.status_code == 503 and attempt < self.busy_retries:
+                wait = _retry_after(r.headers.get("Retry-After"), attempt)
+                if wait <= MAX_BUSY_WAIT and time.monotonic() + wait <= give_up:
+                    log.info("compile service %s is busy; asking again in %.1f s", self.url,
+                             wait)
+                    time.sleep(wait)
+                    attempt += 1
+                    continue
+            if r.status_code >= 400:
+                raise self._error(r, retried=attempt)
+            return r
+
+    def _send(self, method: str, path: str, timeout: tuple[float, float], **kw: Any) -> Reply:
         url = self.url + path
+        started = time.monotonic()
         try:
-            r = self._http.request(method, url, timeout=kw.pop("timeout", self.timeout), **kw)
+            r = self._http.request(method, url, timeout=timeout, stream=True, **kw)
         except (requests.Timeout, requests.ConnectionError) as e:
             if isinstance(e, requests.ConnectTimeout) or not _is_read_timeout(e):
                 raise CompileServiceError(
                     f"compile service at {self.url} is unreachable: {_reason(e)}",
                     hint="start one with `lcc server`, or check LCC_SERVER / --server") from None
-            raise CompileServiceError(
-                f"compile service at {self.url} did not answer in time ({method} {path})",
-                hint="the service may be overloaded; retry, or raise the timeout") from None
+            raise self._late(method, path, timeout) from None
         except requests.RequestException as e:
             raise CompileServiceError(f"request to compile service at {self.url} failed: "
                                       f"{_reason(e)}") from None
-        if r.status_code >= 400:
-            raise self._error(r)
-        return r
+        try:
+            content = self._read(r, started + timeout[1])
+        except _TooLarge:
+            raise CompileServiceError(
+                f"compile service at {self.url} sent an answer larger than "
+                f"{_mib(self.max_reply)} ({method} {path}); refused",
+                hint="raise LCC_MAX_REPLY_MB if the service is trusted to send that much") \
+                from None
+        except (_Late, ReadTimeoutError, TimeoutError):
+            raise self._late(method, path, timeout) from None
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
+            if _is_read_timeout(e):
+                raise self._late(method, path, timeout) from None
+            raise CompileServiceError(f"compile service at {self.url} broke off its answer "
+                                      f"({method} {path}): {_reason(e)}") from None
+        finally:
+            r.close()  # a connection left with unread data is not reused
+        return Reply(r.status_code, printable(r.reason or "", newlines=False), r.headers,
+                     content)
 
-    def _error(self, r: requests.Response) -> LccError:
+    def _late(self, method: str, path: str, timeout: tuple[float, float]) -> CompileServiceError:
+        return CompileServiceError(
+            f"compile service at {self.url} did not answer in time ({timeout[1]:g} s; "
+            f"{method} {path})",
+            hint="the service may be overloaded; retry, or raise the timeout "
+                 "(LCC_TIMEOUT, lcc compile --timeout)")
+
+    def _read(self, r: requests.Response, deadline: float) -> bytes:
+        """The body of ``r``, at most ``max_reply`` bytes, read by ``deadline``."""
+        if r.raw is None:  # a transport that answered with the content already read
+            content = r.content or b""
+            if len(content) > self.max_reply:
+                raise _TooLarge
+            return content
+        announced = r.headers.get("Content-Length", "")
+        if announced.isdigit() and int(announced) > self.max_reply:
+            raise _TooLarge
+        # read1 returns what one read of the socket gives, so the deadline is
+        # checked however slowly the service sends.
+        read = getattr(r.raw, "read1", None) or r.raw.read
+        body = bytearray()
+        while chunk := read(_CHUNK, decode_content=True):
+            body += chunk
+            if len(body) > self.max_reply:
+                raise _TooLarge
+            if time.monotonic() > deadline:
+                raise _Late
+        return bytes(body)
+
+    def _error(self, r: Reply, *, retried: int = 0) -> LccError:
         """The lcc error for a 4xx/5xx answer (see the module's table)."""
         body = _json_or_none(r)
         kind = body.get("error") if isinstance(body, dict) else None
         detail = body.get("detail") if isinstance(body, dict) else None
         if not isinstance(detail, str) or not detail:
             detail = _first_line(r.text) or r.reason or "no detail"
+        detail = printable(detail[:2000], newlines=False)
         status = r.status_code
         if status == 422 and kind == "compile":
             diags = []
             for d in body.get("diagnostics") or []:
-                if isinstance(d, dict):
-                    diags.append(Diagnostic.from_dict(d))
-            log = body.get("log") if isinstance(body.get("log"), str) else ""
+                try:
+                    diags.append(remote_diagnostic(d))
+                except (TypeError, ValueError):
+                    continue
+            log_text = body.get("log") if isinstance(body.get("log"), str) else ""
             msg = (detail if isinstance(body.get("detail"), str)
                    else "clang could not compile the program")
-            return CompileError(msg, diags, log)
+            return CompileError(msg, diags, printable(log_text))
         if status == 422 and kind == "btf":
             return BtfError(f"compile service at {self.url}: {detail}")
         if status == 401:
@@ -184,8 +308,14 @@ class ServiceClient:
             return CompileServiceError(f"compile service at {self.url}: {detail}",
                                        status=404, detail=detail)
         if status == 503:
-            return CompileServiceError(f"compile service at {self.url} is unavailable: {detail}",
-                                       status=503, detail=detail)
+            after = r.headers.get("Retry-After")
+            tried = (f"asked {retried + 1} times" if retried else
+                     f"it asks to retry after {printable(after, newlines=False)[:40]} s"
+                     if after else "")
+            return CompileServiceError(
+                f"compile service at {self.url} is unavailable: {detail}"
+                + (f" ({tried})" if tried else ""), status=503, detail=detail,
+                hint="retry later" if retried else None)
         return CompileServiceError(
             f"compile service at {self.url} answered HTTP {status}: {detail}",
             status=status, detail=detail)
@@ -196,39 +326,69 @@ class ServiceClient:
                 defines: dict[str, str | None] | None = None, btf: bool = False) -> Artifact:
         """``POST /v1/compile``: the artifact for ``bundle`` on kernel ``kernel``/``arch``.
 
-        ``btf=True`` also asks for BTF tailored to the object.  The object is
-        checked against the digest the service sends.  Raises as in the module
-        docstring.
+        ``btf=True`` also asks for BTF tailored to the object.  The answer's
+        manifest must be signed by a key of ``trust`` and name this object,
+        this BTF and this request; the artifact's warnings and toolchain come
+        from it.  Raises as in the module docstring (:class:`UntrustedArtifact`
+        for an answer that fails those checks).
         """
+        defines = dict(defines or {})
         payload = {"bundle": bundle.to_dict(), "kernel": kernel, "arch": arch,
-                   "defines": dict(defines or {}), "btf": bool(btf)}
+                   "defines": defines, "btf": bool(btf)}
         body = self._json(self._request("POST", "/v1/compile", json=payload))
         try:
             obj = _b64(body["object"])
-            digest = str(body["digest"])
             tailored = _b64(body["btf"]) if body.get("btf") else None
-            warnings = [Diagnostic.from_dict(d) for d in body.get("warnings") or []]
-            toolchain = dict(body.get("toolchain") or {})
+            manifest, signature, key_id = (body.get("manifest"), body.get("signature"),
+                                           body.get("key_id"))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CompileServiceError(f"compile service at {self.url} sent a malformed answer "
-                                      f"({type(e).__name__}: {e})") from None
-        if hashlib.sha256(obj).hexdigest() != digest:
-            raise CompileServiceError(f"compile service at {self.url} sent an object whose "
-                                      f"sha256 does not match its digest {digest[:16]}...")
+                                      f"({type(e).__name__}: {printable(str(e))[:200]})") \
+                from None
         if btf and tailored is None:
             raise CompileServiceError(f"compile service at {self.url} sent no BTF although "
                                       "it was asked for")
-        return Artifact(object=obj, digest=digest, btf=tailored, warnings=warnings,
-                        toolchain=toolchain, cached=bool(body.get("cached")), origin=self.url)
+        checked = self.trust.open(self.url, manifest, signature, key_id)
+        check_manifest(checked, origin=self.url, obj=obj, btf=tailored,
+                       request=expected_request(bundle, kernel=kernel, arch=arch,
+                                                defines=defines))
+        return artifact_from_manifest(checked, obj=obj, btf=tailored, origin=self.url,
+                                      text=manifest, signature=signature, key_id=key_id,
+                                      cached=body.get("cached") is True)
 
     def artifact(self, digest: str) -> bytes:
-        """``GET /v1/artifacts/{digest}``: a compiled object by its sha256, verified."""
+        """``GET /v1/artifacts/{digest}``: a compiled object by its sha256, verified
+        against ``digest`` (which the caller must have from a trusted source)."""
         r = self._request("GET", f"/v1/artifacts/{digest}",
                           headers={"Accept": "application/octet-stream"})
-        if hashlib.sha256(r.content).hexdigest() != digest:
+        if _sha256(r.content) != digest:
             raise CompileServiceError(f"compile service at {self.url} sent artifact bytes that "
                                       f"do not match {digest[:16]}...")
         return r.content
+
+    def keys(self) -> list[TrustedKey]:
+        """``GET /v1/keys``: the service's public signing keys, the current one
+        first (``comment``: ``current`` or ``retired``).  What it says is no
+        reason to trust them: compare fingerprints out of band."""
+        body = self._json(self._request("GET", "/v1/keys"))
+        entries = body.get("keys") if isinstance(body, dict) else None
+        if not isinstance(entries, list) or not entries:
+            raise CompileServiceError(f"compile service at {self.url} sent no signing keys",
+                                      hint="is it an lcc compile service of this version?")
+        out = []
+        for e in entries:
+            try:
+                key = TrustedKey.from_base64(e["public_key"], str(e.get("status", "")),
+                                             self.url)
+                if e.get("algorithm") != "ed25519" or e.get("id") != key.fingerprint:
+                    raise LccError("its id is not its fingerprint")
+            except (LccError, KeyError, TypeError) as exc:
+                raise CompileServiceError(f"compile service at {self.url} sent a malformed "
+                                          f"key ({printable(str(exc), newlines=False)[:100]})") \
+                    from None
+            out.append(TrustedKey(key.raw, printable(key.comment, newlines=False)[:20],
+                                  self.url))
+        return out
 
     def health(self) -> dict:
         """``GET /healthz``."""
@@ -256,11 +416,12 @@ class ServiceClient:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _json(self, r: requests.Response) -> Any:
+    def _json(self, r: Reply) -> Any:
         body = _json_or_none(r)
         if body is None:
             raise CompileServiceError(f"compile service at {self.url} answered "
-                                      f"{r.status_code} without JSON: {_first_line(r.text)}")
+                                      f"{r.status_code} without JSON: "
+                                      f"{printable(_first_line(r.text), newlines=False)}")
         return body
 
 
@@ -268,30 +429,45 @@ class ServiceBackend:
     """A compile service at ``url`` (a :class:`lcc.compile.Backend`).
 
     ``token``: its bearer token (None or ``""``: none).  ``push_btf``: upload
-    this kernel's BTF when the service lacks it.  Each :meth:`compile` opens
-    and closes its own :class:`ServiceClient`; the object holds no resources.
-    Raises :class:`LccError` for a URL that is not http(s).
+    this kernel's BTF when the service lacks it.  ``trust``: whose signatures
+    make its objects loadable, here and when read back from the cache
+    (default: the pinned keys and ``LCC_TRUSTED_KEYS``, see
+    :mod:`lcc.compile.trust`).  ``timeout`` and ``max_reply``: as
+    :class:`ServiceClient`'s.  Each :meth:`compile` opens and closes its own
+    :class:`ServiceClient`; the object holds no resources.  Raises
+    :class:`LccError` for a URL that is not http(s).
     """
 
     name = "server"
 
-    def __init__(self, url: str, *, token: str | None = None, push_btf: bool = True) -> None:
+    def __init__(self, url: str, *, token: str | None = None, push_btf: bool = True,
+                 trust: TrustPolicy | None = None,
+                 timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
+                 max_reply: int = DEFAULT_MAX_REPLY) -> None:
         self.url = normalize_url(url)
         self.token = token
         self.push_btf = push_btf
         self.origin = self.url
+        self.trust = (trust if trust is not None
+                      else TrustPolicy.for_service(ClientConfig.from_env(), self.url))
+        self.timeout = timeout
+        self.max_reply = max_reply
 
     @classmethod
     def from_config(cls, config: ClientConfig, url: str | None = None, *,
                     token: str | None = None) -> ServiceBackend:
         """The service ``url`` (default ``config.server``) with ``token`` (default
-        ``config.token``).  Raises :class:`LccError` when no URL is known."""
+        ``config.token``), and the trust, timeout and reply cap of ``config``.
+        Raises :class:`LccError` when no URL is known."""
         url = url or config.server
         if not url:
             raise LccError("the server backend needs a compile service URL",
                            hint="pass --server URL or set LCC_SERVER")
+        url = normalize_url(url)
         return cls(url, token=token if token is not None else config.token,
-                   push_btf=config.push_btf)
+                   push_btf=config.push_btf, trust=TrustPolicy.for_service(config, url),
+                   timeout=config.timeout or DEFAULT_TIMEOUT,
+                   max_reply=config.max_reply_bytes or DEFAULT_MAX_REPLY)
 
     def __repr__(self) -> str:
         return f"ServiceBackend({self.url!r})"
@@ -301,7 +477,8 @@ class ServiceBackend:
 
     def compile(self, bundle: Bundle, *, kernel: str, arch: str,
                 defines: dict[str, str | None], btf: bool) -> Artifact:
-        with ServiceClient(self.url, token=self.token or "") as client:
+        with ServiceClient(self.url, token=self.token or "", trust=self.trust,
+                           timeout=self.timeout, max_reply=self.max_reply) as client:
             return compile_via(client, bundle, kernel=kernel, arch=arch, defines=defines,
                                btf=btf, push_btf=self.push_btf)
 
@@ -334,11 +511,41 @@ def _b64(value: str) -> bytes:
         raise ValueError(f"bad base64 ({e})") from None
 
 
-def _json_or_none(r: requests.Response) -> Any:
+def _json_or_none(r: Reply) -> Any:
     try:
         return r.json()
     except ValueError:
         return None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _timeouts(value: tuple[float, float] | float) -> tuple[float, float]:
+    """(connect, read) seconds from a pair or one number (connecting: at most 5 s of it)."""
+    if isinstance(value, tuple):
+        return float(value[0]), float(value[1])
+    return min(float(value), DEFAULT_TIMEOUT[0]), float(value)
+
+
+def _retry_after(value: str | None, attempt: int) -> float:
+    """Seconds to wait before asking a busy service again: its ``Retry-After``
+    (seconds or an HTTP date), else an exponential backoff from 0.5 s."""
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    return 0.5 * 2 ** attempt
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
 def _first_line(text: str, limit: int = 200) -> str:
