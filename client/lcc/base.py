@@ -355,6 +355,15 @@ class ClbcBase(PyLccNames):
                     raise
                 self._apply_fallbacks()
 
+    def add_fallback(self, *fallbacks: Fallback) -> None:
+        """Add alternatives after open, before load (for programs known only once
+        the object is open); they are applied at once, as ``fallback=`` is."""
+        self.spec  # raises ClosedError after close()
+        if self._owned.obj is not None:
+            raise LccError("fallbacks can only be added before load()")
+        self._fallbacks.extend(fallbacks)
+        self._apply_fallbacks()
+
     def chosen(self) -> list[str]:
         """Names of the programs the fallbacks picked."""
         return [n for fb in self._fallbacks for n in (fb.chosen or ())]
