@@ -124,18 +124,26 @@ def output_sites(elf: bytes) -> list[OutputSite]:
         maps_idx = next((i for i, s in enumerate(f.iter_sections()) if s.name == ".maps"), None)
         symtab = f.get_section_by_name(".symtab")
         big = not f.little_endian
+        code = {i for i, sec in enumerate(f.iter_sections())
+                if sec["sh_type"] == "SHT_PROGBITS" and sec["sh_flags"] & _EXEC}
         relocs: dict[int, dict[int, str]] = {}  # section index -> insn offset -> map
+        maps: dict[int, str | None] = {}  # symbol index -> map name (None: not a map)
         for sec in f.iter_sections():
-            if not isinstance(sec, RelocationSection) or symtab is None:
+            # Only the code's relocations (not those of the debug info: thousands)
+            if not isinstance(sec, RelocationSection) or symtab is None \
+                    or sec["sh_info"] not in code:
                 continue
-            target = sec["sh_info"]
             for r in sec.iter_relocations():
-                sym = symtab.get_symbol(r["r_info_sym"])
-                if maps_idx is not None and sym["st_shndx"] == maps_idx:
-                    relocs.setdefault(target, {})[r["r_offset"]] = sym.name
+                idx = r["r_info_sym"]
+                if idx not in maps:
+                    sym = symtab.get_symbol(idx)
+                    maps[idx] = sym.name if maps_idx is not None \
+                        and sym["st_shndx"] == maps_idx else None
+                if maps[idx] is not None:
+                    relocs.setdefault(sec["sh_info"], {})[r["r_offset"]] = maps[idx]
         sites = []
         for i, sec in enumerate(f.iter_sections()):
-            if sec["sh_type"] != "SHT_PROGBITS" or not sec["sh_flags"] & _EXEC:
+            if i not in code:
                 continue
             for helper, map_name, size in _scan(sec.data(), relocs.get(i, {}), big):
                 sites.append(OutputSite(sec.name, helper, map_name, size))
