@@ -192,7 +192,8 @@ def test_keep_types_source():
                                         "struct event"])
     assert "struct event;\nunion value;\n" in src
     assert (f"__attribute__((used)) static void {eventtypes.KEEPER}"
-            "(struct event *t0, union value *t1) {}") in src
+            "(struct event *t0 __attribute__((unused)), "
+            "union value *t1 __attribute__((unused))) {}") in src
     assert eventtypes.keep_types_source(["enum e"]) == ""
 
 

@@ -346,7 +346,7 @@ def keep_types_source(names: Iterable[str]) -> str:
             if re.fullmatch(r"(struct|union) [A-Za-z_]\w*", n)]
     if not kept:
         return ""
-    params = ", ".join(f"{n} *t{i}" for i, n in enumerate(kept))
+    params = ", ".join(f"{n} *t{i} __attribute__((unused))" for i, n in enumerate(kept))
     decls = "".join(f"{n};\n" for n in kept)
     return (f"\n/* added by lcc: keep these types in BTF to decode events */\n{decls}"
             f"__attribute__((used)) static void {KEEPER}({params}) {{}}\n")
