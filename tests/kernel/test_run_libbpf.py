@@ -156,6 +156,16 @@ def test_output_calls_are_read_from_the_object(compile_prog):
                                 "events", 96)]
 
 
+def test_types_kept_in_btf_from_python():
+    with ClbcBase(str(OPENSNOOP), keep_types=["struct event"]) as tool:
+        m = tool.maps["events"]
+        m.set_event_type("struct event")  # on the stack only, but kept
+        assert m.event_codec.size == 296
+        assert [mb.name for mb in m.event_type.members] == ["ts", "pid", "ret", "flags",
+                                                             "comm", "fname"]
+        assert m.guess_event_type().type is m.event_type
+
+
 def test_set_event_type_looks_in_the_kernels_btf(compile_prog):
     with ClbcBase("opensnoop", obj=compile_prog(str(OPENSNOOP))) as tool:
         m = tool.maps["events"]

@@ -80,9 +80,9 @@ def _open(path: str, defines: Mapping[str, str | None], rodata: Mapping[str, Any
     """Compile (unless ``path`` is an object) and open ``path``, not loaded yet.
 
     Returns the tool and the structs the source defines (``struct event``...).
-    Those, and the ``keep`` types, are kept in the object's BTF (see
-    :func:`lcc.maps.eventtypes.keep_types_source`), so that events whose
-    type the program uses only for locals can still be decoded.
+    Those, and the ``keep`` types, are kept in the object's BTF
+    (``ClbcBase(keep_types=...)``), so that events whose type the program
+    uses only for locals can still be decoded.
     """
     from ..base import ClbcBase
     from ..maps import eventtypes
@@ -96,17 +96,20 @@ def _open(path: str, defines: Mapping[str, str | None], rodata: Mapping[str, Any
     if not path.endswith(".c"):
         raise LccError(f"{path} is neither BPF C source (.bpf.c) nor a compiled object (.o)")
     from ..compile.bundle import Bundle
-    bundle = Bundle.from_path(path)
-    local = eventtypes.defined_structs(bundle.files.values())
-    text = bundle.files[bundle.main] + eventtypes.keep_types_source([*local, *keep])
-    name = os.path.basename(path).removesuffix(".c").removesuffix(".bpf")
+    local = eventtypes.defined_structs(Bundle.from_path(path).files.values())
+    kw = dict(defines=defines, rodata=rodata, server=server, load=False,
+              keep_types=[*local, *keep])
+    if path.endswith(".bpf.c"):
+        return ClbcBase(path, **kw), local
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    name = os.path.basename(path)[:-2]
 
     class _Prog(ClbcBase):
         def _source_dir(self) -> str:  # local #includes resolve beside the file
             return os.path.dirname(path)
 
-    return _Prog(name, bpf_str=text, defines=defines, rodata=rodata, server=server,
-                 load=False), local
+    return _Prog(name, bpf_str=text, **kw), local
 
 
 # -- alternatives ---------------------------------------------------------------------
