@@ -264,10 +264,13 @@ def test_attaching_nothing_is_an_error(tmp_path):
     prog = tmp_path / "only_xdp.bpf.c"
     prog.write_text('#include "vmlinux.h"\n#include <bpf/bpf_helpers.h>\n'
                     'SEC("xdp") int pass(struct xdp_md *ctx) { return XDP_PASS; }\n'
+                    '/* a loader attaches this to its own binary */\n'
+                    'SEC("usdt//proc/self/exe:tool:ready") int ready(void *ctx) { return 0; }\n'
                     'char LICENSE[] SEC("license") = "GPL";\n')
     err = io.StringIO()
     assert lcc_run.run(str(prog), None, 0.01, False, io.StringIO(), err=err) == 1
-    note, line = err.getvalue().splitlines()
-    assert note.startswith("lcc run: not attaching program pass: SEC(\"xdp\") needs a target")
+    xdp, usdt, line = err.getvalue().splitlines()
+    assert xdp.startswith("lcc run: not attaching program pass: SEC(\"xdp\") needs a target")
+    assert usdt.startswith("lcc run: not attaching program ready: SEC(\"usdt/")
     assert line.startswith("lcc run: NotSupported: lcc run attached no program of "
-                           "'only_xdp': pass (SEC(\"xdp\"))")
+                           "'only_xdp': pass (SEC(\"xdp\")), ready (")

@@ -239,16 +239,18 @@ def _attach(tool: Any, frequency: int, note: _Notes) -> None:
     nothing could be attached."""
     from .. import links
     from ..errors import NotSupported
-    tool.attach_all()
     left = []
     for prog in tool.obj.programs.values():
-        if prog.fd < 0 or not links.needs_explicit_attach(prog):
+        if prog.fd < 0:  # not loaded
             continue
         if prog.kind == "perf_event":
             tool.attach_perf_event(prog.name, event_type=PERF_TYPE_SOFTWARE,
                                    config=PERF_COUNT_SW_CPU_CLOCK, sample_freq=frequency)
-        else:
+        elif links.needs_explicit_attach(prog) or prog.kind.startswith("usdt"):
+            # (a USDT section names the loader's own binary, /proc/self/exe: not ours)
             left.append(prog)
+        else:
+            tool.links.append(links.attach_auto(prog))  # the tool owns its links
     for prog in left:
         note(f"not attaching program {prog.name}: SEC(\"{prog.section}\") needs a target "
              "(an interface, a cgroup, a binary...) that lcc run cannot choose")
