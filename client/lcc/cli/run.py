@@ -278,8 +278,9 @@ def _load(path: str, defines: Mapping[str, str | None], rodata: Mapping[str, Any
         tool.load()
         for fb in tool.fallbacks:
             others = [n for alt in fb.alternatives if alt != fb.chosen for n in alt]
-            note(f"loading {', '.join(fb.chosen or ())} rather than its alternative "
-                 f"{', '.join(others)}")
+            if others:
+                note(f"loading {', '.join(fb.chosen or ())} rather than its alternative "
+                     f"{', '.join(others)}")
         _event_types(tool, event_types, local, note)
         _attach(tool, frequency, note)
     except BaseException:
