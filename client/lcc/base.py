@@ -144,6 +144,10 @@ class ClbcBase(PyLccNames):
       btf: ``None`` (the kernel's BTF), ``"server"`` (ask the compile service
         for BTF tailored to this object), or a path to a BTF file.
       cache: use the local artifact cache.
+      keep_types: ``struct``/``union`` types to keep in the object's BTF although
+        the program uses them only for locals (an event struct filled on the
+        stack), so that ``set_event_type`` finds them (see
+        :func:`lcc.maps.eventtypes.keep_types_source`).
       obj: the bytes of an already compiled object (no compilation at all).
       probes: the :class:`lcc.features.Probes` that decide fallbacks (default:
         the process-wide ones; tests pass their own).
@@ -164,7 +168,8 @@ class ClbcBase(PyLccNames):
                  fallback: Any = None,
                  map_sizes: Mapping[str, int] | None = None,
                  btf: str | None = None, cache: bool = True,
-                 obj: bytes | None = None, probes: features.Probes | None = None) -> None:
+                 obj: bytes | None = None, probes: features.Probes | None = None,
+                 keep_types: Iterable[str] = ()) -> None:
         base = os.path.basename(bpf)
         self.name = base.removesuffix(".bpf.c").removesuffix(".c")
         self._owned = _Owned()
@@ -192,6 +197,11 @@ class ClbcBase(PyLccNames):
             from .compile.bundle import Bundle
             from .compile import build
             bundle = self._bundle(bpf, bpf_str, Bundle)
+            if keep_types:
+                from .maps.eventtypes import keep_types_source
+                files = dict(bundle.files)
+                files[bundle.main] += keep_types_source(keep_types)
+                bundle = Bundle(bundle.main, files)
             self.artifact = build(bundle, defines=all_defines, server=service_url(server),
                                   kernel=ver or None, arch=arch or None, btf=btf == "server",
                                   cache=cache)
@@ -366,6 +376,15 @@ class ClbcBase(PyLccNames):
                 if all(a in fb.rejected for a in fb.alternatives):
                     raise
                 self._apply_fallbacks()
+
+    def add_fallback(self, *fallbacks: Fallback) -> None:
+        """Add alternatives after open, before load (for programs known only once
+        the object is open); they are applied at once, as ``fallback=`` is."""
+        self.spec  # raises ClosedError after close()
+        if self._owned.obj is not None:
+            raise LccError("fallbacks can only be added before load()")
+        self._fallbacks.extend(fallbacks)
+        self._apply_fallbacks()
 
     def chosen(self) -> list[str]:
         """Names of the programs the fallbacks picked."""

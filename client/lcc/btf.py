@@ -378,6 +378,16 @@ class Btf:
             return Datasec(tid, name, size_type, tuple(vars_))
         return Other(tid, name, kind)
 
+    def named_structs(self) -> Iterator[Struct]:
+        """Every named struct and union, in BTF order (only their models are built)."""
+        ptr = self._live()
+        for tid in range(1, _libbpf.btf_type_count(ptr)):
+            kind, name = _btf_raw.kind_and_name(ptr, tid)
+            if name and kind in (KIND_STRUCT, KIND_UNION):
+                t = self.type(tid)
+                if isinstance(t, Struct):
+                    yield t
+
     def map_definitions(self) -> dict[str, Struct]:
         """Map name -> the anonymous struct of its BTF definition (SEC(".maps"))."""
         sec = self.find(".maps", KIND_DATASEC)

@@ -30,7 +30,10 @@ class GlobalSection:
     values are recorded in the object's spec and live in libbpf's image of
     the section that load hands to the kernel; after load ``.bss`` and
     ``.data`` are read and written in the kernel's map memory (mmap), and
-    ``.rodata`` is read-only.  Assigning a value the variable cannot hold
+    ``.rodata`` is read-only.  A section libbpf made without
+    ``BPF_F_MMAPABLE`` (one that holds only ``static`` variables) is read
+    and written through its map instead (a lookup, or a lookup and an
+    update, of its one element per access).  Assigning a value the variable cannot hold
     raises the TypeError, ValueError or OverflowError of the codec, naming
     the variable and its type.
     """

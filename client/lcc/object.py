@@ -40,6 +40,8 @@ if TYPE_CHECKING:
         target: str
 
 _LOG_SIZE = 256 << 10  # verifier log buffer; the kernel keeps the tail when it overflows
+_F_MMAPABLE = 1 << 10  # BPF_F_MMAPABLE
+_KEY0 = bytes(4)  # the key of a global-data map's one element
 
 
 class _Handle:
@@ -301,26 +303,48 @@ class BpfObject(_Maps, GlobalsMixin):
 
     def _global_memory(self, section: str) -> memoryview:
         got = self._mmaps.get(section)
-        if got is None:
-            got = self._mmaps[section] = self._map_memory(self.map_ptr(section), section)
-        return got[1]
+        if got is not None:
+            return got[1]
+        ptr = self.map_ptr(section)
+        if _libbpf.lib().bpf_map__map_flags(ptr) & _F_MMAPABLE:
+            try:
+                got = self._mmaps[section] = self._map_memory(ptr, section)
+                return got[1]
+            except OSError:
+                pass  # read it through the map instead
+        # libbpf leaves BPF_F_MMAPABLE off a section that holds only static
+        # variables (runqlat's `static struct hist zero`): a copy of its one value.
+        return memoryview(self._section_value(ptr, section))
+
+    def _section_value(self, map_ptr: int, section: str) -> bytearray:
+        """The value of a global-data map (one element, key 0), read with a lookup."""
+        fd = _libbpf.lib().bpf_map__fd(map_ptr)
+        value = _libbpf.map_lookup(fd, _KEY0, _libbpf.lib().bpf_map__value_size(map_ptr))
+        if value is None:
+            raise LccError(f"{section} has no value in the kernel")
+        return value
 
     def _write_global(self, section: str, offset: int, data: bytes) -> None:
         if section.startswith(".rodata"):
             raise LccError(f"{section} is read-only after load; set its variables before "
                            "load() (ClbcBase(..., rodata={...}) or load=False)")
-        self._global_memory(section)[offset:offset + len(data)] = data
+        mem = self._global_memory(section)
+        if section in self._mmaps:
+            mem[offset:offset + len(data)] = data
+            return
+        # Not mapped: read, change and write back the whole value (a program
+        # writing the section meanwhile may see its change undone).
+        value = bytearray(mem)
+        value[offset:offset + len(data)] = data
+        ptr = self.map_ptr(section)
+        _libbpf.map_update(_libbpf.lib().bpf_map__fd(ptr), _KEY0, bytes(value))
 
     def _map_memory(self, map_ptr: int, section: str) -> tuple[mmap.mmap, memoryview]:
         fd = _libbpf.lib().bpf_map__fd(map_ptr)
         size = _libbpf.lib().bpf_map__value_size(map_ptr)
         length = max(mmap.PAGESIZE, (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE)
         prot = mmap.PROT_READ if section.startswith(".rodata") else mmap.PROT_READ | mmap.PROT_WRITE
-        try:
-            mm = mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=prot)
-        except OSError as e:
-            raise from_errno(e.errno or errno.EINVAL, f"mapping {section} into memory",
-                             hint="global data needs a kernel with mmap-able array maps (5.5+)")
+        mm = mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=prot)
         with memoryview(mm) as whole:
             view = whole[:size]
         return mm, view

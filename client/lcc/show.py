@@ -6,8 +6,10 @@ What ``lcc run`` prints, usable by any tool:
   (``{a=1 b=x}``) or as JSON-ready data;
 - :func:`open_event_printers`: open every ring buffer and perf buffer of a
   loaded tool with a printer that writes each event as one decoded line
-  (``map: field=value ...``) or one JSON object; events of maps declared
-  without ``lbc_event`` are printed as hex;
+  (``map: field=value ...``) or one JSON object, decoded with the map's
+  event type (declared with ``lbc_event``, or set with
+  :meth:`~lcc.maps.EventMap.set_event_type`); events of a type unknown are
+  printed as hex;
 - :func:`dump_maps`: every map as bpftrace prints its maps: histogram-shaped
   maps as log2 histograms, other hash and array maps as ``key: value``
   lines (zero array entries left out), per-CPU values summed, then the
@@ -16,7 +18,9 @@ What ``lcc run`` prints, usable by any tool:
 A map is histogram-shaped when its values are integer counts and either its
 name contains ``hist`` or ``slot`` and its keys are integers (the slot, as
 ``lbc_hist_add`` writes them), or its key is a struct with a ``slot`` member
-(one histogram per value of the other members).  Stack-trace maps are not
+(one histogram per value of the other members); or when its values are
+structs with a ``slots`` array of counts, as libbpf-tools' ``struct hist``
+(one histogram per key, labelled with the value's other members).  Stack-trace maps are not
 printed by themselves; an event field or map key member whose name contains
 ``stack`` is looked up in the object's stack-trace map and printed
 symbolized under its line.
@@ -28,7 +32,7 @@ import json
 import re
 from typing import IO, Any
 
-from .btf import Enum, Int, Struct
+from .btf import Array, Enum, Int, Struct
 from .codecs import StructValue
 from .hist import Log2Hist
 
@@ -134,10 +138,28 @@ def _int_type(t: Any) -> bool:
     return isinstance(r, (Int, Enum))
 
 
+def _slots_member(t: Any) -> str | None:
+    """The name of a struct's ``slots`` member when it is an array of integer
+    counts (libbpf-tools' ``struct hist { __u32 slots[N]; char comm[16]; }``)."""
+    r = t.resolve() if t is not None else None
+    if not isinstance(r, Struct):
+        return None
+    for mb in r.members:
+        a = mb.type.resolve()
+        if mb.name == "slots" and isinstance(a, Array) and _int_type(a.elem):
+            return mb.name
+    return None
+
+
 def _hist_shape(m: Any) -> str | None:
-    """"hist" (slot key), "hists" (struct key with a slot member) or None."""
+    """"hist" (slot key), "hists" (struct key with a slot member), "slots"
+    (values that hold a ``slots`` array, one histogram per key) or None."""
     from .maps import KeyValueMap
-    if not isinstance(m, KeyValueMap) or not _int_type(m.spec.value_type):
+    if not isinstance(m, KeyValueMap):
+        return None
+    if _slots_member(m.spec.value_type) is not None:
+        return "slots"
+    if not _int_type(m.spec.value_type):
         return None
     key = m.spec.key_type.resolve() if m.spec.key_type is not None else None
     if isinstance(key, Struct) and any(mb.name == "slot" and _int_type(mb.type)
@@ -222,6 +244,9 @@ def _dump_map(m: Any, stacks: _Stacks, out: IO[str], json_out: bool) -> None:
                 if not order:
                     out.write(f"@{m.name}:\n\n")
             return
+    if shape == "slots":
+        _dump_slot_values(m, items, out, json_out)
+        return
     if isinstance(m, ArrayMap):
         items = [(k, v) for k, v in items if not _is_zero(v)]
     elif items and all(isinstance(v, (int, float)) for _, v in items):
@@ -248,6 +273,33 @@ def _dump_map(m: Any, stacks: _Stacks, out: IO[str], json_out: bool) -> None:
             for fr in frames:
                 out.write(f"      {fr}\n")
     out.write("\n")
+
+
+def _dump_slot_values(m: Any, items: list[tuple[Any, Any]], out: IO[str],
+                      json_out: bool) -> None:
+    """One histogram per key from values holding a ``slots`` array, labelled with
+    the key and the value's other members (``@hists[-1, comm=bash]``)."""
+    hists = []
+    for k, v in items:
+        fields = v.to_dict() if isinstance(v, StructValue) else dict(v)
+        try:
+            h = Log2Hist.from_slots([int(c) for c in fields.pop("slots")])
+        except ValueError:
+            continue  # more slots than a log2 histogram has: not one after all
+        if h:
+            hists.append((k, fields, h))
+    hists.sort(key=lambda e: -e[2].total)
+    if json_out:
+        out.write(json.dumps({"map": m.name, "kind": "hists", "hists": [
+            {"key": plain(k), **({"value": plain(f)} if f else {}), "hist": h.to_dict()}
+            for k, f, h in hists]}) + "\n")
+        return
+    for k, fields, h in hists:
+        label = ", ".join([format_value(k), *(f"{n}={format_value(x)}" for n, x in fields.items()
+                                             if not _is_zero(x))])
+        out.write(f"@{m.name}[{label}]:\n{h.render(_unit_of(m.name))}\n\n")
+    if not hists:
+        out.write(f"@{m.name}:\n\n")
 
 
 def dump_maps(tool: Any, out: IO[str], json_out: bool = False) -> None:

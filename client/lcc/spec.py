@@ -18,10 +18,11 @@ up, the next one opens the bytes again and replays the recorded choices.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from . import _libbpf
-from .errors import BtfError, ClosedError, LccError
+from .errors import BpfError, BtfError, ClosedError, LccError
 from .btf import KIND_DATASEC
 from .globalvars import GlobalSection, GlobalsMixin
 from .object import BpfObject, MapSpec, _Handle, _Maps, load_error, prog_type_name
@@ -31,6 +32,31 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterable
 
     from .btf import Btf
+
+
+# enum bpf_map_type
+_PERF_EVENT_ARRAY, _STACK_TRACE, _CPUMAP, _RINGBUF = 4, 7, 16, 27
+#: The max_entries lcc gives a map an object leaves at 0 for its C loader to
+#: size at run time (libbpf-tools' cpudist, offcputime, profile...), by map
+#: type: libbpf-tools' MAX_ENTRIES by default; one entry per possible CPU
+#: ("cpus") for the per-CPU kinds; 256 KiB for ring buffers; libbpf-tools'
+#: default stack storage for stack-trace maps.  Map types left out (task,
+#: socket and inode storage, struct_ops...) keep their 0.
+DEFAULT_MAX_ENTRIES: dict[int, int | str] = {
+    1: 10240,                   # hash
+    2: 10240,                   # array
+    _PERF_EVENT_ARRAY: "cpus",
+    5: 10240,                   # per-CPU hash
+    6: 10240,                   # per-CPU array
+    _STACK_TRACE: 1024,
+    9: 10240,                   # LRU hash
+    10: 10240,                  # LRU per-CPU hash
+    11: 10240,                  # LPM trie
+    _CPUMAP: "cpus",
+    22: 10240,                  # queue
+    23: 10240,                  # stack
+    _RINGBUF: 256 * 1024,
+}
 
 
 class ProgramSpec:
@@ -139,6 +165,11 @@ class ObjectSpec(_Maps, GlobalsMixin):
                 _write_image(addr, size, off, data, section)
 
     @property
+    def elf(self) -> bytes:
+        """The ELF object the spec was opened from."""
+        return self._data
+
+    @property
     def btf(self) -> Btf:  # type: ignore[override]
         """The object's BTF (types already read stay usable after close)."""
         return self._staged().btf
@@ -192,6 +223,28 @@ class ObjectSpec(_Maps, GlobalsMixin):
                       f"resizing map '{name}'")
         self.map_sizes[real] = max_entries
 
+    def unsized_maps(self) -> list[str]:
+        """Maps whose max_entries is 0 (the object leaves them for its loader to
+        size) and whose type needs entries: see :data:`DEFAULT_MAX_ENTRIES`."""
+        lb = _libbpf.lib()
+        out = []
+        for name in self.map_names():
+            m = self._map_ptr_of(name)
+            if lb.bpf_map__max_entries(m) == 0 and lb.bpf_map__type(m) in DEFAULT_MAX_ENTRIES:
+                out.append(name)
+        return out
+
+    def default_map_sizes(self) -> dict[str, int]:
+        """Give each of :meth:`unsized_maps` its :data:`DEFAULT_MAX_ENTRIES` (recorded
+        like :meth:`resize_map`); returns {map: max_entries} of what was set."""
+        lb = _libbpf.lib()
+        done = {}
+        for name in self.unsized_maps():
+            n = DEFAULT_MAX_ENTRIES[lb.bpf_map__type(self._map_ptr_of(name))]
+            done[name] = _libbpf.num_possible_cpus() if n == "cpus" else int(n)
+            self.resize_map(name, done[name])
+        return done
+
     def map_fd(self, name: str) -> int:
         raise LccError(f"map '{name}' has no fd yet: call load() first")
 
@@ -218,6 +271,7 @@ class ObjectSpec(_Maps, GlobalsMixin):
         then, and can be loaded again.
         """
         h = self._staged()
+        self._check_sized(h)
         self._handle = None  # loaded or failed, libbpf cannot load this one again
         _libbpf.clear_messages()
         ret = _libbpf.lib().bpf_object__load(h.ptr)
@@ -231,6 +285,29 @@ class ObjectSpec(_Maps, GlobalsMixin):
         except BaseException:
             h.close()
             raise
+
+    def _check_sized(self, h: _Handle) -> None:
+        """Refuse, before libbpf's bare EINVAL, a load with maps left at 0 entries."""
+        lb = _libbpf.lib()
+        for n, m in h.maps.items():
+            if lb.bpf_map__type(m) == _STACK_TRACE and lb.bpf_map__value_size(m) == 0:
+                raise BpfError(errno.EINVAL, "loading the BPF object", message=(
+                    f"stack-trace map '{n}' has value_size 0: the program leaves the stack "
+                    "depth to its loader, and lcc cannot set a map's value size"), hint=(
+                    "declare it in the map: __uint(value_size, 127 * sizeof(u64))"))
+        # libbpf sizes a perf event array left at 0 itself (one entry per CPU).
+        unsized = [n for n in self.unsized_maps()
+                   if lb.bpf_map__type(h.maps[n]) != _PERF_EVENT_ARRAY]
+        if not unsized:
+            return
+        names = ", ".join(f"'{n}'" for n in unsized)
+        sizes = ", ".join(f"'{n}': N" for n in unsized)
+        raise BpfError(errno.EINVAL, "loading the BPF object", message=(
+            f"map{'s' if len(unsized) > 1 else ''} {names} "
+            f"{'have' if len(unsized) > 1 else 'has'} max_entries 0: the program leaves the "
+            "size to its loader, and the kernel refuses an empty map"), hint=(
+            f"set the size before load: ClbcBase(map_sizes={{{sizes}}}), spec.resize_map(), "
+            f"spec.default_map_sizes(), or lcc run --map-size {unsized[0]}=N"))
 
     def __repr__(self) -> str:
         return f"<ObjectSpec {self.name} {len(self.programs)} programs>"

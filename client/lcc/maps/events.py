@@ -17,10 +17,15 @@ from .base import Map
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Iterable
 
     from ..buffers.perf import PerfBuffer
     from ..object import BpfObject, MapSpec
+    from .eventtypes import EventTypeGuess
+
+
+#: BPF_MAP_TYPE_PERF_EVENT_ARRAY, BPF_MAP_TYPE_RINGBUF
+EVENT_MAP_TYPES = (4, 27)
 
 
 class EventMap(Map):
@@ -57,12 +62,38 @@ class EventMap(Map):
         return self._event_type
 
     def set_event_type(self, type_name: str | BtfType) -> None:
-        """Decode events as ``type_name`` (``"struct data_t"``), from the object's BTF."""
-        t = self._obj.btf.named_type(type_name) if isinstance(type_name, str) else type_name
+        """Decode events as ``type_name``: a C spelling (``"struct event"``) looked up
+        in the object's BTF, then in the kernel's, or a :class:`BtfType`.
+
+        Raises :class:`BtfError` when neither BTF has the type (clang keeps only
+        the types globals, functions and maps use; ``lcc run --event-type``
+        keeps the named type when it compiles).
+        """
+        if isinstance(type_name, str):
+            from .eventtypes import find_type  # here: it imports re, which start-up avoids
+            t = find_type(type_name, self._obj.btf)
+        else:
+            t = type_name
         self._event_type, self._event_codec = t, codec(t)
         self._event_known = True
         if self._buffer is not None:
             self._buffer.set_codec(self._event_codec)
+
+    def guess_event_type(self, *, prefer: Iterable[str] = ()) -> EventTypeGuess | None:
+        """What the events most likely are, from the sizes the programs send to this
+        map (see :func:`lcc.maps.eventtypes.guess_event_type`), or None.
+
+        Does not change :attr:`event_type`: pass ``guess.type`` to
+        :meth:`set_event_type` to decode with it.  ``prefer`` names types to rank
+        first (``struct event``: the structs the tool's own source defines).
+        """
+        from .eventtypes import guess_event_type, sites_of
+        obj = self._obj
+        specs = [obj.map_spec(n) for n in obj.map_names()]
+        keys = {s.key_type.id for s in specs if s.key_type is not None}
+        n_event = sum(1 for s in specs if s.type in EVENT_MAP_TYPES)
+        return guess_event_type(obj.btf, self.spec.name, sites_of(obj.spec), event_maps=n_event,
+                                exclude=keys, prefer=prefer)
 
     @property
     def event_codec(self) -> Codec | None:
