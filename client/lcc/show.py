@@ -302,11 +302,17 @@ def _dump_slot_values(m: Any, items: list[tuple[Any, Any]], out: IO[str],
         out.write(f"@{m.name}:\n\n")
 
 
+# Maps libbpf adds to an object for its own bookkeeping (usdt.bpf.h's specs).
+_LIBBPF_MAPS = ("__bpf_usdt_",)
+
+
 def dump_maps(tool: Any, out: IO[str], json_out: bool = False) -> None:
     """Print every key/value map of a loaded tool, then its .bss/.data globals."""
     from .maps import KeyValueMap
     stacks = _Stacks(tool)
     for name in tool.maps:
+        if name.startswith(_LIBBPF_MAPS):
+            continue
         m = tool.maps[name]
         if isinstance(m, KeyValueMap):
             _dump_map(m, stacks, out, json_out)

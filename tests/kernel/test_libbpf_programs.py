@@ -195,3 +195,40 @@ def test_softirqs_style_indexing_passes_the_verifier(load, dist):
     # Loads only: the verifier's verdict on the compiler's bounds is the point.
     tool = load("softirqs_style.bpf.c", rodata={"targ_dist": dist}, attach=False)
     assert set(tool.obj.programs) == {"softirq_entry", "softirq_exit"}
+
+
+def test_usdt_program_through_lcc_run(tmp_path, lcc_cache, target_binary, target):
+    """The same libbpf USDT program run as a user would: `lcc run prog.bpf.c`, its
+    globals printed decoded when it stops."""
+    import signal
+    import sys
+    import threading
+    path, has_sdt = target_binary
+    if not has_sdt:
+        pytest.skip("<sys/sdt.h> is missing (scripts/setup.sh installs systemtap-sdt-dev)")
+    src = tmp_path / "usdt.bpf.c"
+    src.write_text(USDT_C.replace("BINARY", str(path)))
+    proc = subprocess.Popen([sys.executable, "-m", "lcc.cli", "run", str(src)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        from kutil import wait_for
+        wait_for(lambda: any("Hit Ctrl-C" in ln for ln in err) or proc.poll() is not None,
+                 "lcc run attached", timeout=120)
+        assert proc.poll() is None, "".join(err)
+        assert target.call(7) == 7007
+        assert target.call(8) == 8008
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, "".join(err)
+    assert "Attached 1 of 1 programs (on_hit)" in "".join(err)
+    values = dict(ln.split(": ", 1) for ln in out.splitlines() if ": " in ln)
+    assert (values.get("hits"), values.get("arg_n"), values.get("arg_neg")) == ("2", "8", "-8"), out
+    assert "__bpf_usdt" not in out  # libbpf's own bookkeeping maps are not the tool's

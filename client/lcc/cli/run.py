@@ -246,8 +246,10 @@ def _attach(tool: Any, frequency: int, note: _Notes) -> None:
         if prog.kind == "perf_event":
             tool.attach_perf_event(prog.name, event_type=PERF_TYPE_SOFTWARE,
                                    config=PERF_COUNT_SW_CPU_CLOCK, sample_freq=frequency)
-        elif links.needs_explicit_attach(prog) or prog.kind.startswith("usdt"):
-            # (a USDT section names the loader's own binary, /proc/self/exe: not ours)
+        elif links.needs_explicit_attach(prog) or (
+                prog.kind.startswith("usdt") and prog.target.startswith("/proc/self/")):
+            # (a USDT section that names the loader's own binary means the C
+            # loader, not lcc's Python)
             left.append(prog)
         else:
             tool.links.append(links.attach_auto(prog))  # the tool owns its links
