@@ -28,7 +28,8 @@ import sys
 # The buffer callback types are used through this module (_libbpf.RINGBUF_SAMPLE_FN).
 from ._libbpf_abi import (PERF_LOST_FN, PERF_SAMPLE_FN, PRINT_FN,  # noqa: F401
                           PROTOTYPES, RINGBUF_SAMPLE_FN, bpf_map_batch_opts,
-                          bpf_object_open_opts, bpf_prog_load_opts, bpf_uprobe_opts)
+                          bpf_object_open_opts, bpf_prog_load_opts, bpf_uprobe_opts,
+                          bpf_usdt_opts)
 from .errors import NotSupported, from_errno
 
 # What every tool's start calls (open, configure, load, attach, map specs,
@@ -458,6 +459,16 @@ def attach_uprobe(prog: int, pid: int, path: str, offset: int, retprobe: bool) -
     opts.retprobe = retprobe
     return lib().bpf_program__attach_uprobe_opts(prog, pid, os.fsencode(path), offset,
                                                  ct.byref(opts))
+
+
+def attach_usdt(prog: int, pid: int, path: str, provider: str, name: str,
+                cookie: int = 0) -> int | None:
+    """bpf_program__attach_usdt; returns the link pointer or None (errno set)."""
+    opts = bpf_usdt_opts()
+    opts.sz = ct.sizeof(opts)
+    opts.usdt_cookie = cookie
+    return lib().bpf_program__attach_usdt(prog, pid, os.fsencode(path), provider.encode(),
+                                          name.encode(), ct.byref(opts))
 
 
 def errno_or(default: int) -> int:

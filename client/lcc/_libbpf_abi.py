@@ -44,6 +44,10 @@ class bpf_uprobe_opts(ct.Structure):
     ]
 
 
+class bpf_usdt_opts(ct.Structure):
+    _fields_ = [("sz", ct.c_size_t), ("usdt_cookie", ct.c_uint64)]
+
+
 class bpf_map_batch_opts(ct.Structure):
     _fields_ = [("sz", ct.c_size_t), ("elem_flags", ct.c_uint64), ("flags", ct.c_uint64)]
 
@@ -123,6 +127,8 @@ PROTOTYPES: dict[str, tuple[object, list]] = {
     "bpf_program__attach_kprobe": (c_link_p, [c_prog_p, _b, _cp]),
     "bpf_program__attach_uprobe_opts": (
         c_link_p, [c_prog_p, _i, _cp, _sz, ct.POINTER(bpf_uprobe_opts)]),
+    "bpf_program__attach_usdt": (
+        c_link_p, [c_prog_p, _i, _cp, _cp, _cp, ct.POINTER(bpf_usdt_opts)]),
     "bpf_program__attach_perf_event": (c_link_p, [c_prog_p, _i]),
     "bpf_program__attach_xdp": (c_link_p, [c_prog_p, _i]),
     "bpf_program__attach_cgroup": (c_link_p, [c_prog_p, _i]),
@@ -141,6 +147,7 @@ PROTOTYPES: dict[str, tuple[object, list]] = {
     "bpf_map__value_size": (_u32, [c_map_p]),
     "bpf_map__max_entries": (_u32, [c_map_p]),
     "bpf_map__set_max_entries": (_i, [c_map_p, _u32]),
+    "bpf_map__set_value_size": (_i, [c_map_p, _u32]),
     "bpf_map__map_flags": (_u32, [c_map_p]),
     "bpf_map__btf_key_type_id": (_u32, [c_map_p]),
     "bpf_map__btf_value_type_id": (_u32, [c_map_p]),

@@ -472,6 +472,13 @@ class ClbcBase(PyLccNames):
         return self._keep(links.attach_uprobe(self._live_program(prog), binary, symbol,
                                               offset=offset, pid=pid, retprobe=True))
 
+    def attach_usdt(self, prog: str, binary: str, provider: str, name: str, *,
+                    pid: int = -1, cookie: int = 0) -> Link:
+        """Attach ``prog`` to the USDT probe ``provider:name`` of ``binary`` (see
+        :func:`lcc.links.attach_usdt`), for ``SEC("usdt")`` programs."""
+        return self._keep(links.attach_usdt(self._live_program(prog), binary, provider, name,
+                                            pid=pid, cookie=cookie))
+
     def attach_perf_event(self, prog: str, *, event_type: int, config: int = 0,
                           sample_period: int = 0, sample_freq: int = 0, pid: int = -1,
                           cpus: Iterable[int] | None = None, group_fd: int = -1, flags: int = 0,

@@ -201,8 +201,13 @@ def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfErro
         return NotSupported(kind, f"cannot attach {what}: this kernel refuses {kind} "
                                   f"programs ({os.strerror(err)})", err=err,
                             hint="declare a kprobe or tracepoint alternative (fallback=...)")
-    if kind in ("uprobe", "uretprobe") and not features.has_uprobes():
+    if kind in ("uprobe", "uretprobe", "usdt") and not features.has_uprobes():
         return NotSupported("uprobe", f"cannot attach {what}: this kernel has no uprobes", err=err)
+    if kind == "usdt" and err == errno.ENOENT:
+        path, _, probe = target.partition(":")
+        return AttachPointMissing("usdt", target, f"cannot attach {what}: {path} has no USDT "
+                                                  f"probe {probe}", err=err,
+                                  hint=f"list its probes with: readelf -n {path}")
     if err in (errno.EPERM, errno.EACCES):
         return from_errno(err, f"attaching {what}")
     if err == errno.ESRCH or err == errno.ENOENT:
@@ -252,6 +257,21 @@ def attach_uprobe(prog: "Program", binary: str, symbol: str | None = None, *, of
         offset = _symbol_offset(path, symbol, kind) + offset
     ptr = _libbpf.attach_uprobe(prog.ptr, pid, path, offset, retprobe)
     return _attach(ptr, prog, what, lambda err: explain_attach_error(err, kind, where, what))
+
+
+def attach_usdt(prog: "Program", binary: str, provider: str, name: str, *, pid: int = -1,
+                cookie: int = 0) -> Link:
+    """Attach to the USDT probe ``provider:name`` of ``binary`` (a path or a library
+    name), in every process (``pid`` -1) or one; ``cookie`` is what
+    ``bpf_usdt_cookie()`` returns in the program.  For ``SEC("usdt")`` programs,
+    which name no probe.  Raises AttachPointMissing when the binary or the probe
+    is absent.
+    """
+    path = _find_binary(binary)
+    where = f"{path}:{provider}:{name}"
+    what = f"program '{prog.name}' to USDT probe {where}"
+    ptr = _libbpf.attach_usdt(prog.ptr, pid, path, provider, name, cookie)
+    return _attach(ptr, prog, what, lambda err: explain_attach_error(err, "usdt", where, what))
 
 
 def _find_binary(binary: str) -> str:

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from .btf import Btf
 
 
+#: Frames a stack-trace map left without a value size gets (libbpf-tools'
+#: loaders use PERF_MAX_STACK_DEPTH, 127).
+STACK_DEPTH = 127
+
 # enum bpf_map_type
 _PERF_EVENT_ARRAY, _STACK_TRACE, _CPUMAP, _RINGBUF = 4, 7, 16, 27
 #: The max_entries lcc gives a map an object leaves at 0 for its C loader to
@@ -124,6 +128,7 @@ class ObjectSpec(_Maps, GlobalsMixin):
         self._closed = False
         # The recorded choices, replayed on every fresh open.
         self.map_sizes: dict[str, int] = {}
+        self.value_sizes: dict[str, int] = {}
         self.values: dict[str, dict[int, bytes]] = {}  # section -> offset -> bytes
         self._handle: _Handle | None = _Handle(self._data, name=name,
                                                btf_custom_path=btf_custom_path)
@@ -159,6 +164,9 @@ class ObjectSpec(_Maps, GlobalsMixin):
                               f"setting autoload of '{p.name}'")
         for name, n in self.map_sizes.items():
             _libbpf.check(lb.bpf_map__set_max_entries(h.maps[name], n), f"resizing map '{name}'")
+        for name, n in self.value_sizes.items():
+            _libbpf.check(lb.bpf_map__set_value_size(h.maps[name], n),
+                          f"setting the value size of map '{name}'")
         for section, writes in self.values.items():
             addr, size = _libbpf.map_initial_value(h.maps[self._section_maps[section]])
             for off, data in writes.items():
@@ -234,6 +242,14 @@ class ObjectSpec(_Maps, GlobalsMixin):
                 out.append(name)
         return out
 
+    def set_value_size(self, name: str, size: int) -> None:
+        """Set a map's value size for the loads to come (a stack-trace map whose
+        depth the object leaves to its loader)."""
+        real = self._map_name(name)
+        _libbpf.check(_libbpf.lib().bpf_map__set_value_size(self._map_ptr_of(real), size),
+                      f"setting the value size of map '{name}'")
+        self.value_sizes[real] = size
+
     def default_map_sizes(self) -> dict[str, int]:
         """Give each of :meth:`unsized_maps` its :data:`DEFAULT_MAX_ENTRIES` (recorded
         like :meth:`resize_map`); returns {map: max_entries} of what was set."""
@@ -243,6 +259,19 @@ class ObjectSpec(_Maps, GlobalsMixin):
             n = DEFAULT_MAX_ENTRIES[lb.bpf_map__type(self._map_ptr_of(name))]
             done[name] = _libbpf.num_possible_cpus() if n == "cpus" else int(n)
             self.resize_map(name, done[name])
+        return done
+
+    def default_value_sizes(self) -> dict[str, int]:
+        """Give each stack-trace map whose value size is 0 room for
+        :data:`STACK_DEPTH` frames, as libbpf-tools' loaders do; returns
+        {map: value size} of what was set."""
+        lb = _libbpf.lib()
+        done = {}
+        for name in self.map_names():
+            m = self._map_ptr_of(name)
+            if lb.bpf_map__type(m) == _STACK_TRACE and lb.bpf_map__value_size(m) == 0:
+                done[name] = STACK_DEPTH * 8
+                self.set_value_size(name, done[name])
         return done
 
     def map_fd(self, name: str) -> int:
@@ -293,8 +322,9 @@ class ObjectSpec(_Maps, GlobalsMixin):
             if lb.bpf_map__type(m) == _STACK_TRACE and lb.bpf_map__value_size(m) == 0:
                 raise BpfError(errno.EINVAL, "loading the BPF object", message=(
                     f"stack-trace map '{n}' has value_size 0: the program leaves the stack "
-                    "depth to its loader, and lcc cannot set a map's value size"), hint=(
-                    "declare it in the map: __uint(value_size, 127 * sizeof(u64))"))
+                    "depth to its loader"), hint=(
+                    f"set it before load: spec.set_value_size('{n}', 127 * 8), or "
+                    "spec.default_value_sizes() (lcc run does)"))
         # libbpf sizes a perf event array left at 0 itself (one entry per CPU).
         unsized = [n for n in self.unsized_maps()
                    if lb.bpf_map__type(h.maps[n]) != _PERF_EVENT_ARRAY]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lcc import ClbcBase, NotSupported, features
+from lcc import AttachPointMissing, BpfError, ClbcBase, NotSupported, features
 from lcc.syscalls import syscall_table
 
 from kutil import trigger
@@ -232,3 +232,66 @@ def test_usdt_program_through_lcc_run(tmp_path, lcc_cache, target_binary, target
     values = dict(ln.split(": ", 1) for ln in out.splitlines() if ": " in ln)
     assert (values.get("hits"), values.get("arg_n"), values.get("arg_neg")) == ("2", "8", "-8"), out
     assert "__bpf_usdt" not in out  # libbpf's own bookkeeping maps are not the tool's
+
+
+BARE_USDT_C = USDT_C.replace('SEC("usdt/BINARY:lcctest:hit")', 'SEC("usdt")')
+
+
+def test_bare_usdt_program_attached_from_python(compile_prog, target_binary, target):
+    """SEC("usdt") names no probe: the caller attaches it, as a C loader would."""
+    path, has_sdt = target_binary
+    if not has_sdt:
+        pytest.skip("<sys/sdt.h> is missing (scripts/setup.sh installs systemtap-sdt-dev)")
+    with ClbcBase("usdt", obj=compile_prog(BARE_USDT_C)) as tool:
+        assert tool.links == []  # nothing to attach by name
+        tool.attach_usdt("on_hit", str(path), "lcctest", "hit")
+        assert target.call(3) == 3003
+        assert (tool.bss.hits, tool.bss.arg_n, tool.bss.arg_neg) == (1, 3, -3)
+        with pytest.raises(AttachPointMissing, match="has no USDT probe lcctest:nope"):
+            tool.attach_usdt("on_hit", str(path), "lcctest", "nope")
+
+
+STACKS_C = """\
+// SPDX-License-Identifier: GPL-2.0
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+const volatile __u32 target_pid = 0;
+__s64 stack_id = -1;
+
+/* as libbpf-tools' profile.bpf.c: the loader chooses the depth */
+struct {
+\t__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+\t__uint(key_size, sizeof(__u32));
+} stacks SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int on_getppid(void *ctx)
+{
+\tif ((bpf_get_current_pid_tgid() >> 32) != target_pid)
+\t\treturn 0;
+\tstack_id = bpf_get_stackid(ctx, &stacks, 0);
+\treturn 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_stack_map_left_without_a_value_size(compile_prog):
+    obj = compile_prog(STACKS_C)
+    with pytest.raises(BpfError, match="value_size 0"):
+        ClbcBase("stacks", obj=obj, rodata={"target_pid": os.getpid()})
+    tool = ClbcBase("stacks", obj=obj, rodata={"target_pid": os.getpid()}, load=False)
+    try:
+        assert tool.spec.default_map_sizes() == {"stacks": 1024}
+        assert tool.spec.default_value_sizes() == {"stacks": 127 * 8}
+        tool.load()
+        tool.attach_all()
+        trigger()
+        sid = tool.data.stack_id
+        assert sid >= 0
+        frames = tool.maps["stacks"].frames(sid)
+        assert any(f.startswith("do_syscall_64") for f in frames), frames
+    finally:
+        tool.close()

@@ -204,6 +204,9 @@ def _size_maps(spec: Any, sizes: Mapping[str, int], note: _Notes) -> None:
         if spec.map_spec(name).type not in (4, 16):  # perf event array, CPU map: one per CPU
             note(f"map {name} sized {n} (the program leaves its size to its loader; "
                  f"--map-size {name}=N to choose)")
+    for name, n in spec.default_value_sizes().items():
+        note(f"stack map {name} holds {n // 8} frames (the program leaves its depth to its "
+             "loader)")
 
 
 def _event_types(tool: Any, named: Mapping[str, str], local: list[str], note: _Notes) -> None:
