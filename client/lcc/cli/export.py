@@ -16,7 +16,7 @@ from typing import IO, Any, Iterable, Mapping
 
 from .. import loop
 from ..errors import LccError
-from .run import STOP_SIGNALS, _assignment, _define, _load
+from .run import STOP_SIGNALS, _load, add_program_arguments
 
 __all__ = ["DEFAULT_LISTEN", "export", "main", "register", "start"]
 
@@ -112,20 +112,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "labelled by their BTF keys, log2 histogram maps as histograms, and "
                     "event counts of its ring and perf buffers. Needs prometheus-client "
                     "(pip install 'lcc[export]').")
-    p.add_argument("path", help="BPF C source (.bpf.c) or a compiled BPF object (.o)")
+    add_program_arguments(p)
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="[HOST]:PORT",
                    help=f"address of the metrics endpoint (default: {DEFAULT_LISTEN})")
     p.add_argument("--config", metavar="FILE",
                    help="export config (TOML): metric names, types, help and labels per map")
-    p.add_argument("-D", dest="defines", metavar="NAME[=VALUE]", action="append",
-                   type=_define, default=[], help="define a macro for the compiler")
-    p.add_argument("-s", "--set", dest="rodata", metavar="NAME=VALUE", action="append",
-                   type=_assignment, default=[],
-                   help="set a const volatile global before load (integers or strings)")
-    p.add_argument("-d", "--duration", type=float, metavar="SECONDS",
-                   help="stop after SECONDS (default: at Ctrl-C or SIGTERM)")
-    p.add_argument("--server", metavar="URL",
-                   help="compile service URL (default: LCC_SERVER, else local clang)")
     p.set_defaults(func=main)
 
 

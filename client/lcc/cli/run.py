@@ -402,8 +402,9 @@ def _frequency(text: str) -> int:
     return hz
 
 
-def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``lcc run``'s arguments to ``p``."""
+def add_program_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of every command that loads a program and runs it until
+    stopped (``lcc run``, ``lcc export``): the program, -D, -s, -d, --server."""
     p.add_argument("path", help="BPF C source (.bpf.c) or a compiled BPF object (.o)")
     p.add_argument("-D", dest="defines", metavar="NAME[=VALUE]", action="append",
                    type=_define, default=[], help="define a macro for the compiler")
@@ -412,6 +413,13 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="set a const volatile global before load (integers or strings)")
     p.add_argument("-d", "--duration", type=float, metavar="SECONDS",
                    help="stop after SECONDS (default: at Ctrl-C or SIGTERM)")
+    p.add_argument("--server", metavar="URL",
+                   help="compile service URL (default: LCC_SERVER, else local clang)")
+
+
+def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``lcc run``'s arguments to ``p``."""
+    add_program_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--event-type", dest="event_types", metavar="MAP=TYPE", action="append",
                    type=_event_type, default=[],
@@ -425,8 +433,6 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-F", "--frequency", type=_frequency, default=DEFAULT_FREQUENCY,
                    metavar="HZ", help="sample SEC(\"perf_event\") programs HZ times a second "
                                       f"on every CPU (default {DEFAULT_FREQUENCY})")
-    p.add_argument("--server", metavar="URL",
-                   help="compile service URL (default: LCC_SERVER, else local clang)")
     p.add_argument("--prometheus", metavar="[HOST]:PORT",
                    help="also serve the maps as Prometheus metrics at this address "
                         "(as lcc export does)")
