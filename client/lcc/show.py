@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from .btf import Array, Enum, Int, Struct
 from .codecs import StructValue
-from .hist import Log2Hist
+from .hist import Log2Hist, render_pylcc
 
 __all__ = ["dump_maps", "format_value", "open_event_printers", "plain"]
 
@@ -151,6 +151,11 @@ def _slots_member(t: Any) -> str | None:
     return None
 
 
+def _lbc_hist_base(m: Any) -> int | None:
+    """2 or 10 for a map lbc.h's LBC_HIST2/LBC_HIST10 made (its ``lbc_hist`` member)."""
+    return m._obj.btf.map_uint_field(m.name, "lbc_hist")
+
+
 def _hist_shape(m: Any) -> str | None:
     """"hist" (slot key), "hists" (struct key with a slot member), "slots"
     (values that hold a ``slots`` array, one histogram per key) or None."""
@@ -165,7 +170,8 @@ def _hist_shape(m: Any) -> str | None:
     if isinstance(key, Struct) and any(mb.name == "slot" and _int_type(mb.type)
                                        for mb in key.members):
         return "hists"
-    if _int_type(key) and re.search(r"hist|slot", m.name, re.I):
+    if _int_type(key) and (re.search(r"hist|slot", m.name, re.I)
+                           or _lbc_hist_base(m) is not None):
         return "hist"
     return None
 
@@ -214,6 +220,19 @@ def _dump_map(m: Any, stacks: _Stacks, out: IO[str], json_out: bool) -> None:
     from .maps import ArrayMap
     items = _map_items(m)
     shape = _hist_shape(m)
+    if shape == "hist" and _lbc_hist_base(m) == 10:
+        # LBC_HIST10: slot k counts [10^k, 10^(k+1)), drawn as pyLCC's showHist does
+        counts = [0] * (max((int(k) for k, _ in items), default=-1) + 1)
+        for k, v in items:
+            counts[int(k)] = int(v)
+        if json_out:
+            out.write(json.dumps({"map": m.name, "kind": "hist10", "counts": counts}) + "\n")
+        else:
+            out.write(f"@{m.name}:\n")
+            if any(counts):
+                out.write(render_pylcc(counts, base=10) + "\n")
+            out.write("\n")
+        return
     if shape == "hist":
         try:
             h = Log2Hist.from_slots({int(k): int(v) for k, v in items})

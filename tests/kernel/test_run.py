@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -262,3 +263,18 @@ def test_compiled_object(tmp_path, lseek_child, compile_prog):
     assert code == 0, err
     assert f"seen: {len(OFFSETS)}" in out.splitlines()
     assert len([ln for ln in out.splitlines() if ln.startswith("events: ")]) == len(OFFSETS)
+
+
+def test_pylcc_histograms_are_drawn_by_their_kind(load):
+    """LBC_HIST10 maps by powers of ten (pyLCC's showHist), LBC_HIST2 by powers of two."""
+    from lcc import show
+    tool = load("hist10.bpf.c")
+    os.getppid()
+    out = io.StringIO()
+    show.dump_maps(tool, out)
+    text = out.getvalue()
+    ten = text.split("@lat10:\n", 1)[1].split("\n\n", 1)[0]
+    two = text.split("@lat2:\n", 1)[1].split("\n\n", 1)[0]
+    rows = ten.splitlines()
+    assert len(rows) == 3 and all("|" in r and "@" in r for r in rows), ten
+    assert "4 -> 7" in two and "distribution" in two, two
