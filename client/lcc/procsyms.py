@@ -23,7 +23,7 @@ import threading
 from typing import NamedTuple
 
 from .errors import LccError
-from .symbols import ElfSymbols
+from .symbols import ElfSymbols, format_stack
 
 __all__ = ["ExecMapping", "ProcessSymbols", "UserSymbol", "read_exec_mappings"]
 
@@ -147,9 +147,4 @@ class ProcessSymbols:
 
     def symbolize(self, addresses: list[int]) -> list[str]:
         """A user stack (innermost first) as :meth:`format` lines, up to the first 0."""
-        out = []
-        for addr in addresses:
-            if not addr:
-                break
-            out.append(self.format(addr))
-        return out
+        return format_stack(self.format, addresses)

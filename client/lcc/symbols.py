@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -158,6 +158,17 @@ def _table_for(path: str, *, reload: bool = False) -> _KallsymsTable:
         return table
 
 
+def format_stack(fmt: Callable[[int], str], addresses: Iterable[int]) -> list[str]:
+    """``fmt`` of each address of a stack (innermost first), up to the first 0:
+    stack map values are zero-padded to their full depth."""
+    out = []
+    for addr in addresses:
+        if not addr:
+            break
+        out.append(fmt(addr))
+    return out
+
+
 class KernelSymbols:
     """Kernel address -> symbol lookups over ``/proc/kallsyms`` (or a file in that format).
 
@@ -215,12 +226,7 @@ class KernelSymbols:
         Stack map values are zero-padded to their full depth; the padding is
         not part of the trace.  Raises SymbolsUnavailable as :meth:`format`.
         """
-        out = []
-        for addr in addresses:
-            if not addr:
-                break
-            out.append(self.format(addr))
-        return out
+        return format_stack(self.format, addresses)
 
     def address_of(self, name: str) -> int | None:
         """Return the address of the kernel symbol *name* (aliases included), or None.
