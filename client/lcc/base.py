@@ -20,7 +20,7 @@ import os
 import weakref
 from collections.abc import Mapping
 
-from . import features, links
+from . import links
 from .compat import PyLccNames
 from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
 from .links import Link, LinkGroup
@@ -36,6 +36,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Sequence
 
+    from . import features
     from .buffers import PollGroup
 
     ProgramSelector = Iterable[str] | Callable[[ProgramSpec], bool]
@@ -327,6 +328,9 @@ class ClbcBase(PyLccNames):
 
     def _apply_fallbacks(self) -> None:
         obj = self.spec
+        if not self._fallbacks:
+            return
+        from . import features  # only for tools that declare fallbacks
         probes = self._probes or features.probes()
         for fb in self._fallbacks:
             missing = fb.names() - set(obj.programs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 
-from . import _libbpf, features
+from . import _libbpf
 from .errors import (AttachPointMissing, BpfError, ClosedError, LccError, NotSupported,
                      from_errno)
 
@@ -19,6 +19,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from . import features
     from .object import Program
 
 
@@ -151,6 +152,7 @@ def _with_tracefs(attach: Callable[[], int | None],
     """
     ptr = attach()
     if not ptr:
+        from . import features  # only after a failure: not on a tool's start path
         probes = probes if probes is not None else features.probes()
         if not probes.tracefs_mounted():
             features.mount_tracefs(probes)
@@ -160,6 +162,7 @@ def _with_tracefs(attach: Callable[[], int | None],
 
 def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfError:
     """Turn an attach errno into one clear sentence about the attach point."""
+    from . import features  # only on this error path: not on a tool's start path
     if kind in ("kprobe", "kretprobe", "ksyscall", "kretsyscall"):
         if not features.has_kprobes():
             return NotSupported(

@@ -152,8 +152,10 @@ def _slots_member(t: Any) -> str | None:
 
 
 def _lbc_hist_base(m: Any) -> int | None:
-    """2 or 10 for a map lbc.h's LBC_HIST2/LBC_HIST10 made (its ``lbc_hist`` member)."""
-    return m._obj.btf.map_uint_field(m.name, "lbc_hist")
+    """2 or 10 for a map lbc.h's LBC_HIST2/LBC_HIST10 made (its ``lbc_hist`` member);
+    None for any other map, or one not backed by an object's BTF."""
+    obj = getattr(m, "_obj", None)
+    return obj.btf.map_uint_field(m.name, "lbc_hist") if obj is not None else None
 
 
 def _hist_shape(m: Any) -> str | None:
