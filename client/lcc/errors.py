@@ -66,6 +66,8 @@ __all__ = [
     "UntrustedArtifact",
     "from_errno",
     "strerror",
+    "verifier_hint",
+    "verifier_source",
 ]
 
 
@@ -272,19 +274,39 @@ class AttachPointMissing(NotSupported):
 
 
 class ProgramLoadError(BpfError):
-    """The kernel's verifier or libbpf rejected a program; ``verifier_log`` says why."""
+    """The kernel's verifier or libbpf rejected a program; ``verifier_log`` says why.
+
+    ``str()`` is the verifier's last word, then the source line it was
+    checking (``source``: ``(file, line, text)`` from the log's ``; text @
+    file:line`` annotations, or None) and a hint for the common rejections
+    (an unchecked lookup, an unbounded index, a program too large, a
+    GPL-only helper, a helper the program type may not call).  The whole log
+    stays in ``verifier_log``.
+    """
 
     def __init__(self, err: int, program: str, verifier_log: str = "", *,
                  message: str | None = None, hint: str | None = None) -> None:
         self.program = program
         self.verifier_log = verifier_log
+        self.source = verifier_source(verifier_log)
         if message is None:
             last = _last_log_line(verifier_log)
             if last:
                 message = f"program '{program}' was rejected by the verifier: {last}"
             else:
                 message = f"program '{program}' could not be loaded: {strerror(err)}"
+        if hint is None:
+            hint = verifier_hint(verifier_log)
         super().__init__(err, f"load of program '{program}'", message=message, hint=hint)
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        if self.source is not None:
+            file, line, text = self.source
+            lines.append(f"  at {file}:{line}: {text}")
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
 
 
 def _last_log_line(log: str) -> str:
@@ -295,6 +317,57 @@ def _last_log_line(log: str) -> str:
         if not ln.startswith(skip):
             return ln
     return ""
+
+
+def verifier_source(log: str) -> tuple[str, int, str] | None:
+    """The last source line a verifier log names, as ``(file, line, text)``.
+
+    The kernel annotates the log with the program's BTF line info: ``; text
+    @ file:line``.  Lines without text (``;  @ file:0``) are skipped.
+    """
+    for raw in reversed(log.splitlines()):
+        ln = raw.strip()
+        if not ln.startswith(";") or " @ " not in ln:
+            continue
+        text, _, where = ln[1:].rpartition(" @ ")
+        file, _, num = where.rpartition(":")
+        text = text.strip()
+        if text and file and num.isdigit() and int(num) > 0:
+            return file, int(num), text
+    return None
+
+
+#: The verifier's words for the common mistakes -> what to do (first match wins).
+_VERIFIER_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("_or_null'", "or_null"),
+     "the pointer may be NULL: check what bpf_map_lookup_elem() (or the helper) returned "
+     "before using it, e.g. if (!v) return 0;"),
+    (("unbounded memory access", "min value is negative", "max value is outside",
+      "unbounded min value", "value is outside of the allowed memory range"),
+     "bound the index or offset before using it (if (i >= N) return 0; or i & (N - 1)) so "
+     "the verifier can prove every access stays inside the value"),
+    (("BPF program is too large", "too large"),
+     "the program has too many instructions or paths for the verifier: lower loop bounds, "
+     "move work into a subprogram (__noinline) or a tail call, or use bpf_loop()"),
+    (("cannot call GPL-restricted function",),
+     'this helper is GPL-only: declare char LICENSE[] SEC("license") = "GPL";'),
+    (("program of this type cannot use helper", "unknown func"),
+     "this program type may not call that helper (or this kernel lacks it): use another "
+     "helper, or another SEC() program type that allows it"),
+)
+
+
+def verifier_hint(log: str) -> str | None:
+    """What to do about a verifier rejection, for the common ones; None otherwise."""
+    last = _last_log_line(log)
+    tail = "\n".join(log.splitlines()[-5:])
+    for words, hint in _VERIFIER_HINTS:
+        if any(w in last for w in words):
+            return hint
+    for words, hint in _VERIFIER_HINTS:  # the deciding line is not always the last one
+        if any(w in tail for w in words):
+            return hint
+    return None
 
 
 _BY_ERRNO: dict[int, type[BpfError]] = {

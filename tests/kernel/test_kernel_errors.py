@@ -35,9 +35,35 @@ def test_verifier_rejection_carries_the_log(load):
     assert "processed" in e.verifier_log or "R0" in e.verifier_log
     msg = str(e)
     assert msg.startswith("program 'bad_mem' was rejected by the verifier: ")
-    assert "invalid mem access 'map_value_or_null'" in msg
-    assert "\n" not in msg  # one sentence; the log is in .verifier_log
+    assert "invalid mem access 'map_value_or_null'" in msg.splitlines()[0]
+    assert e.message == msg.splitlines()[0]  # the log itself stays in .verifier_log
     assert not isinstance(e, PermissionError)  # EACCES from the verifier is not a privilege problem
+
+
+def test_unchecked_lookup_is_shown_at_its_source_line(load):
+    with pytest.raises(ProgramLoadError) as ei:
+        load("verifier.bpf.c", programs=["unchecked"])
+    e = ei.value
+    assert e.source == ("verifier.bpf.c", 20, "v->slots[0] += 1;")
+    assert str(e) == (
+        "program 'unchecked' was rejected by the verifier: R0 invalid mem access "
+        "'map_value_or_null'\n"
+        "  at verifier.bpf.c:20: v->slots[0] += 1;\n"
+        "  hint: the pointer may be NULL: check what bpf_map_lookup_elem() (or the helper) "
+        "returned before using it, e.g. if (!v) return 0;")
+    assert "; v->slots[0] += 1; @ verifier.bpf.c:20" in e.verifier_log
+
+
+def test_unbounded_index_is_shown_at_its_source_line(load):
+    with pytest.raises(ProgramLoadError) as ei:
+        load("verifier.bpf.c", programs=["unbounded"])
+    e = ei.value
+    first, at, hint = str(e).splitlines()
+    assert first.startswith("program 'unbounded' was rejected by the verifier: R0 ")
+    assert at == "  at verifier.bpf.c:33: v->slots[idx] += 1;"
+    assert hint == ("  hint: bound the index or offset before using it (if (i >= N) return 0; "
+                    "or i & (N - 1)) so the verifier can prove every access stays inside the "
+                    "value")
 
 
 def test_failed_constructor_leaves_nothing_loaded(load):

@@ -115,7 +115,7 @@ def one_error_line(p: subprocess.CompletedProcess) -> str:
     lines = p.stderr.splitlines()
     assert p.returncode == 1, p.stderr
     assert len(lines) == 1, p.stderr
-    assert lines[0].startswith("lcc: ")
+    assert re.match(r"lcc [a-z]+: ", lines[0]) and "Error: " not in lines[0], lines[0]
     return lines[0]
 
 
@@ -155,7 +155,7 @@ def test_run_defines_and_assignments():
 
 def test_run_missing_file_is_one_line(lcc):
     p = lcc("run", "nope.bpf.c", check=1)
-    assert p.stderr.startswith("lcc run: LccError:") and "does not exist" in p.stderr
+    assert p.stderr.startswith("lcc run: ") and "Error" not in p.stderr and "does not exist" in p.stderr
 
 
 # -- compile --------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_compile_error_with_verbose_shows_the_log(lcc, tmp_path):
 
     p = lcc("compile", "-v", "bad.bpf.c", check=1)
 
-    assert "bad.bpf.c:3" in p.stderr and p.stderr.rstrip().splitlines()[-1].startswith("lcc: ")
+    assert "bad.bpf.c:3" in p.stderr and p.stderr.rstrip().splitlines()[-1].startswith("lcc compile: ")
 
 
 @pytest.mark.toolchain
