@@ -206,6 +206,11 @@ class ClbcBase(PyLccNames):
                                   kernel=ver or None, arch=arch or None, btf=btf == "server",
                                   cache=cache)
             obj = self.artifact.object
+            if self.artifact.warnings:
+                import warnings
+                from .errors import CompileWarning
+                for d in self.artifact.warnings:
+                    warnings.warn(CompileWarning(d, bundle.files), stacklevel=2)
             self._btf_path = self._custom_btf(btf)
         else:
             self.artifact = None

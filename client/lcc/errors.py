@@ -3,7 +3,7 @@
 The hierarchy::
 
     LccError
-     ├── CompileError           clang rejected the bundle (.diagnostics, .log)
+     ├── CompileError           clang rejected the bundle (.diagnostics, .log, .sources)
      ├── ToolchainMissing       no clang/bpftool here and no compile service named
      ├── CompileServiceError    the compile service answered an error or is unreachable
      │    └── UntrustedArtifact  what it sent is not signed by a trusted key, or not
@@ -23,6 +23,9 @@ The hierarchy::
           ├── NotSupported       this kernel lacks a feature (.feature)
           │    └── AttachPointMissing  the function/tracepoint does not exist
           └── ProgramLoadError   the verifier (or libbpf) rejected a program (.verifier_log)
+
+``CompileWarning`` (a ``UserWarning``, not an error) carries a compiler
+warning to Python's :mod:`warnings`.
 
 Every message is one sentence that says what failed; ``hint`` says what to
 do next and is appended to ``str()``.  Where lcc translates a lower-level
@@ -52,6 +55,7 @@ __all__ = [
     "ClosedError",
     "CompileError",
     "CompileServiceError",
+    "CompileWarning",
     "Diagnostic",
     "DockerImageMissing",
     "DockerUnavailable",
@@ -65,6 +69,7 @@ __all__ = [
     "UnknownSyscall",
     "UntrustedArtifact",
     "from_errno",
+    "source_excerpt",
     "strerror",
     "verifier_hint",
     "verifier_source",
@@ -89,16 +94,78 @@ class LccError(Exception):
 
 
 class CompileError(LccError):
-    """clang rejected the source; ``diagnostics`` lists what it said."""
+    """clang rejected the source; ``diagnostics`` lists what it said.
+
+    ``message`` is one line (the first error appended); ``str()`` adds
+    every diagnostic (up to :attr:`MAX_SHOWN`) on lines of its own, each
+    followed by its source line and a caret under the column when
+    ``sources`` (the bundle's files, path -> text, attached by
+    :func:`lcc.compile.build`) holds the file.
+    """
+
+    #: Diagnostics ``str()`` shows; the rest are counted.
+    MAX_SHOWN = 10
 
     def __init__(self, message: str, diagnostics: list[Diagnostic] | None = None,
-                 log: str = "", *, hint: str | None = None) -> None:
+                 log: str = "", *, hint: str | None = None,
+                 sources: dict[str, str] | None = None) -> None:
         self.diagnostics = list(diagnostics or [])
         self.log = log
+        self.sources = dict(sources or {})
         first = next((d for d in self.diagnostics if "error" in d.severity), None)
+        # The headline, without the first error that str() lists anyway.
+        self.headline = message.removesuffix(f": {first}") if first is not None else message
         if first is not None and str(first) not in message:
             message = f"{message}: {first}"
         super().__init__(message, hint=hint)
+
+    def __str__(self) -> str:
+        if not self.diagnostics:
+            return LccError.__str__(self)
+        errors = sum("error" in d.severity for d in self.diagnostics)
+        count = f"{errors} error{'s' if errors != 1 else ''}"
+        lines = [f"{self.headline} ({count}):"]
+        for d in self.diagnostics[:self.MAX_SHOWN]:
+            lines.append(str(d))
+            lines.extend(source_excerpt(self.sources.get(d.file), d.line, d.column))
+        more = len(self.diagnostics) - self.MAX_SHOWN
+        if more > 0:
+            lines.append(f"... and {more} more diagnostic{'s' if more != 1 else ''} "
+                         "(.log has them all)")
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        return "\n".join(lines)
+
+
+def source_excerpt(text: str | None, line: int, column: int) -> list[str]:
+    """Line ``line`` of ``text`` and a caret under ``column`` (1-based, clang's
+    byte column), as clang draws them; [] when the line is not there."""
+    if not text or line < 1:
+        return []
+    src = text.splitlines()
+    if line > len(src):
+        return []
+    code = src[line - 1]
+    gutter = f"{line:5d} | "
+    out = [gutter + code]
+    if column >= 1:
+        prefix = code.encode()[:column - 1].decode(errors="ignore")
+        pad = "".join(c if c == "\t" else " " for c in prefix)
+        out.append(" " * (len(gutter) - 2) + "| " + pad + "^")
+    return out
+
+
+class CompileWarning(UserWarning):
+    """A compiler warning about a tool's BPF C, issued with :func:`warnings.warn`
+    when :class:`lcc.ClbcBase` compiles it (``-W error::lcc.CompileWarning``
+    makes them fatal).  ``diagnostic``: clang's message; ``str()`` adds its
+    source line and a caret when the source is at hand."""
+
+    def __init__(self, diagnostic: Diagnostic, sources: dict[str, str] | None = None) -> None:
+        self.diagnostic = diagnostic
+        lines = [str(diagnostic), *source_excerpt((sources or {}).get(diagnostic.file),
+                                                  diagnostic.line, diagnostic.column)]
+        super().__init__("\n".join(lines))
 
 
 class ToolchainMissing(LccError):

@@ -203,3 +203,30 @@ def test_missing_privileges(prog_object, tmp_path):
     assert "CAP_BPF" in msg  # the hint says what to grant
     assert "RLIMIT_MEMLOCK" not in msg
     assert issubclass(BpfPermissionError, PermissionError)
+
+
+WARNS_C = """\
+// SPDX-License-Identifier: GPL-2.0
+#include "lbc.h"
+#warning "counts are per CPU"
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int p(void *ctx)
+{
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_compiler_warnings_reach_python_warnings(tmp_path):
+    from lcc import ClbcBase, CompileWarning
+    with pytest.warns(CompileWarning) as caught:
+        tool = ClbcBase("warns", bpf_str=WARNS_C, load=False, cache=False)
+    tool.close()
+    w, = [r for r in caught if issubclass(r.category, CompileWarning)]
+    assert str(w.message) == ('warns.bpf.c:3:2: warning: "counts are per CPU" [-W#warnings]\n'
+                              '    3 | #warning "counts are per CPU"\n'
+                              '      |  ^')
+    assert w.filename == __file__  # points at the line that made the tool

@@ -150,7 +150,50 @@ def test_pickle_round_trip(exc):
 def test_compile_error_and_diagnostics():
     d = Diagnostic("x.bpf.c", 3, 5, "error", "use of undeclared identifier 'y'")
     e = CompileError("clang could not compile the program", [d], log="...")
-    assert str(e) == ("clang could not compile the program: x.bpf.c:3:5: error: "
-                      "use of undeclared identifier 'y'")
+    assert e.message == ("clang could not compile the program: x.bpf.c:3:5: error: "
+                         "use of undeclared identifier 'y'")
+    assert str(e) == ("clang could not compile the program (1 error):\n"
+                      "x.bpf.c:3:5: error: use of undeclared identifier 'y'")
     assert Diagnostic.from_dict(d.to_dict()) == d
     assert ToolchainMissing("no clang").hint
+
+
+def test_compile_error_draws_each_diagnostic_with_a_caret():
+    src = "int a = ;\n\tint b = y;\n"
+    diags = [Diagnostic("x.bpf.c", 1, 9, "error", "expected expression"),
+             Diagnostic("x.bpf.c", 2, 10, "error", "use of undeclared identifier 'y'"),
+             Diagnostic("x.bpf.c", 2, 6, "note", "declared here"),
+             Diagnostic("lbc.h", 40, 1, "warning", "in a header not in the bundle")]
+    e = CompileError("clang could not compile the program: x.bpf.c:1:9: error: "
+                     "expected expression", diags, sources={"x.bpf.c": src})
+    assert str(e) == (
+        "clang could not compile the program (2 errors):\n"
+        "x.bpf.c:1:9: error: expected expression\n"
+        "    1 | int a = ;\n"
+        "      |         ^\n"
+        "x.bpf.c:2:10: error: use of undeclared identifier 'y'\n"
+        "    2 | \tint b = y;\n"
+        "      | \t        ^\n"
+        "x.bpf.c:2:6: note: declared here\n"
+        "    2 | \tint b = y;\n"
+        "      | \t    ^\n"
+        "lbc.h:40:1: warning: in a header not in the bundle")
+
+
+def test_compile_error_shows_at_most_ten_diagnostics():
+    diags = [Diagnostic("x.bpf.c", i, 1, "error", f"e{i}") for i in range(1, 14)]
+    text = str(CompileError("clang could not compile the program", diags))
+    assert text.splitlines()[0] == "clang could not compile the program (13 errors):"
+    assert text.splitlines()[1:] == [f"x.bpf.c:{i}:1: error: e{i}" for i in range(1, 11)] + [
+        "... and 3 more diagnostics (.log has them all)"]
+
+
+def test_compile_warning_is_a_user_warning_with_its_source_line():
+    from lcc import CompileWarning
+    d = Diagnostic("x.bpf.c", 2, 2, "warning", '"per CPU" [-W#warnings]')
+    w = CompileWarning(d, {"x.bpf.c": "int a;\n#warning \"per CPU\"\n"})
+    assert issubclass(CompileWarning, UserWarning) and not issubclass(CompileWarning, LccError)
+    assert w.diagnostic == d
+    assert str(w) == ('x.bpf.c:2:2: warning: "per CPU" [-W#warnings]\n'
+                      '    2 | #warning "per CPU"\n'
+                      '      |  ^')

@@ -90,9 +90,10 @@ def error_report(command: str | None, e: LccError, verbose: bool = False) -> str
 
     The last line(s) are ``lcc <command>: <message>`` (no class name; a
     verifier rejection keeps its source line and hint on the lines after
-    it).  Before them: for a verifier rejection, the tail of the verifier's
-    log (``verbose``: all of it); for a compile error, the compiler's log
-    when ``verbose``.
+    it; a compile error lists its diagnostics with their source lines).
+    Before them: for a verifier rejection, the tail of the verifier's log
+    (``verbose``: all of it); for a compile error, the compiler's log when
+    ``verbose``.
     """
     from ..compile.trust import printable  # messages can quote what a service said
     from ..errors import CompileError, ProgramLoadError
@@ -110,13 +111,12 @@ def error_report(command: str | None, e: LccError, verbose: bool = False) -> str
         out.append(prefix + printable(first))
         out.extend(printable(ln) for ln in rest)
         return "\n".join(out) + "\n"
-    if verbose and isinstance(e, CompileError) and e.log:
-        out.append(e.log.rstrip())
-    text = str(e)
     if isinstance(e, CompileError):
-        errors = [d for d in e.diagnostics if "error" in d.severity]
-        if len(errors) > 1:
-            text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''}; " \
-                    "-v shows the compiler's log)"
-    out.append(prefix + printable(" ".join(text.split())))
+        if verbose and e.log:
+            out.append(printable(e.log.rstrip()))
+        first, *rest = str(e).splitlines()
+        out.append(prefix + printable(first))
+        out.extend(printable(ln) for ln in rest)
+        return "\n".join(out) + "\n"
+    out.append(prefix + printable(" ".join(str(e).split())))
     return "\n".join(out) + "\n"
