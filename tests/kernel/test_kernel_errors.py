@@ -230,3 +230,36 @@ def test_compiler_warnings_reach_python_warnings(tmp_path):
                               '    3 | #warning "counts are per CPU"\n'
                               '      |  ^')
     assert w.filename == __file__  # points at the line that made the tool
+
+
+def _python_for_nobody() -> str:
+    """An interpreter user 65534 may run (this one may live under /root)."""
+    for exe in (sys.executable, "/usr/bin/python3"):
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "--", exe, "-c", "pass"], capture_output=True)
+        if r.returncode == 0:
+            return exe
+    pytest.skip("no Python interpreter that user 65534 may run")
+
+
+@pytest.mark.parametrize("command", [["run", "tool.bpf.c"], ["doctor"]])
+def test_commands_say_first_that_privileges_are_missing(command):
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    python = _python_for_nobody()
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="lcc-nobody-") as home:  # pytest's tmp_path is 0700
+        os.chmod(home, 0o777)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
+               "LCC_CACHE_DIR": home,
+               "PYTHONPATH": os.pathsep.join(os.path.abspath(os.path.join(src, d))
+                                             for d in ("client", "compile_server", "toolchain"))}
+        # tool.bpf.c does not exist: the privileges are checked before the file.
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "--inh-caps=-all", "--", python, "-m", "lcc.cli", *command],
+                           capture_output=True, text=True, timeout=60, env=env, cwd=home)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == f"lcc {command[0]}: not root: run as root or grant CAP_BPF+CAP_PERFMON\n"
+    if command == ["doctor"]:
+        assert "privileges:" in r.stdout and "tracepoints" not in r.stdout

@@ -321,10 +321,32 @@ def test_doctor_reports_kernel_and_probes(lcc):
     kprobes = "yes" if features.has_kprobes() else "no"
     assert re.search(rf"^kprobes:\s+{kprobes}$", p.stdout, re.M)
     assert re.search(r"^libbpf:\s+\d+\.\d+$", p.stdout, re.M)
-    assert info["kprobes"] is features.has_kprobes()
-    if os.geteuid() == 0:
-        assert info["program types"]["tracepoint"] is True
-        assert info["map types"]["hash"] is True
+    assert info["kprobes"]["ok"] is features.has_kprobes()
+    for key, value in info.items():  # the stable shape scripts rely on
+        assert " " not in key and set(value) in ({"ok", "detail"}, {"ok", "reason"}), key
+        assert isinstance(value["ok"], bool) and all(isinstance(v, str) for k, v in
+                                                      value.items() if k != "ok")
+    if features.bpf_privileges():
+        assert info["privileges"] == {"ok": True, "detail": "yes"}
+        assert info["program_type.tracepoint"] == {"ok": True, "detail": "yes"}
+        assert info["map_type.hash"]["ok"] is True
+        assert info["kernel_btf"]["ok"] is features.has_kernel_btf()
+
+
+def test_doctor_json_entries():
+    from lcc.cli.doctor import json_report
+    assert json_report({"kernel": "6.1 (x86_64)", "raw/BTF tracepoints": "no (no BTF)",
+                        "kprobes": None, "uprobes": True, "bpftool": "no",
+                        "fentry": "the kernel refuses fentry programs here",
+                        "map types": {"hash": True, "arena": False}}) == {
+        "kernel": {"ok": True, "detail": "6.1 (x86_64)"},
+        "tp_btf": {"ok": False, "reason": "no BTF"},
+        "kprobes": {"ok": False, "reason": "unknown (a probe could not tell)"},
+        "uprobes": {"ok": True, "detail": "yes"},
+        "bpftool": {"ok": False, "reason": "no"},
+        "fentry": {"ok": False, "reason": "the kernel refuses fentry programs here"},
+        "map_type.hash": {"ok": True, "detail": "yes"},
+        "map_type.arena": {"ok": False, "reason": "no"}}
 
 
 @pytest.mark.toolchain

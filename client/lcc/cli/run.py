@@ -322,6 +322,11 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
+    from .. import features
+    allowed = features.bpf_privileges()
+    if not allowed:  # before anything that would fail for this reason in other words
+        err.write(error_report("run", LccError(allowed.reason), verbose))
+        return 1
     try:
         tool = _load(path, dict(defines or {}), dict(rodata or {}), server, err,
                      event_types=event_types, map_sizes=map_sizes, frequency=frequency)
