@@ -91,6 +91,13 @@ def _as_fallbacks(value: Any, *, copy: bool) -> list[Fallback]:
     return [Fallback(*items)]
 
 
+def _did_you_mean(name: str, names: list[str]) -> str:
+    """``"; did you mean 'counts'?"`` for the closest of ``names``, else ""."""
+    import difflib
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 class MapCollection(Mapping[str, Map]):
     """``self.maps``: live map objects by name, made on first access."""
 
@@ -102,7 +109,10 @@ class MapCollection(Mapping[str, Map]):
         m = self._maps.get(name)
         if m is None:
             obj = self._owner._require_loaded()
-            m = map_for(obj, name, on_buffer=self._owner._buffer_opened)
+            try:
+                m = map_for(obj, name, on_buffer=self._owner._buffer_opened)
+            except KeyError as e:
+                raise KeyError(f"{e.args[0]}{_did_you_mean(name, list(self))}") from None
             self._maps[name] = m
         elif self._owner.closed:
             raise ClosedError(f"{type(self._owner).__name__} is closed")
@@ -412,8 +422,13 @@ class ClbcBase(PyLccNames):
         try:
             return self.obj.programs[name]
         except KeyError:
+            names = list(self.obj.programs)
             raise LccError(f"no program named '{name}' (the object has: "
-                           f"{', '.join(self.obj.programs)})") from None
+                           f"{', '.join(names)}){_did_you_mean(name, names)}") from None
+
+    def __getitem__(self, name: str) -> Map:
+        """``tool["counts"]`` is ``tool.maps["counts"]`` (as in BCC)."""
+        return self.maps[name]
 
     def close(self) -> None:
         """Release buffers, then links, then the object. Idempotent."""

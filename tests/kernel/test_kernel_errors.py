@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from lcc import (AttachPointMissing, BpfPermissionError, BtfError, ClosedError, KeyNotFound,
-                 NotSupported, ProgramLoadError, features)
+                 LccError, NotSupported, ProgramLoadError, features)
 
 from kutil import trigger
 
@@ -263,3 +263,14 @@ def test_commands_say_first_that_privileges_are_missing(command):
     assert r.stderr == f"lcc {command[0]}: not root: run as root or grant CAP_BPF+CAP_PERFMON\n"
     if command == ["doctor"]:
         assert "privileges:" in r.stdout and "tracepoints" not in r.stdout
+
+
+def test_wrong_names_get_a_suggestion(load):
+    tool = load("errors.bpf.c", programs=["core_ok"])
+    with pytest.raises(KeyError) as ei:
+        tool.maps["val"]
+    assert ei.value.args[0] == "no map named 'val' (the object has: vals); did you mean 'vals'?"
+    with pytest.raises(LccError) as ei:
+        tool.program("core_k")
+    assert str(ei.value).endswith("; did you mean 'core_ok'?")
+    assert tool["vals"] is tool.maps["vals"]  # BCC's tool["map"]
