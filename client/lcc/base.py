@@ -220,7 +220,9 @@ class ClbcBase(PyLccNames):
                 import warnings
                 from .errors import CompileWarning
                 for d in self.artifact.warnings:
-                    warnings.warn(CompileWarning(d, bundle.files), stacklevel=2)
+                    # Only the tool's own files: lcc's headers are not the user's to fix.
+                    if d.file in bundle.files:
+                        warnings.warn(CompileWarning(d, bundle.files), stacklevel=2)
             self._btf_path = self._custom_btf(btf)
         else:
             self.artifact = None

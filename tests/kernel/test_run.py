@@ -234,12 +234,12 @@ def test_cli_sigterm_prints_maps(lseek_child):
     assert [r["event"]["offset"] for r in recs if r.get("map") == "events"] == OFFSETS
 
 
-def test_errors_are_one_line(tmp_path):
+def test_errors_start_with_the_command(tmp_path):
     bad = tmp_path / "bad.bpf.c"
     bad.write_text('#include "lbc.h"\nint x = ;\n')
     err = io.StringIO()
     assert lcc_run.run(str(bad), None, 0.01, False, io.StringIO(), err=err) == 1
-    assert err.getvalue().startswith("lcc run: clang could not compile the program: ")
+    assert err.getvalue().startswith("lcc run: clang could not compile the program (1 error):\n")
     err = io.StringIO()
     assert lcc_run.run(str(tmp_path / "missing.bpf.c"), None, 0.01, False, io.StringIO(),
                       err=err) == 1

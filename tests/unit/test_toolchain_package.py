@@ -116,9 +116,7 @@ def test_client_sees_its_own_errors(raised, expected):
 
     mapped = _from_toolchain(raised)
     assert type(mapped) is getattr(lcc.errors, expected)
-    # The same words; lcc's str() lists each diagnostic on a line of its own.
-    assert str(mapped).splitlines() == ["clang could not compile the program (1 error):",
-                                        str(diags[0]), "hint: simplify"]
+    assert str(mapped) == str(raised)
 
 
 def test_client_sees_a_compile_error_with_the_same_diagnostics():
