@@ -37,8 +37,8 @@ _EXPORTS = {
     "Artifact": "compile", "build": "compile",
     **{name: "errors" for name in (
         "AttachPointMissing", "BpfError", "BpfPermissionError", "BtfError", "CacheError",
-        "ClosedError", "CompileError", "CompileServiceError", "Diagnostic", "KeyNotFound",
-        "LccError", "NotSupported", "ProgramLoadError", "ToolchainMissing")},
+        "ClosedError", "CompileError", "CompileServiceError", "CompileWarning", "Diagnostic",
+        "KeyNotFound", "LccError", "NotSupported", "ProgramLoadError", "ToolchainMissing")},
 }
 
 __all__ = sorted(_EXPORTS)

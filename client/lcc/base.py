@@ -92,6 +92,13 @@ def _as_fallbacks(value: Any, *, copy: bool) -> list[Fallback]:
     return [Fallback(*items)]
 
 
+def _did_you_mean(name: str, names: list[str]) -> str:
+    """``"; did you mean 'counts'?"`` for the closest of ``names``, else ""."""
+    import difflib
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 class MapCollection(Mapping[str, Map]):
     """``self.maps``: live map objects by name, made on first access."""
 
@@ -103,7 +110,10 @@ class MapCollection(Mapping[str, Map]):
         m = self._maps.get(name)
         if m is None:
             obj = self._owner._require_loaded()
-            m = map_for(obj, name, on_buffer=self._owner._buffer_opened)
+            try:
+                m = map_for(obj, name, on_buffer=self._owner._buffer_opened)
+            except KeyError as e:
+                raise KeyError(f"{e.args[0]}{_did_you_mean(name, list(self))}") from None
             self._maps[name] = m
         elif self._owner.closed:
             raise ClosedError(f"{type(self._owner).__name__} is closed")
@@ -207,6 +217,13 @@ class ClbcBase(PyLccNames):
                                   kernel=ver or None, arch=arch or None, btf=btf == "server",
                                   cache=cache)
             obj = self.artifact.object
+            if self.artifact.warnings:
+                import warnings
+                from .errors import CompileWarning
+                for d in self.artifact.warnings:
+                    # Only the tool's own files: lcc's headers are not the user's to fix.
+                    if d.file in bundle.files:
+                        warnings.warn(CompileWarning(d, bundle.files), stacklevel=2)
             self._btf_path = self._custom_btf(btf)
         else:
             self.artifact = None
@@ -411,8 +428,13 @@ class ClbcBase(PyLccNames):
         try:
             return self.obj.programs[name]
         except KeyError:
+            names = list(self.obj.programs)
             raise LccError(f"no program named '{name}' (the object has: "
-                           f"{', '.join(self.obj.programs)})") from None
+                           f"{', '.join(names)}){_did_you_mean(name, names)}") from None
+
+    def __getitem__(self, name: str) -> Map:
+        """``tool["counts"]`` is ``tool.maps["counts"]`` (as in BCC)."""
+        return self.maps[name]
 
     def close(self) -> None:
         """Release buffers, then links, then the object. Idempotent."""

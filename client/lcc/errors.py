@@ -3,7 +3,7 @@
 The hierarchy::
 
     LccError
-     ├── CompileError           clang rejected the bundle (.diagnostics, .log)
+     ├── CompileError           clang rejected the bundle (.diagnostics, .log, .sources)
      ├── ToolchainMissing       no clang/bpftool here and no compile service named
      ├── CompileServiceError    the compile service answered an error or is unreachable
      │    └── UntrustedArtifact  what it sent is not signed by a trusted key, or not
@@ -23,6 +23,9 @@ The hierarchy::
           ├── NotSupported       this kernel lacks a feature (.feature)
           │    └── AttachPointMissing  the function/tracepoint does not exist
           └── ProgramLoadError   the verifier (or libbpf) rejected a program (.verifier_log)
+
+``CompileWarning`` (a ``UserWarning``, not an error) carries a compiler
+warning to Python's :mod:`warnings`.
 
 Every message is one sentence that says what failed; ``hint`` says what to
 do next and is appended to ``str()``.  Where lcc translates a lower-level
@@ -52,6 +55,7 @@ __all__ = [
     "ClosedError",
     "CompileError",
     "CompileServiceError",
+    "CompileWarning",
     "Diagnostic",
     "DockerImageMissing",
     "DockerUnavailable",
@@ -65,7 +69,10 @@ __all__ = [
     "UnknownSyscall",
     "UntrustedArtifact",
     "from_errno",
+    "source_excerpt",
     "strerror",
+    "verifier_hint",
+    "verifier_source",
 ]
 
 
@@ -87,16 +94,78 @@ class LccError(Exception):
 
 
 class CompileError(LccError):
-    """clang rejected the source; ``diagnostics`` lists what it said."""
+    """clang rejected the source; ``diagnostics`` lists what it said.
+
+    ``message`` is one line (the first error appended); ``str()`` adds
+    every diagnostic (up to :attr:`MAX_SHOWN`) on lines of its own, each
+    followed by its source line and a caret under the column when
+    ``sources`` (the bundle's files, path -> text, attached by
+    :func:`lcc.compile.build`) holds the file.
+    """
+
+    #: Diagnostics ``str()`` shows; the rest are counted.
+    MAX_SHOWN = 10
 
     def __init__(self, message: str, diagnostics: list[Diagnostic] | None = None,
-                 log: str = "", *, hint: str | None = None) -> None:
+                 log: str = "", *, hint: str | None = None,
+                 sources: dict[str, str] | None = None) -> None:
         self.diagnostics = list(diagnostics or [])
         self.log = log
+        self.sources = dict(sources or {})
         first = next((d for d in self.diagnostics if "error" in d.severity), None)
+        # The headline, without the first error that str() lists anyway.
+        self.headline = message.removesuffix(f": {first}") if first is not None else message
         if first is not None and str(first) not in message:
             message = f"{message}: {first}"
         super().__init__(message, hint=hint)
+
+    def __str__(self) -> str:
+        if not self.diagnostics:
+            return LccError.__str__(self)
+        errors = sum("error" in d.severity for d in self.diagnostics)
+        count = f"{errors} error{'s' if errors != 1 else ''}"
+        lines = [f"{self.headline} ({count}):"]
+        for d in self.diagnostics[:self.MAX_SHOWN]:
+            lines.append(str(d))
+            lines.extend(source_excerpt(self.sources.get(d.file), d.line, d.column))
+        more = len(self.diagnostics) - self.MAX_SHOWN
+        if more > 0:
+            lines.append(f"... and {more} more diagnostic{'s' if more != 1 else ''} "
+                         "(.log has them all)")
+        if self.hint:
+            lines.append(f"hint: {self.hint}")
+        return "\n".join(lines)
+
+
+def source_excerpt(text: str | None, line: int, column: int) -> list[str]:
+    """Line ``line`` of ``text`` and a caret under ``column`` (1-based, clang's
+    byte column), as clang draws them; [] when the line is not there."""
+    if not text or line < 1:
+        return []
+    src = text.splitlines()
+    if line > len(src):
+        return []
+    code = src[line - 1]
+    gutter = f"{line:5d} | "
+    out = [gutter + code]
+    if column >= 1:
+        prefix = code.encode()[:column - 1].decode(errors="ignore")
+        pad = "".join(c if c == "\t" else " " for c in prefix)
+        out.append(" " * (len(gutter) - 2) + "| " + pad + "^")
+    return out
+
+
+class CompileWarning(UserWarning):
+    """A compiler warning about a tool's BPF C, issued with :func:`warnings.warn`
+    when :class:`lcc.ClbcBase` compiles it (``-W error::lcc.CompileWarning``
+    makes them fatal).  ``diagnostic``: clang's message; ``str()`` adds its
+    source line and a caret when the source is at hand."""
+
+    def __init__(self, diagnostic: Diagnostic, sources: dict[str, str] | None = None) -> None:
+        self.diagnostic = diagnostic
+        lines = [str(diagnostic), *source_excerpt((sources or {}).get(diagnostic.file),
+                                                  diagnostic.line, diagnostic.column)]
+        super().__init__("\n".join(lines))
 
 
 class ToolchainMissing(LccError):
@@ -272,19 +341,39 @@ class AttachPointMissing(NotSupported):
 
 
 class ProgramLoadError(BpfError):
-    """The kernel's verifier or libbpf rejected a program; ``verifier_log`` says why."""
+    """The kernel's verifier or libbpf rejected a program; ``verifier_log`` says why.
+
+    ``str()`` is the verifier's last word, then the source line it was
+    checking (``source``: ``(file, line, text)`` from the log's ``; text @
+    file:line`` annotations, or None) and a hint for the common rejections
+    (an unchecked lookup, an unbounded index, a program too large, a
+    GPL-only helper, a helper the program type may not call).  The whole log
+    stays in ``verifier_log``.
+    """
 
     def __init__(self, err: int, program: str, verifier_log: str = "", *,
                  message: str | None = None, hint: str | None = None) -> None:
         self.program = program
         self.verifier_log = verifier_log
+        self.source = verifier_source(verifier_log)
         if message is None:
             last = _last_log_line(verifier_log)
             if last:
                 message = f"program '{program}' was rejected by the verifier: {last}"
             else:
                 message = f"program '{program}' could not be loaded: {strerror(err)}"
+        if hint is None:
+            hint = verifier_hint(verifier_log)
         super().__init__(err, f"load of program '{program}'", message=message, hint=hint)
+
+    def __str__(self) -> str:
+        lines = [self.message]
+        if self.source is not None:
+            file, line, text = self.source
+            lines.append(f"  at {file}:{line}: {text}")
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
 
 
 def _last_log_line(log: str) -> str:
@@ -295,6 +384,57 @@ def _last_log_line(log: str) -> str:
         if not ln.startswith(skip):
             return ln
     return ""
+
+
+def verifier_source(log: str) -> tuple[str, int, str] | None:
+    """The last source line a verifier log names, as ``(file, line, text)``.
+
+    The kernel annotates the log with the program's BTF line info: ``; text
+    @ file:line``.  Lines without text (``;  @ file:0``) are skipped.
+    """
+    for raw in reversed(log.splitlines()):
+        ln = raw.strip()
+        if not ln.startswith(";") or " @ " not in ln:
+            continue
+        text, _, where = ln[1:].rpartition(" @ ")
+        file, _, num = where.rpartition(":")
+        text = text.strip()
+        if text and file and num.isdigit() and int(num) > 0:
+            return file, int(num), text
+    return None
+
+
+#: The verifier's words for the common mistakes -> what to do (first match wins).
+_VERIFIER_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("_or_null'", "or_null"),
+     "the pointer may be NULL: check what bpf_map_lookup_elem() (or the helper) returned "
+     "before using it, e.g. if (!v) return 0;"),
+    (("unbounded memory access", "min value is negative", "max value is outside",
+      "unbounded min value", "value is outside of the allowed memory range"),
+     "bound the index or offset before using it (if (i >= N) return 0; or i & (N - 1)) so "
+     "the verifier can prove every access stays inside the value"),
+    (("BPF program is too large", "too large"),
+     "the program has too many instructions or paths for the verifier: lower loop bounds, "
+     "move work into a subprogram (__noinline) or a tail call, or use bpf_loop()"),
+    (("cannot call GPL-restricted function",),
+     'this helper is GPL-only: declare char LICENSE[] SEC("license") = "GPL";'),
+    (("program of this type cannot use helper", "unknown func"),
+     "this program type may not call that helper (or this kernel lacks it): use another "
+     "helper, or another SEC() program type that allows it"),
+)
+
+
+def verifier_hint(log: str) -> str | None:
+    """What to do about a verifier rejection, for the common ones; None otherwise."""
+    last = _last_log_line(log)
+    tail = "\n".join(log.splitlines()[-5:])
+    for words, hint in _VERIFIER_HINTS:
+        if any(w in last for w in words):
+            return hint
+    for words, hint in _VERIFIER_HINTS:  # the deciding line is not always the last one
+        if any(w in tail for w in words):
+            return hint
+    return None
 
 
 _BY_ERRNO: dict[int, type[BpfError]] = {

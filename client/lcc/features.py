@@ -441,6 +441,29 @@ def map_types() -> dict[str, bool | None]:
     return probes().map_types()
 
 
+# Capability bits (linux/capability.h).
+_CAP_SYS_ADMIN, _CAP_PERFMON, _CAP_BPF = 21, 38, 39
+
+NOT_PRIVILEGED = "not root: run as root or grant CAP_BPF+CAP_PERFMON"
+
+
+def bpf_privileges() -> ProbeResult:
+    """Whether this process may load and attach tracing programs: the effective
+    capabilities CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN (which kernels
+    before 5.8 need; root has all three unless it dropped them).  Reads
+    /proc/self/status; loads nothing."""
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(ln.split()[1], 16) for ln in f if ln.startswith("CapEff:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        # No capability set to read: root is the best guess.
+        return ProbeResult(True) if os.geteuid() == 0 else ProbeResult(False, NOT_PRIVILEGED)
+    has = lambda bit: bool(eff >> bit & 1)  # noqa: E731
+    if has(_CAP_SYS_ADMIN) or (has(_CAP_BPF) and has(_CAP_PERFMON)):
+        return ProbeResult(True)
+    return ProbeResult(False, NOT_PRIVILEGED)
+
+
 def probe_section(section: str) -> ProbeResult:
     """Whether a program with this SEC() name can load and attach here; see :class:`Probes`."""
     return probes().probe_section(section)

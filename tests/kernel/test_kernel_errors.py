@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from lcc import (AttachPointMissing, BpfPermissionError, BtfError, ClosedError, KeyNotFound,
-                 NotSupported, ProgramLoadError, features)
+                 LccError, NotSupported, ProgramLoadError, features)
 
 from kutil import trigger
 
@@ -35,9 +35,35 @@ def test_verifier_rejection_carries_the_log(load):
     assert "processed" in e.verifier_log or "R0" in e.verifier_log
     msg = str(e)
     assert msg.startswith("program 'bad_mem' was rejected by the verifier: ")
-    assert "invalid mem access 'map_value_or_null'" in msg
-    assert "\n" not in msg  # one sentence; the log is in .verifier_log
+    assert "invalid mem access 'map_value_or_null'" in msg.splitlines()[0]
+    assert e.message == msg.splitlines()[0]  # the log itself stays in .verifier_log
     assert not isinstance(e, PermissionError)  # EACCES from the verifier is not a privilege problem
+
+
+def test_unchecked_lookup_is_shown_at_its_source_line(load):
+    with pytest.raises(ProgramLoadError) as ei:
+        load("verifier.bpf.c", programs=["unchecked"])
+    e = ei.value
+    assert e.source == ("verifier.bpf.c", 20, "v->slots[0] += 1;")
+    assert str(e) == (
+        "program 'unchecked' was rejected by the verifier: R0 invalid mem access "
+        "'map_value_or_null'\n"
+        "  at verifier.bpf.c:20: v->slots[0] += 1;\n"
+        "  hint: the pointer may be NULL: check what bpf_map_lookup_elem() (or the helper) "
+        "returned before using it, e.g. if (!v) return 0;")
+    assert "; v->slots[0] += 1; @ verifier.bpf.c:20" in e.verifier_log
+
+
+def test_unbounded_index_is_shown_at_its_source_line(load):
+    with pytest.raises(ProgramLoadError) as ei:
+        load("verifier.bpf.c", programs=["unbounded"])
+    e = ei.value
+    first, at, hint = str(e).splitlines()
+    assert first.startswith("program 'unbounded' was rejected by the verifier: R0 ")
+    assert at == "  at verifier.bpf.c:33: v->slots[idx] += 1;"
+    assert hint == ("  hint: bound the index or offset before using it (if (i >= N) return 0; "
+                    "or i & (N - 1)) so the verifier can prove every access stays inside the "
+                    "value")
 
 
 def test_failed_constructor_leaves_nothing_loaded(load):
@@ -177,3 +203,74 @@ def test_missing_privileges(prog_object, tmp_path):
     assert "CAP_BPF" in msg  # the hint says what to grant
     assert "RLIMIT_MEMLOCK" not in msg
     assert issubclass(BpfPermissionError, PermissionError)
+
+
+WARNS_C = """\
+// SPDX-License-Identifier: GPL-2.0
+#include "lbc.h"
+#warning "counts are per CPU"
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int p(void *ctx)
+{
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_compiler_warnings_reach_python_warnings(tmp_path):
+    from lcc import ClbcBase, CompileWarning
+    with pytest.warns(CompileWarning) as caught:
+        tool = ClbcBase("warns", bpf_str=WARNS_C, load=False, cache=False)
+    tool.close()
+    w, = [r for r in caught if issubclass(r.category, CompileWarning)]
+    assert str(w.message) == ('warns.bpf.c:3:2: warning: "counts are per CPU" [-W#warnings]\n'
+                              '    3 | #warning "counts are per CPU"\n'
+                              '      |  ^')
+    assert w.filename == __file__  # points at the line that made the tool
+
+
+def _python_for_nobody() -> str:
+    """An interpreter user 65534 may run (this one may live under /root)."""
+    for exe in (sys.executable, "/usr/bin/python3"):
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "--", exe, "-c", "pass"], capture_output=True)
+        if r.returncode == 0:
+            return exe
+    pytest.skip("no Python interpreter that user 65534 may run")
+
+
+@pytest.mark.parametrize("command", [["run", "tool.bpf.c"], ["doctor"]])
+def test_commands_say_first_that_privileges_are_missing(command):
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    python = _python_for_nobody()
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="lcc-nobody-") as home:  # pytest's tmp_path is 0700
+        os.chmod(home, 0o777)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
+               "LCC_CACHE_DIR": home,
+               "PYTHONPATH": os.pathsep.join(os.path.abspath(os.path.join(src, d))
+                                             for d in ("client", "compile_server", "toolchain"))}
+        # tool.bpf.c does not exist: the privileges are checked before the file.
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "--inh-caps=-all", "--", python, "-m", "lcc.cli", *command],
+                           capture_output=True, text=True, timeout=60, env=env, cwd=home)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == f"lcc {command[0]}: not root: run as root or grant CAP_BPF+CAP_PERFMON\n"
+    if command == ["doctor"]:
+        assert "privileges:" in r.stdout and "tracepoints" not in r.stdout
+
+
+def test_wrong_names_get_a_suggestion(load):
+    tool = load("errors.bpf.c", programs=["core_ok"])
+    with pytest.raises(KeyError) as ei:
+        tool.maps["val"]
+    assert ei.value.args[0] == "no map named 'val' (the object has: vals); did you mean 'vals'?"
+    with pytest.raises(LccError) as ei:
+        tool.program("core_k")
+    assert str(ei.value).endswith("; did you mean 'core_ok'?")
+    assert tool["vals"] is tool.maps["vals"]  # BCC's tool["map"]

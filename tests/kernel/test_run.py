@@ -191,7 +191,7 @@ def test_seed_eventout_kprobe_is_not_supported_here(tmp_path):
     code = lcc_run.run(str(PROGS / "run_eventout_kprobe.bpf.c"), None, 0.01, False, out, err=err)
     assert code == 1
     msg = err.getvalue()
-    assert msg.startswith("lcc run: NotSupported:") and "kprobe" in msg
+    assert msg.startswith("lcc run: no program of ") and "kprobe" in msg
     assert len(msg.strip().splitlines()) == 1
     assert out.getvalue() == ""
 
@@ -234,12 +234,12 @@ def test_cli_sigterm_prints_maps(lseek_child):
     assert [r["event"]["offset"] for r in recs if r.get("map") == "events"] == OFFSETS
 
 
-def test_errors_are_one_line(tmp_path):
+def test_errors_start_with_the_command(tmp_path):
     bad = tmp_path / "bad.bpf.c"
     bad.write_text('#include "lbc.h"\nint x = ;\n')
     err = io.StringIO()
     assert lcc_run.run(str(bad), None, 0.01, False, io.StringIO(), err=err) == 1
-    assert err.getvalue().startswith("lcc run: CompileError:")
+    assert err.getvalue().startswith("lcc run: clang could not compile the program (1 error):\n")
     err = io.StringIO()
     assert lcc_run.run(str(tmp_path / "missing.bpf.c"), None, 0.01, False, io.StringIO(),
                       err=err) == 1
@@ -278,3 +278,26 @@ def test_pylcc_histograms_are_drawn_by_their_kind(load):
     rows = ten.splitlines()
     assert len(rows) == 3 and all("|" in r and "@" in r for r in rows), ten
     assert "4 -> 7" in two and "distribution" in two, two
+
+
+def test_verifier_rejection_shows_the_log_tail_then_the_source_line():
+    prog = Path(__file__).resolve().parent.parent / "progs" / "verifier.bpf.c"
+    err = io.StringIO()
+    assert lcc_run.run(str(prog), None, 0.01, False, io.StringIO(), err=err) == 1
+    lines = err.getvalue().splitlines()
+    assert lines[0].startswith("verifier log (last 12 of ")
+    assert lines[0].endswith(" lines; -v shows all):")
+    assert len(lines) == 1 + 12 + 3
+    assert lines[11] == "  R0 invalid mem access 'map_value_or_null'"
+    assert lines[-3:] == [
+        "lcc run: program 'unchecked' was rejected by the verifier: R0 invalid mem access "
+        "'map_value_or_null'",
+        "  at verifier.bpf.c:20: v->slots[0] += 1;",
+        "  hint: the pointer may be NULL: check what bpf_map_lookup_elem() (or the helper) "
+        "returned before using it, e.g. if (!v) return 0;"]
+
+    err = io.StringIO()
+    assert lcc_run.run(str(prog), None, 0.01, False, io.StringIO(), err=err, verbose=True) == 1
+    lines = err.getvalue().splitlines()
+    assert lines[0] == "verifier log:"
+    assert "  ; int unchecked(void *ctx) @ verifier.bpf.c:15" in lines

@@ -51,7 +51,7 @@ def test_compile_with_wrong_token_is_one_line(lcc, lcc_service, tmp_path, hello_
     p = lcc("compile", "hello.bpf.c", "--server", lcc_service.url, check=1, LCC_TOKEN="nope")
 
     assert p.stderr.count("\n") == 1
-    assert p.stderr.startswith(f"lcc: compile service at {lcc_service.url} refused")
+    assert p.stderr.startswith(f"lcc compile: compile service at {lcc_service.url} refused")
     assert "LCC_TOKEN does not match" in p.stderr
 
 
@@ -82,7 +82,7 @@ def test_btf_push_rejects_garbage(lcc, lcc_service, tmp_path):
     p = lcc("btf", "push", "--server", lcc_service.url, "--kernel", "6.1.0-junk",
             "--file", "junk", check=1)
 
-    assert p.stderr.startswith(f"lcc: compile service at {lcc_service.url} answered HTTP 400")
+    assert p.stderr.startswith(f"lcc btf: compile service at {lcc_service.url} answered HTTP 400")
     assert "magic" in p.stderr and p.stderr.count("\n") == 1
 
 

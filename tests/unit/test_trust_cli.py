@@ -137,4 +137,4 @@ def test_compile_timeout_option(lcc, tool, tmp_path):
     assert "did not answer in time (1 s; POST /v1/compile)" in p.stderr
     assert "did not answer in time (0.5 s" in by_env.stderr
     assert lcc("compile", tool, "--timeout", "0", check=1).stderr.startswith(
-        "lcc: --timeout 0 is not a positive number")
+        "lcc compile: --timeout 0 is not a positive number")

@@ -7,8 +7,10 @@ arguments, returns the exit status).  :data:`SUBCOMMANDS` lists the modules
 in ``--help`` order: a bare name is a module of this package, a dotted one
 an absolute module (a command shipped in another package).
 
-Errors: the library's :class:`~lcc.errors.LccError` becomes one line,
-``lcc: <message>``, on stderr and exit status 1; a usage error is argparse's
+Errors: the library's :class:`~lcc.errors.LccError` becomes
+``lcc <command>: <message>`` on stderr (no class name; a verifier rejection
+adds its source line, a hint and the tail of the verifier log, ``-v`` all of
+it: :func:`~lcc.cli.common.error_report`) and exit status 1; a usage error is argparse's
 (status 2); an interrupt is status 130.  ``-v`` (before or after the
 subcommand) turns on lcc's debug log and forwards all of libbpf's messages.
 """
@@ -21,7 +23,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ..errors import CompileError, LccError
+from ..errors import LccError
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main", "version"]
 
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="debug logging from lcc and libbpf")
     parser.add_argument("--version", action=_VersionAction,
                         help="print lcc's version and exit")
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     common = _common()
     for name in SUBCOMMANDS:
         module = name if "." in name else f"{__name__}.{name}"
@@ -92,17 +94,6 @@ def _set_verbose() -> None:
     _libbpf.set_verbose(True)
 
 
-def _one_line(e: LccError) -> str:
-    text = str(e)
-    if isinstance(e, CompileError):
-        errors = [d for d in e.diagnostics if "error" in d.severity]
-        if len(errors) > 1:
-            text += f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''}; " \
-                    "-v shows the compiler's log)"
-    from ..compile.trust import printable  # messages can quote what a service said
-    return printable(" ".join(text.split()))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lcc`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
@@ -121,9 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args) or 0)
     except LccError as e:
-        if verbose and isinstance(e, CompileError) and e.log:
-            print(e.log.rstrip(), file=sys.stderr)
-        print(f"lcc: {_one_line(e)}", file=sys.stderr)
+        from .common import error_report
+        sys.stderr.write(error_report(getattr(args, "command", None), e, verbose))
         return 1
     except KeyboardInterrupt:
         return 130

@@ -9,8 +9,11 @@ import tempfile
 
 from ..errors import LccError
 
-__all__ = ["add_server_option", "command_with_actions", "human_size", "server_client",
-           "server_url", "warn", "write_file"]
+__all__ = ["VERIFIER_LOG_TAIL", "add_server_option", "command_with_actions", "error_report",
+           "human_size", "server_client", "server_url", "warn", "write_file"]
+
+#: Lines of a verifier log ``lcc`` prints with a rejection (``-v``: all of them).
+VERIFIER_LOG_TAIL = 12
 
 
 def command_with_actions(sub, common: argparse.ArgumentParser, name: str, help: str):
@@ -80,3 +83,40 @@ def human_size(n: int) -> str:
 
 def warn(text: str) -> None:
     print(text, file=sys.stderr)
+
+
+def error_report(command: str | None, e: LccError, verbose: bool = False) -> str:
+    """What the ``lcc`` command prints for a library error, ending with a newline.
+
+    The last line(s) are ``lcc <command>: <message>`` (no class name; a
+    verifier rejection keeps its source line and hint on the lines after
+    it; a compile error lists its diagnostics with their source lines).
+    Before them: for a verifier rejection, the tail of the verifier's log
+    (``verbose``: all of it); for a compile error, the compiler's log when
+    ``verbose``.
+    """
+    from ..compile.trust import printable  # messages can quote what a service said
+    from ..errors import CompileError, ProgramLoadError
+    prefix = f"lcc {command}: " if command else "lcc: "
+    out: list[str] = []
+    if isinstance(e, ProgramLoadError):
+        log = e.verifier_log.rstrip().splitlines()
+        if log:
+            shown = log if verbose else log[-VERIFIER_LOG_TAIL:]
+            head = ("verifier log:" if len(shown) == len(log) else
+                    f"verifier log (last {len(shown)} of {len(log)} lines; -v shows all):")
+            out.append(head)
+            out.extend(f"  {printable(ln)}" for ln in shown)
+        first, *rest = str(e).splitlines()
+        out.append(prefix + printable(first))
+        out.extend(printable(ln) for ln in rest)
+        return "\n".join(out) + "\n"
+    if isinstance(e, CompileError):
+        if verbose and e.log:
+            out.append(printable(e.log.rstrip()))
+        first, *rest = str(e).splitlines()
+        out.append(prefix + printable(first))
+        out.extend(printable(ln) for ln in rest)
+        return "\n".join(out) + "\n"
+    out.append(prefix + printable(" ".join(str(e).split())))
+    return "\n".join(out) + "\n"

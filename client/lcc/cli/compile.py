@@ -8,7 +8,7 @@ import os
 import sys
 
 from ..compile.backends import BACKENDS
-from ..errors import LccError
+from ..errors import CompileWarning, LccError
 from .common import add_server_option, human_size, warn, write_file
 
 HELP = "compile a .bpf.c program into a CO-RE BPF object"
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 kernel=args.kernel, arch=args.arch, btf=args.btf, cache=not args.no_cache,
                 backend=args.backend, config=config)
     for w in art.warnings:
-        warn(str(w))
+        warn(str(CompileWarning(w, bundle.files)))
     output = args.output or default_output(args.source)
     write_file(output, art.object)
     how = ("from the cache" if art.cache_hit else

@@ -16,6 +16,7 @@ from typing import IO, Any, Iterable, Mapping
 
 from .. import loop
 from ..errors import LccError
+from .common import error_report
 from .run import STOP_SIGNALS, _load, add_program_arguments
 
 __all__ = ["DEFAULT_LISTEN", "export", "main", "register", "start"]
@@ -77,7 +78,7 @@ def export(path: str, listen: str = DEFAULT_LISTEN, config_path: str | None = No
         config = ExportConfig.load(config_path) if config_path else ExportConfig()
         tool = _load(path, dict(defines or {}), dict(rodata or {}), server, err)
     except LccError as e:
-        err.write(f"lcc export: {e}\n")
+        err.write(error_report("export", e))
         return 1
     httpd = None
     try:
@@ -93,7 +94,7 @@ def export(path: str, listen: str = DEFAULT_LISTEN, config_path: str | None = No
             stop.run(group.poll if group is not None else None)
         return 0
     except LccError as e:
-        err.write(f"lcc export: {e}\n")
+        err.write(error_report("export", e))
         return 1
     finally:
         if httpd is not None:

@@ -39,6 +39,7 @@ from typing import IO, Any, Iterable, Mapping
 from .. import loop, show
 from ..compile.defines import parse_define
 from ..errors import LccError
+from .common import error_report
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -301,7 +302,7 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
         prometheus: str | None = None,
         event_types: Mapping[str, str] | None = None,
         map_sizes: Mapping[str, int] | None = None,
-        frequency: int = DEFAULT_FREQUENCY) -> int:
+        frequency: int = DEFAULT_FREQUENCY, verbose: bool = False) -> int:
     """Load ``path``, print its events until stopped, then its maps; return the exit code.
 
     ``defines`` are ``-D`` macro definitions (name -> value or None),
@@ -313,18 +314,24 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
     or a guessed one.  ``map_sizes`` sets maps' max_entries (maps left at 0
     get defaults); ``frequency`` is the sampling rate of ``perf_event``
     programs; ``prometheus`` an address to serve the maps at as Prometheus
-    metrics too (as ``lcc export``).  Returns 0, or 1 after printing one line
-    to ``err`` when compiling, loading, attaching or serving fails or nothing
-    could be attached.  ``out`` and ``err`` default to ``sys.stdout`` and
+    metrics too (as ``lcc export``).  Returns 0, or 1 after printing
+    ``lcc run: <message>`` to ``err`` when compiling, loading, attaching or
+    serving fails or nothing could be attached (a verifier rejection: with
+    the tail of the verifier's log, all of it when ``verbose``).  ``out`` and ``err`` default to ``sys.stdout`` and
     ``sys.stderr``.
     """
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
+    from .. import features
+    allowed = features.bpf_privileges()
+    if not allowed:  # before anything that would fail for this reason in other words
+        err.write(error_report("run", LccError(allowed.reason), verbose))
+        return 1
     try:
         tool = _load(path, dict(defines or {}), dict(rodata or {}), server, err,
                      event_types=event_types, map_sizes=map_sizes, frequency=frequency)
     except LccError as e:
-        err.write(f"lcc run: {type(e).__name__}: {e}\n")
+        err.write(error_report("run", e, verbose))
         return 1
     exporter = None
     try:
@@ -348,7 +355,7 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
         out.flush()
         return 0
     except LccError as e:
-        err.write(f"lcc run: {type(e).__name__}: {e}\n")
+        err.write(error_report("run", e, verbose))
         return 1
     finally:
         if exporter is not None:
@@ -458,4 +465,4 @@ def main(args: argparse.Namespace) -> int:
                rodata=dict(args.rodata), server=getattr(args, "server", None),
                prometheus=getattr(args, "prometheus", None),
                event_types=dict(args.event_types), map_sizes=dict(args.map_sizes),
-               frequency=args.frequency)
+               frequency=args.frequency, verbose=getattr(args, "verbose", False))

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import LccError, ToolchainMissing
+from ..errors import CompileError, LccError, ToolchainMissing
 from . import defines as _defines
 from . import kernel as _kernel
 from .artifact import Artifact
@@ -140,10 +140,15 @@ def build(bundle: Bundle, *, defines: Mapping[str, str | int | None] | None = No
     else:
         raise TypeError(f"backend must be a name or a lcc.compile.Backend, not "
                         f"{type(backend).__name__}")
-    if store is not None:
-        return CachedBackend(target, store).compile(bundle, kernel=release, arch=arch,
-                                                    defines=defs, btf=btf)
-    art = target.compile(bundle, kernel=release, arch=arch, defines=defs, btf=btf)
+    try:
+        if store is not None:
+            return CachedBackend(target, store).compile(bundle, kernel=release, arch=arch,
+                                                        defines=defs, btf=btf)
+        art = target.compile(bundle, kernel=release, arch=arch, defines=defs, btf=btf)
+    except CompileError as e:
+        # The source stays on this side: str(e) draws each diagnostic's line from it.
+        e.sources = {**bundle.files, **e.sources}
+        raise
     if art.btf is not None:
         art.btf_path = str(spill_btf(art.btf))
     return art
