@@ -21,9 +21,10 @@ from lcc.errors import ProgramLoadError
 pytestmark = [pytest.mark.server, pytest.mark.bpf]
 
 PROGS = Path(__file__).resolve().parent.parent / "progs"
-# Test programs of the runtime that load whole (errors/fallback are rejected on purpose).
+# Test programs of the runtime that load whole (errors, fallback and verifier are
+# rejected on purpose).
 LOADABLE = sorted(p.name.removesuffix(".bpf.c") for p in PROGS.glob("*.bpf.c")
-                  if p.name not in ("errors.bpf.c", "fallback.bpf.c"))
+                  if p.name not in ("errors.bpf.c", "fallback.bpf.c", "verifier.bpf.c"))
 
 EVENTS_C = """\
 // SPDX-License-Identifier: GPL-2.0
