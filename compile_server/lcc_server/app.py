@@ -25,7 +25,9 @@ trust signed.
 
 Status codes: 400 invalid request, 401 no/wrong token, 404 unknown
 kernel/artifact, 409 BTF conflict, 413 too large, 422 compiler error,
-503 busy or no toolchain.  A compiler failure is never a 500.  The
+503 busy, no toolchain or no sandbox (``sandbox_unavailable``: Landlock is
+missing and ``LCC_INSECURE_NO_SANDBOX`` is not set; ``/healthz`` is then 503
+too).  A compiler failure is never a 500.  The
 toolchain's errors (``lcc_toolchain.errors``) answer: ``InvalidRequest`` 400,
 ``CompileFailed`` 422 ``compile`` (with diagnostics and log),
 ``BtfUnavailable`` 422 ``btf``, ``ToolMissing`` 503 ``toolchain_missing``,
@@ -50,11 +52,12 @@ from lcc_server.guard import RequestGuard
 from lcc_server.metrics import CONTENT_TYPE, Metrics
 from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, CompileRequest,
                                CompileResponse, ErrorBody, KeyList)
-from lcc_server.service import BtfMissing, Busy, CompileService
+from lcc_server.service import BtfMissing, Busy, CompileService, SandboxUnavailable
 from lcc_server.settings import Settings
 from lcc_server.signing import KeyRing, keys_dir, manifest
 from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, InvalidRequest, ToolchainError,
                                   ToolMissing)
+from lcc_toolchain.sandbox import Sandbox
 from lcc_toolchain.toolchain import Toolchain
 from lcc_toolchain.validation import check_arch, check_digest, check_release
 
@@ -75,6 +78,7 @@ _PLAIN_ERRORS = {
     BtfUnavailable: (422, "btf", None),
     Busy: (503, "busy", {"Retry-After": "1"}),
     ToolMissing: (503, "toolchain_missing", None),
+    SandboxUnavailable: (503, "sandbox_unavailable", None),
 }
 
 
@@ -121,23 +125,35 @@ def _artifact_json(art: Artifact, *, btf: bytes | None, cached: bool, keys: KeyR
 
 def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None = None,
                btf_store: BtfStore | None = None,
-               artifacts: ArtifactStore | None = None, keys: KeyRing | None = None) -> FastAPI:
-    """A ready application; see the module docstring.  Raises ``ValueError`` on
+               artifacts: ArtifactStore | None = None, keys: KeyRing | None = None,
+               sandbox: Sandbox | None = None) -> FastAPI:
+    """A ready application; see the module docstring.  ``sandbox`` confines the
+    default toolchain's tools (default: made from ``settings``).  Raises ``ValueError`` on
     malformed settings in the environment or a signing key that is not an
     Ed25519 private key, ``OSError`` when the keys cannot be read or made."""
     settings = settings or Settings.from_env()
     state = Path(settings.state_dir)
     keys = keys or KeyRing.load(keys_dir(state), key_file=settings.signing_key)
     metrics = Metrics()
-    toolchain = toolchain or Toolchain(
-        clang=settings.clang, bpftool=settings.bpftool, work_dir=state / "work",
-        sandbox=settings.sandbox, limits=settings.limits, pch=settings.pch,
-        cut=settings.cut_types, caps=settings.caps)
+    if toolchain is None:
+        if sandbox is None:
+            sandbox = Sandbox(enabled=settings.sandbox, limits=settings.limits)
+            sandbox.extra_read = tuple(sandbox.toolchain_paths(settings.clang, settings.bpftool))
+        toolchain = Toolchain(
+            clang=settings.clang, bpftool=settings.bpftool, work_dir=state / "work",
+            sandbox=sandbox, limits=settings.limits, pch=settings.pch,
+            cut=settings.cut_types, caps=settings.caps)
     btf_store = btf_store or BtfStore(state / "btf", host_btf=settings.host_btf)
     artifacts = artifacts or ArtifactStore(state / "artifacts", keys=keys,
                                             disk_bytes=settings.max_artifact_bytes)
     metrics.watch_artifacts(artifacts)
     service = CompileService(settings, toolchain, btf_store, artifacts, metrics)
+    if service.refusal is not None:
+        log.error("%s", service.refusal)
+    elif toolchain.sandbox.unconfined is not None:
+        log.warning("compiling WITHOUT a sandbox (LCC_INSECURE_NO_SANDBOX=1): %s; any "
+                    "client can make clang read files of this host",
+                    toolchain.sandbox.unconfined)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -183,9 +199,16 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     # -- routes -------------------------------------------------------------
 
     @app.get("/healthz", tags=["service"])
-    async def healthz() -> dict:
-        """Liveness; open even when a token is configured."""
-        return {"status": "ok", "landlock_abi": toolchain.sandbox.landlock_abi}
+    async def healthz() -> JSONResponse:
+        """Health, open even when a token is configured: 503 when the service
+        refuses to compile (no sandbox)."""
+        body = {"status": "ok", "landlock_abi": toolchain.sandbox.landlock_abi}
+        if service.refusal is not None:
+            body.update(status="unavailable", reason=service.refusal)
+            return JSONResponse(body, status_code=503)
+        if toolchain.sandbox.unconfined is not None:
+            body["insecure"] = toolchain.sandbox.unconfined
+        return JSONResponse(body)
 
     @app.get("/metrics", tags=["service"], response_class=Response)
     async def prometheus() -> Response:

@@ -39,13 +39,18 @@ from lcc_toolchain.errors import BtfUnavailable, CompileFailed, ToolchainError
 from lcc_toolchain.toolchain import Toolchain
 from lcc_toolchain.validation import ARCHES, check_bundle
 
-__all__ = ["BtfMissing", "Busy", "CompileService", "Outcome"]
+__all__ = ["BtfMissing", "Busy", "CompileService", "Outcome", "SandboxUnavailable"]
 
 log = logging.getLogger("lcc_server")
 
 
 class Busy(Exception):
     """Too many compiles are already waiting."""
+
+
+class SandboxUnavailable(Exception):
+    """Compilers cannot be confined here, and the service was not told to run
+    them anyway (``LCC_INSECURE_NO_SANDBOX=1``)."""
 
 
 class BtfMissing(LookupError):
@@ -89,6 +94,18 @@ class CompileService:
         host = os.uname().machine
         self.default_arch = host if host in ARCHES else "x86_64"
         self.default_release = btf_store.host_release
+        #: Why tools must not run here (no Landlock and no opt-out), else None.
+        self.refusal: str | None = None
+        unconfined = toolchain.sandbox.unconfined
+        if unconfined is not None and not settings.insecure_no_sandbox:
+            self.refusal = (f"the service refuses to compile: {unconfined}, so clang could "
+                            "read any file of this host; run it on a kernel with Landlock, or "
+                            "set LCC_INSECURE_NO_SANDBOX=1 on a host that only trusted users "
+                            "can reach")
+
+    def _check_sandbox(self) -> None:
+        if self.refusal is not None:
+            raise SandboxUnavailable(self.refusal)
 
     @property
     def _slots(self) -> asyncio.Semaphore:
@@ -106,7 +123,9 @@ class CompileService:
     # -- running blocking work ---------------------------------------------
 
     async def _in_slot(self, fn, *args, **kwargs):
-        """Run ``fn`` in the pool once a compile slot is free."""
+        """Run ``fn`` in the pool once a compile slot is free; raises
+        ``SandboxUnavailable`` when tools must not run, ``Busy``."""
+        self._check_sandbox()
         if self._waiting >= self.settings.max_queue:
             raise Busy(f"{self._waiting} compiles are waiting; retry later")
         self._waiting += 1
@@ -131,7 +150,7 @@ class CompileService:
     def warm(self) -> asyncio.Future | None:
         """Start building vmlinux.h and the PCH of the host kernel in the background."""
         entry = self._host_entry()
-        if entry is None:
+        if entry is None or self.refusal is not None:
             return None
         fut = asyncio.get_running_loop().run_in_executor(
             self._pool, self.toolchain.prepare, entry.path, self.default_arch)
@@ -158,8 +177,9 @@ class CompileService:
         """Store an upload once bpftool has read it; returns (listing entry, created).
 
         Raises ``InvalidRequest``, ``BtfConflict``, ``BtfUnavailable`` (bpftool
-        could not read it; nothing is kept).
+        could not read it; nothing is kept), ``SandboxUnavailable``.
         """
+        self._check_sandbox()
         entry, created = await self._blocking(
             lambda: self.btf_store.put(arch, release, data, replace=replace))
         try:
@@ -181,7 +201,8 @@ class CompileService:
     async def compile(self, req: CompileRequest) -> Outcome:
         """Raises ``InvalidRequest``, ``BtfMissing``, ``Busy``, ``CompileFailed``,
         ``BtfUnavailable``, ``ToolMissing``, ``ToolchainError``
-        (``lcc_toolchain.errors``)."""
+        (``lcc_toolchain.errors``), ``SandboxUnavailable``."""
+        self._check_sandbox()
         bundle = req.bundle
         check_bundle(bundle.main, bundle.files, self.settings.caps)
         arch = req.arch or self.default_arch

@@ -20,6 +20,8 @@ LCC_COMPILE_CPU_SECONDS    CPU seconds per tool run                     20
 LCC_COMPILE_MEMORY_MB      address space per tool run                   1024
 LCC_CLANG / LCC_BPFTOOL    tool names or paths                          clang / bpftool
 LCC_SANDBOX                0 disables Landlock/namespaces (not limits)  1
+LCC_INSECURE_NO_SANDBOX    1: compile even when clang cannot be         0 (refuse: 503)
+                           confined (no Landlock, or LCC_SANDBOX=0)
 LCC_PCH                    0 disables precompiled headers               1
 LCC_CUT_TYPES              0: always the whole vmlinux.h (no cut)       1
 LCC_HOST_BTF               the server's own kernel BTF                  /sys/kernel/btf/vmlinux
@@ -69,6 +71,7 @@ class Settings:
     clang: str = "clang"
     bpftool: str = "bpftool"
     sandbox: bool = True
+    insecure_no_sandbox: bool = False
     pch: bool = True
     cut_types: bool = True
     host_btf: Path = Path("/sys/kernel/btf/vmlinux")
@@ -124,6 +127,7 @@ class Settings:
             clang=env.get("LCC_CLANG") or base.clang,
             bpftool=env.get("LCC_BPFTOOL") or base.bpftool,
             sandbox=flag("LCC_SANDBOX", base.sandbox),
+            insecure_no_sandbox=flag("LCC_INSECURE_NO_SANDBOX", base.insecure_no_sandbox),
             pch=flag("LCC_PCH", base.pch),
             cut_types=flag("LCC_CUT_TYPES", base.cut_types),
             host_btf=Path(env.get("LCC_HOST_BTF") or base.host_btf),
@@ -149,6 +153,7 @@ class Settings:
             "LCC_CLANG": self.clang,
             "LCC_BPFTOOL": self.bpftool,
             "LCC_SANDBOX": "1" if self.sandbox else "0",
+            "LCC_INSECURE_NO_SANDBOX": "1" if self.insecure_no_sandbox else "0",
             "LCC_PCH": "1" if self.pch else "0",
             "LCC_CUT_TYPES": "1" if self.cut_types else "0",
             "LCC_HOST_BTF": str(self.host_btf),

@@ -35,7 +35,8 @@ def _elf(payload: bytes) -> bytes:
 
 
 class FakeSandbox:
-    landlock_abi = 0
+    landlock_abi = 6
+    unconfined = None
 
 
 class FakeToolchain:
@@ -276,3 +277,52 @@ def test_two_apps_do_not_share_state(make_app):
     run(a, [("POST", "/v1/compile", body())])
     (m,) = run(b, [("GET", "/metrics", {})])
     assert 'lcc_requests_total{endpoint="/v1/compile"' not in m.text
+
+
+# -- no sandbox, no compiling ---------------------------------------------------
+
+
+def _no_landlock_app(tmp_path, **settings):
+    """The real toolchain, on a kernel that (the probe says) has no Landlock."""
+    from lcc_toolchain.sandbox import Sandbox
+    host = tmp_path / "vmlinux"
+    host.write_bytes(FAKE_BTF)
+    s = Settings(state_dir=tmp_path / "state", warm=False, host_btf=host, **settings)
+    store = BtfStore(tmp_path / "state" / "btf", host_btf=host, host_arch="x86_64",
+                     host_release="6.0-test")
+    return create_app(s, btf_store=store, sandbox=Sandbox(probe=lambda: 0))
+
+
+def test_without_landlock_the_service_refuses_to_compile(tmp_path, caplog):
+    with caplog.at_level("ERROR", logger="lcc_server"):
+        app = _no_landlock_app(tmp_path)
+    health, comp, put = run(app, [
+        ("GET", "/healthz", {}),
+        ("POST", "/v1/compile", body()),
+        ("PUT", "/v1/btf/aarch64/5.10-arm", {"content": FAKE_BTF}),
+    ])
+
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert "Landlock" in health.json()["reason"]
+    assert (comp.status_code, comp.json()["error"]) == (503, "sandbox_unavailable")
+    assert "LCC_INSECURE_NO_SANDBOX=1" in comp.json()["detail"]
+    assert (put.status_code, put.json()["error"]) == (503, "sandbox_unavailable")
+    assert any("refuses to compile" in r.getMessage() for r in caplog.records)
+
+
+def test_insecure_opt_out_compiles_and_says_so(make_app, monkeypatch):
+    monkeypatch.setattr(FakeSandbox, "unconfined", "Landlock is not available")
+    refused, _ = make_app()
+    allowed, _ = make_app(insecure_no_sandbox=True)
+    (r1, h1) = run(refused, [("POST", "/v1/compile", body()), ("GET", "/healthz", {})])
+    (r2, h2) = run(allowed, [("POST", "/v1/compile", body()), ("GET", "/healthz", {})])
+
+    assert (r1.status_code, h1.status_code) == (503, 503)
+    assert (r2.status_code, h2.status_code) == (200, 200)
+    assert h2.json()["insecure"] == "Landlock is not available"
+
+
+def test_insecure_no_sandbox_setting():
+    assert Settings.from_env({"LCC_INSECURE_NO_SANDBOX": "1"}).insecure_no_sandbox
+    assert not Settings.from_env({}).insecure_no_sandbox
+    assert Settings.from_env(Settings(insecure_no_sandbox=True).to_env()).insecure_no_sandbox

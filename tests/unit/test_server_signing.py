@@ -44,7 +44,8 @@ def _elf(payload: bytes) -> bytes:
 
 
 class FakeSandbox:
-    landlock_abi = 0
+    landlock_abi = 6
+    unconfined = None
 
 
 class FakeToolchain:

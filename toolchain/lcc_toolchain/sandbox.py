@@ -12,9 +12,13 @@ the ``lcc_toolchain.sandbox_exec`` trampoline with
 - no capabilities and ``no_new_privs``.
 
 When Landlock is unavailable the sandbox logs one warning and keeps every
-other limit.  ``Sandbox(enabled=False)`` runs the program directly with the
+other limit; ``Sandbox.unconfined`` then says why, so that a caller facing
+untrusted input (the compile service) can refuse to run anything.
+``Sandbox(enabled=False)`` runs the program directly with the
 same environment, limits and timeout but no Landlock, namespace or capability
-changes (for hosts that forbid them).
+changes (for hosts that forbid them).  ``probe`` (default
+``landlock.abi_version``) tells which Landlock ABI the kernel offers; tests
+pass one answering 0.
 The outcome is a ``Completed``; ``Completed.exceeded`` names the limit that
 stopped the program, if any.
 """
@@ -30,7 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,9 +99,10 @@ class Sandbox:
     limits: Limits = field(default_factory=Limits)
     python: str = sys.executable
     extra_read: tuple[str, ...] = ()
+    probe: Callable[[], int] = landlock.abi_version
 
     def __post_init__(self) -> None:
-        self.landlock_abi = landlock.abi_version() if self.enabled else 0
+        self.landlock_abi = self.probe() if self.enabled else 0
         if self.enabled and self.landlock_abi == 0:
             log.warning("Landlock is not available on this kernel: compilers run with "
                         "resource limits, an empty environment and no capabilities, but "
@@ -107,6 +112,17 @@ class Sandbox:
         pkg_parent = str(Path(__file__).resolve().parent.parent)
         self._bootstrap = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
                            "from lcc_toolchain.sandbox_exec import main; main(sys.argv[1:])")
+
+    @property
+    def unconfined(self) -> str | None:
+        """Why programs would run without filesystem confinement, or None when
+        Landlock confines them."""
+        if not self.enabled:
+            return "the compiler sandbox is disabled (LCC_SANDBOX=0)"
+        if self.landlock_abi < 1:
+            return ("Landlock is not available on this kernel (needs Linux 5.13 or later "
+                    "with CONFIG_SECURITY_LANDLOCK=y and landlock in the lsm= boot list)")
+        return None
 
     def toolchain_paths(self, *programs: str) -> list[str]:
         """Read paths a program needs besides the system ones: the tree it is
