@@ -137,7 +137,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     metrics = Metrics()
     if toolchain is None:
         if sandbox is None:
-            sandbox = Sandbox(enabled=settings.sandbox, limits=settings.limits)
+            sandbox = Sandbox(enabled=settings.sandbox, limits=settings.limits,
+                              user=settings.tool_credentials())
             sandbox.extra_read = tuple(sandbox.toolchain_paths(settings.clang, settings.bpftool))
         toolchain = Toolchain(
             clang=settings.clang, bpftool=settings.bpftool, work_dir=state / "work",

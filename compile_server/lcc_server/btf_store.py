@@ -116,7 +116,7 @@ class BtfStore:
             if not replace:
                 raise BtfConflict(f"a different BTF is stored for {arch}/{release}; "
                                   "pass replace=true to overwrite it")
-        write_atomic(path, data, prefix=".up-")
+        write_atomic(path, data, prefix=".up-", mode=0o644)  # bpftool reads it as nobody
         return BtfEntry(arch, release, path, "upload"), True
 
     def remove(self, arch: str, release: str) -> None:

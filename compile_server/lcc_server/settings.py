@@ -22,6 +22,8 @@ LCC_CLANG / LCC_BPFTOOL    tool names or paths                          clang / 
 LCC_SANDBOX                0 disables Landlock/namespaces (not limits)  1
 LCC_INSECURE_NO_SANDBOX    1: compile even when clang cannot be         0 (refuse: 503)
                            confined (no Landlock, or LCC_SANDBOX=0)
+LCC_TOOL_USER              user clang/bpftool run as when the service   nobody
+                           is root (name or uid; "root" keeps root)
 LCC_PCH                    0 disables precompiled headers               1
 LCC_CUT_TYPES              0: always the whole vmlinux.h (no cut)       1
 LCC_HOST_BTF               the server's own kernel BTF                  /sys/kernel/btf/vmlinux
@@ -37,6 +39,7 @@ at import time; tests build ``Settings(...)`` directly.
 from __future__ import annotations
 
 import os
+import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -72,6 +75,7 @@ class Settings:
     bpftool: str = "bpftool"
     sandbox: bool = True
     insecure_no_sandbox: bool = False
+    tool_user: str = "nobody"
     pch: bool = True
     cut_types: bool = True
     host_btf: Path = Path("/sys/kernel/btf/vmlinux")
@@ -127,12 +131,28 @@ class Settings:
             clang=env.get("LCC_CLANG") or base.clang,
             bpftool=env.get("LCC_BPFTOOL") or base.bpftool,
             sandbox=flag("LCC_SANDBOX", base.sandbox),
+            tool_user=env.get("LCC_TOOL_USER") or base.tool_user,
             insecure_no_sandbox=flag("LCC_INSECURE_NO_SANDBOX", base.insecure_no_sandbox),
             pch=flag("LCC_PCH", base.pch),
             cut_types=flag("LCC_CUT_TYPES", base.cut_types),
             host_btf=Path(env.get("LCC_HOST_BTF") or base.host_btf),
             warm=flag("LCC_WARM", base.warm),
             signing_key=Path(env["LCC_SIGNING_KEY"]) if env.get("LCC_SIGNING_KEY") else None)
+
+    def tool_credentials(self) -> tuple[int, int] | None:
+        """(uid, gid) the tools run as: ``tool_user``'s when this process is
+        root, else None (they keep this process's).  Raises ``ValueError`` for
+        an unknown user."""
+        if os.geteuid() != 0 or self.tool_user in ("root", "0"):
+            return None
+        try:
+            entry = (pwd.getpwuid(int(self.tool_user)) if self.tool_user.isdigit()
+                     else pwd.getpwnam(self.tool_user))
+        except KeyError:
+            if self.tool_user.isdigit():
+                return int(self.tool_user), int(self.tool_user)
+            raise ValueError(f"LCC_TOOL_USER={self.tool_user!r}: no such user") from None
+        return entry.pw_uid, entry.pw_gid
 
     def to_env(self) -> dict[str, str]:
         """The variables that make ``from_env`` return these settings (for
@@ -154,6 +174,7 @@ class Settings:
             "LCC_BPFTOOL": self.bpftool,
             "LCC_SANDBOX": "1" if self.sandbox else "0",
             "LCC_INSECURE_NO_SANDBOX": "1" if self.insecure_no_sandbox else "0",
+            "LCC_TOOL_USER": self.tool_user,
             "LCC_PCH": "1" if self.pch else "0",
             "LCC_CUT_TYPES": "1" if self.cut_types else "0",
             "LCC_HOST_BTF": str(self.host_btf),

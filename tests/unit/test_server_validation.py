@@ -280,6 +280,6 @@ def test_sandbox_policy_round_trip():
     assert program == ["/usr/bin/clang", "--", "-c"]
     assert policy == {"cwd": "/w", "read": ["/usr", "/a b"], "write": ["/w/out"],
                       "rlimits": {"cpu": 5, "as": 1 << 30}, "env": {"A": "x=y"},
-                      "landlock": True, "netns": False, "drop_caps": True}
+                      "landlock": True, "netns": False, "drop_caps": True, "user": None}
     with pytest.raises(ValueError):
         decode_policy(["--cwd", "/w", "/bin/true"])  # no "--"

@@ -7,6 +7,7 @@ same bundle with and without it and compares the bytes.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -312,3 +313,43 @@ def test_define_values_are_scanned_for_type_names(tc):
     got = tc.compile(B("d.bpf.c", {"d.bpf.c": text}), defines={"VIA": "sk_socket"})
 
     assert got.cut is True
+
+
+# -- tools as an unprivileged user ------------------------------------------------
+
+
+@pytest.fixture
+def open_dir():
+    """A directory that others may search, as a service's state directory is."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="lcc-test-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_compiles_with_tools_as_nobody(open_dir):
+    from lcc_toolchain.sandbox import Sandbox
+    tc = Toolchain(work_dir=open_dir / "work", sandbox=Sandbox(user=(65534, 65534)))
+    bundle = B("hello.bpf.c", {"hello.bpf.c": HELLO})
+
+    with_pch, plain = _both(tc, bundle)
+
+    assert tc.sandbox.user == (65534, 65534)
+    assert with_pch.object == plain.object and with_pch.pch
+    # bpftool wrote vmlinux.h, clang the PCH: both as nobody
+    (vmdir,) = (open_dir / "work" / "vmlinux").iterdir()
+    assert vmdir.stat().st_uid == 65534
+    assert all(p.stat().st_uid == 65534 for p in (open_dir / "work" / "pch").iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_tools_stay_root_when_the_work_dir_is_closed(tmp_path, caplog):
+    from lcc_toolchain.sandbox import Sandbox
+    tmp_path.chmod(0o700)
+    with caplog.at_level("WARNING", logger="lcc_toolchain.toolchain"):
+        tc = Toolchain(work_dir=tmp_path / "work", sandbox=Sandbox(user=(65534, 65534)))
+    assert tc.sandbox.user is None
+    assert "not searchable by others" in caplog.text

@@ -4,6 +4,7 @@ checks skip on kernels without Landlock."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -125,3 +126,61 @@ def test_only_the_head_of_the_output_is_kept(box):
     assert done.ok
     assert len(done.stdout) < (1 << 20) + 100
     assert done.stdout.endswith(b"[... output cut]\n")
+
+
+# -- an unprivileged user ---------------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+NOBODY = (65534, 65534)
+
+
+@needs_root
+def test_switch_user_drops_root_and_groups():
+    from lcc_toolchain.sandbox_exec import switch_user
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child changes user; the test process stays root
+        try:
+            os.setgroups([0, 4])
+            switch_user(*NOBODY)
+            try:
+                os.setuid(0)
+                regained = "yes"
+            except PermissionError:
+                regained = "no"
+            os.write(w, repr((os.getresuid(), os.getresgid(), os.getgroups(),
+                              regained)).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        seen = f.read()
+    os.waitpid(pid, 0)
+    assert seen == repr(((65534,) * 3, (65534,) * 3, [], "no"))
+
+
+def test_user_option_round_trips():
+    from lcc_toolchain.sandbox_exec import decode_policy, encode_policy
+    policy, program = decode_policy(encode_policy(cwd="/", user=NOBODY) + ["/bin/true"])
+    assert policy["user"] == NOBODY and program == ["/bin/true"]
+
+
+@needs_root
+def test_program_runs_as_the_given_user(box):
+    (box / "rw" / "root-only").write_text("secret\n")
+    os.chmod(box / "rw" / "root-only", 0o600)
+    sb = Sandbox(user=NOBODY)
+    status = sb.run(["/usr/bin/cat", "/proc/self/status"], cwd=box / "rw", read=["/proc/self"],
+                    write=[box / "rw"])
+    denied = sb.run(["/usr/bin/cat", str(box / "rw" / "root-only")], cwd=box / "rw",
+                    write=[box / "rw"])
+
+    fields = dict(line.split(":", 1) for line in status.stdout.decode().splitlines())
+    assert status.ok, status.stderr
+    assert fields["Uid"].split() == ["65534"] * 4
+    assert fields["Gid"].split() == ["65534"] * 4
+    assert fields["Groups"].split() == []
+    assert fields["CapEff"].strip() == "0" * 16
+    # Landlock allows the write directory; the file's owner still says no.
+    assert denied.returncode != 0 and b"secret" not in denied.stdout
+    assert (box / "rw").stat().st_uid == 65534

@@ -9,7 +9,10 @@ the ``lcc_toolchain.sandbox_exec`` trampoline with
 - Landlock: reads only under the toolchain directories plus ``read``,
   writes only under ``write``, no TCP, no abstract unix sockets,
 - a new network namespace when the kernel lets us create one,
-- no capabilities and ``no_new_privs``.
+- no capabilities and ``no_new_privs``,
+- with ``user=(uid, gid)``, that user and no supplementary groups (the
+  server, when root, runs its tools as ``nobody``); the ``write`` directories
+  are handed to that user before the run.
 
 When Landlock is unavailable the sandbox logs one warning and keeps every
 other limit; ``Sandbox.unconfined`` then says why, so that a caller facing
@@ -100,6 +103,7 @@ class Sandbox:
     python: str = sys.executable
     extra_read: tuple[str, ...] = ()
     probe: Callable[[], int] = landlock.abi_version
+    user: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.landlock_abi = self.probe() if self.enabled else 0
@@ -151,7 +155,10 @@ class Sandbox:
             cwd=str(cwd), read=[*SYSTEM_READ_PATHS, *self.extra_read, *map(str, read)],
             write=list(map(str, write)), rlimits=limits.rlimits(), env=env,
             landlock=self.enabled and self.landlock_abi > 0,
-            netns=self.enabled, drop_caps=self.enabled)
+            netns=self.enabled, drop_caps=self.enabled, user=self.user)
+        if self.user is not None:
+            for path in write:  # fresh directories made for this run
+                os.chown(path, *self.user)
         cmd = [self.python, "-E", "-s", "-S", "-c", self._bootstrap, *options, *argv]
         # Output goes to files, not pipes: the file-size limit then bounds it
         # too, and only its head is read back into this process.

@@ -10,11 +10,14 @@ little as possible (no json, no re): its start-up is paid on every compile.
 OPTIONS (see ``encode_policy``): ``--cwd DIR``, ``--read PATH`` and
 ``--write PATH`` (repeated), ``--rlimit NAME=VALUE`` (NAME as in
 ``resource.RLIMIT_*``, lower case), ``--env NAME=VALUE`` (the program's whole
-environment), and the switches ``--landlock``, ``--netns``, ``--drop-caps``.
+environment), ``--user UID:GID`` (run as that user, with no supplementary
+groups), and the switches ``--landlock``, ``--netns``, ``--drop-caps``.
 
 Steps, each failing closed: die with the parent, new network namespace
 (best effort: needs CAP_SYS_ADMIN or user namespaces), resource limits,
-Landlock, drop every capability, exec.  A setup failure exits 125 with one
+Landlock, empty the capability bounding set, become ``--user``, the process
+limit (after the user change: the kernel refuses an exec by a user already
+over it), drop every capability, exec.  A setup failure exits 125 with one
 line ``lcc-sandbox: ...`` on stderr; a failed exec exits 127.
 """
 
@@ -51,21 +54,42 @@ def _new_netns() -> None:
             continue
 
 
-def _drop_capabilities() -> None:
-    # Empty the bounding set first (needs CAP_SETPCAP, so it is best effort),
-    # then the process sets; with no_new_privs an exec cannot regain them.
+def _drop_bounding_set() -> None:
+    # Needs CAP_SETPCAP, so it is best effort; with no_new_privs and empty
+    # process sets an exec cannot regain capabilities anyway.
     for cap in range(64):
         try:
             _syscalls.prctl(_PR_CAPBSET_DROP, cap)
         except OSError:
             break
-    _syscalls.capset_clear()
+
+
+def switch_user(uid: int, gid: int) -> None:
+    """Become ``uid``/``gid`` with no supplementary groups, for good.
+
+    Raises ``OSError`` when any step fails or root could be regained.
+    """
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    if (os.getuid(), os.geteuid(), os.getgid(), os.getegid()) != (uid, uid, gid, gid) \
+            or os.getgroups() not in ([], [gid]):
+        raise OSError(f"could not become {uid}:{gid}")
+    if uid != 0:
+        try:
+            os.setuid(0)
+        except PermissionError:
+            return
+        raise OSError("root could be regained after the user change")
 
 
 def encode_policy(*, cwd: str, read=(), write=(), rlimits=None, env=None,
-                  landlock: bool = True, netns: bool = True, drop_caps: bool = True) -> list[str]:
+                  landlock: bool = True, netns: bool = True, drop_caps: bool = True,
+                  user: tuple[int, int] | None = None) -> list[str]:
     """The OPTIONS for a policy, ending with ``--`` (PROGRAM follows)."""
     args = ["--cwd", cwd]
+    if user is not None:
+        args += ["--user", f"{int(user[0])}:{int(user[1])}"]
     for path in read:
         args += ["--read", str(path)]
     for path in write:
@@ -82,7 +106,7 @@ def encode_policy(*, cwd: str, read=(), write=(), rlimits=None, env=None,
 def decode_policy(argv: list[str]) -> tuple[dict, list[str]]:
     """(policy, program argv) from the trampoline's arguments."""
     policy: dict = {"read": [], "write": [], "rlimits": {}, "env": {},
-                    "landlock": False, "netns": False, "drop_caps": False}
+                    "landlock": False, "netns": False, "drop_caps": False, "user": None}
     i = 0
     while i < len(argv):
         opt = argv[i]
@@ -97,6 +121,9 @@ def decode_policy(argv: list[str]) -> tuple[dict, list[str]]:
         value = argv[i + 1]
         if opt == "--cwd":
             policy["cwd"] = value
+        elif opt == "--user":
+            uid, _, gid = value.partition(":")
+            policy["user"] = (int(uid), int(gid))
         elif opt in ("--read", "--write"):
             policy[opt[2:]].append(value)
         elif opt in ("--rlimit", "--env"):
@@ -120,13 +147,21 @@ def apply(policy: dict) -> None:
         _signal.signal(sig, _signal.SIG_DFL)
     if policy["netns"]:
         _new_netns()
-    for name, value in policy["rlimits"].items():
+    rlimits = dict(policy["rlimits"])
+    nproc = rlimits.pop("nproc", None)
+    for name, value in rlimits.items():
         limit = getattr(resource, f"RLIMIT_{name.upper()}")
         resource.setrlimit(limit, (value, value))
     if policy["landlock"]:
         landlock.restrict(read=policy["read"], write=policy["write"])
     if policy["drop_caps"]:
-        _drop_capabilities()
+        _drop_bounding_set()
+    if policy["user"] is not None:
+        switch_user(*policy["user"])
+    if nproc is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    if policy["drop_caps"]:
+        _syscalls.capset_clear()
 
 
 def main(argv: list[str]) -> None:

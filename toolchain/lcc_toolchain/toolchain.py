@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 import logging
+import os
 import re
+import shutil
+import stat
+import subprocess
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -122,6 +123,38 @@ class Toolchain:
         self._lock = threading.Lock()
         self._versions: dict[str, str | None] = {}
         self._hash_memo: dict[str, tuple[tuple, str]] = {}
+        self._open_work_dir()
+
+    def _open_work_dir(self) -> None:
+        """Let the sandbox's user (``Sandbox.user``) reach the work directory:
+        its cache directories are made searchable (0711) and what a tool reads
+        there readable.  If a directory above it keeps others out (e.g. /root),
+        tools run as this process's user, with a warning."""
+        if self.sandbox.user is None:
+            return
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        for parent in self.work_dir.resolve().parents:
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                log.warning("compilers run as uid %d, not uid %d: %s is not searchable by "
+                            "others (put LCC_STATE_DIR elsewhere, e.g. /var/lib/lcc)",
+                            os.geteuid(), self.sandbox.user[0], parent)
+                self.sandbox.user = None
+                return
+        for d in (self.work_dir, self.work_dir / "tmp", self.work_dir / "vmlinux",
+                  self.work_dir / "pch"):
+            d.mkdir(exist_ok=True)
+            os.chmod(d, 0o711)
+
+    def _readable_by_tools(self, root: Path) -> None:
+        """Make ``root``, inputs in a request directory, readable by the
+        sandbox's user (the request directory itself only searchable)."""
+        if self.sandbox.user is None:
+            return
+        os.chmod(root.parent, 0o711)
+        for dirpath, dirnames, filenames in os.walk(root):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
 
     # -- tools and identity -------------------------------------------------
 
@@ -297,7 +330,7 @@ class Toolchain:
         text = cutter.base_header().encode()
         base = vmdir / f"cut-{hashlib.sha256(text).hexdigest()[:16]}"
         if not (base / "vmlinux.h").is_file():
-            write_atomic(base / "vmlinux.h", text)
+            write_atomic(base / "vmlinux.h", text, mode=0o644)
         return base
 
     def _cut_plan(self, vmdir: Path, main: str, files: Mapping[str, str],
@@ -350,12 +383,14 @@ class Toolchain:
         try:
             src, out = req / "src", req / "out"
             _write_bundle(src, files)
+            self._readable_by_tools(src)
             out.mkdir()
             done, cut = None, False
             if plan is not None:
                 base_dir, extra = plan
                 (req / "types").mkdir()
                 (req / "types" / _TYPES_H).write_text(extra)
+                self._readable_by_tools(req / "types")
                 done = self._attempt(clang, arch, btf_sha, base_dir, src, out, main, files,
                                      defines, want_pch, req / "types" / _TYPES_H)
                 cut = done[0] == 0 and not done[2]
@@ -442,6 +477,7 @@ class Toolchain:
             src.mkdir()
             out.mkdir()
             (src / "obj.o").write_bytes(obj)
+            self._readable_by_tools(src)
             done = self.sandbox.run(
                 [bpftool, "gen", "min_core_btf", str(btf_path), str(out / "min.btf"),
                  str(src / "obj.o")], cwd=out, read=[btf_path, src], write=[out])
