@@ -353,3 +353,22 @@ def test_tools_stay_root_when_the_work_dir_is_closed(tmp_path, caplog):
         tc = Toolchain(work_dir=tmp_path / "work", sandbox=Sandbox(user=(65534, 65534)))
     assert tc.sandbox.user is None
     assert "not searchable by others" in caplog.text
+
+
+# -- no path-existence oracle -----------------------------------------------------
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="this kernel has no Landlock")
+@pytest.mark.parametrize("template", ['#include "{}"\n', "#include <{}>\n",
+                                      'int x;\n#include "{}"\n'])
+def test_forbidden_and_missing_files_get_the_same_answer(tc, template):
+    answers = []
+    for path in ("/etc/passwd", "/etc/passwq", "/dev/zero", "/dev/zerq"):
+        with pytest.raises(CompileFailed) as exc:
+            tc.compile(B("x.bpf.c", {"x.bpf.c": template.format(path)}))
+        err = exc.value
+        answers.append((err.log.replace(path, "P"),
+                        [(d.line, d.column, d.message.replace(path, "P"))
+                         for d in err.diagnostics]))
+    assert answers[0] == answers[1] == answers[2] == answers[3]
+    assert "file not found" in answers[0][0] and "denied" not in answers[0][0]

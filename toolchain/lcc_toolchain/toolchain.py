@@ -460,7 +460,8 @@ class Toolchain:
             *([(extra.parent, "")] if extra is not None else []),
             (self.libbpf_include, ""), (self.work_dir, "<work>/"),
             *([(pch.path.parent, "")] if pch is not None else [])])
-        return done.returncode, scrub(done.stderr.decode("utf-8", errors="replace")), done.exceeded
+        text = diagnostics.hide_denied(scrub(done.stderr.decode("utf-8", errors="replace")))
+        return done.returncode, text, done.exceeded
 
     # -- tailored BTF -------------------------------------------------------
 
