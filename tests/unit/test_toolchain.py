@@ -170,7 +170,7 @@ def test_error_inside_lbc_h_is_named_lbc_h(tc):
 def test_compiler_cannot_read_outside_its_roots(tc):
     with pytest.raises(CompileFailed) as err:
         tc.compile(B("x.bpf.c", {"x.bpf.c": '#include "/etc/passwd"\n'}))
-    assert "Permission denied" in err.value.diagnostics[0].message
+    assert err.value.diagnostics[0].message == "'/etc/passwd' file not found"
     assert "root:" not in err.value.log
 
 
@@ -372,3 +372,16 @@ def test_forbidden_and_missing_files_get_the_same_answer(tc, template):
                          for d in err.diagnostics]))
     assert answers[0] == answers[1] == answers[2] == answers[3]
     assert "file not found" in answers[0][0] and "denied" not in answers[0][0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a private root needs root")
+def test_has_include_does_not_tell_whether_a_host_file_exists(open_dir):
+    from lcc_toolchain.sandbox import Sandbox
+    tc = Toolchain(work_dir=open_dir / "work", sandbox=Sandbox(user=(65534, 65534)), pch=False)
+    answers = []
+    for path in ("/etc/shadow", "/etc/shadoq", "../../../../../../etc/passwd", "/dev/zero"):
+        src = f'#if __has_include("{path}")\n#error found\n#else\n#error absent\n#endif\n'
+        with pytest.raises(CompileFailed) as exc:
+            tc.compile(B("x.bpf.c", {"x.bpf.c": src}))
+        answers.append([d.message for d in exc.value.diagnostics])
+    assert answers == [["absent"]] * 4

@@ -12,7 +12,9 @@ the ``lcc_toolchain.sandbox_exec`` trampoline with
 - no capabilities and ``no_new_privs``,
 - with ``user=(uid, gid)``, that user and no supplementary groups (the
   server, when root, runs its tools as ``nobody``); the ``write`` directories
-  are handed to that user before the run.
+  are handed to that user before the run, and the program sees a root
+  directory holding only its read and write paths (``--private-root``): to
+  it, other host paths do not exist, rather than exist unreadable.
 
 When Landlock is unavailable the sandbox logs one warning and keeps every
 other limit; ``Sandbox.unconfined`` then says why, so that a caller facing
@@ -155,7 +157,8 @@ class Sandbox:
             cwd=str(cwd), read=[*SYSTEM_READ_PATHS, *self.extra_read, *map(str, read)],
             write=list(map(str, write)), rlimits=limits.rlimits(), env=env,
             landlock=self.enabled and self.landlock_abi > 0,
-            netns=self.enabled, drop_caps=self.enabled, user=self.user)
+            netns=self.enabled, drop_caps=self.enabled, user=self.user,
+            private_root=self.enabled and self.user is not None)
         if self.user is not None:
             for path in write:  # fresh directories made for this run
                 os.chown(path, *self.user)
