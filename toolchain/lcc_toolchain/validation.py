@@ -162,6 +162,10 @@ def check_define(name: str, value: str | None, caps: Caps | None = None) -> None
         raise InvalidRequest(f"define {name} must have a string value or null")
     if any(c in value for c in "\n\r\x00"):
         raise InvalidRequest(f"define {name} value must be one line without NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate cannot reach clang's argv
+        raise InvalidRequest(f"define {name} value is not valid UTF-8") from None
     if len(value) > caps.max_define_value:
         raise InvalidRequest(f"define {name} value is longer than {caps.max_define_value}")
 
