@@ -36,7 +36,9 @@ any other ``ToolchainError`` 503 ``unavailable``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -68,6 +70,8 @@ log = logging.getLogger("lcc_server")
 # /v1/keys is open: a public key is no secret, and clients pin it before they hold a token.
 _OPEN_PATHS = frozenset({"/healthz", "/v1/keys", "/docs", "/docs/oauth2-redirect",
                          "/openapi.json", "/redoc"})
+# How often a waiting compile checks whether its client is still there.
+_DISCONNECT_POLL_SECONDS = 0.2
 # The error bodies every route may answer with, for the OpenAPI document.
 _ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 503)}
 # Exceptions answered with {"error": name, "detail": str(exc)}: (status, name, headers).
@@ -219,9 +223,20 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     @app.post("/v1/compile", tags=["compile"], response_model=None,
               responses={200: {"model": CompileResponse}, 422: {"model": CompileErrorBody},
                          **_ERROR_RESPONSES})
-    async def compile_bundle(req: CompileRequest) -> JSONResponse:
-        """Compile a bundle for a kernel; identical requests compile once."""
-        out = await service.compile(req)
+    async def compile_bundle(req: CompileRequest, request: Request) -> Response:
+        """Compile a bundle for a kernel; identical requests compile once.  A
+        client that disconnects gives up its place: its compile is stopped
+        (unless identical requests still wait for it)."""
+        job = asyncio.ensure_future(service.compile(req))
+        while not job.done():
+            await asyncio.wait({job}, timeout=_DISCONNECT_POLL_SECONDS)
+            if not job.done() and await request.is_disconnected():
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+                metrics.cancelled.inc()
+                return Response(status_code=499)  # nobody reads it
+        out = job.result()
         return JSONResponse(_artifact_json(out.artifact, btf=out.btf, cached=out.cached,
                                            keys=keys, request=out.request))
 

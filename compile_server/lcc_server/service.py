@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -124,7 +125,11 @@ class CompileService:
 
     async def _in_slot(self, fn, *args, **kwargs):
         """Run ``fn`` in the pool once a compile slot is free; raises
-        ``SandboxUnavailable`` when tools must not run, ``Busy``."""
+        ``SandboxUnavailable`` when tools must not run, ``Busy``.
+
+        Cancelled while waiting, it leaves the queue; while running, it sets
+        the ``cancel`` event given in ``kwargs`` (which kills the tool) and
+        frees the slot once ``fn`` has returned."""
         self._check_sandbox()
         if self._waiting >= self.settings.max_queue:
             raise Busy(f"{self._waiting} compiles are waiting; retry later")
@@ -138,7 +143,16 @@ class CompileService:
         try:
             self.metrics.in_progress.inc()
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            fut = loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            try:
+                return await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                if (cancel := kwargs.get("cancel")) is not None:
+                    cancel.set()
+                    await asyncio.wait({fut})  # the slot is free once the tool is dead
+                    if not fut.cancelled():
+                        fut.exception()  # Cancelled: nobody else wants it
+                raise
         finally:
             self.metrics.in_progress.dec()
             self._slots.release()
@@ -233,11 +247,11 @@ class CompileService:
 
     async def _compile_job(self, key: str, bundle, arch: str, defines: dict,
                            btf_path: Path) -> Artifact:
-        def run():
+        def run(cancel: threading.Event):
             started = time.perf_counter()
             try:
                 result = self.toolchain.compile(bundle, arch=arch, defines=defines,
-                                                btf_path=btf_path)
+                                                btf_path=btf_path, cancel=cancel)
             except CompileFailed:
                 self.metrics.compiles.labels("error", "-").inc()
                 raise
@@ -245,7 +259,7 @@ class CompileService:
             self.metrics.compiles.labels("ok", "yes" if result.pch else "no").inc()
             return result
 
-        result = await self._in_slot(run)
+        result = await self._in_slot(run, cancel=threading.Event())
         summary = objinfo.summarize(result.object)
         art = Artifact(digest=result.digest, object=result.object, toolchain=result.toolchain,
                        warnings=result.warnings, programs=summary["programs"],

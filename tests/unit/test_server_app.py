@@ -46,6 +46,8 @@ class FakeToolchain:
         self.delay = delay
         self.calls = 0
         self.sandbox = FakeSandbox()
+        self.hanging = threading.Event()
+        self.killed = False
         self._lock = threading.Lock()
 
     def identity(self) -> dict:
@@ -60,11 +62,16 @@ class FakeToolchain:
     def prepare(self, *args) -> bool:
         return False
 
-    def compile(self, bundle, *, arch, defines, btf_path) -> CompileResult:
+    def compile(self, bundle, *, arch, defines, btf_path, cancel=None) -> CompileResult:
         with self._lock:
             self.calls += 1
         time.sleep(self.delay)
         text = bundle.files[bundle.main]
+        if "HANG" in text:  # a compile that runs until it is cancelled
+            self.hanging.set()
+            self.killed = cancel.wait(10)
+            from lcc_toolchain.sandbox import Cancelled
+            raise Cancelled("killed")
         if text in RAISES:
             raise RAISES[text]
         if "FAIL" in text:
@@ -326,3 +333,55 @@ def test_insecure_no_sandbox_setting():
     assert Settings.from_env({"LCC_INSECURE_NO_SANDBOX": "1"}).insecure_no_sandbox
     assert not Settings.from_env({}).insecure_no_sandbox
     assert Settings.from_env(Settings(insecure_no_sandbox=True).to_env()).insecure_no_sandbox
+
+
+# -- a client that goes away ---------------------------------------------------
+
+
+def test_disconnected_client_stops_its_compile_and_frees_the_slot(make_app):
+    app, fake = make_app(max_queue=1)
+    service = app.state.service
+    payload = (b'{"bundle": {"main": "a.bpf.c", "files": {"a.bpf.c": "HANG"}}, '
+               b'"arch": "x86_64", "kernel": "6.0-test"}')
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/compile", "raw_path": b"/v1/compile",
+             "query_string": b"", "root_path": "", "server": ("t", 80), "client": ("c", 1),
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(payload)).encode())]}
+    sent = []
+
+    async def main():
+        gone = asyncio.Event()
+        first = [True]
+
+        async def receive():
+            if first[0]:
+                first[0] = False
+                return {"type": "http.request", "body": payload, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        request = asyncio.ensure_future(app(scope, receive, send))
+        await asyncio.get_running_loop().run_in_executor(None, fake.hanging.wait, 5)
+        gone.set()  # the client hangs up while clang runs
+        await asyncio.wait_for(request, 5)
+        for _ in range(100):  # the slot is given back once clang is dead
+            if service._slots._value == 2:
+                break
+            await asyncio.sleep(0.02)
+        free = service._slots._value
+        # the slot is free: the next compile runs at once
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return free, await c.post("/v1/compile", **body())
+
+    started = time.monotonic()
+    free, after = asyncio.run(main())
+
+    assert fake.killed and time.monotonic() - started < 5
+    assert sent[0]["status"] == 499 and free == 2
+    assert after.status_code == 200
+    assert service._waiting == 0 and len(service._flight) == 0

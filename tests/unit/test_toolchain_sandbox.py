@@ -193,3 +193,16 @@ def test_other_host_paths_do_not_exist_for_the_program(box):
 
     assert done.stdout.decode().split() == [str(box / "ro" / "public.txt")]
     assert done.stderr.count(b"No such file or directory") == 4
+
+
+def test_cancel_kills_the_program(box):
+    import threading
+    import time
+
+    from lcc_toolchain.sandbox import Cancelled
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        Sandbox().run(["/usr/bin/sleep", "30"], cwd=box, cancel=cancel)
+    assert time.monotonic() - started < 5

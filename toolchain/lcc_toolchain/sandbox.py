@@ -25,7 +25,9 @@ changes (for hosts that forbid them).  ``probe`` (default
 ``landlock.abi_version``) tells which Landlock ABI the kernel offers; tests
 pass one answering 0.
 The outcome is a ``Completed``; ``Completed.exceeded`` names the limit that
-stopped the program, if any.
+stopped the program, if any.  ``run(..., cancel=event)`` kills the program
+when the ``threading.Event`` is set (its client went away) and raises
+``Cancelled``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +50,7 @@ from pathlib import Path
 from lcc_toolchain import landlock
 from lcc_toolchain.sandbox_exec import encode_policy
 
-__all__ = ["Completed", "Limits", "Sandbox", "SandboxError", "SYSTEM_READ_PATHS"]
+__all__ = ["Cancelled", "Completed", "Limits", "Sandbox", "SandboxError", "SYSTEM_READ_PATHS"]
 
 log = logging.getLogger("lcc_toolchain.sandbox")
 
@@ -63,6 +67,10 @@ _EXEC_FAILED = 127
 
 class SandboxError(RuntimeError):
     """The sandbox itself could not be set up (not the program's failure)."""
+
+
+class Cancelled(Exception):
+    """The run was cancelled (``cancel`` set) and the program killed."""
 
 
 @dataclass(frozen=True)
@@ -145,13 +153,17 @@ class Sandbox:
 
     def run(self, argv: list[str], *, cwd: Path, read: Iterable[str | os.PathLike] = (),
             write: Iterable[str | os.PathLike] = (), env: Mapping[str, str] | None = None,
-            stdout_path: Path | None = None, limits: Limits | None = None) -> Completed:
+            stdout_path: Path | None = None, limits: Limits | None = None,
+            cancel: threading.Event | None = None) -> Completed:
         """Run ``argv`` confined; ``argv[0]`` must be an absolute path.
 
         ``stdout_path`` receives the program's output; otherwise its first
         ``MAX_CAPTURE`` bytes come back in ``Completed.stdout`` (stderr alike).
-        Raises ``SandboxError`` when the confinement could not be applied.
+        Raises ``SandboxError`` when the confinement could not be applied,
+        ``Cancelled`` when ``cancel`` was set before the program ended.
         """
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before start")
         limits = limits or self.limits
         options = encode_policy(
             cwd=str(cwd), read=[*SYSTEM_READ_PATHS, *self.extra_read, *map(str, read)],
@@ -172,10 +184,12 @@ class Sandbox:
             proc = subprocess.Popen(  # noqa: S603 - argv is built by lcc, never by a request
                 cmd, cwd=str(cwd), env={}, stdin=subprocess.DEVNULL, stdout=out_f,
                 stderr=err_f, start_new_session=True)
-            timed_out = not _wait(proc, limits.wall_seconds)
+            timed_out = not _wait(proc, limits.wall_seconds, cancel)
             if timed_out:
                 _kill_group(proc.pid)
                 proc.wait()
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(f"{Path(argv[0]).name} killed: its request was cancelled")
             out = b"" if stdout_path else _head(out_f)
             err = _head(err_f)
         done = Completed(proc.returncode, out or b"", err or b"")
@@ -196,8 +210,9 @@ def _head(f, limit: int = MAX_CAPTURE) -> bytes:
     return data
 
 
-def _wait(proc: subprocess.Popen, timeout: float) -> bool:
-    """Wait for ``proc`` to exit; False after ``timeout`` seconds.
+def _wait(proc: subprocess.Popen, timeout: float, cancel: threading.Event | None = None) -> bool:
+    """Wait for ``proc`` to exit; False after ``timeout`` seconds or, checked
+    every 50 ms, once ``cancel`` is set.
 
     Uses a pidfd where the kernel has one: ``Popen.wait(timeout)`` polls with
     sleeps of up to 50 ms, which would add that much to every compile.
@@ -213,7 +228,13 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bool:
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        ready = poller.poll(int(timeout * 1000))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            step = left if cancel is None else min(left, 0.05)
+            ready = poller.poll(max(0, int(step * 1000)))
+            if ready or left <= step or (cancel is not None and cancel.is_set()):
+                break
     finally:
         os.close(fd)
     if not ready:

@@ -354,15 +354,16 @@ class Toolchain:
 
     def compile(self, bundle, *, arch: str = "x86_64",
                 defines: Mapping[str, str | None] | None = None,
-                btf_path: Path = HOST_BTF, use_pch: bool | None = None) -> CompileResult:
+                btf_path: Path = HOST_BTF, use_pch: bool | None = None,
+                cancel: threading.Event | None = None) -> CompileResult:
         """Compile ``bundle`` (``.main`` and ``.files``: relative path -> text).
 
         ``defines`` maps NAME -> value (None for a bare ``-DNAME``).  Raises
         ``CompileFailed`` (clang's diagnostics, or a limit hit),
         ``InvalidRequest`` (a ``ValueError``: bad bundle, arch or define),
         ``BtfUnavailable``, ``ToolMissing``, ``ToolchainError`` (the sandbox
-        could not be set up).  ``use_pch=False`` forces the plain
-        path (the result is the same).
+        could not be set up), ``sandbox.Cancelled`` (``cancel`` was set: clang
+        is killed).  ``use_pch=False`` forces the plain path (the result is the same).
         """
         main, files = bundle.main, dict(bundle.files)
         check_bundle(main, files, self.caps)
@@ -392,7 +393,7 @@ class Toolchain:
                 (req / "types" / _TYPES_H).write_text(extra)
                 self._readable_by_tools(req / "types")
                 done = self._attempt(clang, arch, btf_sha, base_dir, src, out, main, files,
-                                     defines, want_pch, req / "types" / _TYPES_H)
+                                     defines, want_pch, req / "types" / _TYPES_H, cancel)
                 cut = done[0] == 0 and not done[2]
                 if not cut and not done[2]:
                     # Maybe a type the cut left incomplete, maybe an error in the
@@ -401,7 +402,7 @@ class Toolchain:
                     done = None
             if done is None:
                 done = self._attempt(clang, arch, btf_sha, vmdir, src, out, main, files,
-                                     defines, want_pch, None)
+                                     defines, want_pch, None, cancel)
             returncode, log, exceeded, pch = done
             diags = diagnostics.parse(log)
             if exceeded or returncode != 0:
@@ -416,7 +417,8 @@ class Toolchain:
 
     def _attempt(self, clang: str, arch: str, btf_sha: str, vmdir: Path, src: Path, out: Path,
                  main: str, files: Mapping[str, str], defines: Mapping[str, str | None],
-                 want_pch: bool, extra: Path | None) -> tuple[int, str, str | None, bool]:
+                 want_pch: bool, extra: Path | None,
+                 cancel: threading.Event | None = None) -> tuple[int, str, str | None, bool]:
         """One clang run against the vmlinux.h in ``vmdir`` (plus ``extra``, the
         program's further types of a cut), with that header's PCH when it
         applies.  Returns (returncode, log, limit exceeded, PCH used)."""
@@ -427,17 +429,19 @@ class Toolchain:
             if pch is not None and extra is None and reason_not_applicable(pch, main, files,
                                                                             defines):
                 pch = None
-        run = self._run_clang(clang, arch, vmdir, src, out, main, defines, pch, extra)
+        run = self._run_clang(clang, arch, vmdir, src, out, main, defines, pch, extra, cancel)
         if pch is not None and run[0] != 0 and refused(run[1]):
             # clang refused the PCH (a header changed on disk): rebuild later.
             self._pch.drop(pch_key, pch)
             pch = None
-            run = self._run_clang(clang, arch, vmdir, src, out, main, defines, None, extra)
+            run = self._run_clang(clang, arch, vmdir, src, out, main, defines, None, extra,
+                                  cancel)
         return (*run, pch is not None)
 
     def _run_clang(self, clang: str, arch: str, vmdir: Path, src: Path, out: Path, main: str,
                    defines: Mapping[str, str | None], pch: Pch | None,
-                   extra: Path | None) -> tuple[int, str, str | None]:
+                   extra: Path | None,
+                   cancel: threading.Event | None = None) -> tuple[int, str, str | None]:
         argv = [clang, *self._flags(arch, vmdir, src)]
         read = [src, include_dir(), vmdir, *self._system_read(arch)]
         if pch is not None:
@@ -450,7 +454,7 @@ class Toolchain:
             read.append(extra.parent)
         argv += [*define_args(defines), "-c", main, "-o", str(out / _OBJ_NAME)]
         try:
-            done = self.sandbox.run(argv, cwd=src, read=read, write=[out])
+            done = self.sandbox.run(argv, cwd=src, read=read, write=[out], cancel=cancel)
         except SandboxError as exc:
             raise ToolchainError(f"the compiler sandbox could not be set up: {exc}",
                                  hint="run on a kernel with Landlock, or disable the sandbox "
