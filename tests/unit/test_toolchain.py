@@ -385,3 +385,37 @@ def test_has_include_does_not_tell_whether_a_host_file_exists(open_dir):
             tc.compile(B("x.bpf.c", {"x.bpf.c": src}))
         answers.append([d.message for d in exc.value.diagnostics])
     assert answers == [["absent"]] * 4
+
+
+# -- a damaged work directory heals ----------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "edit"])
+def test_damaged_vmlinux_h_is_made_again(tmp_path, damage):
+    tc = Toolchain(work_dir=tmp_path, pch=False)
+    bundle = B("x.bpf.c", {"x.bpf.c": HELLO})
+    first = tc.compile(bundle)
+    header = tc.vmlinux_h()
+    if damage == "truncate":
+        header.write_bytes(b"")
+    elif damage == "delete":
+        header.unlink()
+    else:
+        header.write_text(header.read_text().replace("struct task_struct {", "struct x {", 1))
+
+    again = Toolchain(work_dir=tmp_path, pch=False).compile(bundle)
+    assert again.object == first.object
+    assert tc.compile(bundle).object == first.object  # the running instance heals too
+    assert header.stat().st_size > 1000
+
+
+def test_leftover_request_directories_are_removed_at_start(tmp_path):
+    old = tmp_path / "tmp" / "c-dead"
+    fresh = tmp_path / "tmp" / "c-live"
+    for d in (old, fresh):
+        (d / "src").mkdir(parents=True)
+    os.utime(old, (0, 0))
+
+    Toolchain(work_dir=tmp_path)
+
+    assert not old.exists() and fresh.exists()

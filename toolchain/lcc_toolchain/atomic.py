@@ -23,6 +23,8 @@ def write_atomic(path: Path, data: bytes, *, prefix: str = ".tmp-",
             if mode is not None:
                 os.fchmod(f.fileno(), mode)
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the rename must not publish a file still in the page cache
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -49,6 +49,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +124,22 @@ class Toolchain:
         self._lock = threading.Lock()
         self._versions: dict[str, str | None] = {}
         self._hash_memo: dict[str, tuple[tuple, str]] = {}
+        self._remove_leftovers()
         self._open_work_dir()
+
+    def _remove_leftovers(self) -> None:
+        """Remove request directories (``tmp/c-*``, ``tmp/b-*``) that a killed
+        process left behind.  Only those older than twice the wall-clock limit:
+        other processes sharing the work directory may be compiling."""
+        cutoff = time.time() - max(60.0, 2 * self.sandbox.limits.wall_seconds)
+        try:
+            entries = list(os.scandir(self.work_dir / "tmp"))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(("c-", "b-")) and entry.stat(
+                    follow_symlinks=False).st_mtime < cutoff:
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     def _open_work_dir(self) -> None:
         """Let the sandbox's user (``Sandbox.user``) reach the work directory:
