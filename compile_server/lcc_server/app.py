@@ -23,7 +23,8 @@ Every reply that carries an object carries its signed manifest too
 ``lcc_server.signing.manifest``), and clients load only what a key they
 trust signed.
 
-Status codes: 400 invalid request, 401 no/wrong token, 404 unknown
+Status codes: 400 invalid request, 401 no/wrong token, 403 another
+caller's BTF upload (only its uploader or an admin token replaces it), 404 unknown
 kernel/artifact, 409 BTF conflict, 413 too large, 422 compiler error,
 503 busy, no toolchain or no sandbox (``sandbox_unavailable``: Landlock is
 missing and ``LCC_INSECURE_NO_SANDBOX`` is not set; ``/healthz`` is then 503
@@ -49,7 +50,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lcc_server.artifacts import Artifact, ArtifactStore
-from lcc_server.btf_store import BtfConflict, BtfStore
+from lcc_server.btf_store import BtfConflict, BtfForbidden, BtfStore
 from lcc_server.guard import RequestGuard
 from lcc_server.metrics import CONTENT_TYPE, Metrics
 from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, CompileRequest,
@@ -57,6 +58,7 @@ from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, Compile
 from lcc_server.service import BtfMissing, Busy, CompileService, SandboxUnavailable
 from lcc_server.settings import Settings
 from lcc_server.signing import KeyRing, keys_dir, manifest
+from lcc_server.tokens import TokenTable
 from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, InvalidRequest, ToolchainError,
                                   ToolMissing)
 from lcc_toolchain.sandbox import Sandbox
@@ -73,12 +75,14 @@ _OPEN_PATHS = frozenset({"/healthz", "/v1/keys", "/docs", "/docs/oauth2-redirect
 # How often a waiting compile checks whether its client is still there.
 _DISCONNECT_POLL_SECONDS = 0.2
 # The error bodies every route may answer with, for the OpenAPI document.
-_ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 503)}
+_ERROR_RESPONSES = {status: {"model": ErrorBody}
+                    for status in (400, 401, 403, 404, 409, 413, 503)}
 # Exceptions answered with {"error": name, "detail": str(exc)}: (status, name, headers).
 _PLAIN_ERRORS = {
     InvalidRequest: (400, "invalid_request", None),
     BtfMissing: (404, "btf_missing", None),
     BtfConflict: (409, "conflict", None),
+    BtfForbidden: (403, "forbidden", None),
     BtfUnavailable: (422, "btf", None),
     Busy: (503, "busy", {"Retry-After": "1"}),
     ToolMissing: (503, "toolchain_missing", None),
@@ -137,6 +141,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     Ed25519 private key, ``OSError`` when the keys cannot be read or made."""
     settings = settings or Settings.from_env()
     state = Path(settings.state_dir)
+    tokens = TokenTable.load(token=settings.token, token_file=settings.token_file)
     keys = keys or KeyRing.load(keys_dir(state), key_file=settings.signing_key)
     metrics = Metrics()
     if toolchain is None:
@@ -287,7 +292,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         check_release(release)
         data = await request.body()
         try:
-            entry, created = await service.put_btf(arch, release, data, replace)
+            entry, created = await service.put_btf(arch, release, data, replace,
+                                                   caller=request.state.caller)
         except BtfUnavailable as exc:  # bpftool cannot read the upload: the client's fault
             raise InvalidRequest(str(exc)) from None
         return JSONResponse(entry, status_code=201 if created else 200)
@@ -299,6 +305,6 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
             return settings.max_btf_bytes
         return settings.max_body_bytes
 
-    app.add_middleware(RequestGuard, token=settings.token, open_paths=_OPEN_PATHS,
+    app.add_middleware(RequestGuard, tokens=tokens, open_paths=_OPEN_PATHS,
                        body_limit=body_limit, metrics=metrics, known_paths=known)
     return app

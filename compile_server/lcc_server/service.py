@@ -34,6 +34,7 @@ from lcc_server.metrics import Metrics
 from lcc_server.models import CompileRequest
 from lcc_server.settings import Settings
 from lcc_server.singleflight import SingleFlight
+from lcc_server.tokens import Caller
 from lcc_toolchain import objinfo
 from lcc_toolchain.digest import bundle_digest
 from lcc_toolchain.errors import BtfUnavailable, CompileFailed, ToolchainError
@@ -187,15 +188,16 @@ class CompileService:
         return entry
 
     async def put_btf(self, arch: str, release: str, data: bytes,
-                      replace: bool) -> tuple[dict, bool]:
+                      replace: bool, caller: Caller | None = None) -> tuple[dict, bool]:
         """Store an upload once bpftool has read it; returns (listing entry, created).
 
-        Raises ``InvalidRequest``, ``BtfConflict``, ``BtfUnavailable`` (bpftool
+        ``caller`` becomes the upload's owner (``BtfStore.put``).
+        Raises ``InvalidRequest``, ``BtfConflict``, ``BtfForbidden``, ``BtfUnavailable`` (bpftool
         could not read it; nothing is kept), ``SandboxUnavailable``.
         """
         self._check_sandbox()
         entry, created = await self._blocking(
-            lambda: self.btf_store.put(arch, release, data, replace=replace))
+            lambda: self.btf_store.put(arch, release, data, replace=replace, caller=caller))
         try:
             await self._in_slot(self.toolchain.vmlinux_h, entry.path)
         except BtfUnavailable:

@@ -6,6 +6,8 @@
 variable                   meaning                                      default
 =========================  ===========================================  ==================
 LCC_TOKEN                  bearer token required on /v1 and /metrics    none (open)
+LCC_TOKEN_FILE             named tokens, `name token [admin]` a line    none
+                           (lcc_server.tokens); with LCC_TOKEN too
 LCC_STATE_DIR              BTF store, artifacts, header caches          user state dir/server
 LCC_MAX_CONCURRENCY        compiles running at once                     CPU count
 LCC_MAX_QUEUE              compiles waiting before 503                  256
@@ -64,6 +66,7 @@ class Settings:
 
     state_dir: Path = field(default_factory=_default_state_dir)
     token: str | None = None
+    token_file: Path | None = None
     max_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_queue: int = 256
     max_body_bytes: int = 8 << 20
@@ -122,6 +125,7 @@ class Settings:
             base,
             state_dir=Path(env["LCC_STATE_DIR"]) if env.get("LCC_STATE_DIR") else base.state_dir,
             token=env.get("LCC_TOKEN") or None,
+            token_file=Path(env["LCC_TOKEN_FILE"]) if env.get("LCC_TOKEN_FILE") else None,
             max_concurrency=num("LCC_MAX_CONCURRENCY", base.max_concurrency),
             max_queue=num("LCC_MAX_QUEUE", base.max_queue),
             max_body_bytes=num("LCC_MAX_BODY_BYTES", base.max_body_bytes),
@@ -182,6 +186,8 @@ class Settings:
         }
         if self.token:
             out["LCC_TOKEN"] = self.token
+        if self.token_file is not None:
+            out["LCC_TOKEN_FILE"] = str(self.token_file)
         if self.signing_key is not None:
             out["LCC_SIGNING_KEY"] = str(self.signing_key)
         return out

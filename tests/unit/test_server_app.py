@@ -385,3 +385,58 @@ def test_disconnected_client_stops_its_compile_and_frees_the_slot(make_app):
     assert sent[0]["status"] == 499 and free == 2
     assert after.status_code == 200
     assert service._waiting == 0 and len(service._flight) == 0
+
+
+# -- named tokens and who owns a BTF upload ---------------------------------------
+
+ALICE, BOB, ROOT = "a" * 32, "b" * 32, "r" * 32
+OTHER_BTF = FAKE_BTF[:-1] + b"\0\0"  # different bytes, still BTF
+
+
+def test_token_file_names_callers_and_guards_btf_uploads(make_app, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# name token [admin]\nalice {ALICE}\nbob {BOB}\nops {ROOT} admin\n")
+    app, _ = make_app(token_file=tokens)
+
+    def as_(token, method, path, **kw):
+        return (method, path, {**kw, "headers": {"Authorization": f"Bearer {token}"}})
+
+    (anon, put, bob_replace, alice_replace, admin_replace, compiled) = [
+        run(app, [r])[0] for r in [
+            ("GET", "/v1/btf", {}),
+            as_(ALICE, "PUT", "/v1/btf/aarch64/5.10-arm", content=FAKE_BTF),
+            as_(BOB, "PUT", "/v1/btf/aarch64/5.10-arm?replace=true", content=OTHER_BTF),
+            as_(ALICE, "PUT", "/v1/btf/aarch64/5.10-arm?replace=true", content=OTHER_BTF),
+            as_(ROOT, "PUT", "/v1/btf/aarch64/5.10-arm?replace=true", content=FAKE_BTF),
+            as_(BOB, "POST", "/v1/compile", **body()),
+        ]]
+
+    assert anon.status_code == 401
+    assert put.status_code == 201
+    assert (bob_replace.status_code, bob_replace.json()["error"]) == (403, "forbidden")
+    assert "alice" in bob_replace.json()["detail"]
+    assert alice_replace.status_code == 201 and admin_replace.status_code == 201
+    assert compiled.status_code == 200
+    assert app.state.service.btf_store.owner("aarch64", "5.10-arm") == "ops"
+
+
+@pytest.mark.parametrize("text,error", [
+    ("alice\n", "expected"),
+    (f"alice {ALICE} root\n", "expected"),
+    ("alice short\n", "shorter than 16"),
+    (f"al/ice {ALICE}\n", "name must match"),
+    (f"alice {ALICE}\nalice {BOB}\n", "already listed"),
+    (f"alice {ALICE}\nbob {ALICE}\n", "already listed"),
+])
+def test_malformed_token_file_is_refused(tmp_path, text, error):
+    from lcc_server.tokens import TokenTable
+    path = tmp_path / "tokens"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=error):
+        TokenTable.load(token_file=path)
+
+
+def test_token_file_setting():
+    s = Settings.from_env({"LCC_TOKEN_FILE": "/etc/lcc/tokens"})
+    assert s.token_file == Path("/etc/lcc/tokens")
+    assert Settings.from_env(s.to_env()).token_file == Path("/etc/lcc/tokens")
