@@ -45,6 +45,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -63,15 +64,20 @@ from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, InvalidRequest,
                                   ToolMissing)
 from lcc_toolchain.sandbox import Sandbox
 from lcc_toolchain.toolchain import Toolchain
-from lcc_toolchain.validation import check_arch, check_digest, check_release
+from lcc_toolchain.validation import (ARCHES, DIGEST_RE, RELEASE_RE, check_arch, check_digest,
+                                     check_release)
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("lcc_server")
 
 # /v1/keys is open: a public key is no secret, and clients pin it before they hold a token.
-_OPEN_PATHS = frozenset({"/healthz", "/v1/keys", "/docs", "/docs/oauth2-redirect",
-                         "/openapi.json", "/redoc"})
+# The API documents (/docs, /redoc, /openapi.json) need the token like the API.
+_OPEN_PATHS = frozenset({"/healthz", "/v1/keys"})
+# Path parameters as the OpenAPI document states them (check_* enforce them, with 400).
+_ARCH = PathParam(json_schema_extra={"enum": sorted(ARCHES)})
+_RELEASE = PathParam(json_schema_extra={"pattern": RELEASE_RE.pattern, "maxLength": 128})
+_DIGEST = PathParam(json_schema_extra={"pattern": DIGEST_RE.pattern})
 # How often a waiting compile checks whether its client is still there.
 _DISCONNECT_POLL_SECONDS = 0.2
 # The error bodies every route may answer with, for the OpenAPI document.
@@ -248,7 +254,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     @app.get("/v1/artifacts/{digest}", tags=["compile"], response_model=None,
              responses={200: {"model": CompileResponse, "content": {
                  "application/octet-stream": {}}}, **_ERROR_RESPONSES})
-    async def get_artifact(digest: str, request: Request) -> Response:
+    async def get_artifact(digest: str = _DIGEST, *, request: Request) -> Response:
         """A compiled object by its sha256; raw bytes with Accept: application/octet-stream."""
         check_digest(digest)
         art = service.artifact(digest)
@@ -273,7 +279,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     @app.get("/v1/btf/{arch}/{release}", tags=["btf"], response_class=Response,
              responses={200: {"content": {"application/octet-stream": {}}},
                         **_ERROR_RESPONSES})
-    async def get_btf(arch: str, release: str) -> Response:
+    async def get_btf(arch: str = _ARCH, release: str = _RELEASE) -> Response:
         """The raw BTF stored for a kernel."""
         check_arch(arch)
         check_release(release)
@@ -285,7 +291,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
                                          **_ERROR_RESPONSES},
              openapi_extra={"requestBody": {"content": {"application/octet-stream": {}},
                                             "required": True}})
-    async def put_btf(arch: str, release: str, request: Request,
+    async def put_btf(request: Request, arch: str = _ARCH, release: str = _RELEASE,
                       replace: bool = Query(False, description="overwrite a different upload")):
         """Upload a kernel's raw BTF (its /sys/kernel/btf/vmlinux)."""
         check_arch(arch)
@@ -298,7 +304,24 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
             raise InvalidRequest(str(exc)) from None
         return JSONResponse(entry, status_code=201 if created else 200)
 
-    known = frozenset({"/healthz", "/metrics", "/v1/compile", "/v1/btf", "/v1/keys"})
+    def openapi() -> dict:
+        """FastAPI's document, with the bearer token the guard asks for."""
+        if app.openapi_schema is None:
+            doc = FastAPI.openapi(app)
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "LCC_TOKEN, or a token of LCC_TOKEN_FILE; "
+                                          "required when the service has any"}}
+            doc["security"] = [{"bearer": []}]
+            for path in _OPEN_PATHS:
+                for op in doc["paths"].get(path, {}).values():
+                    op["security"] = []
+            app.openapi_schema = doc
+        return app.openapi_schema
+    app.openapi = openapi
+
+    known = frozenset({"/healthz", "/metrics", "/v1/compile", "/v1/btf", "/v1/keys",
+                       "/docs", "/redoc", "/openapi.json"})
 
     def body_limit(method: str, path: str) -> int:
         if method == "PUT" and path.startswith("/v1/btf/"):

@@ -440,3 +440,56 @@ def test_token_file_setting():
     s = Settings.from_env({"LCC_TOKEN_FILE": "/etc/lcc/tokens"})
     assert s.token_file == Path("/etc/lcc/tokens")
     assert Settings.from_env(s.to_env()).token_file == Path("/etc/lcc/tokens")
+
+
+# -- the API contract ---------------------------------------------------------------
+
+
+def test_openapi_states_constraints_and_the_bearer_token(make_app):
+    app, _ = make_app(token="s3cret")
+    anon_docs, anon_redoc, anon_doc, doc = run(app, [
+        ("GET", "/docs", {}), ("GET", "/redoc", {}), ("GET", "/openapi.json", {}),
+        ("GET", "/openapi.json", {"headers": {"Authorization": "Bearer s3cret"}})])
+    assert (anon_docs.status_code, anon_redoc.status_code, anon_doc.status_code) == (401,) * 3
+
+    spec = doc.json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"][
+            "securitySchemes"]["bearer"]["description"]}
+    assert spec["security"] == [{"bearer": []}]
+    assert spec["paths"]["/healthz"]["get"]["security"] == []
+    schemas = spec["components"]["schemas"]
+    req, bundle_ = schemas["CompileRequest"]["properties"], schemas["BundleModel"]["properties"]
+    assert req["defines"]["propertyNames"]["pattern"] == r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+    assert req["defines"]["maxProperties"] == 64
+    assert "pattern" in str(req["kernel"]) and "x86_64" in str(req["arch"])
+    assert bundle_["files"]["maxProperties"] == 64
+    assert bundle_["main"]["pattern"].startswith("^(?:[A-Za-z0-9_]")
+    params = {p["name"]: p["schema"] for p in
+              spec["paths"]["/v1/btf/{arch}/{release}"]["get"]["parameters"]}
+    assert "aarch64" in params["arch"]["enum"] and params["release"]["maxLength"] == 128
+
+
+def test_path_pattern_is_what_check_path_accepts():
+    import re
+
+    from lcc_toolchain import validation
+    for good in ["a.bpf.c", "inc/x.h", "/".join(["d"] * 8)]:
+        assert re.fullmatch(validation.PATH_RE, good)
+        validation.check_path(good)
+    for bad in ["../x.h", ".h", "/x.h", "a//b", "/".join(["d"] * 9), "a/./b"]:
+        assert not re.fullmatch(validation.PATH_RE, bad)
+        with pytest.raises(ValueError):
+            validation.check_path(bad)
+
+
+def test_warning_when_exposed_without_a_token():
+    from lcc_server.server import exposure_warning
+    assert exposure_warning("0.0.0.0", Settings()) is not None
+    assert exposure_warning("192.0.2.1", Settings()) is not None
+    assert exposure_warning("::", Settings()) is not None
+    assert exposure_warning("127.0.0.1", Settings()) is None
+    assert exposure_warning("::1", Settings()) is None
+    assert exposure_warning("localhost", Settings()) is None
+    assert exposure_warning("0.0.0.0", Settings(token="t" * 20)) is None
+    assert exposure_warning("0.0.0.0", Settings(token_file=Path("/x"))) is None
