@@ -23,9 +23,12 @@ Every reply that carries an object carries its signed manifest too
 ``lcc_server.signing.manifest``), and clients load only what a key they
 trust signed.
 
-Status codes: 400 invalid request, 401 no/wrong token, 404 unknown
+Status codes: 400 invalid request, 401 no/wrong token, 403 another
+caller's BTF upload (only its uploader or an admin token replaces it), 404 unknown
 kernel/artifact, 409 BTF conflict, 413 too large, 422 compiler error,
-503 busy or no toolchain.  A compiler failure is never a 500.  The
+503 busy, no toolchain or no sandbox (``sandbox_unavailable``: Landlock is
+missing and ``LCC_INSECURE_NO_SANDBOX`` is not set; ``/healthz`` is then 503
+too).  A compiler failure is never a 500.  The
 toolchain's errors (``lcc_toolchain.errors``) answer: ``InvalidRequest`` 400,
 ``CompileFailed`` 422 ``compile`` (with diagnostics and log),
 ``BtfUnavailable`` 422 ``btf``, ``ToolMissing`` 503 ``toolchain_missing``,
@@ -34,47 +37,62 @@ any other ``ToolchainError`` 503 ``unavailable``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lcc_server.artifacts import Artifact, ArtifactStore
-from lcc_server.btf_store import BtfConflict, BtfStore
+from lcc_server.btf_store import BtfConflict, BtfForbidden, BtfStore
 from lcc_server.guard import RequestGuard
 from lcc_server.metrics import CONTENT_TYPE, Metrics
 from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, CompileRequest,
                                CompileResponse, ErrorBody, KeyList)
-from lcc_server.service import BtfMissing, Busy, CompileService
+from lcc_server.service import BtfMissing, Busy, CompileService, SandboxUnavailable
 from lcc_server.settings import Settings
 from lcc_server.signing import KeyRing, keys_dir, manifest
+from lcc_server.tokens import TokenTable
 from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, InvalidRequest, ToolchainError,
                                   ToolMissing)
+from lcc_toolchain.sandbox import Sandbox
 from lcc_toolchain.toolchain import Toolchain
-from lcc_toolchain.validation import check_arch, check_digest, check_release
+from lcc_toolchain.validation import (ARCHES, DIGEST_RE, RELEASE_RE, check_arch, check_digest,
+                                     check_release)
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("lcc_server")
 
 # /v1/keys is open: a public key is no secret, and clients pin it before they hold a token.
-_OPEN_PATHS = frozenset({"/healthz", "/v1/keys", "/docs", "/docs/oauth2-redirect",
-                         "/openapi.json", "/redoc"})
+# The API documents (/docs, /redoc, /openapi.json) need the token like the API.
+_OPEN_PATHS = frozenset({"/healthz", "/v1/keys"})
+# Path parameters as the OpenAPI document states them (check_* enforce them, with 400).
+_ARCH = PathParam(json_schema_extra={"enum": sorted(ARCHES)})
+_RELEASE = PathParam(json_schema_extra={"pattern": RELEASE_RE.pattern, "maxLength": 128})
+_DIGEST = PathParam(json_schema_extra={"pattern": DIGEST_RE.pattern})
+# How often a waiting compile checks whether its client is still there.
+_DISCONNECT_POLL_SECONDS = 0.2
 # The error bodies every route may answer with, for the OpenAPI document.
-_ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 503)}
+_ERROR_RESPONSES = {status: {"model": ErrorBody}
+                    for status in (400, 401, 403, 404, 409, 413, 503)}
 # Exceptions answered with {"error": name, "detail": str(exc)}: (status, name, headers).
 _PLAIN_ERRORS = {
     InvalidRequest: (400, "invalid_request", None),
     BtfMissing: (404, "btf_missing", None),
     BtfConflict: (409, "conflict", None),
+    BtfForbidden: (403, "forbidden", None),
     BtfUnavailable: (422, "btf", None),
     Busy: (503, "busy", {"Retry-After": "1"}),
     ToolMissing: (503, "toolchain_missing", None),
+    SandboxUnavailable: (503, "sandbox_unavailable", None),
 }
 
 
@@ -121,23 +139,37 @@ def _artifact_json(art: Artifact, *, btf: bytes | None, cached: bool, keys: KeyR
 
 def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None = None,
                btf_store: BtfStore | None = None,
-               artifacts: ArtifactStore | None = None, keys: KeyRing | None = None) -> FastAPI:
-    """A ready application; see the module docstring.  Raises ``ValueError`` on
+               artifacts: ArtifactStore | None = None, keys: KeyRing | None = None,
+               sandbox: Sandbox | None = None) -> FastAPI:
+    """A ready application; see the module docstring.  ``sandbox`` confines the
+    default toolchain's tools (default: made from ``settings``).  Raises ``ValueError`` on
     malformed settings in the environment or a signing key that is not an
     Ed25519 private key, ``OSError`` when the keys cannot be read or made."""
     settings = settings or Settings.from_env()
     state = Path(settings.state_dir)
+    tokens = TokenTable.load(token=settings.token, token_file=settings.token_file)
     keys = keys or KeyRing.load(keys_dir(state), key_file=settings.signing_key)
     metrics = Metrics()
-    toolchain = toolchain or Toolchain(
-        clang=settings.clang, bpftool=settings.bpftool, work_dir=state / "work",
-        sandbox=settings.sandbox, limits=settings.limits, pch=settings.pch,
-        cut=settings.cut_types, caps=settings.caps)
+    if toolchain is None:
+        if sandbox is None:
+            sandbox = Sandbox(enabled=settings.sandbox, limits=settings.limits,
+                              user=settings.tool_credentials())
+            sandbox.extra_read = tuple(sandbox.toolchain_paths(settings.clang, settings.bpftool))
+        toolchain = Toolchain(
+            clang=settings.clang, bpftool=settings.bpftool, work_dir=state / "work",
+            sandbox=sandbox, limits=settings.limits, pch=settings.pch,
+            cut=settings.cut_types, caps=settings.caps)
     btf_store = btf_store or BtfStore(state / "btf", host_btf=settings.host_btf)
     artifacts = artifacts or ArtifactStore(state / "artifacts", keys=keys,
                                             disk_bytes=settings.max_artifact_bytes)
     metrics.watch_artifacts(artifacts)
     service = CompileService(settings, toolchain, btf_store, artifacts, metrics)
+    if service.refusal is not None:
+        log.error("%s", service.refusal)
+    elif toolchain.sandbox.unconfined is not None:
+        log.warning("compiling WITHOUT a sandbox (LCC_INSECURE_NO_SANDBOX=1): %s; any "
+                    "client can make clang read files of this host",
+                    toolchain.sandbox.unconfined)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -183,9 +215,16 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     # -- routes -------------------------------------------------------------
 
     @app.get("/healthz", tags=["service"])
-    async def healthz() -> dict:
-        """Liveness; open even when a token is configured."""
-        return {"status": "ok", "landlock_abi": toolchain.sandbox.landlock_abi}
+    async def healthz() -> JSONResponse:
+        """Health, open even when a token is configured: 503 when the service
+        refuses to compile (no sandbox)."""
+        body = {"status": "ok", "landlock_abi": toolchain.sandbox.landlock_abi}
+        if service.refusal is not None:
+            body.update(status="unavailable", reason=service.refusal)
+            return JSONResponse(body, status_code=503)
+        if toolchain.sandbox.unconfined is not None:
+            body["insecure"] = toolchain.sandbox.unconfined
+        return JSONResponse(body)
 
     @app.get("/metrics", tags=["service"], response_class=Response)
     async def prometheus() -> Response:
@@ -195,16 +234,27 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     @app.post("/v1/compile", tags=["compile"], response_model=None,
               responses={200: {"model": CompileResponse}, 422: {"model": CompileErrorBody},
                          **_ERROR_RESPONSES})
-    async def compile_bundle(req: CompileRequest) -> JSONResponse:
-        """Compile a bundle for a kernel; identical requests compile once."""
-        out = await service.compile(req)
+    async def compile_bundle(req: CompileRequest, request: Request) -> Response:
+        """Compile a bundle for a kernel; identical requests compile once.  A
+        client that disconnects gives up its place: its compile is stopped
+        (unless identical requests still wait for it)."""
+        job = asyncio.ensure_future(service.compile(req))
+        while not job.done():
+            await asyncio.wait({job}, timeout=_DISCONNECT_POLL_SECONDS)
+            if not job.done() and await request.is_disconnected():
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+                metrics.cancelled.inc()
+                return Response(status_code=499)  # nobody reads it
+        out = job.result()
         return JSONResponse(_artifact_json(out.artifact, btf=out.btf, cached=out.cached,
                                            keys=keys, request=out.request))
 
     @app.get("/v1/artifacts/{digest}", tags=["compile"], response_model=None,
              responses={200: {"model": CompileResponse, "content": {
                  "application/octet-stream": {}}}, **_ERROR_RESPONSES})
-    async def get_artifact(digest: str, request: Request) -> Response:
+    async def get_artifact(digest: str = _DIGEST, *, request: Request) -> Response:
         """A compiled object by its sha256; raw bytes with Accept: application/octet-stream."""
         check_digest(digest)
         art = service.artifact(digest)
@@ -229,7 +279,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     @app.get("/v1/btf/{arch}/{release}", tags=["btf"], response_class=Response,
              responses={200: {"content": {"application/octet-stream": {}}},
                         **_ERROR_RESPONSES})
-    async def get_btf(arch: str, release: str) -> Response:
+    async def get_btf(arch: str = _ARCH, release: str = _RELEASE) -> Response:
         """The raw BTF stored for a kernel."""
         check_arch(arch)
         check_release(release)
@@ -241,25 +291,43 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
                                          **_ERROR_RESPONSES},
              openapi_extra={"requestBody": {"content": {"application/octet-stream": {}},
                                             "required": True}})
-    async def put_btf(arch: str, release: str, request: Request,
+    async def put_btf(request: Request, arch: str = _ARCH, release: str = _RELEASE,
                       replace: bool = Query(False, description="overwrite a different upload")):
         """Upload a kernel's raw BTF (its /sys/kernel/btf/vmlinux)."""
         check_arch(arch)
         check_release(release)
         data = await request.body()
         try:
-            entry, created = await service.put_btf(arch, release, data, replace)
+            entry, created = await service.put_btf(arch, release, data, replace,
+                                                   caller=request.state.caller)
         except BtfUnavailable as exc:  # bpftool cannot read the upload: the client's fault
             raise InvalidRequest(str(exc)) from None
         return JSONResponse(entry, status_code=201 if created else 200)
 
-    known = frozenset({"/healthz", "/metrics", "/v1/compile", "/v1/btf", "/v1/keys"})
+    def openapi() -> dict:
+        """FastAPI's document, with the bearer token the guard asks for."""
+        if app.openapi_schema is None:
+            doc = FastAPI.openapi(app)
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "LCC_TOKEN, or a token of LCC_TOKEN_FILE; "
+                                          "required when the service has any"}}
+            doc["security"] = [{"bearer": []}]
+            for path in _OPEN_PATHS:
+                for op in doc["paths"].get(path, {}).values():
+                    op["security"] = []
+            app.openapi_schema = doc
+        return app.openapi_schema
+    app.openapi = openapi
+
+    known = frozenset({"/healthz", "/metrics", "/v1/compile", "/v1/btf", "/v1/keys",
+                       "/docs", "/redoc", "/openapi.json"})
 
     def body_limit(method: str, path: str) -> int:
         if method == "PUT" and path.startswith("/v1/btf/"):
             return settings.max_btf_bytes
         return settings.max_body_bytes
 
-    app.add_middleware(RequestGuard, token=settings.token, open_paths=_OPEN_PATHS,
+    app.add_middleware(RequestGuard, tokens=tokens, open_paths=_OPEN_PATHS,
                        body_limit=body_limit, metrics=metrics, known_paths=known)
     return app

@@ -18,13 +18,18 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from lcc_server.tokens import Caller
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.validation import InvalidRequest, check_arch, check_release
 
-__all__ = ["BtfConflict", "BtfEntry", "BtfStore", "check_btf"]
+__all__ = ["BtfConflict", "BtfEntry", "BtfForbidden", "BtfStore", "check_btf"]
 
 _BTF_MAGIC = 0xEB9F
 _HEADER = struct.Struct("HBBIIIII")  # magic, version, flags, hdr_len, type_off/len, str_off/len
+
+
+class BtfForbidden(PermissionError):
+    """The caller may not replace another caller's upload."""
 
 
 class BtfConflict(Exception):
@@ -97,12 +102,22 @@ class BtfStore:
             return host
         return BtfEntry(arch, release, path, "upload") if path.is_file() else None
 
-    def put(self, arch: str, release: str, data: bytes, *,
-            replace: bool = False) -> tuple[BtfEntry, bool]:
-        """Store ``data``; returns (entry, created).  Identical data is a no-op.
+    def owner(self, arch: str, release: str) -> str | None:
+        """Name of the caller who uploaded (arch, release), if recorded."""
+        try:
+            return self._upload_path(arch, release).with_suffix(".owner").read_text().strip()
+        except OSError:
+            return None
 
-        Raises ``InvalidRequest`` (bad names or not BTF) and ``BtfConflict``
-        (different BTF already there and ``replace`` is false, or the host's).
+    def put(self, arch: str, release: str, data: bytes, *, replace: bool = False,
+            caller: Caller | None = None) -> tuple[BtfEntry, bool]:
+        """Store ``data``; returns (entry, created).  Identical data is a no-op.
+        ``caller`` (None on a service without tokens) is recorded as the upload's
+        owner; only the owner or an admin may replace it.
+
+        Raises ``InvalidRequest`` (bad names or not BTF), ``BtfConflict``
+        (different BTF already there and ``replace`` is false, or the host's),
+        ``BtfForbidden`` (someone else's upload).
         """
         path = self._upload_path(arch, release)
         check_btf(data)
@@ -116,12 +131,22 @@ class BtfStore:
             if not replace:
                 raise BtfConflict(f"a different BTF is stored for {arch}/{release}; "
                                   "pass replace=true to overwrite it")
-        write_atomic(path, data, prefix=".up-")
+            owner = self.owner(arch, release)
+            if caller is not None and not caller.admin and owner != caller.name:
+                raise BtfForbidden(f"{arch}/{release} was uploaded by "
+                                   f"{owner or 'an earlier version of the service'}; only "
+                                   "that token or an admin may replace it")
+        if caller is not None:
+            write_atomic(path.with_suffix(".owner"), f"{caller.name}\n".encode(),
+                         prefix=".up-", mode=0o644)
+        write_atomic(path, data, prefix=".up-", mode=0o644)  # bpftool reads it as nobody
         return BtfEntry(arch, release, path, "upload"), True
 
     def remove(self, arch: str, release: str) -> None:
         """Delete an upload (used when bpftool cannot read what was stored)."""
-        self._upload_path(arch, release).unlink(missing_ok=True)
+        path = self._upload_path(arch, release)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".owner").unlink(missing_ok=True)
 
     def entries(self) -> list[BtfEntry]:
         """Every stored kernel, the host's first, then uploads by arch and release."""

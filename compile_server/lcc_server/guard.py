@@ -2,9 +2,12 @@
 
 In this order, before the application sees a request:
 
-1. **Token**: when a token is configured, requests other than ``open_paths``
-   (health check, API docs) need ``Authorization: Bearer <token>``; else 401.
-   Checked first, so an anonymous client cannot make the server buffer a body.
+1. **Token**: when tokens are configured (``lcc_server.tokens``), requests
+   other than ``open_paths`` (health check, public keys) need
+   ``Authorization: Bearer <token>``; else 401.  The token's ``Caller`` is put
+   in ``scope["state"]["caller"]`` (``request.state.caller``; None when the
+   service is open).  Checked first, so an anonymous client cannot make the
+   server buffer a body.
 2. **Body cap**: a body larger than ``body_limit(method, path)`` bytes gets
    413, whether announced by Content-Length or streamed; the body is read
    here (never more than the cap) and replayed to the application.
@@ -15,11 +18,11 @@ Error bodies have the service's shape ``{"error": ..., "detail": ...}``.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable
 
 from lcc_server.metrics import Metrics
+from lcc_server.tokens import Caller, TokenTable
 
 __all__ = ["RequestGuard"]
 
@@ -36,11 +39,11 @@ async def _reply(send, status: int, error: str, detail: str, headers=()) -> None
 
 
 class RequestGuard:
-    def __init__(self, app, *, token: str | None, open_paths: frozenset[str],
+    def __init__(self, app, *, tokens: TokenTable, open_paths: frozenset[str],
                  body_limit: Callable[[str, str], int], metrics: Metrics,
                  known_paths: frozenset[str] = frozenset()) -> None:
         self.app = app
-        self._token = token.encode() if token else None
+        self._tokens = tokens
         self._open = open_paths
         self._limit = body_limit
         self._metrics = metrics
@@ -58,15 +61,19 @@ class RequestGuard:
                 return template
         return "other"  # keeps label cardinality bounded whatever paths are probed
 
-    def _authorized(self, scope) -> bool:
-        if self._token is None or scope.get("path") in self._open:
-            return True
+    def _caller(self, scope) -> Caller | None:
+        """The caller of the request's bearer token, or None."""
         for name, value in scope.get("headers", []):
             if name == b"authorization":
                 scheme, _, given = value.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(),
-                                                                           self._token)
-        return False
+                if scheme.lower() == b"bearer":
+                    return self._tokens.match(given.strip())
+        return None
+
+    def _authorized(self, scope) -> bool:
+        caller = self._caller(scope) if self._tokens else None
+        scope.setdefault("state", {})["caller"] = caller
+        return not self._tokens or scope.get("path") in self._open or caller is not None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":

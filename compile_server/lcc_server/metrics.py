@@ -9,6 +9,7 @@ lcc_compiles_total                     counter    result: ok | error; pch: yes |
 lcc_compile_seconds                    histogram  (clang runs only)
 lcc_compile_queue_depth                gauge      compiles waiting for a slot
 lcc_compiles_in_progress               gauge
+lcc_compiles_cancelled_total           counter    compile requests given up by their client
 lcc_artifact_disk_bytes                gauge      objects kept on disk (see LCC_MAX_ARTIFACT_MB)
 lcc_artifacts_evicted                  gauge      entries evicted since start
 =====================================  =========  ===============================
@@ -38,6 +39,8 @@ class Metrics:
             buckets=(0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
         self.queue_depth = Gauge("lcc_compile_queue_depth", "Compiles waiting for a slot",
                                  registry=r)
+        self.cancelled = Counter("lcc_compiles_cancelled",
+                                 "Compile requests given up by their client", registry=r)
         self.in_progress = Gauge("lcc_compiles_in_progress", "Compiles running", registry=r)
 
     def watch_artifacts(self, store) -> None:

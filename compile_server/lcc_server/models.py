@@ -11,6 +11,12 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 from lcc_toolchain import validation
+from lcc_toolchain.validation import Caps
+
+# The constraints the validators enforce, stated in the OpenAPI document (caps
+# are the defaults; a service may be configured with others).
+_CAPS = Caps()
+_PATH_PATTERN = validation.PATH_RE.pattern
 
 __all__ = ["BtfEntryModel", "BtfList", "BundleModel", "CompileRequest", "CompileResponse",
            "CompileErrorBody", "DiagnosticModel", "ErrorBody", "KeyList", "KeyModel"]
@@ -22,9 +28,17 @@ class BundleModel(BaseModel):
     """The main source's path and every file of the bundle (path -> text)."""
 
     model_config = _STRICT
-    main: StrictStr = Field(max_length=1024, examples=["hello.bpf.c"])
+    main: StrictStr = Field(max_length=1024, examples=["hello.bpf.c"],
+                            json_schema_extra={"pattern": _PATH_PATTERN})
     files: dict[StrictStr, StrictStr] = Field(
-        examples=[{"hello.bpf.c": '#include "lbc.h"\n...'}])
+        examples=[{"hello.bpf.c": '#include "lbc.h"\n...'}],
+        description=f"relative path -> UTF-8 text without NUL; at most {_CAPS.max_files} "
+                    f"files of {_CAPS.max_file_bytes} bytes, {_CAPS.max_bundle_bytes} in all "
+                    "(defaults)",
+        json_schema_extra={"minProperties": 1, "maxProperties": _CAPS.max_files,
+                           "propertyNames": {"pattern": _PATH_PATTERN},
+                           "additionalProperties": {"type": "string",
+                                                    "maxLength": _CAPS.max_file_bytes}})
 
     @field_validator("main")
     @classmethod
@@ -38,11 +52,20 @@ class CompileRequest(BaseModel):
     model_config = _STRICT
     bundle: BundleModel
     kernel: StrictStr | None = Field(
-        default=None, description="kernel release (uname -r); default: the server's own")
+        default=None, description="kernel release (uname -r); default: the server's own",
+        json_schema_extra={"pattern": validation.RELEASE_RE.pattern, "maxLength": 128})
     arch: StrictStr | None = Field(
-        default=None, description="kernel machine (uname -m); default: the server's own")
+        default=None, description="kernel machine (uname -m); default: the server's own",
+        json_schema_extra={"enum": sorted(validation.ARCHES)})
     defines: dict[StrictStr, StrictStr | None] = Field(
-        default_factory=dict, description="NAME -> value, or null for a bare -DNAME")
+        default_factory=dict, description="NAME -> value (one line of UTF-8 text without "
+                                          "NUL), or null for a bare -DNAME",
+        json_schema_extra={"maxProperties": _CAPS.max_defines,
+                           "propertyNames": {"pattern": validation.DEFINE_NAME_RE.pattern},
+                           "additionalProperties": {
+                               "anyOf": [{"type": "string", "maxLength": _CAPS.max_define_value,
+                                          "pattern": "^[^\\n\\r\\x00]*$"},
+                                         {"type": "null"}]}})
     btf: StrictBool = Field(default=False, description="also return BTF tailored to the "
                             "object for this kernel (bpftool gen min_core_btf)")
 

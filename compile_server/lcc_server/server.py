@@ -3,12 +3,15 @@ calls), or in a child process for tests and benchmarks (:func:`spawn`).
 
 TLS: pass ``ssl_certfile``/``ssl_keyfile`` (uvicorn's options), or put the
 service behind a reverse proxy that terminates TLS.  With a token set
-(``Settings.token`` / ``LCC_TOKEN``) every route but /healthz and the API
-docs needs ``Authorization: Bearer <token>``.
+(``LCC_TOKEN``, ``LCC_TOKEN_FILE``) every route but /healthz and /v1/keys
+needs ``Authorization: Bearer <token>``.  ``serve`` warns when it binds an
+address other hosts can reach without one (``exposure_warning``).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import socket
 import subprocess
@@ -21,7 +24,23 @@ from pathlib import Path
 
 from lcc_server.settings import DEFAULT_PORT, Settings
 
-__all__ = ["Spawned", "free_port", "serve", "spawn"]
+__all__ = ["Spawned", "exposure_warning", "free_port", "serve", "spawn"]
+
+log = logging.getLogger("lcc_server")
+
+
+def exposure_warning(host: str, settings: Settings) -> str | None:
+    """What to say when ``host`` is not a loopback address and no token is set."""
+    if settings.token or settings.token_file is not None:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    return (f"listening on {host} without a token: anyone who reaches this port can make "
+            "the service compile; set LCC_TOKEN or LCC_TOKEN_FILE")
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, workers: int = 1,
@@ -36,6 +55,8 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, workers: int = 1,
     import uvicorn
 
     settings = settings or Settings.from_env()
+    if (warning := exposure_warning(host, settings)) is not None:
+        log.warning("%s", warning)
     common = dict(host=host, port=port, log_level=log_level, ssl_certfile=ssl_certfile,
                   ssl_keyfile=ssl_keyfile)
     if workers <= 1:

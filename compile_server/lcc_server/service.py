@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -33,19 +34,25 @@ from lcc_server.metrics import Metrics
 from lcc_server.models import CompileRequest
 from lcc_server.settings import Settings
 from lcc_server.singleflight import SingleFlight
+from lcc_server.tokens import Caller
 from lcc_toolchain import objinfo
 from lcc_toolchain.digest import bundle_digest
 from lcc_toolchain.errors import BtfUnavailable, CompileFailed, ToolchainError
 from lcc_toolchain.toolchain import Toolchain
 from lcc_toolchain.validation import ARCHES, check_bundle
 
-__all__ = ["BtfMissing", "Busy", "CompileService", "Outcome"]
+__all__ = ["BtfMissing", "Busy", "CompileService", "Outcome", "SandboxUnavailable"]
 
 log = logging.getLogger("lcc_server")
 
 
 class Busy(Exception):
     """Too many compiles are already waiting."""
+
+
+class SandboxUnavailable(Exception):
+    """Compilers cannot be confined here, and the service was not told to run
+    them anyway (``LCC_INSECURE_NO_SANDBOX=1``)."""
 
 
 class BtfMissing(LookupError):
@@ -89,6 +96,18 @@ class CompileService:
         host = os.uname().machine
         self.default_arch = host if host in ARCHES else "x86_64"
         self.default_release = btf_store.host_release
+        #: Why tools must not run here (no Landlock and no opt-out), else None.
+        self.refusal: str | None = None
+        unconfined = toolchain.sandbox.unconfined
+        if unconfined is not None and not settings.insecure_no_sandbox:
+            self.refusal = (f"the service refuses to compile: {unconfined}, so clang could "
+                            "read any file of this host; run it on a kernel with Landlock, or "
+                            "set LCC_INSECURE_NO_SANDBOX=1 on a host that only trusted users "
+                            "can reach")
+
+    def _check_sandbox(self) -> None:
+        if self.refusal is not None:
+            raise SandboxUnavailable(self.refusal)
 
     @property
     def _slots(self) -> asyncio.Semaphore:
@@ -106,7 +125,13 @@ class CompileService:
     # -- running blocking work ---------------------------------------------
 
     async def _in_slot(self, fn, *args, **kwargs):
-        """Run ``fn`` in the pool once a compile slot is free."""
+        """Run ``fn`` in the pool once a compile slot is free; raises
+        ``SandboxUnavailable`` when tools must not run, ``Busy``.
+
+        Cancelled while waiting, it leaves the queue; while running, it sets
+        the ``cancel`` event given in ``kwargs`` (which kills the tool) and
+        frees the slot once ``fn`` has returned."""
+        self._check_sandbox()
         if self._waiting >= self.settings.max_queue:
             raise Busy(f"{self._waiting} compiles are waiting; retry later")
         self._waiting += 1
@@ -119,7 +144,16 @@ class CompileService:
         try:
             self.metrics.in_progress.inc()
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            fut = loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+            try:
+                return await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                if (cancel := kwargs.get("cancel")) is not None:
+                    cancel.set()
+                    await asyncio.wait({fut})  # the slot is free once the tool is dead
+                    if not fut.cancelled():
+                        fut.exception()  # Cancelled: nobody else wants it
+                raise
         finally:
             self.metrics.in_progress.dec()
             self._slots.release()
@@ -131,7 +165,7 @@ class CompileService:
     def warm(self) -> asyncio.Future | None:
         """Start building vmlinux.h and the PCH of the host kernel in the background."""
         entry = self._host_entry()
-        if entry is None:
+        if entry is None or self.refusal is not None:
             return None
         fut = asyncio.get_running_loop().run_in_executor(
             self._pool, self.toolchain.prepare, entry.path, self.default_arch)
@@ -154,14 +188,16 @@ class CompileService:
         return entry
 
     async def put_btf(self, arch: str, release: str, data: bytes,
-                      replace: bool) -> tuple[dict, bool]:
+                      replace: bool, caller: Caller | None = None) -> tuple[dict, bool]:
         """Store an upload once bpftool has read it; returns (listing entry, created).
 
-        Raises ``InvalidRequest``, ``BtfConflict``, ``BtfUnavailable`` (bpftool
-        could not read it; nothing is kept).
+        ``caller`` becomes the upload's owner (``BtfStore.put``).
+        Raises ``InvalidRequest``, ``BtfConflict``, ``BtfForbidden``, ``BtfUnavailable`` (bpftool
+        could not read it; nothing is kept), ``SandboxUnavailable``.
         """
+        self._check_sandbox()
         entry, created = await self._blocking(
-            lambda: self.btf_store.put(arch, release, data, replace=replace))
+            lambda: self.btf_store.put(arch, release, data, replace=replace, caller=caller))
         try:
             await self._in_slot(self.toolchain.vmlinux_h, entry.path)
         except BtfUnavailable:
@@ -181,7 +217,8 @@ class CompileService:
     async def compile(self, req: CompileRequest) -> Outcome:
         """Raises ``InvalidRequest``, ``BtfMissing``, ``Busy``, ``CompileFailed``,
         ``BtfUnavailable``, ``ToolMissing``, ``ToolchainError``
-        (``lcc_toolchain.errors``)."""
+        (``lcc_toolchain.errors``), ``SandboxUnavailable``."""
+        self._check_sandbox()
         bundle = req.bundle
         check_bundle(bundle.main, bundle.files, self.settings.caps)
         arch = req.arch or self.default_arch
@@ -212,11 +249,11 @@ class CompileService:
 
     async def _compile_job(self, key: str, bundle, arch: str, defines: dict,
                            btf_path: Path) -> Artifact:
-        def run():
+        def run(cancel: threading.Event):
             started = time.perf_counter()
             try:
                 result = self.toolchain.compile(bundle, arch=arch, defines=defines,
-                                                btf_path=btf_path)
+                                                btf_path=btf_path, cancel=cancel)
             except CompileFailed:
                 self.metrics.compiles.labels("error", "-").inc()
                 raise
@@ -224,7 +261,7 @@ class CompileService:
             self.metrics.compiles.labels("ok", "yes" if result.pch else "no").inc()
             return result
 
-        result = await self._in_slot(run)
+        result = await self._in_slot(run, cancel=threading.Event())
         summary = objinfo.summarize(result.object)
         art = Artifact(digest=result.digest, object=result.object, toolchain=result.toolchain,
                        warnings=result.warnings, programs=summary["programs"],

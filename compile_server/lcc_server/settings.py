@@ -6,6 +6,8 @@
 variable                   meaning                                      default
 =========================  ===========================================  ==================
 LCC_TOKEN                  bearer token required on /v1 and /metrics    none (open)
+LCC_TOKEN_FILE             named tokens, `name token [admin]` a line    none
+                           (lcc_server.tokens); with LCC_TOKEN too
 LCC_STATE_DIR              BTF store, artifacts, header caches          user state dir/server
 LCC_MAX_CONCURRENCY        compiles running at once                     CPU count
 LCC_MAX_QUEUE              compiles waiting before 503                  256
@@ -20,6 +22,10 @@ LCC_COMPILE_CPU_SECONDS    CPU seconds per tool run                     20
 LCC_COMPILE_MEMORY_MB      address space per tool run                   1024
 LCC_CLANG / LCC_BPFTOOL    tool names or paths                          clang / bpftool
 LCC_SANDBOX                0 disables Landlock/namespaces (not limits)  1
+LCC_INSECURE_NO_SANDBOX    1: compile even when clang cannot be         0 (refuse: 503)
+                           confined (no Landlock, or LCC_SANDBOX=0)
+LCC_TOOL_USER              user clang/bpftool run as when the service   nobody
+                           is root (name or uid; "root" keeps root)
 LCC_PCH                    0 disables precompiled headers               1
 LCC_CUT_TYPES              0: always the whole vmlinux.h (no cut)       1
 LCC_HOST_BTF               the server's own kernel BTF                  /sys/kernel/btf/vmlinux
@@ -35,6 +41,7 @@ at import time; tests build ``Settings(...)`` directly.
 from __future__ import annotations
 
 import os
+import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,6 +66,7 @@ class Settings:
 
     state_dir: Path = field(default_factory=_default_state_dir)
     token: str | None = None
+    token_file: Path | None = None
     max_concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_queue: int = 256
     max_body_bytes: int = 8 << 20
@@ -69,6 +77,8 @@ class Settings:
     clang: str = "clang"
     bpftool: str = "bpftool"
     sandbox: bool = True
+    insecure_no_sandbox: bool = False
+    tool_user: str = "nobody"
     pch: bool = True
     cut_types: bool = True
     host_btf: Path = Path("/sys/kernel/btf/vmlinux")
@@ -115,6 +125,7 @@ class Settings:
             base,
             state_dir=Path(env["LCC_STATE_DIR"]) if env.get("LCC_STATE_DIR") else base.state_dir,
             token=env.get("LCC_TOKEN") or None,
+            token_file=Path(env["LCC_TOKEN_FILE"]) if env.get("LCC_TOKEN_FILE") else None,
             max_concurrency=num("LCC_MAX_CONCURRENCY", base.max_concurrency),
             max_queue=num("LCC_MAX_QUEUE", base.max_queue),
             max_body_bytes=num("LCC_MAX_BODY_BYTES", base.max_body_bytes),
@@ -124,11 +135,28 @@ class Settings:
             clang=env.get("LCC_CLANG") or base.clang,
             bpftool=env.get("LCC_BPFTOOL") or base.bpftool,
             sandbox=flag("LCC_SANDBOX", base.sandbox),
+            tool_user=env.get("LCC_TOOL_USER") or base.tool_user,
+            insecure_no_sandbox=flag("LCC_INSECURE_NO_SANDBOX", base.insecure_no_sandbox),
             pch=flag("LCC_PCH", base.pch),
             cut_types=flag("LCC_CUT_TYPES", base.cut_types),
             host_btf=Path(env.get("LCC_HOST_BTF") or base.host_btf),
             warm=flag("LCC_WARM", base.warm),
             signing_key=Path(env["LCC_SIGNING_KEY"]) if env.get("LCC_SIGNING_KEY") else None)
+
+    def tool_credentials(self) -> tuple[int, int] | None:
+        """(uid, gid) the tools run as: ``tool_user``'s when this process is
+        root, else None (they keep this process's).  Raises ``ValueError`` for
+        an unknown user."""
+        if os.geteuid() != 0 or self.tool_user in ("root", "0"):
+            return None
+        try:
+            entry = (pwd.getpwuid(int(self.tool_user)) if self.tool_user.isdigit()
+                     else pwd.getpwnam(self.tool_user))
+        except KeyError:
+            if self.tool_user.isdigit():
+                return int(self.tool_user), int(self.tool_user)
+            raise ValueError(f"LCC_TOOL_USER={self.tool_user!r}: no such user") from None
+        return entry.pw_uid, entry.pw_gid
 
     def to_env(self) -> dict[str, str]:
         """The variables that make ``from_env`` return these settings (for
@@ -149,6 +177,8 @@ class Settings:
             "LCC_CLANG": self.clang,
             "LCC_BPFTOOL": self.bpftool,
             "LCC_SANDBOX": "1" if self.sandbox else "0",
+            "LCC_INSECURE_NO_SANDBOX": "1" if self.insecure_no_sandbox else "0",
+            "LCC_TOOL_USER": self.tool_user,
             "LCC_PCH": "1" if self.pch else "0",
             "LCC_CUT_TYPES": "1" if self.cut_types else "0",
             "LCC_HOST_BTF": str(self.host_btf),
@@ -156,6 +186,8 @@ class Settings:
         }
         if self.token:
             out["LCC_TOKEN"] = self.token
+        if self.token_file is not None:
+            out["LCC_TOKEN_FILE"] = str(self.token_file)
         if self.signing_key is not None:
             out["LCC_SIGNING_KEY"] = str(self.signing_key)
         return out

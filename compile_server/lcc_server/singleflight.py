@@ -4,7 +4,8 @@
 no job for ``key`` is running, else waits for the running one.  Returns
 ``(result, shared)``; ``shared`` is True for callers that did not start the
 job.  An exception reaches every caller.  The job runs as its own task, so a
-caller that goes away (client disconnect) does not cancel it for the others.
+caller that goes away (client disconnect) does not cancel it for the others;
+when the last caller waiting for it is cancelled, the job is cancelled too.
 Scope: one event loop (one server process).
 """
 
@@ -20,6 +21,7 @@ __all__ = ["SingleFlight"]
 class SingleFlight:
     def __init__(self) -> None:
         self._running: dict[str, asyncio.Task] = {}
+        self._waiters: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._running)
@@ -31,7 +33,15 @@ class SingleFlight:
             task = asyncio.ensure_future(make())
             self._running[key] = task
             task.add_done_callback(lambda t, k=key: self._forget(k, t))
-        return await asyncio.shield(task), shared
+        self._waiters[key] = self._waiters.get(key, 0) + 1
+        try:
+            return await asyncio.shield(task), shared
+        finally:
+            self._waiters[key] -= 1
+            if not self._waiters[key]:
+                del self._waiters[key]
+                if not task.done():  # nobody is left to want it
+                    task.cancel()
 
     def _forget(self, key: str, task: asyncio.Task) -> None:
         if self._running.get(key) is task:

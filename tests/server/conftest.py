@@ -98,6 +98,26 @@ def lcc_service(tmp_path_factory):
     svc.child.stop()
 
 
+@pytest.fixture(scope="session")
+def lcc_service_as_nobody():
+    """The service, run as root with its state in a directory others may search,
+    so that clang and bpftool run as nobody in a private root."""
+    import os
+    import shutil
+    import tempfile
+    if os.geteuid() != 0:
+        pytest.skip("running the compilers as another user needs root")
+    reason = toolchain_missing()
+    if reason:
+        pytest.skip(reason)
+    state = Path(tempfile.mkdtemp(prefix="lcc-nobody-", dir="/tmp"))
+    state.chmod(0o755)
+    svc = start_service(state)
+    yield svc
+    svc.child.stop()
+    shutil.rmtree(state, ignore_errors=True)
+
+
 @pytest.fixture
 def api(lcc_service):
     """An authorised client of ``lcc_service``; checks the service still answers

@@ -182,7 +182,8 @@ def test_token_required(lcc_service, compile_body):
         assert r.json()["error"] == "unauthorized"
         assert r.headers["www-authenticate"] == "Bearer"
         assert anon.get("/healthz").status_code == 200
-        assert anon.get("/openapi.json").status_code == 200
+        assert anon.get("/openapi.json").status_code == 401  # the API's document too
+        assert anon.get("/docs").status_code == 401
 
 
 def test_metrics_count_requests_and_cache_hits(lcc_service, api, compile_body, unique_source):

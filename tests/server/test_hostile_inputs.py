@@ -38,6 +38,14 @@ def raw(body: bytes, ctype: str = "application/json") -> dict:
     return {"content": body, "headers": {"content-type": ctype}}
 
 
+def _body(**fields: str) -> bytes:
+    """A compile request as JSON text, ``fields`` given as raw JSON (for escapes
+    that a Python str cannot hold, like lone surrogates)."""
+    extra = "".join(f', "{k}": {v}' for k, v in fields.items())
+    return ('{"bundle": {"main": "x.bpf.c", "files": {"x.bpf.c": "int x;"}}' + extra
+            + "}").encode()
+
+
 OCTETS = "application/octet-stream"
 BTF_HEADER = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, 0)
 TINY_BTF = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, 1) + b"\0"  # no types
@@ -149,6 +157,53 @@ CASES = [
     ("btf-put-host-kernel", "PUT", "/v1/btf/{host_arch}/{host_release}",
      raw(TINY_BTF, OCTETS), {409}),
     ("btf-unknown", "GET", "/v1/btf/x86_64/0.0.0-nowhere", {}, {404}),
+    # -- device and process files as includes ------------------------------------------
+    ("include-dev-urandom", "POST", "/v1/compile", src('#include "/dev/urandom"\n'), {422}),
+    ("include-dev-stdin", "POST", "/v1/compile", src('#include "/dev/stdin"\n'), {422}),
+    ("include-dev-random-angle", "POST", "/v1/compile", src("#include </dev/random>\n"), {422}),
+    ("include-dev-fd-0", "POST", "/v1/compile", src('#include "/dev/fd/0"\n'), {422}),
+    ("include-proc-self-fd", "POST", "/v1/compile", src('#include "/proc/self/fd/1"\n'), {422}),
+    ("include-proc-self-cwd", "POST", "/v1/compile",
+     src('#include "/proc/self/cwd/x.bpf.c"\nint y;\n'), {422}),
+    ("has-include-etc-shadow", "POST", "/v1/compile",
+     src('#if __has_include("/etc/shadow")\n#error present\n#endif\n#error end\n'), {422}),
+    ("has-include-next-dotdot", "POST", "/v1/compile",
+     src('#if __has_include_next(<../../../etc/passwd>)\n#error present\n#endif\n'
+         '#error end\n'), {422}),
+    # -- text that is not UTF-8 in every string field ------------------------------------
+    ("surrogate-define-value", "POST", "/v1/compile",
+     raw(_body(defines='{"A": "\\ud800"}')), {400}),
+    ("surrogate-define-name", "POST", "/v1/compile",
+     raw(_body(defines='{"A\\udc00": "1"}')), {400}),
+    ("surrogate-main", "POST", "/v1/compile",
+     raw(b'{"bundle": {"main": "x\\ud800.bpf.c", "files": {"x\\ud800.bpf.c": "int x;"}}}'),
+     {400}),
+    ("surrogate-file-name", "POST", "/v1/compile",
+     raw(b'{"bundle": {"main": "x.bpf.c", "files": {"x.bpf.c": "int x;", '
+         b'"a\\udfff.h": ""}}}'), {400}),
+    ("surrogate-kernel", "POST", "/v1/compile", raw(_body(kernel='"6.1\\ud800"')), {400}),
+    ("surrogate-arch", "POST", "/v1/compile", raw(_body(arch='"x86_64\\ud800"')), {400}),
+    # -- names with newlines --------------------------------------------------------------
+    ("newline-define-name", "POST", "/v1/compile",
+     src("int x;\n", defines={"A\n#include </etc/passwd>": "1"}), {400}),
+    ("newline-file-name", "POST", "/v1/compile",
+     bundle("x.bpf.c", {"x.bpf.c": "int x;", "a\n.h": ""}), {400}),
+    ("newline-main", "POST", "/v1/compile", bundle("x\n.bpf.c", {"x\n.bpf.c": "int x;"}), {400}),
+    ("newline-kernel", "POST", "/v1/compile", src("int x;\n", kernel="6.1\n"), {400}),
+    ("carriage-return-define-value", "POST", "/v1/compile",
+     src("int x;\n", defines={"A": "1\r#x"}), {400}),
+    # -- oversize fields ------------------------------------------------------------------
+    ("oversize-define-value", "POST", "/v1/compile",
+     src("int x;\n", defines={"A": "1" * 300}), {400}),
+    ("oversize-define-name", "POST", "/v1/compile",
+     src("int x;\n", defines={"A" * 65: "1"}), {400}),
+    ("too-many-defines", "POST", "/v1/compile",
+     src("int x;\n", defines={f"D{i}": "1" for i in range(65)}), {400}),
+    ("oversize-main-name", "POST", "/v1/compile",
+     bundle("a" * 2000 + ".c", {"a" * 2000 + ".c": "int x;"}), {400}),
+    ("too-deep-file", "POST", "/v1/compile",
+     bundle("x.bpf.c", {"x.bpf.c": "int x;", "/".join(["d"] * 9) + ".h": ""}), {400}),
+    ("artifact-upper-case-digest", "GET", "/v1/artifacts/" + "A" * 64, {}, {400}),
 ]
 
 
@@ -172,3 +227,35 @@ def test_hostile_input_gets_clear_4xx(lcc_service, api, method, path, kwargs, st
         assert line not in text
     assert lcc_service.token not in text  # the service's environment holds it
     assert str(lcc_service.state_dir / "work") not in text  # no server paths
+
+
+# -- no answer tells whether a path exists on the server ---------------------------------
+
+SAME_LENGTH_PAIRS = [("/etc/passwd", "/etc/passwq"), ("/etc/shadow", "/etc/shadoq"),
+                     ("/dev/zero", "/dev/zerq"), ("/root", "/roox"),
+                     ("/proc/self/environ", "/proc/self/environq")]
+
+
+def _answer(client, text: str, path: str):
+    r = client.post("/v1/compile", json=src(text.format(path))["json"])
+    return r.status_code, str(r.json()).replace(path, "P")
+
+
+@pytest.mark.parametrize("existing,missing", SAME_LENGTH_PAIRS)
+@pytest.mark.parametrize("text", ['#include "{}"\n', "#include <{}>\n",
+                                  'int a;\n#include "{}"\nint b;\n'])
+def test_existing_and_missing_forbidden_paths_get_the_same_answer(api, existing, missing, text):
+    assert _answer(api, text, existing) == _answer(api, text, missing)
+
+
+HAS_INCLUDE = '#if __has_include("{}")\n#error present\n#else\n#error absent\n#endif\n'
+
+
+@pytest.mark.parametrize("existing,missing", SAME_LENGTH_PAIRS)
+def test_has_include_does_not_tell_whether_a_path_exists(lcc_service_as_nobody, existing,
+                                                         missing):
+    with lcc_service_as_nobody.client() as c:
+        seen = _answer(c, HAS_INCLUDE, existing)
+        assert seen == _answer(c, HAS_INCLUDE, missing)
+        assert seen[0] == 422 and "absent" in seen[1]
+    assert lcc_service_as_nobody.healthy()

@@ -35,7 +35,8 @@ def _elf(payload: bytes) -> bytes:
 
 
 class FakeSandbox:
-    landlock_abi = 0
+    landlock_abi = 6
+    unconfined = None
 
 
 class FakeToolchain:
@@ -45,6 +46,8 @@ class FakeToolchain:
         self.delay = delay
         self.calls = 0
         self.sandbox = FakeSandbox()
+        self.hanging = threading.Event()
+        self.killed = False
         self._lock = threading.Lock()
 
     def identity(self) -> dict:
@@ -59,11 +62,16 @@ class FakeToolchain:
     def prepare(self, *args) -> bool:
         return False
 
-    def compile(self, bundle, *, arch, defines, btf_path) -> CompileResult:
+    def compile(self, bundle, *, arch, defines, btf_path, cancel=None) -> CompileResult:
         with self._lock:
             self.calls += 1
         time.sleep(self.delay)
         text = bundle.files[bundle.main]
+        if "HANG" in text:  # a compile that runs until it is cancelled
+            self.hanging.set()
+            self.killed = cancel.wait(10)
+            from lcc_toolchain.sandbox import Cancelled
+            raise Cancelled("killed")
         if text in RAISES:
             raise RAISES[text]
         if "FAIL" in text:
@@ -276,3 +284,212 @@ def test_two_apps_do_not_share_state(make_app):
     run(a, [("POST", "/v1/compile", body())])
     (m,) = run(b, [("GET", "/metrics", {})])
     assert 'lcc_requests_total{endpoint="/v1/compile"' not in m.text
+
+
+# -- no sandbox, no compiling ---------------------------------------------------
+
+
+def _no_landlock_app(tmp_path, **settings):
+    """The real toolchain, on a kernel that (the probe says) has no Landlock."""
+    from lcc_toolchain.sandbox import Sandbox
+    host = tmp_path / "vmlinux"
+    host.write_bytes(FAKE_BTF)
+    s = Settings(state_dir=tmp_path / "state", warm=False, host_btf=host, **settings)
+    store = BtfStore(tmp_path / "state" / "btf", host_btf=host, host_arch="x86_64",
+                     host_release="6.0-test")
+    return create_app(s, btf_store=store, sandbox=Sandbox(probe=lambda: 0))
+
+
+def test_without_landlock_the_service_refuses_to_compile(tmp_path, caplog):
+    with caplog.at_level("ERROR", logger="lcc_server"):
+        app = _no_landlock_app(tmp_path)
+    health, comp, put = run(app, [
+        ("GET", "/healthz", {}),
+        ("POST", "/v1/compile", body()),
+        ("PUT", "/v1/btf/aarch64/5.10-arm", {"content": FAKE_BTF}),
+    ])
+
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert "Landlock" in health.json()["reason"]
+    assert (comp.status_code, comp.json()["error"]) == (503, "sandbox_unavailable")
+    assert "LCC_INSECURE_NO_SANDBOX=1" in comp.json()["detail"]
+    assert (put.status_code, put.json()["error"]) == (503, "sandbox_unavailable")
+    assert any("refuses to compile" in r.getMessage() for r in caplog.records)
+
+
+def test_insecure_opt_out_compiles_and_says_so(make_app, monkeypatch):
+    monkeypatch.setattr(FakeSandbox, "unconfined", "Landlock is not available")
+    refused, _ = make_app()
+    allowed, _ = make_app(insecure_no_sandbox=True)
+    (r1, h1) = run(refused, [("POST", "/v1/compile", body()), ("GET", "/healthz", {})])
+    (r2, h2) = run(allowed, [("POST", "/v1/compile", body()), ("GET", "/healthz", {})])
+
+    assert (r1.status_code, h1.status_code) == (503, 503)
+    assert (r2.status_code, h2.status_code) == (200, 200)
+    assert h2.json()["insecure"] == "Landlock is not available"
+
+
+def test_insecure_no_sandbox_setting():
+    assert Settings.from_env({"LCC_INSECURE_NO_SANDBOX": "1"}).insecure_no_sandbox
+    assert not Settings.from_env({}).insecure_no_sandbox
+    assert Settings.from_env(Settings(insecure_no_sandbox=True).to_env()).insecure_no_sandbox
+
+
+# -- a client that goes away ---------------------------------------------------
+
+
+def test_disconnected_client_stops_its_compile_and_frees_the_slot(make_app):
+    app, fake = make_app(max_queue=1)
+    service = app.state.service
+    payload = (b'{"bundle": {"main": "a.bpf.c", "files": {"a.bpf.c": "HANG"}}, '
+               b'"arch": "x86_64", "kernel": "6.0-test"}')
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/compile", "raw_path": b"/v1/compile",
+             "query_string": b"", "root_path": "", "server": ("t", 80), "client": ("c", 1),
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(payload)).encode())]}
+    sent = []
+
+    async def main():
+        gone = asyncio.Event()
+        first = [True]
+
+        async def receive():
+            if first[0]:
+                first[0] = False
+                return {"type": "http.request", "body": payload, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        request = asyncio.ensure_future(app(scope, receive, send))
+        await asyncio.get_running_loop().run_in_executor(None, fake.hanging.wait, 5)
+        gone.set()  # the client hangs up while clang runs
+        await asyncio.wait_for(request, 5)
+        for _ in range(100):  # the slot is given back once clang is dead
+            if service._slots._value == 2:
+                break
+            await asyncio.sleep(0.02)
+        free = service._slots._value
+        # the slot is free: the next compile runs at once
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return free, await c.post("/v1/compile", **body())
+
+    started = time.monotonic()
+    free, after = asyncio.run(main())
+
+    assert fake.killed and time.monotonic() - started < 5
+    assert sent[0]["status"] == 499 and free == 2
+    assert after.status_code == 200
+    assert service._waiting == 0 and len(service._flight) == 0
+
+
+# -- named tokens and who owns a BTF upload ---------------------------------------
+
+ALICE, BOB, ROOT = "a" * 32, "b" * 32, "r" * 32
+OTHER_BTF = FAKE_BTF[:-1] + b"\0\0"  # different bytes, still BTF
+
+
+def test_token_file_names_callers_and_guards_btf_uploads(make_app, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"# name token [admin]\nalice {ALICE}\nbob {BOB}\nops {ROOT} admin\n")
+    app, _ = make_app(token_file=tokens)
+
+    def as_(token, method, path, **kw):
+        return (method, path, {**kw, "headers": {"Authorization": f"Bearer {token}"}})
+
+    (anon, put, bob_replace, alice_replace, admin_replace, compiled) = [
+        run(app, [r])[0] for r in [
+            ("GET", "/v1/btf", {}),
+            as_(ALICE, "PUT", "/v1/btf/aarch64/5.10-arm", content=FAKE_BTF),
+            as_(BOB, "PUT", "/v1/btf/aarch64/5.10-arm?replace=true", content=OTHER_BTF),
+            as_(ALICE, "PUT", "/v1/btf/aarch64/5.10-arm?replace=true", content=OTHER_BTF),
+            as_(ROOT, "PUT", "/v1/btf/aarch64/5.10-arm?replace=true", content=FAKE_BTF),
+            as_(BOB, "POST", "/v1/compile", **body()),
+        ]]
+
+    assert anon.status_code == 401
+    assert put.status_code == 201
+    assert (bob_replace.status_code, bob_replace.json()["error"]) == (403, "forbidden")
+    assert "alice" in bob_replace.json()["detail"]
+    assert alice_replace.status_code == 201 and admin_replace.status_code == 201
+    assert compiled.status_code == 200
+    assert app.state.service.btf_store.owner("aarch64", "5.10-arm") == "ops"
+
+
+@pytest.mark.parametrize("text,error", [
+    ("alice\n", "expected"),
+    (f"alice {ALICE} root\n", "expected"),
+    ("alice short\n", "shorter than 16"),
+    (f"al/ice {ALICE}\n", "name must match"),
+    (f"alice {ALICE}\nalice {BOB}\n", "already listed"),
+    (f"alice {ALICE}\nbob {ALICE}\n", "already listed"),
+])
+def test_malformed_token_file_is_refused(tmp_path, text, error):
+    from lcc_server.tokens import TokenTable
+    path = tmp_path / "tokens"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=error):
+        TokenTable.load(token_file=path)
+
+
+def test_token_file_setting():
+    s = Settings.from_env({"LCC_TOKEN_FILE": "/etc/lcc/tokens"})
+    assert s.token_file == Path("/etc/lcc/tokens")
+    assert Settings.from_env(s.to_env()).token_file == Path("/etc/lcc/tokens")
+
+
+# -- the API contract ---------------------------------------------------------------
+
+
+def test_openapi_states_constraints_and_the_bearer_token(make_app):
+    app, _ = make_app(token="s3cret")
+    anon_docs, anon_redoc, anon_doc, doc = run(app, [
+        ("GET", "/docs", {}), ("GET", "/redoc", {}), ("GET", "/openapi.json", {}),
+        ("GET", "/openapi.json", {"headers": {"Authorization": "Bearer s3cret"}})])
+    assert (anon_docs.status_code, anon_redoc.status_code, anon_doc.status_code) == (401,) * 3
+
+    spec = doc.json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"][
+            "securitySchemes"]["bearer"]["description"]}
+    assert spec["security"] == [{"bearer": []}]
+    assert spec["paths"]["/healthz"]["get"]["security"] == []
+    schemas = spec["components"]["schemas"]
+    req, bundle_ = schemas["CompileRequest"]["properties"], schemas["BundleModel"]["properties"]
+    assert req["defines"]["propertyNames"]["pattern"] == r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+    assert req["defines"]["maxProperties"] == 64
+    assert "pattern" in str(req["kernel"]) and "x86_64" in str(req["arch"])
+    assert bundle_["files"]["maxProperties"] == 64
+    assert bundle_["main"]["pattern"].startswith("^(?:[A-Za-z0-9_]")
+    params = {p["name"]: p["schema"] for p in
+              spec["paths"]["/v1/btf/{arch}/{release}"]["get"]["parameters"]}
+    assert "aarch64" in params["arch"]["enum"] and params["release"]["maxLength"] == 128
+
+
+def test_path_pattern_is_what_check_path_accepts():
+    import re
+
+    from lcc_toolchain import validation
+    for good in ["a.bpf.c", "inc/x.h", "/".join(["d"] * 8)]:
+        assert re.fullmatch(validation.PATH_RE, good)
+        validation.check_path(good)
+    for bad in ["../x.h", ".h", "/x.h", "a//b", "/".join(["d"] * 9), "a/./b"]:
+        assert not re.fullmatch(validation.PATH_RE, bad)
+        with pytest.raises(ValueError):
+            validation.check_path(bad)
+
+
+def test_warning_when_exposed_without_a_token():
+    from lcc_server.server import exposure_warning
+    assert exposure_warning("0.0.0.0", Settings()) is not None
+    assert exposure_warning("192.0.2.1", Settings()) is not None
+    assert exposure_warning("::", Settings()) is not None
+    assert exposure_warning("127.0.0.1", Settings()) is None
+    assert exposure_warning("::1", Settings()) is None
+    assert exposure_warning("localhost", Settings()) is None
+    assert exposure_warning("0.0.0.0", Settings(token="t" * 20)) is None
+    assert exposure_warning("0.0.0.0", Settings(token_file=Path("/x"))) is None

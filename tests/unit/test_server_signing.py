@@ -44,7 +44,8 @@ def _elf(payload: bytes) -> bytes:
 
 
 class FakeSandbox:
-    landlock_abi = 0
+    landlock_abi = 6
+    unconfined = None
 
 
 class FakeToolchain:
@@ -68,7 +69,7 @@ class FakeToolchain:
     def prepare(self, *args) -> bool:
         return False
 
-    def compile(self, bundle, *, arch, defines, btf_path) -> CompileResult:
+    def compile(self, bundle, *, arch, defines, btf_path, cancel=None) -> CompileResult:
         with self._lock:
             self.calls += 1
         text = bundle.files[bundle.main]

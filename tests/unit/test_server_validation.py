@@ -280,6 +280,34 @@ def test_sandbox_policy_round_trip():
     assert program == ["/usr/bin/clang", "--", "-c"]
     assert policy == {"cwd": "/w", "read": ["/usr", "/a b"], "write": ["/w/out"],
                       "rlimits": {"cpu": 5, "as": 1 << 30}, "env": {"A": "x=y"},
-                      "landlock": True, "netns": False, "drop_caps": True}
+                      "landlock": True, "netns": False, "drop_caps": True, "user": None,
+                      "private_root": False}
     with pytest.raises(ValueError):
         decode_policy(["--cwd", "/w", "/bin/true"])  # no "--"
+
+
+@pytest.mark.parametrize("value", ["\ud800", "a\udfffb", "x" * 10 + "\udc80"])
+def test_define_value_that_is_not_utf8_is_invalid(value):
+    with pytest.raises(InvalidRequest, match="not valid UTF-8"):
+        validation.check_define("A", value)
+
+
+def test_surrogate_define_is_400_not_500(tmp_path):
+    from lcc_server.app import create_app
+    from lcc_server.btf_store import BtfStore
+    from lcc_server.settings import Settings
+    from lcc_toolchain.sandbox import Sandbox
+    host = tmp_path / "vmlinux"
+    host.write_bytes(b"\x9f\xeb\x01\x00" + b"\0" * 20)
+    app = create_app(Settings(state_dir=tmp_path, warm=False, host_btf=host,
+                              insecure_no_sandbox=True),
+                     btf_store=BtfStore(tmp_path / "btf", host_btf=host, host_arch="x86_64",
+                                        host_release="6.0-test"),
+                     sandbox=Sandbox(enabled=False))
+    body = (b'{"bundle": {"main": "a.bpf.c", "files": {"a.bpf.c": "int x;"}}, '
+            b'"defines": {"A": "\\ud800"}}')
+    from starlette.testclient import TestClient
+    with TestClient(app) as client:
+        r = client.post("/v1/compile", content=body,
+                        headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "UTF-8" in r.json()["detail"]

@@ -7,6 +7,7 @@ same bundle with and without it and compares the bytes.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -169,7 +170,7 @@ def test_error_inside_lbc_h_is_named_lbc_h(tc):
 def test_compiler_cannot_read_outside_its_roots(tc):
     with pytest.raises(CompileFailed) as err:
         tc.compile(B("x.bpf.c", {"x.bpf.c": '#include "/etc/passwd"\n'}))
-    assert "Permission denied" in err.value.diagnostics[0].message
+    assert err.value.diagnostics[0].message == "'/etc/passwd' file not found"
     assert "root:" not in err.value.log
 
 
@@ -312,3 +313,109 @@ def test_define_values_are_scanned_for_type_names(tc):
     got = tc.compile(B("d.bpf.c", {"d.bpf.c": text}), defines={"VIA": "sk_socket"})
 
     assert got.cut is True
+
+
+# -- tools as an unprivileged user ------------------------------------------------
+
+
+@pytest.fixture
+def open_dir():
+    """A directory that others may search, as a service's state directory is."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="lcc-test-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_compiles_with_tools_as_nobody(open_dir):
+    from lcc_toolchain.sandbox import Sandbox
+    tc = Toolchain(work_dir=open_dir / "work", sandbox=Sandbox(user=(65534, 65534)))
+    bundle = B("hello.bpf.c", {"hello.bpf.c": HELLO})
+
+    with_pch, plain = _both(tc, bundle)
+
+    assert tc.sandbox.user == (65534, 65534)
+    assert with_pch.object == plain.object and with_pch.pch
+    # bpftool wrote vmlinux.h, clang the PCH: both as nobody
+    (vmdir,) = (open_dir / "work" / "vmlinux").iterdir()
+    assert vmdir.stat().st_uid == 65534
+    assert all(p.stat().st_uid == 65534 for p in (open_dir / "work" / "pch").iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_tools_stay_root_when_the_work_dir_is_closed(tmp_path, caplog):
+    from lcc_toolchain.sandbox import Sandbox
+    tmp_path.chmod(0o700)
+    with caplog.at_level("WARNING", logger="lcc_toolchain.toolchain"):
+        tc = Toolchain(work_dir=tmp_path / "work", sandbox=Sandbox(user=(65534, 65534)))
+    assert tc.sandbox.user is None
+    assert "not searchable by others" in caplog.text
+
+
+# -- no path-existence oracle -----------------------------------------------------
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="this kernel has no Landlock")
+@pytest.mark.parametrize("template", ['#include "{}"\n', "#include <{}>\n",
+                                      'int x;\n#include "{}"\n'])
+def test_forbidden_and_missing_files_get_the_same_answer(tc, template):
+    answers = []
+    for path in ("/etc/passwd", "/etc/passwq", "/dev/zero", "/dev/zerq"):
+        with pytest.raises(CompileFailed) as exc:
+            tc.compile(B("x.bpf.c", {"x.bpf.c": template.format(path)}))
+        err = exc.value
+        answers.append((err.log.replace(path, "P"),
+                        [(d.line, d.column, d.message.replace(path, "P"))
+                         for d in err.diagnostics]))
+    assert answers[0] == answers[1] == answers[2] == answers[3]
+    assert "file not found" in answers[0][0] and "denied" not in answers[0][0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a private root needs root")
+def test_has_include_does_not_tell_whether_a_host_file_exists(open_dir):
+    from lcc_toolchain.sandbox import Sandbox
+    tc = Toolchain(work_dir=open_dir / "work", sandbox=Sandbox(user=(65534, 65534)), pch=False)
+    answers = []
+    for path in ("/etc/shadow", "/etc/shadoq", "../../../../../../etc/passwd", "/dev/zero"):
+        src = f'#if __has_include("{path}")\n#error found\n#else\n#error absent\n#endif\n'
+        with pytest.raises(CompileFailed) as exc:
+            tc.compile(B("x.bpf.c", {"x.bpf.c": src}))
+        answers.append([d.message for d in exc.value.diagnostics])
+    assert answers == [["absent"]] * 4
+
+
+# -- a damaged work directory heals ----------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "edit"])
+def test_damaged_vmlinux_h_is_made_again(tmp_path, damage):
+    tc = Toolchain(work_dir=tmp_path, pch=False)
+    bundle = B("x.bpf.c", {"x.bpf.c": HELLO})
+    first = tc.compile(bundle)
+    header = tc.vmlinux_h()
+    if damage == "truncate":
+        header.write_bytes(b"")
+    elif damage == "delete":
+        header.unlink()
+    else:
+        header.write_text(header.read_text().replace("struct task_struct {", "struct x {", 1))
+
+    again = Toolchain(work_dir=tmp_path, pch=False).compile(bundle)
+    assert again.object == first.object
+    assert tc.compile(bundle).object == first.object  # the running instance heals too
+    assert header.stat().st_size > 1000
+
+
+def test_leftover_request_directories_are_removed_at_start(tmp_path):
+    old = tmp_path / "tmp" / "c-dead"
+    fresh = tmp_path / "tmp" / "c-live"
+    for d in (old, fresh):
+        (d / "src").mkdir(parents=True)
+    os.utime(old, (0, 0))
+
+    Toolchain(work_dir=tmp_path)
+
+    assert not old.exists() and fresh.exists()

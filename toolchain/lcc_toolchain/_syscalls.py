@@ -17,6 +17,7 @@ __all__ = [
     "landlock_add_rule",
     "landlock_create_ruleset",
     "landlock_restrict_self",
+    "mount",
     "prctl",
     "unshare",
 ]
@@ -42,6 +43,9 @@ def _lib() -> ctypes.CDLL:
                               ctypes.c_ulong, ctypes.c_ulong]
         lib.unshare.restype = ctypes.c_int
         lib.unshare.argtypes = [ctypes.c_int]
+        lib.mount.restype = ctypes.c_int
+        lib.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                              ctypes.c_ulong, ctypes.c_char_p]
         _libc = lib
     return _libc
 
@@ -81,6 +85,15 @@ def landlock_restrict_self(ruleset_fd: int) -> None:
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """prctl(2)."""
     return _check(_lib().prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          data: str | None = None) -> None:
+    """mount(2)."""
+    def enc(v):
+        return None if v is None else os.fsencode(v)
+    _check(_lib().mount(enc(source), enc(target), enc(fstype), flags, enc(data)),
+           f"mount {target}")
 
 
 def unshare(flags: int) -> None:

@@ -6,6 +6,9 @@ names files as the bundle does (``prog.bpf.c``, ``include/x.h``) or as an
 include would (``lbc.h``, ``vmlinux.h``, ``bpf/bpf_helpers.h``).
 ``parse(log)`` reads ``file:line:col: severity: message`` lines, plus
 location-less ``error: ...`` lines, into diagnostics in order.
+``hide_denied(log)`` words "cannot open file 'X': Permission denied" (a file
+the sandbox forbids) as clang words a missing one, so that no answer tells
+whether a path exists on the server.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Iterable
 
 from lcc_toolchain.errors import Diagnostic
 
-__all__ = ["MAX_LOG_CHARS", "PathScrubber", "parse", "truncate"]
+__all__ = ["MAX_LOG_CHARS", "PathScrubber", "hide_denied", "parse", "truncate"]
 
 #: Logs sent back are cut to this many characters.
 MAX_LOG_CHARS = 64 * 1024
@@ -25,6 +28,19 @@ _LOCATED = re.compile(r"^(?P<file>[^\s:][^:\n]*?):(?P<line>\d+):(?:(?P<col>\d+):
                       rf"(?P<sev>{_SEVERITIES}):\s(?P<msg>.*)$")
 _UNLOCATED = re.compile(r"^(?:[\w.+-]*clang[\w.+-]*:\s)?"
                         r"(?P<sev>fatal error|error|warning):\s(?P<msg>.*)$")
+
+
+# clang's words for a file it found but may not read (errno text after the colon).
+_DENIED = re.compile(r"cannot open file '(?P<path>[^'\n]*)': [A-Z][\w ]*")
+# The caret line under a "file not found" (clang underlines a missing name
+# with ~, not a forbidden one).
+_NOT_FOUND_CARET = re.compile(r"(' file not found\n[^\n]*\n *\^)~+")
+
+
+def hide_denied(log: str) -> str:
+    """``log`` with every unreadable file reported as not found."""
+    return _NOT_FOUND_CARET.sub(r"\1", _DENIED.sub(lambda m: f"'{m['path']}' file not found",
+                                                   log))
 
 
 class PathScrubber:

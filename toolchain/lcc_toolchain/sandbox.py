@@ -9,14 +9,25 @@ the ``lcc_toolchain.sandbox_exec`` trampoline with
 - Landlock: reads only under the toolchain directories plus ``read``,
   writes only under ``write``, no TCP, no abstract unix sockets,
 - a new network namespace when the kernel lets us create one,
-- no capabilities and ``no_new_privs``.
+- no capabilities and ``no_new_privs``,
+- with ``user=(uid, gid)``, that user and no supplementary groups (the
+  server, when root, runs its tools as ``nobody``); the ``write`` directories
+  are handed to that user before the run, and the program sees a root
+  directory holding only its read and write paths (``--private-root``): to
+  it, other host paths do not exist, rather than exist unreadable.
 
 When Landlock is unavailable the sandbox logs one warning and keeps every
-other limit.  ``Sandbox(enabled=False)`` runs the program directly with the
+other limit; ``Sandbox.unconfined`` then says why, so that a caller facing
+untrusted input (the compile service) can refuse to run anything.
+``Sandbox(enabled=False)`` runs the program directly with the
 same environment, limits and timeout but no Landlock, namespace or capability
-changes (for hosts that forbid them).
+changes (for hosts that forbid them).  ``probe`` (default
+``landlock.abi_version``) tells which Landlock ABI the kernel offers; tests
+pass one answering 0.
 The outcome is a ``Completed``; ``Completed.exceeded`` names the limit that
-stopped the program, if any.
+stopped the program, if any.  ``run(..., cancel=event)`` kills the program
+when the ``threading.Event`` is set (its client went away) and raises
+``Cancelled``.
 """
 
 from __future__ import annotations
@@ -30,14 +41,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcc_toolchain import landlock
 from lcc_toolchain.sandbox_exec import encode_policy
 
-__all__ = ["Completed", "Limits", "Sandbox", "SandboxError", "SYSTEM_READ_PATHS"]
+__all__ = ["Cancelled", "Completed", "Limits", "Sandbox", "SandboxError", "SYSTEM_READ_PATHS"]
 
 log = logging.getLogger("lcc_toolchain.sandbox")
 
@@ -54,6 +67,10 @@ _EXEC_FAILED = 127
 
 class SandboxError(RuntimeError):
     """The sandbox itself could not be set up (not the program's failure)."""
+
+
+class Cancelled(Exception):
+    """The run was cancelled (``cancel`` set) and the program killed."""
 
 
 @dataclass(frozen=True)
@@ -95,9 +112,11 @@ class Sandbox:
     limits: Limits = field(default_factory=Limits)
     python: str = sys.executable
     extra_read: tuple[str, ...] = ()
+    probe: Callable[[], int] = landlock.abi_version
+    user: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        self.landlock_abi = landlock.abi_version() if self.enabled else 0
+        self.landlock_abi = self.probe() if self.enabled else 0
         if self.enabled and self.landlock_abi == 0:
             log.warning("Landlock is not available on this kernel: compilers run with "
                         "resource limits, an empty environment and no capabilities, but "
@@ -107,6 +126,17 @@ class Sandbox:
         pkg_parent = str(Path(__file__).resolve().parent.parent)
         self._bootstrap = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
                            "from lcc_toolchain.sandbox_exec import main; main(sys.argv[1:])")
+
+    @property
+    def unconfined(self) -> str | None:
+        """Why programs would run without filesystem confinement, or None when
+        Landlock confines them."""
+        if not self.enabled:
+            return "the compiler sandbox is disabled (LCC_SANDBOX=0)"
+        if self.landlock_abi < 1:
+            return ("Landlock is not available on this kernel (needs Linux 5.13 or later "
+                    "with CONFIG_SECURITY_LANDLOCK=y and landlock in the lsm= boot list)")
+        return None
 
     def toolchain_paths(self, *programs: str) -> list[str]:
         """Read paths a program needs besides the system ones: the tree it is
@@ -123,19 +153,27 @@ class Sandbox:
 
     def run(self, argv: list[str], *, cwd: Path, read: Iterable[str | os.PathLike] = (),
             write: Iterable[str | os.PathLike] = (), env: Mapping[str, str] | None = None,
-            stdout_path: Path | None = None, limits: Limits | None = None) -> Completed:
+            stdout_path: Path | None = None, limits: Limits | None = None,
+            cancel: threading.Event | None = None) -> Completed:
         """Run ``argv`` confined; ``argv[0]`` must be an absolute path.
 
         ``stdout_path`` receives the program's output; otherwise its first
         ``MAX_CAPTURE`` bytes come back in ``Completed.stdout`` (stderr alike).
-        Raises ``SandboxError`` when the confinement could not be applied.
+        Raises ``SandboxError`` when the confinement could not be applied,
+        ``Cancelled`` when ``cancel`` was set before the program ended.
         """
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before start")
         limits = limits or self.limits
         options = encode_policy(
             cwd=str(cwd), read=[*SYSTEM_READ_PATHS, *self.extra_read, *map(str, read)],
             write=list(map(str, write)), rlimits=limits.rlimits(), env=env,
             landlock=self.enabled and self.landlock_abi > 0,
-            netns=self.enabled, drop_caps=self.enabled)
+            netns=self.enabled, drop_caps=self.enabled, user=self.user,
+            private_root=self.enabled and self.user is not None)
+        if self.user is not None:
+            for path in write:  # fresh directories made for this run
+                os.chown(path, *self.user)
         cmd = [self.python, "-E", "-s", "-S", "-c", self._bootstrap, *options, *argv]
         # Output goes to files, not pipes: the file-size limit then bounds it
         # too, and only its head is read back into this process.
@@ -146,10 +184,12 @@ class Sandbox:
             proc = subprocess.Popen(  # noqa: S603 - argv is built by lcc, never by a request
                 cmd, cwd=str(cwd), env={}, stdin=subprocess.DEVNULL, stdout=out_f,
                 stderr=err_f, start_new_session=True)
-            timed_out = not _wait(proc, limits.wall_seconds)
+            timed_out = not _wait(proc, limits.wall_seconds, cancel)
             if timed_out:
                 _kill_group(proc.pid)
                 proc.wait()
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled(f"{Path(argv[0]).name} killed: its request was cancelled")
             out = b"" if stdout_path else _head(out_f)
             err = _head(err_f)
         done = Completed(proc.returncode, out or b"", err or b"")
@@ -170,8 +210,9 @@ def _head(f, limit: int = MAX_CAPTURE) -> bytes:
     return data
 
 
-def _wait(proc: subprocess.Popen, timeout: float) -> bool:
-    """Wait for ``proc`` to exit; False after ``timeout`` seconds.
+def _wait(proc: subprocess.Popen, timeout: float, cancel: threading.Event | None = None) -> bool:
+    """Wait for ``proc`` to exit; False after ``timeout`` seconds or, checked
+    every 50 ms, once ``cancel`` is set.
 
     Uses a pidfd where the kernel has one: ``Popen.wait(timeout)`` polls with
     sleeps of up to 50 ms, which would add that much to every compile.
@@ -187,7 +228,13 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bool:
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        ready = poller.poll(int(timeout * 1000))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            step = left if cancel is None else min(left, 0.05)
+            ready = poller.poll(max(0, int(step * 1000)))
+            if ready or left <= step or (cancel is not None and cancel.is_set()):
+                break
     finally:
         os.close(fd)
     if not ready:

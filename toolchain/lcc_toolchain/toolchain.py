@@ -41,13 +41,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 import logging
+import os
 import re
+import shutil
+import stat
+import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +124,53 @@ class Toolchain:
         self._lock = threading.Lock()
         self._versions: dict[str, str | None] = {}
         self._hash_memo: dict[str, tuple[tuple, str]] = {}
+        self._remove_leftovers()
+        self._open_work_dir()
+
+    def _remove_leftovers(self) -> None:
+        """Remove request directories (``tmp/c-*``, ``tmp/b-*``) that a killed
+        process left behind.  Only those older than twice the wall-clock limit:
+        other processes sharing the work directory may be compiling."""
+        cutoff = time.time() - max(60.0, 2 * self.sandbox.limits.wall_seconds)
+        try:
+            entries = list(os.scandir(self.work_dir / "tmp"))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(("c-", "b-")) and entry.stat(
+                    follow_symlinks=False).st_mtime < cutoff:
+                shutil.rmtree(entry.path, ignore_errors=True)
+
+    def _open_work_dir(self) -> None:
+        """Let the sandbox's user (``Sandbox.user``) reach the work directory:
+        its cache directories are made searchable (0711) and what a tool reads
+        there readable.  If a directory above it keeps others out (e.g. /root),
+        tools run as this process's user, with a warning."""
+        if self.sandbox.user is None:
+            return
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        for parent in self.work_dir.resolve().parents:
+            if not parent.stat().st_mode & stat.S_IXOTH:
+                log.warning("compilers run as uid %d, not uid %d: %s is not searchable by "
+                            "others (put LCC_STATE_DIR elsewhere, e.g. /var/lib/lcc)",
+                            os.geteuid(), self.sandbox.user[0], parent)
+                self.sandbox.user = None
+                return
+        for d in (self.work_dir, self.work_dir / "tmp", self.work_dir / "vmlinux",
+                  self.work_dir / "pch"):
+            d.mkdir(exist_ok=True)
+            os.chmod(d, 0o711)
+
+    def _readable_by_tools(self, root: Path) -> None:
+        """Make ``root``, inputs in a request directory, readable by the
+        sandbox's user (the request directory itself only searchable)."""
+        if self.sandbox.user is None:
+            return
+        os.chmod(root.parent, 0o711)
+        for dirpath, dirnames, filenames in os.walk(root):
+            os.chmod(dirpath, 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
 
     # -- tools and identity -------------------------------------------------
 
@@ -297,7 +346,7 @@ class Toolchain:
         text = cutter.base_header().encode()
         base = vmdir / f"cut-{hashlib.sha256(text).hexdigest()[:16]}"
         if not (base / "vmlinux.h").is_file():
-            write_atomic(base / "vmlinux.h", text)
+            write_atomic(base / "vmlinux.h", text, mode=0o644)
         return base
 
     def _cut_plan(self, vmdir: Path, main: str, files: Mapping[str, str],
@@ -321,15 +370,16 @@ class Toolchain:
 
     def compile(self, bundle, *, arch: str = "x86_64",
                 defines: Mapping[str, str | None] | None = None,
-                btf_path: Path = HOST_BTF, use_pch: bool | None = None) -> CompileResult:
+                btf_path: Path = HOST_BTF, use_pch: bool | None = None,
+                cancel: threading.Event | None = None) -> CompileResult:
         """Compile ``bundle`` (``.main`` and ``.files``: relative path -> text).
 
         ``defines`` maps NAME -> value (None for a bare ``-DNAME``).  Raises
         ``CompileFailed`` (clang's diagnostics, or a limit hit),
         ``InvalidRequest`` (a ``ValueError``: bad bundle, arch or define),
         ``BtfUnavailable``, ``ToolMissing``, ``ToolchainError`` (the sandbox
-        could not be set up).  ``use_pch=False`` forces the plain
-        path (the result is the same).
+        could not be set up), ``sandbox.Cancelled`` (``cancel`` was set: clang
+        is killed).  ``use_pch=False`` forces the plain path (the result is the same).
         """
         main, files = bundle.main, dict(bundle.files)
         check_bundle(main, files, self.caps)
@@ -350,14 +400,16 @@ class Toolchain:
         try:
             src, out = req / "src", req / "out"
             _write_bundle(src, files)
+            self._readable_by_tools(src)
             out.mkdir()
             done, cut = None, False
             if plan is not None:
                 base_dir, extra = plan
                 (req / "types").mkdir()
                 (req / "types" / _TYPES_H).write_text(extra)
+                self._readable_by_tools(req / "types")
                 done = self._attempt(clang, arch, btf_sha, base_dir, src, out, main, files,
-                                     defines, want_pch, req / "types" / _TYPES_H)
+                                     defines, want_pch, req / "types" / _TYPES_H, cancel)
                 cut = done[0] == 0 and not done[2]
                 if not cut and not done[2]:
                     # Maybe a type the cut left incomplete, maybe an error in the
@@ -366,7 +418,7 @@ class Toolchain:
                     done = None
             if done is None:
                 done = self._attempt(clang, arch, btf_sha, vmdir, src, out, main, files,
-                                     defines, want_pch, None)
+                                     defines, want_pch, None, cancel)
             returncode, log, exceeded, pch = done
             diags = diagnostics.parse(log)
             if exceeded or returncode != 0:
@@ -381,7 +433,8 @@ class Toolchain:
 
     def _attempt(self, clang: str, arch: str, btf_sha: str, vmdir: Path, src: Path, out: Path,
                  main: str, files: Mapping[str, str], defines: Mapping[str, str | None],
-                 want_pch: bool, extra: Path | None) -> tuple[int, str, str | None, bool]:
+                 want_pch: bool, extra: Path | None,
+                 cancel: threading.Event | None = None) -> tuple[int, str, str | None, bool]:
         """One clang run against the vmlinux.h in ``vmdir`` (plus ``extra``, the
         program's further types of a cut), with that header's PCH when it
         applies.  Returns (returncode, log, limit exceeded, PCH used)."""
@@ -392,17 +445,19 @@ class Toolchain:
             if pch is not None and extra is None and reason_not_applicable(pch, main, files,
                                                                             defines):
                 pch = None
-        run = self._run_clang(clang, arch, vmdir, src, out, main, defines, pch, extra)
+        run = self._run_clang(clang, arch, vmdir, src, out, main, defines, pch, extra, cancel)
         if pch is not None and run[0] != 0 and refused(run[1]):
             # clang refused the PCH (a header changed on disk): rebuild later.
             self._pch.drop(pch_key, pch)
             pch = None
-            run = self._run_clang(clang, arch, vmdir, src, out, main, defines, None, extra)
+            run = self._run_clang(clang, arch, vmdir, src, out, main, defines, None, extra,
+                                  cancel)
         return (*run, pch is not None)
 
     def _run_clang(self, clang: str, arch: str, vmdir: Path, src: Path, out: Path, main: str,
                    defines: Mapping[str, str | None], pch: Pch | None,
-                   extra: Path | None) -> tuple[int, str, str | None]:
+                   extra: Path | None,
+                   cancel: threading.Event | None = None) -> tuple[int, str, str | None]:
         argv = [clang, *self._flags(arch, vmdir, src)]
         read = [src, include_dir(), vmdir, *self._system_read(arch)]
         if pch is not None:
@@ -415,7 +470,7 @@ class Toolchain:
             read.append(extra.parent)
         argv += [*define_args(defines), "-c", main, "-o", str(out / _OBJ_NAME)]
         try:
-            done = self.sandbox.run(argv, cwd=src, read=read, write=[out])
+            done = self.sandbox.run(argv, cwd=src, read=read, write=[out], cancel=cancel)
         except SandboxError as exc:
             raise ToolchainError(f"the compiler sandbox could not be set up: {exc}",
                                  hint="run on a kernel with Landlock, or disable the sandbox "
@@ -425,7 +480,8 @@ class Toolchain:
             *([(extra.parent, "")] if extra is not None else []),
             (self.libbpf_include, ""), (self.work_dir, "<work>/"),
             *([(pch.path.parent, "")] if pch is not None else [])])
-        return done.returncode, scrub(done.stderr.decode("utf-8", errors="replace")), done.exceeded
+        text = diagnostics.hide_denied(scrub(done.stderr.decode("utf-8", errors="replace")))
+        return done.returncode, text, done.exceeded
 
     # -- tailored BTF -------------------------------------------------------
 
@@ -442,6 +498,7 @@ class Toolchain:
             src.mkdir()
             out.mkdir()
             (src / "obj.o").write_bytes(obj)
+            self._readable_by_tools(src)
             done = self.sandbox.run(
                 [bpftool, "gen", "min_core_btf", str(btf_path), str(out / "min.btf"),
                  str(src / "obj.o")], cwd=out, read=[btf_path, src], write=[out])

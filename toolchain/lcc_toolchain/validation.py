@@ -55,6 +55,9 @@ DEFINE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 _PATH_COMPONENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,127}$")
 _MAX_DEPTH = 8
+#: A whole bundle path (what ``check_path`` accepts), for documents such as OpenAPI.
+PATH_RE = re.compile(rf"^(?:{_PATH_COMPONENT_RE.pattern[1:-1]}/){{0,{_MAX_DEPTH - 1}}}"
+                     rf"{_PATH_COMPONENT_RE.pattern[1:-1]}$")
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,10 @@ def check_define(name: str, value: str | None, caps: Caps | None = None) -> None
         raise InvalidRequest(f"define {name} must have a string value or null")
     if any(c in value for c in "\n\r\x00"):
         raise InvalidRequest(f"define {name} value must be one line without NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate cannot reach clang's argv
+        raise InvalidRequest(f"define {name} value is not valid UTF-8") from None
     if len(value) > caps.max_define_value:
         raise InvalidRequest(f"define {name} value is longer than {caps.max_define_value}")
 

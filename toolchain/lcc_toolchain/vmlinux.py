@@ -8,12 +8,16 @@ the file's identity (device, inode, size, mtime) stays the same, so the
 in the sandbox the first time (the BTF may be an upload from anyone), then
 appending ``extern`` declarations of the kernel's kfuncs, which older bpftool
 releases do not write (``lcc_toolchain.kfuncs``).
-Entries are published by an atomic rename, so several threads or processes
-may share one cache directory.
+Entries are published by an atomic rename after an fsync, so several threads
+or processes may share one cache directory.  Beside each header,
+``vmlinux.h.sha256`` records its size and digest; a header that no longer
+matches (truncated, edited) or is gone is logged and made again, so a damaged
+cache never fails every compile for that kernel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -31,6 +35,8 @@ from lcc_toolchain.sandbox import Sandbox
 __all__ = ["BtfDigests", "VmlinuxCache", "file_sha256"]
 
 log = logging.getLogger("lcc_toolchain.vmlinux")
+
+_STAMP = "vmlinux.h.sha256"  # "<size> <sha256>" of vmlinux.h beside it
 
 
 def file_sha256(path: Path) -> str:
@@ -82,9 +88,29 @@ class VmlinuxCache:
         self._bpftool = bpftool  # resolves lazily: raises ToolMissing
         self._skip_kfuncs = skip_kfuncs
         self._locks = KeyedLocks()
+        self._verified: dict[str, tuple] = {}  # directory -> header identity checked
 
     def path(self, sha: str) -> Path:
         return self.root / f"{sha}.{self.LAYOUT}"
+
+    def _valid(self, final: Path) -> bool:
+        """Whether ``final`` holds a header matching its recorded size and digest
+        (hashed again only when the file's identity changed)."""
+        header = final / "vmlinux.h"
+        try:
+            st = os.stat(header)
+            recorded = (final / _STAMP).read_text().split()
+        except OSError:
+            return False
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._verified.get(str(final)) == ident:
+            return True
+        if recorded != [str(st.st_size), file_sha256(header)]:
+            log.warning("%s does not match its recorded size and digest; making it again",
+                        header)
+            return False
+        self._verified[str(final)] = ident
+        return True
 
     def get(self, btf_path: Path, sha: str) -> Path:
         """Directory holding vmlinux.h for the BTF whose sha256 is ``sha``.
@@ -92,12 +118,17 @@ class VmlinuxCache:
         Raises ``BtfUnavailable`` when bpftool cannot read the BTF.
         """
         final = self.path(sha)
-        if (final / "vmlinux.h").is_file():
+        if self._valid(final):
             return final
         with self._locks.hold(sha):
-            if (final / "vmlinux.h").is_file():
+            if self._valid(final):
                 return final
             self.root.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # damaged: out of the way, then made again
+                trash = Path(tempfile.mkdtemp(prefix=".old-", dir=self.root))
+                with contextlib.suppress(OSError):
+                    os.rename(final, trash / "old")
+                shutil.rmtree(trash, ignore_errors=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
             try:
                 done = self._sandbox.run(
@@ -109,10 +140,11 @@ class VmlinuxCache:
                         f"bpftool could not turn the BTF into vmlinux.h: {why}",
                         hint="upload the kernel's /sys/kernel/btf/vmlinux unchanged")
                 self._add_kfuncs(tmp / "vmlinux.h", btf_path)
+                _seal(tmp)
                 try:
                     os.rename(tmp, final)
                 except OSError:
-                    if not (final / "vmlinux.h").is_file():  # lost a race otherwise
+                    if not self._valid(final):  # lost a race otherwise
                         raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -131,6 +163,19 @@ class VmlinuxCache:
         if block:
             text = header.read_text(errors="replace")
             header.write_text(kfuncs.append_to(text, block))
+
+
+def _seal(directory: Path) -> None:
+    """Record the header's size and digest, and flush both to disk."""
+    header = directory / "vmlinux.h"
+    stamp = directory / _STAMP
+    stamp.write_text(f"{header.stat().st_size} {file_sha256(header)}\n")
+    for path in (header, stamp, directory):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _failure(done, btf_path: Path) -> str:
