@@ -32,7 +32,7 @@ import struct
 import weakref
 
 from .._record import Record
-from ..btf import KIND_STRUCT, KIND_UNION, Btf, BtfType, Struct
+from ..btf import KIND_STRUCT, KIND_UNION, Btf, BtfType
 from ..errors import BtfError, LccError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
