@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 
@@ -35,6 +36,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--btf-output", metavar="FILE",
                    help="where --btf writes (default: the object's name with .btf)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor fill the cache")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of text: output, digest, size, origin, "
+                        "cached, cache_hit, btf_output, warnings, programs, maps")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="how long to wait for a compile service's answer (default: "
                         "LCC_TIMEOUT, else 120)")
@@ -55,6 +59,35 @@ def default_btf_output(output: str) -> str:
         if output.endswith(suffix):
             return output[:-len(suffix)] + ".btf"
     return output + ".btf"
+
+
+def _summary(data: bytes, name: str) -> tuple[list | None, list | None]:
+    """Programs (name, section, type) and maps (name, type) of an object, or
+    (None, None) when libbpf cannot open it: the summary is a convenience and
+    the object was written already."""
+    from .inspect import describe
+    try:
+        info = describe(data, name=name)
+    except LccError:
+        return None, None
+    return ([{"name": p["name"], "section": p["section"], "type": p["type"]}
+             for p in info["programs"]],
+            [{"name": m["name"], "type": m["type"]} for m in info["maps"]])
+
+
+def result_json(output: str, art, btf_output: str | None) -> dict:
+    """``lcc compile --json``: ``output`` (the object's path), ``digest``
+    (sha256), ``size`` (bytes), ``origin`` (``local``, a service URL,
+    ``docker:<image>``), ``cached`` (no compiler ran), ``cache_hit`` (this
+    client's cache answered), ``btf_output`` (path or null), ``warnings``
+    (dicts with file, line, column, severity, message), ``programs`` (name,
+    section, type) and ``maps`` (name, type), null if the object cannot be read."""
+    name = os.path.basename(output).split(".", 1)[0] or None
+    programs, maps = _summary(art.object, name)
+    return {"output": output, "digest": art.digest, "size": len(art.object),
+            "origin": art.origin, "cached": bool(art.cached), "cache_hit": bool(art.cache_hit),
+            "btf_output": btf_output, "warnings": [w.to_dict() for w in art.warnings],
+            "programs": programs, "maps": maps}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,13 +114,18 @@ def run(args: argparse.Namespace) -> int:
         warn(str(CompileWarning(w, bundle.files)))
     output = args.output or default_output(args.source)
     write_file(output, art.object)
+    btf_out = (args.btf_output or default_btf_output(output)) if args.btf else None
+    if btf_out is not None:
+        write_file(btf_out, art.btf or b"")
+    if args.json:
+        print(json.dumps(result_json(output, art, btf_out), indent=2))
+        sys.stdout.flush()
+        return 0
     how = ("from the cache" if art.cache_hit else
            "compiled locally" if art.origin == "local" else
            f"{'cached' if art.cached else 'compiled'} by {art.origin}")
     print(f"{output}: {human_size(len(art.object))}, sha256 {art.digest[:16]} ({how})")
-    if args.btf:
-        btf_out = args.btf_output or default_btf_output(output)
-        write_file(btf_out, art.btf or b"")
+    if btf_out is not None:
         print(f"{btf_out}: {human_size(len(art.btf or b''))} of tailored BTF")
     sys.stdout.flush()
     return 0
