@@ -338,6 +338,30 @@ def test_inspect_lists_programs_maps_globals_with_btf_types(lcc, tool, tmp_path)
         "name": "comm", "type": "char[16]", "offset": 16}
 
 
+@pytest.mark.toolchain
+def test_inspect_compiles_a_source_first(lcc, env):
+    """A .bpf.c is compiled (through the cache, as by `lcc compile`) and its object inspected."""
+    src = str(Path(__file__).resolve().parents[1] / "progs" / "events.bpf.c")
+
+    text = lcc("inspect", src).stdout
+    info = json.loads(lcc("inspect", src, "--json", "--backend", "local").stdout)
+
+    assert text.startswith(f"{src}: 2 programs, ")
+    assert re.search(r'emit\s+SEC\("tracepoint/syscalls/sys_enter_getppid"\)', text)
+    assert re.search(r"rb\s+ringbuf, max_entries 65536", text)
+    assert {p["name"] for p in info["programs"]} == {"emit", "burst"}
+    maps = {m["name"]: m for m in info["maps"]}
+    assert maps["pb"]["type"] == "perf_event_array"
+    assert maps["rb"]["event_type"]["name"] == "struct event"
+    cached = json.loads(lcc("cache", "ls", "--json").stdout)["entries"]
+    assert [e["source"] for e in cached] == ["events.bpf.c"]
+
+
+def test_inspect_source_errors_are_one_line(lcc):
+    assert "no such file: missing.bpf.c" in one_error_line(
+        lcc("inspect", "missing.bpf.c", check=None))
+
+
 def test_inspect_rejects_non_objects(lcc, tmp_path):
     (tmp_path / "x.txt").write_text("hello")
     assert "not an ELF object" in one_error_line(lcc("inspect", "x.txt", check=None))
