@@ -484,3 +484,21 @@ def test_verbose_before_or_after_the_command(lcc, tool):
     after = lcc("inspect", "tool.bpf.o", "-v")
     assert "libbpf" not in quiet.stderr
     assert "libbpf" in before.stderr and "libbpf" in after.stderr
+
+
+def test_readme_lists_the_machine_readable_and_printk_options():
+    """The README's `lcc` command section names --json where commands take it,
+    --printk and inspecting a source, and the parser agrees."""
+    from lcc.cli import build_parser
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## The `lcc` command", 1)[1].split("\n## ", 1)[0]
+    flat = " ".join(section.split())
+
+    assert "lcc btf push|pull|ls [--json]" in flat and "lcc cache ls [--json]|clear" in flat
+    assert re.search(r"`lcc compile foo\.bpf\.c [^`]*\[--json\]`", flat)
+    assert re.search(r"`lcc run foo\.bpf\.c [^`]*\[--printk\]`", flat)
+    assert "`lcc inspect foo.bpf.c" in flat
+    for key in ("cache_hit", "btf_output", "sha256", "created"):
+        assert f'"{key}"' in flat
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert "--printk" in sub["run"].format_help() and "--json" in sub["compile"].format_help()
