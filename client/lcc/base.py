@@ -577,6 +577,59 @@ class ClbcBase(PyLccNames):
         """Wait for events on every open perf buffer once (BCC's semantics)."""
         return self._poll("perf", timeout_ms)
 
+    # -- bpf_printk() output, BCC's names ------------------------------------------
+
+    def _trace_pipe(self) -> Any:
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} '{self.name}' is closed")
+        if self._owned.trace_pipe is None:
+            from .tracepipe import TracePipe
+            self._owned.trace_pipe = TracePipe()
+        return self._owned.trace_pipe
+
+    def trace_readline(self, timeout: float | None = None) -> str | None:
+        """The next line of ``<tracefs>/trace_pipe``, waiting up to ``timeout``
+        seconds (None: for ever); None when none came.  The pipe is
+        system-wide and reading consumes: filter on your pid or a marker.
+        Raises :class:`~lcc.errors.NotSupported` without tracefs."""
+        return self._trace_pipe().readline(timeout)
+
+    def trace_fields(self, timeout: float | None = None) -> Any:
+        """BCC's ``trace_fields()``: the next trace_pipe event as a
+        :class:`lcc.tracepipe.TraceLine` ``(task, pid, cpu, flags, ts, msg)``
+        (text, not bytes), skipping lines that are not events; None when
+        nothing came within ``timeout`` seconds (None: wait for ever)."""
+        import time
+
+        from .tracepipe import parse
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            line = self.trace_readline(left)
+            if line is None:
+                return None
+            fields = parse(line)
+            if fields is not None:
+                return fields
+
+    def trace_print(self, fmt: str | None = None, *, file: Any = None) -> None:
+        """BCC's ``trace_print()``: print trace_pipe lines until Ctrl-C (which
+        ends it quietly).  ``fmt`` formats each event with ``str.format``,
+        positionally as in BCC (``"{1} {5}"``: pid and message) or by name
+        (``"{pid} {msg}"``); without it the raw line is printed."""
+        import sys
+        out = file if file is not None else sys.stdout
+        try:
+            while True:
+                if fmt is None:
+                    line = self.trace_readline()
+                else:
+                    f = self.trace_fields()
+                    line = fmt.format(*f, **f._asdict())
+                print(line, file=out, flush=True)
+        except KeyboardInterrupt:
+            return
+
 
 #: The port of pyLCC's compile service, which a bare host name means.
 PYLCC_SERVER_PORT = 7655
@@ -609,15 +662,20 @@ class _Owned:
     finalizer then releases all this.
     """
 
-    __slots__ = ("links", "obj", "spec")
+    __slots__ = ("links", "obj", "spec", "trace_pipe")
 
     def __init__(self) -> None:
         self.links: list[Link | LinkGroup] = []
         self.obj: BpfObject | None = None
         self.spec: ObjectSpec | None = None
+        self.trace_pipe: Any = None  # a TracePipe, once trace_fields() opened it
 
     def release(self) -> None:
-        """Free buffers, detach links, then free the object and the spec."""
+        """Close the trace pipe, free buffers, detach links, then free the object
+        and the spec."""
+        if self.trace_pipe is not None:
+            self.trace_pipe.close()
+            self.trace_pipe = None
         obj = self.obj
         if obj is not None:
             obj.close_buffers()

@@ -275,3 +275,16 @@ def test_bad_key_type_says_which_map(tool):
     with pytest.raises(TypeError, match="hash_in"):
         tool.maps["hash_in"]["not a number"]
     assert "x" not in tool.maps["hash_in"]
+
+
+def test_print_log2_hist_of_an_array_the_program_filled(load, capsys):
+    from lcc.hist import Log2Hist
+    lat2 = load("hist10.bpf.c").maps["lat2"]
+    trigger()  # hist2_push(&lat2, 5): slot 2, [4, 8)
+
+    lat2.print_log2_hist("usecs")
+
+    out = capsys.readouterr().out
+    assert out == Log2Hist.from_slots(lat2.get()).render("usecs") + "\n"
+    assert out.startswith("     usecs")
+    assert "4 -> 7" in out and sum(lat2.get()) == 1

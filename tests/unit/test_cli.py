@@ -241,6 +241,42 @@ def test_compile_prints_warnings(lcc, tmp_path):
 
 
 @pytest.mark.toolchain
+def test_compile_json_describes_the_object(lcc, tool, tmp_path):
+    import hashlib
+    first = json.loads(lcc("compile", str(tool), "-o", "t.bpf.o", "--json").stdout)
+    again = json.loads(lcc("compile", str(tool), "-o", "t.bpf.o", "--json").stdout)
+
+    data = (tmp_path / "t.bpf.o").read_bytes()
+    assert set(first) == {"output", "digest", "size", "origin", "cached", "cache_hit",
+                          "btf_output", "warnings", "programs", "maps"}
+    assert first["output"] == "t.bpf.o" and first["size"] == len(data)
+    assert first["digest"] == hashlib.sha256(data).hexdigest()
+    assert (first["origin"], first["cached"], first["cache_hit"]) == ("local", False, False)
+    assert (again["cached"], again["cache_hit"]) == (True, True)
+    assert first["btf_output"] is None and first["warnings"] == []
+    assert {"name": "on_getpid", "section": "tracepoint/syscalls/sys_enter_getpid",
+            "type": "tracepoint"} in first["programs"]
+    assert {"name": "counts", "type": "hash"} in first["maps"]
+    assert {"name": "events", "type": "ringbuf"} in first["maps"]
+
+
+@pytest.mark.toolchain
+def test_compile_json_carries_warnings_as_dicts(lcc, tmp_path):
+    (tmp_path / "w.bpf.c").write_text(
+        '#include "lbc.h"\n#warning check me\n'
+        'SEC("tracepoint/syscalls/sys_enter_getppid")\nint p(void *ctx)\n{\n\treturn 0;\n}\n'
+        'char LICENSE[] SEC("license") = "GPL";\n')
+
+    out = json.loads(lcc("compile", "w.bpf.c", "--json", "--btf").stdout)
+
+    assert out["btf_output"] == "w.btf" and (tmp_path / "w.btf").stat().st_size > 0
+    [w] = out["warnings"]
+    assert w == {"file": "w.bpf.c", "line": 2, "column": w["column"], "severity": "warning",
+                 "message": "check me [-W#warnings]"}
+    assert [p["name"] for p in out["programs"]] == ["p"] and out["maps"] == []
+
+
+@pytest.mark.toolchain
 def test_compile_btf_writes_tailored_btf(lcc, tool, tmp_path):
     lcc("compile", str(tool), "-o", "t.bpf.o", "--btf")
 
@@ -300,6 +336,30 @@ def test_inspect_lists_programs_maps_globals_with_btf_types(lcc, tool, tmp_path)
     assert maps["events"]["event_type"] == {"name": "struct event", "size": 32}
     assert info["types"]["struct event"]["members"][2] == {
         "name": "comm", "type": "char[16]", "offset": 16}
+
+
+@pytest.mark.toolchain
+def test_inspect_compiles_a_source_first(lcc, env):
+    """A .bpf.c is compiled (through the cache, as by `lcc compile`) and its object inspected."""
+    src = str(Path(__file__).resolve().parents[1] / "progs" / "events.bpf.c")
+
+    text = lcc("inspect", src).stdout
+    info = json.loads(lcc("inspect", src, "--json", "--backend", "local").stdout)
+
+    assert text.startswith(f"{src}: 2 programs, ")
+    assert re.search(r'emit\s+SEC\("tracepoint/syscalls/sys_enter_getppid"\)', text)
+    assert re.search(r"rb\s+ringbuf, max_entries 65536", text)
+    assert {p["name"] for p in info["programs"]} == {"emit", "burst"}
+    maps = {m["name"]: m for m in info["maps"]}
+    assert maps["pb"]["type"] == "perf_event_array"
+    assert maps["rb"]["event_type"]["name"] == "struct event"
+    cached = json.loads(lcc("cache", "ls", "--json").stdout)["entries"]
+    assert [e["source"] for e in cached] == ["events.bpf.c"]
+
+
+def test_inspect_source_errors_are_one_line(lcc):
+    assert "no such file: missing.bpf.c" in one_error_line(
+        lcc("inspect", "missing.bpf.c", check=None))
 
 
 def test_inspect_rejects_non_objects(lcc, tmp_path):
@@ -364,6 +424,53 @@ def test_cache_ls_and_clear(lcc, tool, env):
     assert lcc("cache", "dir").stdout.strip() == env["LCC_CACHE_DIR"]
 
 
+@pytest.mark.toolchain
+def test_cache_ls_json(lcc, tool, env):
+    lcc("compile", str(tool))
+
+    listed = json.loads(lcc("cache", "ls", "--json").stdout)
+
+    assert listed["root"] == env["LCC_CACHE_DIR"]
+    [e] = listed["entries"]
+    assert set(e) == {"key", "digest", "source", "kernel", "arch", "size", "btf", "created",
+                      "origin"}
+    assert (e["source"], e["origin"], e["btf"]) == ("tool.bpf.c", "local", False)
+    assert (e["kernel"], e["arch"]) == (os.uname().release, os.uname().machine)
+    assert len(e["digest"]) == 64 and e["size"] > 0 and isinstance(e["created"], float)
+    lcc("cache", "clear")
+    assert json.loads(lcc("cache", "ls", "--json").stdout)["entries"] == []
+
+
+def test_btf_ls_json(monkeypatch, capsys):
+    """The service's list, with sizes as ints and full digests; nothing else on stdout."""
+    from lcc import cli
+    from lcc.cli import btf
+
+    class FakeClient:
+        url = "http://svc:8000"
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def btf_list(self):
+            return [{"arch": "x86_64", "release": "6.1.0", "source": "push", "size": "4096",
+                     "sha256": "ab" * 32},
+                    {"arch": "aarch64", "release": "5.15.0"}]
+
+    monkeypatch.setattr(btf, "server_client", lambda args: FakeClient())
+
+    assert cli.main(["btf", "ls", "--json"]) == 0
+
+    assert json.loads(capsys.readouterr().out) == {"server": "http://svc:8000", "kernels": [
+        {"arch": "x86_64", "release": "6.1.0", "source": "push", "size": 4096,
+         "sha256": "ab" * 32},
+        {"arch": "aarch64", "release": "5.15.0", "source": None, "size": None,
+         "sha256": None}]}
+
+
 def test_btf_without_service(lcc):
     assert "LCC_SERVER" in one_error_line(lcc("btf", "ls", check=None))
 
@@ -377,3 +484,21 @@ def test_verbose_before_or_after_the_command(lcc, tool):
     after = lcc("inspect", "tool.bpf.o", "-v")
     assert "libbpf" not in quiet.stderr
     assert "libbpf" in before.stderr and "libbpf" in after.stderr
+
+
+def test_readme_lists_the_machine_readable_and_printk_options():
+    """The README's `lcc` command section names --json where commands take it,
+    --printk and inspecting a source, and the parser agrees."""
+    from lcc.cli import build_parser
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## The `lcc` command", 1)[1].split("\n## ", 1)[0]
+    flat = " ".join(section.split())
+
+    assert "lcc btf push|pull|ls [--json]" in flat and "lcc cache ls [--json]|clear" in flat
+    assert re.search(r"`lcc compile foo\.bpf\.c [^`]*\[--json\]`", flat)
+    assert re.search(r"`lcc run foo\.bpf\.c [^`]*\[--printk\]`", flat)
+    assert "`lcc inspect foo.bpf.c" in flat
+    for key in ("cache_hit", "btf_output", "sha256", "created"):
+        assert f'"{key}"' in flat
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert "--printk" in sub["run"].format_help() and "--json" in sub["compile"].format_help()

@@ -8,6 +8,7 @@ holds; ``ls`` lists the kernels it knows.
 from __future__ import annotations
 
 import argparse
+import json
 
 from .common import (add_server_option, command_with_actions, human_size, read_file,
                      server_client, write_file)
@@ -37,6 +38,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     ls = add("ls", run_ls, "list the service's kernels",
              "List the kernels whose BTF the service holds.")
     add_server_option(ls)
+    ls.add_argument("--json", action="store_true",
+                    help="print one JSON object: server, kernels (arch, release, source, "
+                         "size, sha256)")
 
 
 def _kernel_options(p: argparse.ArgumentParser) -> None:
@@ -72,9 +76,27 @@ def run_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def ls_json(url: str, entries: list[dict]) -> dict:
+    """``lcc btf ls --json``: ``{"server", "kernels": [...]}``, each kernel with
+    the keys ``arch``, ``release``, ``source``, ``size`` (int) and ``sha256``
+    (full); what the service left out is null."""
+    def size(e: dict) -> int | None:
+        try:
+            return int(e["size"])
+        except (KeyError, TypeError, ValueError):
+            return None
+    return {"server": url, "kernels": [
+        {"arch": e.get("arch"), "release": e.get("release"), "source": e.get("source"),
+         "size": size(e), "sha256": e.get("sha256")} for e in entries]}
+
+
 def run_ls(args: argparse.Namespace) -> int:
     with server_client(args) as client:
         entries = client.btf_list()
+        url = client.url
+    if args.json:
+        print(json.dumps(ls_json(url, entries), indent=2))
+        return 0
     print(f"{'ARCH':<8}  {'RELEASE':<40}  {'SOURCE':<6}  {'SIZE':>9}  SHA256")
     for e in entries:
         print(f"{str(e.get('arch')):<8}  {str(e.get('release')):<40}  "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from .common import command_with_actions, human_size
@@ -12,7 +13,10 @@ HELP = "list or clear the compiled-object cache"
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     add = command_with_actions(sub, common, "cache", HELP)
-    add("ls", run_ls, "list cached objects", "List cached objects, oldest first.")
+    ls = add("ls", run_ls, "list cached objects", "List cached objects, oldest first.")
+    ls.add_argument("--json", action="store_true",
+                    help="print one JSON object: root, entries (key, digest, source, kernel, "
+                         "arch, size, btf, created, origin)")
     clear = add("clear", run_clear, "remove every cached object", "Remove every cached object.")
     clear.add_argument("--all", action="store_true",
                        help="also remove the local toolchain's vmlinux.h and header caches")
@@ -27,10 +31,25 @@ def _age(created: float) -> str:
     return f"{int(secs)}s"
 
 
+def ls_json(root: str, entries) -> dict:
+    """``lcc cache ls --json``: ``{"root", "entries": [...]}``, each entry with the
+    keys ``key``, ``digest`` (the object's sha256), ``source``, ``kernel``,
+    ``arch``, ``size`` (bytes on disk), ``btf`` (bool), ``created`` (Unix
+    time) and ``origin``; unknown values are null."""
+    return {"root": root, "entries": [
+        {"key": e.key, "digest": e.meta.get("object"), "source": e.meta.get("main"),
+         "kernel": e.meta.get("kernel"), "arch": e.meta.get("arch"), "size": e.size,
+         "btf": bool(e.meta.get("btf")), "created": e.created, "origin": e.meta.get("origin")}
+        for e in entries]}
+
+
 def run_ls(args: argparse.Namespace) -> int:
     from ..compile.cache import ArtifactCache
     store = ArtifactCache()
     entries = store.entries()
+    if args.json:
+        print(json.dumps(ls_json(str(store.root), entries), indent=2))
+        return 0
     print(f"# {store.root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, "
           f"{human_size(sum(e.size for e in entries))}")
     if entries:

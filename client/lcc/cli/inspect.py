@@ -3,7 +3,9 @@
 Programs with their SEC() names, program types and attach points; maps with
 type, sizes and key/value (or event) types from BTF; global variables by
 section; and the layout of the structs those mention.  Opening an object
-with libbpf touches no kernel state, so this needs no privileges.
+with libbpf touches no kernel state, so this needs no privileges.  A
+``.c`` source is compiled first (as by ``lcc compile``, through the cache,
+with ``--server``/``--backend``/``-D``) and its object inspected.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ HELP = "list the programs, maps and globals of a BPF object"
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("inspect", parents=[common], help=HELP, description=HELP + ".")
-    p.add_argument("object", help="a BPF object file (e.g. from `lcc compile`)")
+    p.add_argument("object", help="a BPF object file (e.g. from `lcc compile`), or a .bpf.c "
+                                  "program to compile first")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    from .compile import add_backend_options
+    add_backend_options(p)
     p.set_defaults(func=run)
 
 
@@ -130,9 +135,13 @@ def _text(path: str, info: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    data = read_file(args.object)
-    if not data.startswith(b"\x7fELF"):
-        raise LccError(f"{args.object} is not an ELF object")
+    if args.object.endswith(".c"):
+        from .compile import build_source
+        data = build_source(args.object, args).object
+    else:
+        data = read_file(args.object)
+        if not data.startswith(b"\x7fELF"):
+            raise LccError(f"{args.object} is not an ELF object")
     name = os.path.basename(args.object).split(".", 1)[0] or None
     info = describe(data, name=name)
     if args.json:

@@ -302,7 +302,8 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
         prometheus: str | None = None,
         event_types: Mapping[str, str] | None = None,
         map_sizes: Mapping[str, int] | None = None,
-        frequency: int = DEFAULT_FREQUENCY, verbose: bool = False) -> int:
+        frequency: int = DEFAULT_FREQUENCY, verbose: bool = False,
+        printk: bool = False) -> int:
     """Load ``path``, print its events until stopped, then its maps; return the exit code.
 
     ``defines`` are ``-D`` macro definitions (name -> value or None),
@@ -314,7 +315,10 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
     or a guessed one.  ``map_sizes`` sets maps' max_entries (maps left at 0
     get defaults); ``frequency`` is the sampling rate of ``perf_event``
     programs; ``prometheus`` an address to serve the maps at as Prometheus
-    metrics too (as ``lcc export``).  Returns 0, or 1 after printing
+    metrics too (as ``lcc export``).  ``printk`` also prints the lines of
+    ``<tracefs>/trace_pipe`` (``bpf_printk()``'s output, from every program
+    on the system) as they come, each as ``printk: <line>`` (with
+    ``json_out``: ``{"printk": msg, "task", "pid", "cpu", "ts"}``).  Returns 0, or 1 after printing
     ``lcc run: <message>`` to ``err`` when compiling, loading, attaching or
     serving fails or nothing could be attached (a verifier rejection: with
     the tail of the verifier's log, all of it when ``verbose``).  ``out`` and ``err`` default to ``sys.stdout`` and
@@ -327,10 +331,16 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
     if not allowed:  # before anything that would fail for this reason in other words
         err.write(error_report("run", LccError(allowed.reason), verbose))
         return 1
+    pipe = None
     try:
+        if printk:  # before loading: no point in loading what cannot be watched
+            from ..tracepipe import TracePipe
+            pipe = TracePipe()
         tool = _load(path, dict(defines or {}), dict(rodata or {}), server, err,
                      event_types=event_types, map_sizes=map_sizes, frequency=frequency)
     except LccError as e:
+        if pipe is not None:
+            pipe.close()
         err.write(error_report("run", e, verbose))
         return 1
     exporter = None
@@ -341,6 +351,9 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
             exporter = start(tool, prometheus, bufs)
         progs = [p.name for p in tool.obj.programs.values() if p.autoload]
         group = tool.poll_group if bufs else None  # every buffer, in one epoll set
+        poll = group.poll if group is not None else None
+        if pipe is not None:
+            poll = _with_printk(pipe, group, out, json_out)
         # Stop signals are caught before the message: a stop may follow it at once.
         with loop.stopping(duration, signals=STOP_SIGNALS) as stop:
             err.write(f"Attached {len(tool.links)} of {len(progs)} programs "
@@ -348,9 +361,11 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
                       f"{len(bufs)} event buffer{'s' if len(bufs) != 1 else ''}. "
                       f"Hit Ctrl-C to end.\n")
             err.flush()
-            stop.run(group.poll if group is not None else None)
+            stop.run(poll)
             if group is not None:
                 group.consume()  # what arrived while stopping
+            if pipe is not None:
+                poll(0)
         show.dump_maps(tool, out, json_out)
         out.flush()
         return 0
@@ -360,7 +375,36 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
     finally:
         if exporter is not None:
             exporter.close()
+        if pipe is not None:
+            pipe.close()
         tool.close()
+
+
+def _with_printk(pipe: Any, group: Any, out: IO[str], json_out: bool) -> Any:
+    """A ``poll(timeout_ms)`` for :meth:`lcc.loop.Stop.run` that waits on the
+    trace pipe and the buffers' epoll fd together, then prints the whole
+    trace_pipe lines waiting and delivers the buffers' events."""
+    import json
+    import select
+
+    from ..tracepipe import parse
+
+    def poll(timeout_ms: int) -> None:
+        fds = [pipe] + ([group] if group is not None else [])
+        ready, _, _ = select.select(fds, [], [], timeout_ms / 1000)
+        if pipe in ready or timeout_ms == 0:
+            for line in pipe.read_lines():
+                if not json_out:
+                    out.write(f"printk: {line.strip()}\n")
+                    continue
+                f = parse(line)
+                out.write(json.dumps({"printk": line.strip()} if f is None else
+                                     {"printk": f.msg, "task": f.task, "pid": f.pid,
+                                      "cpu": f.cpu, "ts": f.ts}) + "\n")
+            out.flush()
+        if group is not None and group in ready:
+            group.poll(0)
+    return poll
 
 
 def _define(text: str) -> tuple[str, str | None]:
@@ -443,6 +487,9 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--prometheus", metavar="[HOST]:PORT",
                    help="also serve the maps as Prometheus metrics at this address "
                         "(as lcc export does)")
+    p.add_argument("--printk", action="store_true",
+                   help="also print bpf_printk() output (<tracefs>/trace_pipe, from every "
+                        "program on the system) as it comes, each line as 'printk: LINE'")
     return p
 
 
@@ -465,4 +512,5 @@ def main(args: argparse.Namespace) -> int:
                rodata=dict(args.rodata), server=getattr(args, "server", None),
                prometheus=getattr(args, "prometheus", None),
                event_types=dict(args.event_types), map_sizes=dict(args.map_sizes),
-               frequency=args.frequency, verbose=getattr(args, "verbose", False))
+               frequency=args.frequency, verbose=getattr(args, "verbose", False),
+               printk=getattr(args, "printk", False))

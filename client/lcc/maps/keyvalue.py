@@ -25,6 +25,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start
 if TYPE_CHECKING:
     from typing import Any, Iterator
 
+    from ..hist import LinearHist, Log2Hist
     from ..object import BpfObject, MapSpec
 
 
@@ -196,6 +197,55 @@ class KeyValueMap(Map, collections.abc.MutableMapping):
 
     def to_dict(self) -> dict[Any, Any]:
         return dict(self.items())
+
+    # -- histograms: keys are slots (bucket indexes), values counts -----------
+
+    def _slot_counts(self) -> dict[int, int]:
+        """``{slot: count}`` of the map's non-zero elements (per-CPU counts added up).
+
+        Raises TypeError when a key or a count is not an integer (a struct key
+        holds more than a slot: build the histograms with
+        :meth:`lcc.hist.Log2Hist.grouped` instead)."""
+        out: dict[int, int] = {}
+        for k, v in self.items():
+            if isinstance(v, list):  # one count per CPU
+                v = sum(v)
+            if not isinstance(k, int) or not isinstance(v, int):
+                raise TypeError(
+                    f"map '{self.name}' is not a slot -> count map (key {k!r}, value {v!r}); "
+                    "build the histogram with lcc.hist.Log2Hist.grouped() instead")
+            if v:
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def log2_hist(self) -> Log2Hist:
+        """The map's counts as a :class:`lcc.hist.Log2Hist` (keys are log2 slots,
+        as ``lbc_hist_slot()`` computes them)."""
+        from ..hist import Log2Hist
+        return Log2Hist.from_slots(self._slot_counts())
+
+    def linear_hist(self, *, base: int = 0, step: int = 1) -> LinearHist:
+        """The map's counts as a :class:`lcc.hist.LinearHist`; key *i* counts the
+        values in ``[base + i*step, base + (i+1)*step)``."""
+        from ..hist import LinearHist
+        return LinearHist.from_slots(self._slot_counts(), base=base, step=step)
+
+    def print_log2_hist(self, val_type: str = "value", *,
+                        strip_leading_zero: bool = False) -> None:
+        """BCC's name: print :meth:`log2_hist` rendered as BCC draws it (header
+        ``val_type``); prints nothing when every count is zero."""
+        text = self.log2_hist().render(val_type, strip_leading_zero=strip_leading_zero)
+        if text:
+            print(text)
+
+    def print_linear_hist(self, val_type: str = "value", step: int = 1, *, base: int = 0,
+                          strip_leading_zero: bool = False) -> None:
+        """BCC's name: print :meth:`linear_hist` rendered as BCC draws it (rows
+        labelled ``base + i*step``); prints nothing when every count is zero."""
+        text = self.linear_hist(base=base, step=step).render(
+            val_type, strip_leading_zero=strip_leading_zero)
+        if text:
+            print(text)
 
     # pyLCC names
     def getKeys(self) -> list[Any]:  # noqa: N802
