@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Mapping
 
 from . import links
-from .compat import PyLccNames
+from .compat import BccNames, PyLccNames, service_url
 from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
 from .links import Link, LinkGroup
 from .globalvars import GlobalSection
@@ -130,7 +130,7 @@ class MapCollection(Mapping[str, Map]):
         return list(self._maps.values())
 
 
-class ClbcBase(PyLccNames):
+class ClbcBase(PyLccNames, BccNames):
     """A BPF tool: compiled source, loaded programs, their maps, links and buffers.
 
     Arguments (the first eight as pyLCC has them):
@@ -576,78 +576,6 @@ class ClbcBase(PyLccNames):
     def perf_buffer_poll(self, timeout_ms: int = -1) -> int:
         """Wait for events on every open perf buffer once (BCC's semantics)."""
         return self._poll("perf", timeout_ms)
-
-    # -- bpf_printk() output, BCC's names ------------------------------------------
-
-    def _trace_pipe(self) -> Any:
-        if self._closed:
-            raise ClosedError(f"{type(self).__name__} '{self.name}' is closed")
-        if self._owned.trace_pipe is None:
-            from .tracepipe import TracePipe
-            self._owned.trace_pipe = TracePipe()
-        return self._owned.trace_pipe
-
-    def trace_readline(self, timeout: float | None = None) -> str | None:
-        """The next line of ``<tracefs>/trace_pipe``, waiting up to ``timeout``
-        seconds (None: for ever); None when none came.  The pipe is
-        system-wide and reading consumes: filter on your pid or a marker.
-        Raises :class:`~lcc.errors.NotSupported` without tracefs."""
-        return self._trace_pipe().readline(timeout)
-
-    def trace_fields(self, timeout: float | None = None) -> Any:
-        """BCC's ``trace_fields()``: the next trace_pipe event as a
-        :class:`lcc.tracepipe.TraceLine` ``(task, pid, cpu, flags, ts, msg)``
-        (text, not bytes), skipping lines that are not events; None when
-        nothing came within ``timeout`` seconds (None: wait for ever)."""
-        import time
-
-        from .tracepipe import parse
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            line = self.trace_readline(left)
-            if line is None:
-                return None
-            fields = parse(line)
-            if fields is not None:
-                return fields
-
-    def trace_print(self, fmt: str | None = None, *, file: Any = None) -> None:
-        """BCC's ``trace_print()``: print trace_pipe lines until Ctrl-C (which
-        ends it quietly).  ``fmt`` formats each event with ``str.format``,
-        positionally as in BCC (``"{1} {5}"``: pid and message) or by name
-        (``"{pid} {msg}"``); without it the raw line is printed."""
-        import sys
-        out = file if file is not None else sys.stdout
-        try:
-            while True:
-                if fmt is None:
-                    line = self.trace_readline()
-                else:
-                    f = self.trace_fields()
-                    line = fmt.format(*f, **f._asdict())
-                print(line, file=out, flush=True)
-        except KeyboardInterrupt:
-            return
-
-
-#: The port of pyLCC's compile service, which a bare host name means.
-PYLCC_SERVER_PORT = 7655
-
-
-def service_url(server: str | None) -> str | None:
-    """A compile service as lcc's backends take it: a URL stays as it is; pyLCC's
-    bare ``host`` means ``http://host:7655`` and ``host:port`` ``http://host:port``;
-    None or ``""`` means no explicit service."""
-    if not server:
-        return None
-    if "://" in server:
-        return server
-    host = server.rstrip("/")
-    after_ipv6 = host.rpartition("]")[2]  # "[::1]:99" -> ":99"; a name is left whole
-    if ":" in after_ipv6:
-        return f"http://{host}"
-    return f"http://{host}:{PYLCC_SERVER_PORT}"
 
 
 class _Owned:

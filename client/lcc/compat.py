@@ -1,4 +1,4 @@
-"""pyLCC's spellings of ClbcBase's methods, gathered in one mixin.
+"""pyLCC's and BCC's spellings of ClbcBase's methods, gathered in two mixins.
 
 pyLCC scripts call ``attachKprobe``, ``attachUprobe``, ``getMap``,
 ``attachPerfEvent``, ``waitInterrupt`` and the like; lcc's own names are
@@ -8,13 +8,15 @@ attribute dict, a ``"binary:function"`` string, a pid whose threads are
 probed one by one), so the two can never drift apart, and ``ClbcBase``
 itself holds one spelling of everything.  The ``pylcc`` package
 (``from pylcc.lbcBase import ClbcBase, CeventThread``) is built on these.
+:class:`BccNames` holds what BCC users reach for: ``bpf_printk()`` output
+through ``trace_print()``/``trace_fields()``.
 """
 
 from __future__ import annotations
 
 import os
 
-from .errors import AttachPointMissing, LccError
+from .errors import AttachPointMissing, ClosedError, LccError
 from .maps import EventMap
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
@@ -165,3 +167,77 @@ def _split_fxpr(fxpr: str) -> tuple[str, str]:
     if not sep or not binary or not symbol:
         raise LccError(f"expected 'binary:function', not {fxpr!r}")
     return binary, symbol
+
+
+class BccNames:
+    """BCC's names for reading ``bpf_printk()`` output (``<tracefs>/trace_pipe``)."""
+
+    def _trace_pipe(self) -> Any:
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} '{self.name}' is closed")
+        if self._owned.trace_pipe is None:
+            from .tracepipe import TracePipe
+            self._owned.trace_pipe = TracePipe()
+        return self._owned.trace_pipe
+
+    def trace_readline(self, timeout: float | None = None) -> str | None:
+        """The next line of ``<tracefs>/trace_pipe``, waiting up to ``timeout``
+        seconds (None: for ever); None when none came.  The pipe is
+        system-wide and reading consumes: filter on your pid or a marker.
+        Raises :class:`~lcc.errors.NotSupported` without tracefs."""
+        return self._trace_pipe().readline(timeout)
+
+    def trace_fields(self, timeout: float | None = None) -> Any:
+        """BCC's ``trace_fields()``: the next trace_pipe event as a
+        :class:`lcc.tracepipe.TraceLine` ``(task, pid, cpu, flags, ts, msg)``
+        (text, not bytes), skipping lines that are not events; None when
+        nothing came within ``timeout`` seconds (None: wait for ever)."""
+        import time
+
+        from .tracepipe import parse
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            line = self.trace_readline(left)
+            if line is None:
+                return None
+            fields = parse(line)
+            if fields is not None:
+                return fields
+
+    def trace_print(self, fmt: str | None = None, *, file: Any = None) -> None:
+        """BCC's ``trace_print()``: print trace_pipe lines until Ctrl-C (which
+        ends it quietly).  ``fmt`` formats each event with ``str.format``,
+        positionally as in BCC (``"{1} {5}"``: pid and message) or by name
+        (``"{pid} {msg}"``); without it the raw line is printed."""
+        import sys
+        out = file if file is not None else sys.stdout
+        try:
+            while True:
+                if fmt is None:
+                    line = self.trace_readline()
+                else:
+                    f = self.trace_fields()
+                    line = fmt.format(*f, **f._asdict())
+                print(line, file=out, flush=True)
+        except KeyboardInterrupt:
+            return
+
+
+#: The port of pyLCC's compile service, which a bare host name means.
+PYLCC_SERVER_PORT = 7655
+
+
+def service_url(server: str | None) -> str | None:
+    """A compile service as lcc's backends take it: a URL stays as it is; pyLCC's
+    bare ``host`` means ``http://host:7655`` and ``host:port`` ``http://host:port``;
+    None or ``""`` means no explicit service."""
+    if not server:
+        return None
+    if "://" in server:
+        return server
+    host = server.rstrip("/")
+    after_ipv6 = host.rpartition("]")[2]  # "[::1]:99" -> ":99"; a name is left whole
+    if ":" in after_ipv6:
+        return f"http://{host}"
+    return f"http://{host}:{PYLCC_SERVER_PORT}"

@@ -19,7 +19,7 @@ LCC = Path(lcc.__file__).resolve().parent
 LAYERS = [
     {"lcc._lazy", "lcc._record", "lcc.errors", "lcc.hist", "lcc.netfmt", "lcc.flame"},
     {"lcc._libbpf_abi", "lcc._libbpf", "lcc._btf_raw", "lcc.symbols", "lcc.procsyms",
-     "lcc.syscalls"},
+     "lcc.syscalls", "lcc.tracepipe"},
     {"lcc.btf", "lcc.codecs", "lcc.features", "lcc.ringbuf_mmap"},
     {"lcc.globalvars", "lcc.object", "lcc.spec", "lcc.buffers", "lcc.links", "lcc.loop"},
     {"lcc.maps"},

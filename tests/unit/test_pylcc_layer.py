@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from lcc.base import service_url
+from lcc.compat import service_url
 from lcc.hist import render_pylcc
 from lcc.procsyms import ProcessSymbols, read_exec_mappings
 from lcc.symbols import ElfSymbols
