@@ -41,6 +41,22 @@ _EXPORTS = {
         "KeyNotFound", "LccError", "NotSupported", "ProgramLoadError", "ToolchainMissing")},
 }
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
+if TYPE_CHECKING:  # noqa: F401 - what type checkers see; at run time __getattr__ imports
+    from .base import ClbcBase, Fallback
+    from .buffers import PerfBuffer, RingBuffer
+    from .compile import Artifact, build
+    from .errors import (AttachPointMissing, BpfError, BpfPermissionError, BtfError, CacheError,
+        ClosedError, CompileError, CompileServiceError, CompileWarning, Diagnostic, KeyNotFound,
+        LccError, NotSupported, ProgramLoadError, ToolchainMissing)
+    from .globalvars import GlobalSection
+    from .links import Link, LinkGroup
+    from .maps import (ArrayMap, HashMap, LpmTrieMap, LruHashMap, LruPerCpuHashMap, Map,
+        PerCpuArrayMap, PerCpuHashMap, PerfEventArrayMap, QueueMap, RingBufMap, StackMap,
+        StackTraceMap)
+    from .object import BpfObject, MapSpec, Program
+    from .spec import ObjectSpec, ProgramSpec
+
 __all__ = sorted(_EXPORTS)
 
 

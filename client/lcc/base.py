@@ -34,7 +34,7 @@ from .spec import ObjectSpec, ProgramSpec
 # buffers (a tool may have none).
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterable, Iterator, Sequence
+    from typing import Any, Callable, Iterable, Iterator, Self, Sequence
 
     from . import features
     from .buffers import PollGroup
@@ -99,14 +99,19 @@ def _did_you_mean(name: str, names: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-class MapCollection(Mapping[str, Map]):
-    """``self.maps``: live map objects by name, made on first access."""
+class MapCollection(Mapping[str, "Any"]):
+    """``self.maps``: live map objects by name, made on first access.
+
+    The class of each (``HashMap``, ``RingBufMap``...) follows the map's type
+    in the object, so to a type checker an item is ``Any``: a typed script
+    narrows it with ``isinstance`` or an annotation where it cares.
+    """
 
     def __init__(self, owner: "ClbcBase") -> None:
         self._owner = owner
         self._maps: dict[str, Map] = {}
 
-    def __getitem__(self, name: str) -> Map:
+    def __getitem__(self, name: str) -> Any:
         m = self._maps.get(name)
         if m is None:
             obj = self._owner._require_loaded()
@@ -432,7 +437,7 @@ class ClbcBase(PyLccNames, BccNames):
             raise LccError(f"no program named '{name}' (the object has: "
                            f"{', '.join(names)}){_did_you_mean(name, names)}") from None
 
-    def __getitem__(self, name: str) -> Map:
+    def __getitem__(self, name: str) -> Any:
         """``tool["counts"]`` is ``tool.maps["counts"]`` (as in BCC)."""
         return self.maps[name]
 
@@ -443,7 +448,7 @@ class ClbcBase(PyLccNames, BccNames):
         self._closed = True
         self._finalizer()
 
-    def __enter__(self) -> "ClbcBase":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:
