@@ -20,6 +20,7 @@ const volatile char targ_comm[TASK_COMM_LEN] = {};
 const volatile u32 state_mask = 0x6;	/* bit n: trace state code n (default S and D) */
 const volatile u64 min_ns = 1000000;
 const volatile u64 max_ns = ~0ULL;
+const volatile bool user_stacks = false;	/* also take the user stack (-U) */
 
 /* The reported sched_switch prev_state of a preempted task (TASK_REPORT_MAX). */
 #define OFFCPU_PREEMPTED 0x100
@@ -27,6 +28,8 @@ const volatile u64 max_ns = ~0ULL;
 /* tid -> switch-out stamp; LRU so that tasks which never come back (exit) age out. */
 LBC_LRU_HASH(start, u32, struct offcpu_start, 16384);
 LBC_STACK(kstacks, 16384);
+/* User stacks, with user_stacks only (offcpu.py shrinks it to one entry otherwise). */
+LBC_STACK(ustacks, 16384);
 LBC_RINGBUF(events, struct offcpu_event, 256 * 1024);
 LBC_HASH(totals, struct offcpu_key, struct offcpu_total, 16384);
 
@@ -64,6 +67,8 @@ int sched_switch(struct trace_event_raw_sched_switch *ctx)
 		s.ts = now;
 		s.tgid = tgid;
 		s.kstack_id = bpf_get_stackid(ctx, &kstacks, 0);
+		s.ustack_id = user_stacks ?
+			bpf_get_stackid(ctx, &ustacks, BPF_F_USER_STACK) : -1;
 		bpf_map_update_elem(&start, &prev, &s, BPF_ANY);
 	}
 
@@ -74,6 +79,8 @@ int sched_switch(struct trace_event_raw_sched_switch *ctx)
 	delta = now - st->ts;
 	key.kstack_id = st->kstack_id;
 	key.state = st->state;
+	key.ustack_id = st->ustack_id;
+	key.tgid = user_stacks ? st->tgid : 0;	/* user stacks are per process */
 	tgid = st->tgid;
 	bpf_map_delete_elem(&start, &next);
 	if (delta < min_ns || delta > max_ns)
@@ -97,6 +104,7 @@ int sched_switch(struct trace_event_raw_sched_switch *ctx)
 	e->tid = next;
 	e->pid = tgid;
 	e->kstack_id = key.kstack_id;
+	e->ustack_id = key.ustack_id;
 	e->state = key.state;
 	/* A copy at a computed ctx offset is refused by the verifier: read it. */
 	bpf_probe_read_kernel(e->comm, sizeof(e->comm), ctx->next_comm);

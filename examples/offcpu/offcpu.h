@@ -18,7 +18,7 @@ struct offcpu_start {
 	__s32 kstack_id;	/* where it blocked, in `kstacks` */
 	__u32 state;		/* state code (index into OFFCPU_STATE_LETTERS) */
 	__u32 tgid;		/* its process */
-	__u32 pad;
+	__s32 ustack_id;	/* its user stack, in `ustacks` (-1: not asked for) */
 };
 
 /* One off-CPU period longer than the threshold, sent at switch-in. */
@@ -29,6 +29,8 @@ struct offcpu_event {
 	__u32 tid;		/* thread */
 	__s32 kstack_id;
 	__u32 state;
+	__s32 ustack_id;	/* -1 without user stacks */
+	__u32 pad;
 	char comm[OFFCPU_COMM_LEN];
 };
 
@@ -36,6 +38,8 @@ struct offcpu_event {
 struct offcpu_key {
 	__s32 kstack_id;
 	__u32 state;
+	__s32 ustack_id;	/* -1 without user stacks */
+	__u32 tgid;		/* the process of the user stack (0 without user stacks) */
 };
 
 struct offcpu_total {

@@ -86,6 +86,7 @@ class OffCpuEvent:
     ts_ns: int  # switch-in time, ns since boot
     stack_id: int
     stack: list[str] = field(default_factory=list)
+    ustack: list[str] = field(default_factory=list)  # user frames (-U), innermost first
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "event", **asdict(self)}
@@ -101,6 +102,7 @@ class StackTotal:
     count: int
     total_ns: int
     max_ns: int
+    ustack: list[str] = field(default_factory=list)  # user frames (-U), innermost first
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "stack", **asdict(self)}
@@ -115,7 +117,7 @@ class OffCpu(ClbcBase):
 
     def __init__(self, min_us: int = 1000, states: str = "SD", pid: int | None = None,
                  tid: int | None = None, comm: str | None = None,
-                 max_us: int | None = None, **kw: Any) -> None:
+                 max_us: int | None = None, user_stacks: bool = False, **kw: Any) -> None:
         rodata: dict[str, Any] = {
             "targ_tgid": pid or 0, "targ_tid": tid or 0,
             # The tracer leaves itself out, unless it was asked for by pid or tid.
@@ -125,6 +127,11 @@ class OffCpu(ClbcBase):
         }
         if comm:
             rodata.update(filter_comm=True, targ_comm=comm[:15])
+        self.user_stacks = user_stacks
+        if user_stacks:
+            rodata["user_stacks"] = True
+        else:  # a stack map is allocated whole: keep the unused one small
+            kw["map_sizes"] = {"ustacks": 1, **kw.get("map_sizes", {})}
         super().__init__("offcpu", rodata=rodata, **kw)
 
     def stack(self, stack_id: int) -> list[str]:
@@ -133,10 +140,18 @@ class OffCpu(ClbcBase):
         the tracer's own frames are left out (:func:`strip_tracer_frames`)."""
         return strip_tracer_frames(self.maps["kstacks"].frames(stack_id))
 
+    def ustack(self, stack_id: int, pid: int) -> list[str]:
+        """The user frames of a stack id taken in process ``pid``, innermost first,
+        as ``func+0xoff [binary]`` (hex where the process or its symbols are gone);
+        empty without user stacks or for a task that has none (a kernel thread)."""
+        if not self.user_stacks or stack_id < 0:
+            return []
+        return self.maps["ustacks"].frames(stack_id, pid=pid)
+
     def _event(self, e: Any) -> OffCpuEvent:
         return OffCpuEvent(pid=e.pid, tid=e.tid, comm=e.comm, state=STATE_LETTERS[e.state],
                            delta_ns=e.delta_ns, ts_ns=e.ts, stack_id=e.kstack_id,
-                           stack=self.stack(e.kstack_id))
+                           stack=self.stack(e.kstack_id), ustack=self.ustack(e.ustack_id, e.pid))
 
     def open_events(self, callback: Callable[[OffCpuEvent], Any]) -> None:
         """Deliver each off-CPU period to ``callback`` as an :class:`OffCpuEvent`."""
@@ -154,13 +169,13 @@ class OffCpu(ClbcBase):
         """All stacks as ``{"root;...;leaf": microseconds off CPU}`` (see lcc.flame.fold);
         stacks equal but for offsets, or recorded in different states, are merged."""
         from lcc.flame import fold
-        return fold((s.stack, s.total_ns // 1000) for s in self.top_stacks(None))
+        return fold((s.stack + s.ustack, s.total_ns // 1000) for s in self.top_stacks(None))
 
     def top_stacks(self, n: int | None = 10) -> list[StackTotal]:
         """Stacks with the most time off CPU (over the threshold), largest first."""
         items = sorted(self.maps["totals"].items(), key=lambda kv: -kv[1].total_ns)
         return [StackTotal(STATE_LETTERS[k.state], k.kstack_id, self.stack(k.kstack_id),
-                           v.count, v.total_ns, v.max_ns)
+                           v.count, v.total_ns, v.max_ns, self.ustack(k.ustack_id, k.tgid))
                 for k, v in items[:n]]
 
 
@@ -182,8 +197,7 @@ class _Printer:
             self.out.write(f"{time.strftime('%H:%M:%S'):<8} {e.pid:<7} {e.tid:<7} "
                            f"{e.comm:<16} {e.state:<5} {e.delta_ns / 1e6:>10.3f}\n")
             if not self.args.no_stacks:
-                for fr in e.stack:
-                    self.out.write(f"    {fr}\n")
+                self._frames(e.stack, e.ustack)
         self.out.flush()
 
     def summary(self, stacks: list[StackTotal]) -> None:
@@ -195,9 +209,17 @@ class _Printer:
             for s in stacks:
                 self.out.write(f"\n  state {s.state} ({STATE_NAMES[s.state]}): {s.count} times, "
                                f"total {s.total_ns / 1e6:.3f} ms, max {s.max_ns / 1e6:.3f} ms\n")
-                for fr in s.stack:
-                    self.out.write(f"    {fr}\n")
+                self._frames(s.stack, s.ustack)
         self.out.flush()
+
+    def _frames(self, stack: list[str], ustack: list[str]) -> None:
+        """Kernel frames, then (-U) a ``--`` line and the user frames, as BCC prints them."""
+        for fr in stack:
+            self.out.write(f"    {fr}\n")
+        if ustack:
+            self.out.write("    --\n")
+            for fr in ustack:
+                self.out.write(f"    {fr}\n")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -217,6 +239,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     who.add_argument("-t", "--tid", type=int, help="trace this thread only")
     p.add_argument("-c", "--comm", help="trace tasks with this command name only")
     p.add_argument("--no-stacks", action="store_true", help="no stack under each event")
+    p.add_argument("-U", "--user-stacks", action="store_true",
+                   help="also show the user stack where each task blocked (below a -- line)")
     p.add_argument("--top", type=int, default=10, metavar="N",
                    help="stacks in the summary at exit (default 10)")
     flameout.add_flame_args(p)
@@ -229,7 +253,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with OffCpu(min_us=args.min_us, states=args.state, pid=args.pid, tid=args.tid,
-                comm=args.comm, max_us=args.max_us) as tool:
+                comm=args.comm, max_us=args.max_us, user_stacks=args.user_stacks) as tool:
         pr = _Printer(args)
         if not args.folded:  # -f: only the folded stacks, from the totals at exit
             tool.open_events(pr.event)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 from gatedchild import GatedChild
-from toolproc import EXAMPLES, load_example
+from toolproc import EXAMPLES, load_example, wait_until
 
 pytestmark = pytest.mark.bpf
 
@@ -207,3 +207,67 @@ def test_cli_folded_refuses_json():
     r = subprocess.run([sys.executable, str(TOOL), "-f", "--json"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "choose one" in r.stderr
+
+
+SLEEPER_C = r"""
+#include <stdio.h>
+#include <time.h>
+
+/* nanosleep(2) made right here (x86_64), so that the user stack's innermost
+ * frame is this function, whatever the C library's frame pointers. */
+__attribute__((noinline)) void lcc_offcpu_sleeper(void)
+{
+	struct timespec ts = {0, 200000000};
+	long ret;
+
+	asm volatile("syscall" : "=a"(ret) : "a"(35L), "D"(&ts), "S"(0L)
+		     : "rcx", "r11", "memory");
+}
+
+int main(void)
+{
+	char line[8];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		lcc_offcpu_sleeper();
+		puts("done");
+		fflush(stdout);
+	}
+	return 0;
+}
+"""
+
+
+@pytest.mark.bpf
+def test_user_stacks_name_the_function_that_blocked(offcpu, tmp_path):
+    import platform
+    import shutil
+    if platform.machine() != "x86_64" or shutil.which("cc") is None:
+        pytest.skip("the test program makes its syscall in x86_64 assembly, built with cc")
+    (tmp_path / "sleeper.c").write_text(SLEEPER_C)
+    subprocess.run(["cc", "-O0", "-fno-omit-frame-pointer", "-o", str(tmp_path / "sleeper"),
+                    str(tmp_path / "sleeper.c")], check=True)
+    child = subprocess.Popen([str(tmp_path / "sleeper")], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        got: list = []
+        with offcpu.OffCpu(min_us=100_000, states="S", pid=child.pid,
+                           user_stacks=True) as tool:
+            tool.open_events(got.append)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == "done\n"
+            wait_until(lambda: got, 10, step=lambda: tool.poll(100))
+            (e,) = got
+            assert e.pid == child.pid and e.delta_ns >= 150_000_000
+            assert _funcs(e.ustack)[0] == "lcc_offcpu_sleeper", e.ustack
+            assert "main" in _funcs(e.ustack)
+            (total,) = [s for s in tool.top_stacks(None) if s.ustack]
+            assert _funcs(total.ustack)[0] == "lcc_offcpu_sleeper"
+            # folded: user frames below the kernel's, root first
+            (line,) = [k for k in tool.folded() if "lcc_offcpu_sleeper" in k]
+            names = [f.split()[0] for f in line.split(";")]  # "func [binary]" -> "func"
+            assert names.index("lcc_offcpu_sleeper") < names.index(_funcs(e.stack)[0]), line
+    finally:
+        child.stdin.close()
+        child.wait(10)
