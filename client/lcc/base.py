@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from . import links
 from .compat import BccNames, PyLccNames, service_url
-from .errors import ClosedError, LccError, NotSupported, ProgramLoadError
+from .errors import ClosedError, LccError, NotSupported, ProgramLoadError, did_you_mean
 from .links import Link, LinkGroup
 from .globalvars import GlobalSection
 from .maps import EventMap, Map, map_for
@@ -92,13 +92,6 @@ def _as_fallbacks(value: Any, *, copy: bool) -> list[Fallback]:
     return [Fallback(*items)]
 
 
-def _did_you_mean(name: str, names: list[str]) -> str:
-    """``"; did you mean 'counts'?"`` for the closest of ``names``, else ""."""
-    import difflib
-    close = difflib.get_close_matches(name, names, n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
 class MapCollection(Mapping[str, "Any"]):
     """``self.maps``: live map objects by name, made on first access.
 
@@ -118,7 +111,7 @@ class MapCollection(Mapping[str, "Any"]):
             try:
                 m = map_for(obj, name, on_buffer=self._owner._buffer_opened)
             except KeyError as e:
-                raise KeyError(f"{e.args[0]}{_did_you_mean(name, list(self))}") from None
+                raise KeyError(f"{e.args[0]}{did_you_mean(name, list(self))}") from None
             self._maps[name] = m
         elif self._owner.closed:
             raise ClosedError(f"{type(self._owner).__name__} is closed")
@@ -435,7 +428,7 @@ class ClbcBase(PyLccNames, BccNames):
         except KeyError:
             names = list(self.obj.programs)
             raise LccError(f"no program named '{name}' (the object has: "
-                           f"{', '.join(names)}){_did_you_mean(name, names)}") from None
+                           f"{', '.join(names)}){did_you_mean(name, names)}") from None
 
     def __getitem__(self, name: str) -> Any:
         """``tool["counts"]`` is ``tool.maps["counts"]`` (as in BCC)."""

@@ -452,6 +452,13 @@ def from_errno(err: int, what: str, hint: str | None = None) -> BpfError:
     return cls(err, what, hint=hint)
 
 
+def did_you_mean(name: str, names: list[str]) -> str:
+    """``"; did you mean 'counts'?"`` for the closest of ``names``, else ""."""
+    import difflib  # only on these error paths
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def __getattr__(name: str) -> object:
     # Diagnostic is one class, shared with the compile service; imported when
     # first asked for, since a tool that loads a cached object never needs it.

@@ -13,7 +13,7 @@ import os
 
 from . import _libbpf
 from .errors import (AttachPointMissing, BpfError, ClosedError, LccError, NotSupported,
-                     from_errno)
+                     from_errno, did_you_mean)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
@@ -160,6 +160,24 @@ def _with_tracefs(attach: Callable[[], int | None],
     return ptr
 
 
+def _close_tracepoint(cat: str, name: str) -> str:
+    """``"; did you mean 'sched/sched_switch'?"`` from tracefs's events, else ""."""
+    from . import features
+    base = features.tracefs_dir()
+    if base is None:
+        return ""
+    events = os.path.join(base, "events")
+    try:
+        if os.path.isdir(os.path.join(events, cat)):
+            names = [f"{cat}/{n}" for n in os.listdir(os.path.join(events, cat))]
+        else:
+            names = [f"{c}/{name}" for c in os.listdir(events)
+                     if os.path.isdir(os.path.join(events, c, name))]
+    except OSError:
+        return ""
+    return did_you_mean(f"{cat}/{name}", names)
+
+
 def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfError:
     """Turn an attach errno into one clear sentence about the attach point."""
     from . import features  # only on this error path: not on a tool's start path
@@ -181,7 +199,8 @@ def explain_attach_error(err: int, kind: str, target: str, what: str) -> BpfErro
         if features.tracepoint_exists(cat, name) is False:
             return AttachPointMissing(
                 "tracepoint", target, f"cannot attach {what}: tracepoint {target} does not "
-                                      "exist on this kernel", err=err,
+                                      f"exist on this kernel{_close_tracepoint(cat, name)}",
+                err=err,
                 hint="list them with: ls /sys/kernel/tracing/events/<category>")
         if err == errno.EACCES and os.geteuid() == 0:
             # Not a privilege problem for root: the kernel refuses a program

@@ -274,3 +274,13 @@ def test_wrong_names_get_a_suggestion(load):
         tool.program("core_k")
     assert str(ei.value).endswith("; did you mean 'core_ok'?")
     assert tool["vals"] is tool.maps["vals"]  # BCC's tool["map"]
+
+
+def test_a_misspelled_tracepoint_gets_a_suggestion(load):
+    tool = load("errors.bpf.c", programs=["core_ok"], attach=False)
+    with pytest.raises(AttachPointMissing) as ei:
+        tool.attach_tracepoint("core_ok", "sched", "sched_swich")
+    assert "did you mean 'sched/sched_switch'?" in str(ei.value)
+    with pytest.raises(AttachPointMissing) as ei:
+        tool.attach_tracepoint("core_ok", "schedd", "sched_switch")
+    assert "did you mean 'sched/sched_switch'?" in str(ei.value)
