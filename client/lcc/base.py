@@ -68,6 +68,7 @@ class Fallback:
         self.rejected: dict[tuple[str, ...], str] = {}
 
     def names(self) -> set[str]:
+        """Every program name the alternatives mention."""
         return {n for alt in self.alternatives for n in alt}
 
     def __repr__(self) -> str:
@@ -332,6 +333,7 @@ class ClbcBase(PyLccNames, BccNames):
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
         return self._closed
 
     def _require_loaded(self) -> BpfObject:
@@ -457,10 +459,12 @@ class ClbcBase(PyLccNames, BccNames):
 
     @property
     def bss(self) -> GlobalSection:
+        """Zero-initialised globals (``.bss``): read and written in the kernel's memory after load."""
         return self.obj.section(".bss")
 
     @property
     def data(self) -> GlobalSection:
+        """Initialised globals (``.data``): read and written in the kernel's memory after load."""
         return self.obj.section(".data")
 
     # -- explicit attach ---------------------------------------------------------
@@ -475,24 +479,33 @@ class ClbcBase(PyLccNames, BccNames):
         return link
 
     def attach_tracepoint(self, prog: str, category: str, name: str) -> Link:
+        """Attach ``prog`` to tracepoint ``category/name``; raises AttachPointMissing
+        (with a did-you-mean) when this kernel has no such tracepoint."""
         return self._keep(links.attach_tracepoint(self._live_program(prog), category, name))
 
     def attach_raw_tracepoint(self, prog: str, name: str) -> Link:
+        """Attach ``prog`` to raw tracepoint ``name`` (``sched_switch``)."""
         return self._keep(links.attach_raw_tracepoint(self._live_program(prog), name))
 
     def attach_kprobe(self, prog: str, func: str) -> Link:
+        """Attach ``prog`` at the entry of kernel function ``func``; raises
+        NotSupported on kernels without kprobes, AttachPointMissing for an unknown function."""
         return self._keep(links.attach_kprobe(self._live_program(prog), func))
 
     def attach_kretprobe(self, prog: str, func: str) -> Link:
+        """Attach ``prog`` at the return of kernel function ``func`` (as :meth:`attach_kprobe`)."""
         return self._keep(links.attach_kprobe(self._live_program(prog), func, retprobe=True))
 
     def attach_uprobe(self, prog: str, binary: str, symbol: str | None = None, *,
                       offset: int = 0, pid: int = -1) -> Link:
+        """Attach ``prog`` at ``symbol`` (plus ``offset``), or at ``offset``, in ``binary``
+        (a path or a library name such as ``libc.so.6``), for every process or ``pid``."""
         return self._keep(links.attach_uprobe(self._live_program(prog), binary, symbol,
                                               offset=offset, pid=pid))
 
     def attach_uretprobe(self, prog: str, binary: str, symbol: str | None = None, *,
                          offset: int = 0, pid: int = -1) -> Link:
+        """Attach ``prog`` at the return of ``symbol`` in ``binary`` (as :meth:`attach_uprobe`)."""
         return self._keep(links.attach_uprobe(self._live_program(prog), binary, symbol,
                                               offset=offset, pid=pid, retprobe=True))
 
@@ -519,12 +532,15 @@ class ClbcBase(PyLccNames, BccNames):
             group_fd=group_fd, flags=flags, **attr))
 
     def attach_xdp(self, prog: str, ifindex: int | str) -> Link:
+        """Attach XDP program ``prog`` to a network interface (index or name)."""
         return self._keep(links.attach_xdp(self._live_program(prog), ifindex))
 
     def attach_cgroup(self, prog: str, cgroup: int | str) -> Link:
+        """Attach ``prog`` to a cgroup (a path under /sys/fs/cgroup, or an open fd)."""
         return self._keep(links.attach_cgroup(self._live_program(prog), cgroup))
 
     def attach_iter(self, prog: str) -> Link:
+        """Attach iterator program ``prog``; read its output through the returned link."""
         return self._keep(links.attach_iter(self._live_program(prog)))
 
     # -- buffers across maps (BCC style) ------------------------------------------
