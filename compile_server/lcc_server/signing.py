@@ -44,17 +44,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
-                                                               Ed25519PublicKey)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from lcc_toolchain.keys import ALGORITHM, fingerprint, key_line, verify
 
 __all__ = ["ALGORITHM", "MANIFEST_FORMAT", "KeyRing", "PublicKey", "Sealed", "canonical",
            "fingerprint", "keys_dir", "manifest", "rotate"]
 
 log = logging.getLogger("lcc_server.signing")
 
-ALGORITHM = "ed25519"
 PRIVATE_NAME = "signing.pem"
 PUBLIC_NAME = "signing.pub"
 RETIRED_DIR = "retired"
@@ -68,11 +66,6 @@ def canonical(statement: object) -> bytes:
     what JSON cannot hold."""
     return json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                       allow_nan=False).encode("ascii")
-
-
-def fingerprint(raw: bytes) -> str:
-    """``SHA256:<unpadded base64>`` of a raw 32-byte Ed25519 public key."""
-    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
 
 
 def keys_dir(state_dir: Path) -> Path:
@@ -117,14 +110,10 @@ class PublicKey:
 
     def line(self, comment: str = "lcc-server") -> str:
         """The one-line form clients pin (``lcc trust add FILE``, ``LCC_TRUSTED_KEYS``)."""
-        return f"{ALGORITHM} {base64.b64encode(self.raw).decode()} {comment}".rstrip()
+        return key_line(self.raw, comment)
 
     def verify(self, data: bytes, signature: bytes) -> bool:
-        try:
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
-            return True
-        except (InvalidSignature, ValueError):
-            return False
+        return verify(self.raw, data, signature)
 
     @classmethod
     def from_line(cls, text: str) -> PublicKey:

@@ -55,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lcc_toolchain.keys import ALGORITHM, fingerprint, key_line, verify
+
 from ..errors import Diagnostic, LccError, UntrustedArtifact
 from .artifact import Artifact
 from .config import ClientConfig
@@ -69,7 +71,6 @@ __all__ = ["ALGORITHM", "MANIFEST_FORMAT", "TrustPolicy", "TrustStore", "Trusted
 
 log = logging.getLogger(__name__)
 
-ALGORITHM = "ed25519"
 MANIFEST_FORMAT = "lcc-manifest/1"
 _PEM_BEGIN = "-----BEGIN PUBLIC KEY-----"
 _HEADER = "# lcc: signing keys of compile services whose objects lcc loads (lcc trust add|rm)\n"
@@ -90,11 +91,6 @@ def printable(text: str, *, newlines: bool = True) -> str:
         return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
     text = _UNPRINTABLE.sub(visible, str(text))
     return text if newlines else text.replace("\n", "\\n")
-
-
-def fingerprint(raw: bytes) -> str:
-    """``SHA256:<unpadded base64>`` of a raw 32-byte Ed25519 public key."""
-    return "SHA256:" + base64.b64encode(hashlib.sha256(raw).digest()).decode().rstrip("=")
 
 
 def is_loopback(url: str) -> bool:
@@ -123,19 +119,11 @@ class TrustedKey:
 
     def line(self) -> str:
         """The key as one line of a key file."""
-        comment = " ".join(self.comment.split())
-        return f"{ALGORITHM} {base64.b64encode(self.raw).decode()} {comment}".rstrip()
+        return key_line(self.raw, " ".join(self.comment.split()))
 
     def verify(self, data: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is this key's Ed25519 signature of ``data``."""
-        # Lazy: a tool that compiles locally never needs cryptography (start-up time).
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-        try:
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, data)
-            return True
-        except (InvalidSignature, ValueError):
-            return False
+        return verify(self.raw, data, signature)
 
     @classmethod
     def from_base64(cls, value: str, comment: str = "", source: str = "") -> TrustedKey:
