@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(clang llvm libbpf-dev libbpf1 bpftool iproute2 nftables python3-venv systemtap-sdt-dev
-      prometheus chromium)
+      prometheus chromium redis-server haproxy bpftrace libbpf-tools)
 [ "${LCC_WITH_DOCKER:-1}" = 1 ] && PKGS+=(docker.io debootstrap)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -23,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[server,dev,docker,export]'
+.venv/bin/python -m pip install -q -e '.[server,dev,docker,export,fleet]'
 
 # BPF programs attach through tracefs; pinning needs bpffs.
 if [ "$(id -u)" = 0 ]; then

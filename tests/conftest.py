@@ -5,7 +5,8 @@ running kernel and skip (with the reason) without root or kernel BTF, unless
 ``LCC_REQUIRE_BPF=1`` turns those skips into failures; tests marked
 ``toolchain`` run clang and skip without clang, bpftool or kernel BTF, unless
 ``LCC_REQUIRE_TOOLCHAIN=1``; tests marked ``docker`` likewise with
-``LCC_REQUIRE_DOCKER=1`` (tests/container).  ``-m "not toolchain"`` leaves
+``LCC_REQUIRE_DOCKER=1`` (tests/container); tests marked ``fleet`` start
+redis-server and haproxy and skip without them unless ``LCC_REQUIRE_FLEET=1``.  ``-m "not toolchain"`` leaves
 a unit tier that needs no compiler.
 """
 
@@ -54,10 +55,23 @@ def _toolchain_unavailable() -> str | None:
     return f"{missing} (scripts/setup.sh installs the toolchain)" if missing else None
 
 
+@functools.cache
+def _fleet_unavailable() -> str | None:
+    for tool in ("redis-server", "haproxy"):
+        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            return f"{tool} is not installed (scripts/setup.sh installs it)"
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return "the redis package is not installed (extra `fleet`)"
+    return None
+
+
 # marker -> (why its tests cannot run here, or None; the variable that makes that a failure)
 _NEEDS = {
     "bpf": (_bpf_unavailable, "LCC_REQUIRE_BPF"),
     "toolchain": (_toolchain_unavailable, "LCC_REQUIRE_TOOLCHAIN"),
+    "fleet": (_fleet_unavailable, "LCC_REQUIRE_FLEET"),
 }
 
 
