@@ -137,6 +137,24 @@ def _artifact_json(art: Artifact, *, btf: bytes | None, cached: bool, keys: KeyR
     }
 
 
+def _document_guard(doc: dict) -> None:
+    """Add the answers ``RequestGuard`` gives before any route runs to every
+    operation of ``doc``: 401 where a token is required, 400 (bad
+    Content-Length) and 413 where a body is read."""
+    error = {"description": "Error", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    for path, ops in doc.get("paths", {}).items():
+        for method, op in ops.items():
+            answers = op.setdefault("responses", {})
+            codes = []
+            if path not in _OPEN_PATHS:
+                codes.append("401")
+            if method.upper() in ("POST", "PUT", "PATCH"):
+                codes += ["400", "413"]
+            for code in codes:
+                answers.setdefault(code, error)
+
+
 def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None = None,
                btf_store: BtfStore | None = None,
                artifacts: ArtifactStore | None = None, keys: KeyRing | None = None,
@@ -316,6 +334,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
             for path in _OPEN_PATHS:
                 for op in doc["paths"].get(path, {}).values():
                     op["security"] = []
+            _document_guard(doc)
             app.openapi_schema = doc
         return app.openapi_schema
     app.openapi = openapi

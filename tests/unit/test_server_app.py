@@ -493,3 +493,24 @@ def test_warning_when_exposed_without_a_token():
     assert exposure_warning("localhost", Settings()) is None
     assert exposure_warning("0.0.0.0", Settings(token="t" * 20)) is None
     assert exposure_warning("0.0.0.0", Settings(token_file=Path("/x"))) is None
+
+
+def test_openapi_documents_what_the_guard_answers(make_app):
+    # Found by the schema fuzz: /metrics and /v1/btf answered an undocumented 401.
+    app, _ = make_app(token="s3cret")
+    metrics, listing = run(app, [("GET", "/metrics", {}), ("GET", "/v1/btf", {})])
+    assert (metrics.status_code, listing.status_code) == (401, 401)
+    assert metrics.json()["error"] == "unauthorized"
+
+    paths = app.openapi()["paths"]
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            codes = set(op["responses"])
+            if path in ("/healthz", "/v1/keys"):
+                assert "401" not in codes, (method, path)
+            else:
+                assert "401" in codes, (method, path)
+                assert op["responses"]["401"]["content"]["application/json"]["schema"] == ref
+            if method in ("post", "put"):
+                assert {"400", "413"} <= codes, (method, path)
