@@ -7,7 +7,8 @@ keys=None)`` builds an application; every dependency not given is made from
 the state directory, or ``LCC_SIGNING_KEY``).  Nothing happens at import
 time, so ``uvicorn lcc_server.app:create_app --factory`` works.
 
-Routes (OpenAPI at ``/docs``; models in ``lcc_server.models``)::
+Routes (OpenAPI at ``/docs`` and ``/redoc``, whose assets the service serves itself,
+``lcc_server.docs``; models in ``lcc_server.models``)::
 
     POST /v1/compile                  200 CompileResponse | 422 compile error | 4xx ErrorBody
     GET  /v1/artifacts/{digest}       JSON like /v1/compile, or the raw object with
@@ -52,6 +53,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lcc_server.artifacts import Artifact, ArtifactStore
 from lcc_server.btf_store import BtfConflict, BtfForbidden, BtfStore
+from lcc_server.docs import mount_docs
 from lcc_server.guard import RequestGuard
 from lcc_server.metrics import CONTENT_TYPE, Metrics
 from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, CompileRequest,
@@ -198,7 +200,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
 
     app = FastAPI(title="lcc compile service", version="1",
                   description="Compiles BPF C bundles into CO-RE objects; see lcc_server.app.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    mount_docs(app)  # /docs and /redoc with their assets served here, not from a CDN
     app.state.service = service
     app.state.settings = settings
     app.state.keys = keys

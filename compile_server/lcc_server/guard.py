@@ -27,7 +27,8 @@ from lcc_server.tokens import Caller, TokenTable
 __all__ = ["RequestGuard"]
 
 _PREFIX_ROUTES = (("/v1/artifacts/", "/v1/artifacts/{digest}"),
-                  ("/v1/btf/", "/v1/btf/{arch}/{release}"))
+                  ("/v1/btf/", "/v1/btf/{arch}/{release}"),
+                  ("/docs-assets/", "/docs-assets/{file}"))
 
 
 async def _reply(send, status: int, error: str, detail: str, headers=()) -> None:

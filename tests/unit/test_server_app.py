@@ -514,3 +514,37 @@ def test_openapi_documents_what_the_guard_answers(make_app):
                 assert op["responses"]["401"]["content"]["application/json"]["schema"] == ref
             if method in ("post", "put"):
                 assert {"400", "413"} <= codes, (method, path)
+
+
+def test_docs_pages_load_their_assets_from_the_service(make_app):
+    import re
+
+    app, _ = make_app(token="s3cret")
+    auth = {"headers": {"Authorization": "Bearer s3cret"}}
+    docs, redoc = run(app, [("GET", "/docs", auth), ("GET", "/redoc", auth)])
+    assert (docs.status_code, redoc.status_code) == (200, 200)
+    refs = {}
+    for page in (docs, redoc):
+        assert page.headers["content-type"].startswith("text/html")
+        found = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert found, page.text
+        # Every script, style and icon is a path of this service: no host at all.
+        assert all(u.startswith("/docs-assets/") for u in found), found
+        refs.update({u: None for u in found})
+    assert "http://" not in docs.text and "https://" not in docs.text
+    assert "http://" not in redoc.text and "https://" not in redoc.text
+    assert "fonts.googleapis" not in redoc.text
+
+    wanted = {".js": ("text/javascript", "application/javascript"), ".css": ("text/css",),
+              ".png": ("image/png",)}
+    paths = sorted(refs)
+    assert {p.rsplit(".", 1)[1] for p in paths} == {"js", "css", "png"}
+    served = run(app, [("GET", p, auth) for p in paths])
+    anon = run(app, [("GET", p, {}) for p in paths])
+    for path, r, a in zip(paths, served, anon):
+        assert r.status_code == 200, path
+        assert r.headers["content-type"].split(";")[0] in wanted["." + path.rsplit(".", 1)[1]]
+        assert len(r.content) > 100, path
+        assert a.status_code == 401 and a.json()["error"] == "unauthorized", path
+    (outside,) = run(app, [("GET", "/docs-assets/%2e%2e/core.py", auth)])
+    assert outside.status_code == 404  # nothing but the assets directory
