@@ -13,6 +13,10 @@ Routes (OpenAPI at ``/docs`` and ``/redoc``, whose assets the service serves its
     POST /v1/compile                  200 CompileResponse | 422 compile error | 4xx ErrorBody
     GET  /v1/artifacts/{digest}       JSON like /v1/compile, or the raw object with
                                       ``Accept: application/octet-stream``
+
+Both stream the object (``lcc_server.replies``): a slow reader holds a chunk
+of server memory, not an object.  An object larger than ``LCC_MAX_OBJECT_MB``
+(``Settings.max_object_bytes``) is never handed out: 422 ``object_too_large``.
     PUT  /v1/btf/{arch}/{release}     raw BTF body; 201 created | 200 already there
     GET  /v1/btf/{arch}/{release}     raw BTF
     GET  /v1/btf                      {"btf": [entries]}
@@ -58,7 +62,9 @@ from lcc_server.guard import RequestGuard
 from lcc_server.metrics import CONTENT_TYPE, Metrics
 from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, CompileRequest,
                                CompileResponse, ErrorBody, KeyList)
-from lcc_server.service import BtfMissing, Busy, CompileService, SandboxUnavailable
+from lcc_server.replies import ObjectSource, json_reply, raw_reply
+from lcc_server.service import (BtfMissing, Busy, CompileService, ObjectTooLarge,
+                                SandboxUnavailable, check_object_size)
 from lcc_server.settings import Settings
 from lcc_server.signing import KeyRing, keys_dir, manifest
 from lcc_server.tokens import TokenTable
@@ -95,6 +101,7 @@ _PLAIN_ERRORS = {
     Busy: (503, "busy", {"Retry-After": "1"}),
     ToolMissing: (503, "toolchain_missing", None),
     SandboxUnavailable: (503, "sandbox_unavailable", None),
+    ObjectTooLarge: (422, "object_too_large", None),
 }
 
 
@@ -121,12 +128,13 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _artifact_json(art: Artifact, *, btf: bytes | None, cached: bool, keys: KeyRing,
-                   request: dict | None) -> dict:
+def _artifact_fields(art: Artifact, *, btf: bytes | None, cached: bool, keys: KeyRing,
+                     request: dict | None) -> dict:
+    """The JSON reply about ``art``, all but its ``object`` (``lcc_server.replies``
+    streams that)."""
     sealed = keys.seal(manifest(art, request=request, btf=btf))
     return {
         "digest": art.digest,
-        "object": base64.b64encode(art.object).decode(),
         "toolchain": art.toolchain,
         "warnings": [w.to_dict() for w in art.warnings],
         "programs": art.programs,
@@ -183,6 +191,12 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     artifacts = artifacts or ArtifactStore(state / "artifacts", keys=keys,
                                             disk_bytes=settings.max_artifact_bytes)
     metrics.watch_artifacts(artifacts)
+    object_path = getattr(artifacts, "object_path", None)
+
+    def object_source(art: Artifact) -> ObjectSource:
+        """The object to stream: from its file when the store keeps one."""
+        return ObjectSource(art.digest, art.object,
+                            object_path(art.digest) if object_path else None)
     service = CompileService(settings, toolchain, btf_store, artifacts, metrics)
     if service.refusal is not None:
         log.error("%s", service.refusal)
@@ -253,7 +267,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.post("/v1/compile", tags=["compile"], response_model=None,
-              responses={200: {"model": CompileResponse}, 422: {"model": CompileErrorBody},
+              responses={200: {"model": CompileResponse},
+                         422: {"model": CompileErrorBody | ErrorBody},
                          **_ERROR_RESPONSES})
     async def compile_bundle(req: CompileRequest, request: Request) -> Response:
         """Compile a bundle for a kernel; identical requests compile once.  A
@@ -269,22 +284,25 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
                 metrics.cancelled.inc()
                 return Response(status_code=499)  # nobody reads it
         out = job.result()
-        return JSONResponse(_artifact_json(out.artifact, btf=out.btf, cached=out.cached,
-                                           keys=keys, request=out.request))
+        fields = _artifact_fields(out.artifact, btf=out.btf, cached=out.cached, keys=keys,
+                                  request=out.request)
+        return json_reply(fields, object_source(out.artifact))
 
     @app.get("/v1/artifacts/{digest}", tags=["compile"], response_model=None,
              responses={200: {"model": CompileResponse, "content": {
-                 "application/octet-stream": {}}}, **_ERROR_RESPONSES})
+                 "application/octet-stream": {}}}, 422: {"model": ErrorBody},
+                 **_ERROR_RESPONSES})
     async def get_artifact(digest: str = _DIGEST, *, request: Request) -> Response:
         """A compiled object by its sha256; raw bytes with Accept: application/octet-stream."""
         check_digest(digest)
         art = service.artifact(digest)
         if art is None:
             return _error(404, "not_found", f"no artifact {digest} on this server")
+        check_object_size(len(art.object), settings.max_object_bytes)
         if "application/octet-stream" in request.headers.get("accept", ""):
-            return Response(art.object, media_type="application/octet-stream",
-                            headers={"X-Lcc-Digest": digest})
-        return JSONResponse(_artifact_json(art, btf=None, cached=True, keys=keys, request=None))
+            return raw_reply(object_source(art), {"X-Lcc-Digest": digest})
+        return json_reply(_artifact_fields(art, btf=None, cached=True, keys=keys, request=None),
+                          object_source(art))
 
     @app.get("/v1/keys", tags=["service"], response_model=KeyList)
     async def public_keys() -> dict:

@@ -113,6 +113,10 @@ class ArtifactStore:
             raise ValueError(f"bad digest {digest[:70]!r}")
         return self.root / "objects" / f"{digest}.o"
 
+    def object_path(self, digest: str) -> Path:
+        """Where the object of ``digest`` is kept (evicted ones are gone)."""
+        return self._obj(digest)
+
     def put(self, art: Artifact) -> None:
         """Store ``art`` (its digest must be the object's sha256)."""
         if hashlib.sha256(art.object).hexdigest() != art.digest:

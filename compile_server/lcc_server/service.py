@@ -41,7 +41,8 @@ from lcc_toolchain.errors import BtfUnavailable, CompileFailed, ToolchainError
 from lcc_toolchain.toolchain import Toolchain
 from lcc_toolchain.validation import ARCHES, check_bundle
 
-__all__ = ["BtfMissing", "Busy", "CompileService", "Outcome", "SandboxUnavailable"]
+__all__ = ["BtfMissing", "Busy", "CompileService", "ObjectTooLarge", "Outcome",
+           "SandboxUnavailable", "check_object_size"]
 
 log = logging.getLogger("lcc_server")
 
@@ -53,6 +54,18 @@ class Busy(Exception):
 class SandboxUnavailable(Exception):
     """Compilers cannot be confined here, and the service was not told to run
     them anyway (``LCC_INSECURE_NO_SANDBOX=1``)."""
+
+
+class ObjectTooLarge(Exception):
+    """A compiled object is larger than the service hands out (``LCC_MAX_OBJECT_MB``)."""
+
+
+def check_object_size(size: int, cap: int) -> None:
+    """Raises ``ObjectTooLarge`` when an object of ``size`` bytes exceeds ``cap``."""
+    if size > cap:
+        raise ObjectTooLarge(f"the compiled object is {size} bytes, more than this service's "
+                             f"limit of {cap} bytes (LCC_MAX_OBJECT_MB); make its maps or "
+                             "global arrays smaller, or size them at load time")
 
 
 class BtfMissing(LookupError):
@@ -262,6 +275,7 @@ class CompileService:
             return result
 
         result = await self._in_slot(run, cancel=threading.Event())
+        check_object_size(len(result.object), self.settings.max_object_bytes)
         summary = objinfo.summarize(result.object)
         art = Artifact(digest=result.digest, object=result.object, toolchain=result.toolchain,
                        warnings=result.warnings, programs=summary["programs"],

@@ -14,6 +14,8 @@ LCC_MAX_QUEUE              compiles waiting before 503                  256
 LCC_MAX_BODY_BYTES         JSON request body                            8 MiB
 LCC_MAX_BTF_BYTES          uploaded BTF                                 64 MiB
 LCC_MAX_ARTIFACT_MB        compiled objects kept on disk (LRU beyond)   2048
+LCC_MAX_OBJECT_MB          one compiled object handed out (larger:      32
+                           422 object_too_large)
 LCC_MAX_FILES              files in a bundle                            64
 LCC_MAX_FILE_BYTES         one bundle file                              1 MiB
 LCC_MAX_BUNDLE_BYTES       all bundle files                             4 MiB
@@ -72,6 +74,7 @@ class Settings:
     max_body_bytes: int = 8 << 20
     max_btf_bytes: int = 64 << 20
     max_artifact_bytes: int = 2 << 30
+    max_object_bytes: int = 32 << 20
     caps: Caps = field(default_factory=Caps)
     limits: Limits = field(default_factory=Limits)
     clang: str = "clang"
@@ -131,6 +134,7 @@ class Settings:
             max_body_bytes=num("LCC_MAX_BODY_BYTES", base.max_body_bytes),
             max_btf_bytes=num("LCC_MAX_BTF_BYTES", base.max_btf_bytes),
             max_artifact_bytes=num("LCC_MAX_ARTIFACT_MB", base.max_artifact_bytes >> 20) << 20,
+            max_object_bytes=num("LCC_MAX_OBJECT_MB", base.max_object_bytes >> 20) << 20,
             caps=caps, limits=limits,
             clang=env.get("LCC_CLANG") or base.clang,
             bpftool=env.get("LCC_BPFTOOL") or base.bpftool,
@@ -168,6 +172,7 @@ class Settings:
             "LCC_MAX_BODY_BYTES": str(self.max_body_bytes),
             "LCC_MAX_BTF_BYTES": str(self.max_btf_bytes),
             "LCC_MAX_ARTIFACT_MB": str(self.max_artifact_bytes >> 20),
+            "LCC_MAX_OBJECT_MB": str(self.max_object_bytes >> 20),
             "LCC_MAX_FILES": str(self.caps.max_files),
             "LCC_MAX_FILE_BYTES": str(self.caps.max_file_bytes),
             "LCC_MAX_BUNDLE_BYTES": str(self.caps.max_bundle_bytes),

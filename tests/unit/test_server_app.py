@@ -548,3 +548,57 @@ def test_docs_pages_load_their_assets_from_the_service(make_app):
         assert a.status_code == 401 and a.json()["error"] == "unauthorized", path
     (outside,) = run(app, [("GET", "/docs-assets/%2e%2e/core.py", auth)])
     assert outside.status_code == 404  # nothing but the assets directory
+
+
+def test_object_replies_are_streamed_with_an_exact_length(make_app):
+    app, _ = make_app()
+    (r,) = run(app, [("POST", "/v1/compile", body("int big[1];" + "x" * 200_000))])
+    assert r.status_code == 200, r.text[:300]
+    assert int(r.headers["content-length"]) == len(r.content)
+    obj = base64.b64decode(r.json()["object"], validate=True)
+    digest = r.json()["digest"]
+    assert hashlib.sha256(obj).hexdigest() == digest and len(obj) > 200_000
+
+    as_json, raw = run(app, [
+        ("GET", f"/v1/artifacts/{digest}", {}),
+        ("GET", f"/v1/artifacts/{digest}", {"headers": {"Accept": "application/octet-stream"}})])
+    assert base64.b64decode(as_json.json()["object"]) == obj
+    assert int(as_json.headers["content-length"]) == len(as_json.content)
+    assert raw.content == obj and raw.headers["x-lcc-digest"] == digest
+    assert int(raw.headers["content-length"]) == len(obj)
+
+
+def test_object_larger_than_the_cap_is_refused(make_app, tmp_path):
+    app, fake = make_app(max_object_bytes=4096)
+    small, large = run(app, [("POST", "/v1/compile", body("int x;")),
+                             ("POST", "/v1/compile", body("int x;" + "y" * 5000))])
+    assert small.status_code == 200
+    assert large.status_code == 422
+    assert large.json()["error"] == "object_too_large"
+    assert "4096 bytes" in large.json()["detail"] and "LCC_MAX_OBJECT_MB" in large.json()["detail"]
+    assert fake.calls == 2
+    # Nothing of the refused object was stored: only the small one is on disk.
+    stored = list((tmp_path / "state" / "artifacts" / "objects").glob("*.o"))
+    assert [p.stem for p in stored] == [small.json()["digest"]]
+
+
+def test_object_cap_setting():
+    assert Settings.from_env({"LCC_MAX_OBJECT_MB": "3"}).max_object_bytes == 3 << 20
+    assert Settings.from_env({}).max_object_bytes == 32 << 20
+    assert Settings.from_env(Settings(max_object_bytes=5 << 20).to_env()).max_object_bytes \
+        == 5 << 20
+    with pytest.raises(ValueError, match="LCC_MAX_OBJECT_MB"):
+        Settings.from_env({"LCC_MAX_OBJECT_MB": "0"})
+
+
+def test_a_file_changed_after_its_check_is_not_sent_whole(tmp_path):
+    from lcc_server.replies import CHUNK, ObjectSource
+    data = bytes(range(256)) * (CHUNK // 128)
+    path = tmp_path / "obj"
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    assert b"".join(ObjectSource(digest, data, path).chunks()) == data
+    path.write_bytes(data[:-1] + b"\0")  # same size, other content
+    assert len(b"".join(ObjectSource(digest, data, path).chunks())) < len(data)
+    path.unlink()  # evicted: the bytes in hand are served
+    assert b"".join(ObjectSource(digest, data, path).chunks()) == data

@@ -1,0 +1,119 @@
+"""Replies that carry a compiled object, streamed so that slow readers cost
+the server a chunk each, not an object each.
+
+The wire format is unchanged: ``json_reply(fields, source)`` sends the JSON
+object ``fields`` plus ``"object": "<base64>"``, and ``raw_reply(source)`` the
+raw bytes; both with an exact Content-Length.  Only the first is built in
+memory (it holds the manifest, metadata and tailored BTF, which are small);
+the object is read ``CHUNK`` bytes at a time, encoded and sent, and the next
+chunk is read only when the connection has taken the previous one (uvicorn
+waits for its write buffer to drain).  So N clients that stall mid-reply hold
+about N chunks, whatever the objects' sizes.
+
+An ``ObjectSource`` reads the object from its file when the store has one
+(an open descriptor, so an eviction while the reply is sent does not cut
+it), else from the bytes in memory.  What it streams is hashed on the way:
+if it is not the object whose digest the reply names (the file was replaced
+after it was checked), the reply is cut short, so the client sees a
+truncated answer, never a wrong object under a signed manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from starlette.responses import StreamingResponse
+
+__all__ = ["CHUNK", "ObjectSource", "json_reply", "raw_reply"]
+
+log = logging.getLogger("lcc_server")
+
+#: Bytes of object read, encoded and sent at a time; a multiple of 3, so the
+#: base64 of consecutive chunks is the base64 of the whole.
+CHUNK = 48 << 10
+assert CHUNK % 3 == 0
+
+
+class ObjectSource:
+    """The object with sha256 ``digest``: its file at ``path`` when that can be
+    opened (the descriptor is held from here on), else ``data``.  Owns the
+    descriptor: iterating to the end, or ``close()``, releases it."""
+
+    def __init__(self, digest: str, data: bytes, path: Path | None = None) -> None:
+        self.digest = digest
+        self.size = len(data)
+        self._data: bytes | None = data
+        self._fd: int | None = None
+        if path is not None:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                fd = None  # evicted since it was read: serve the bytes in hand
+            if fd is not None:
+                if os.fstat(fd).st_size == self.size:
+                    self._fd, self._data = fd, None  # the reply no longer pins the bytes
+                else:
+                    os.close(fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._data = None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The object, ``CHUNK`` bytes at a time; stops early (and logs) when
+        what was read is not the object of ``digest``."""
+        sha = hashlib.sha256()
+        sent = 0
+        try:
+            while sent < self.size:
+                n = min(CHUNK, self.size - sent)
+                if self._fd is not None:
+                    part = os.pread(self._fd, n, sent)
+                else:
+                    part = self._data[sent:sent + n]
+                if len(part) != n:
+                    log.error("artifact %s: its file shrank while it was sent; reply cut",
+                              self.digest[:16])
+                    return
+                sha.update(part)
+                sent += n
+                if sent == self.size and sha.hexdigest() != self.digest:
+                    log.error("artifact %s: its file changed while it was sent; reply cut",
+                              self.digest[:16])
+                    return
+                yield part
+        finally:
+            self.close()
+
+
+def _b64_length(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def json_reply(fields: dict, source: ObjectSource) -> StreamingResponse:
+    """``fields`` (a JSON object without ``object``) and the object, base64."""
+    head = json.dumps(fields)[:-1].encode() + b', "object": "'
+    tail = b'"}'
+
+    def body() -> Iterator[bytes]:
+        import base64
+        yield head
+        for part in source.chunks():
+            yield base64.b64encode(part)
+        yield tail
+    length = len(head) + _b64_length(source.size) + len(tail)
+    return StreamingResponse(body(), media_type="application/json",
+                             headers={"Content-Length": str(length)})
+
+
+def raw_reply(source: ObjectSource, headers: dict[str, str]) -> StreamingResponse:
+    """The object's bytes as ``application/octet-stream``."""
+    return StreamingResponse(source.chunks(), media_type="application/octet-stream",
+                             headers={**headers, "Content-Length": str(source.size)})
