@@ -191,12 +191,6 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     artifacts = artifacts or ArtifactStore(state / "artifacts", keys=keys,
                                             disk_bytes=settings.max_artifact_bytes)
     metrics.watch_artifacts(artifacts)
-    object_path = getattr(artifacts, "object_path", None)
-
-    def object_source(art: Artifact) -> ObjectSource:
-        """The object to stream: from its file when the store keeps one."""
-        return ObjectSource(art.digest, art.object,
-                            object_path(art.digest) if object_path else None)
     service = CompileService(settings, toolchain, btf_store, artifacts, metrics)
     if service.refusal is not None:
         log.error("%s", service.refusal)
@@ -248,6 +242,16 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         return _error(503, "unavailable", str(exc))
 
     # -- routes -------------------------------------------------------------
+
+    def object_source(art: Artifact) -> ObjectSource:
+        """The object to stream: from its file when the store keeps one."""
+        object_path = getattr(service.artifacts, "object_path", None)
+        return ObjectSource(art.digest, art.object,
+                            object_path(art.digest) if object_path else None)
+
+    # One upload at a time per kernel in this process: two first uploads of
+    # different BTF must not both be told 201 while one overwrites the other.
+    upload_locks: dict[tuple[str, str], list] = {}  # kernel -> [lock, requests using it]
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> JSONResponse:
@@ -336,11 +340,18 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         check_arch(arch)
         check_release(release)
         data = await request.body()
+        slot = upload_locks.setdefault((arch, release), [asyncio.Lock(), 0])
+        slot[1] += 1
         try:
-            entry, created = await service.put_btf(arch, release, data, replace,
-                                                   caller=request.state.caller)
+            async with slot[0]:
+                entry, created = await service.put_btf(arch, release, data, replace,
+                                                       caller=request.state.caller)
         except BtfUnavailable as exc:  # bpftool cannot read the upload: the client's fault
             raise InvalidRequest(str(exc)) from None
+        finally:
+            slot[1] -= 1
+            if not slot[1]:  # nobody else waits: forget it (the table stays small)
+                upload_locks.pop((arch, release), None)
         return JSONResponse(entry, status_code=201 if created else 200)
 
     def openapi() -> dict:

@@ -2,6 +2,8 @@
 
 In this order, before the application sees a request:
 
+0. **Framing**: a request with two Authorization headers, or with both
+   Content-Length and Transfer-Encoding, is ambiguous and gets 400.
 1. **Token**: when tokens are configured (``lcc_server.tokens``), requests
    other than ``open_paths`` (health check, public keys) need
    ``Authorization: Bearer <token>``; else 401.  The token's ``Caller`` is put
@@ -37,6 +39,21 @@ async def _reply(send, status: int, error: str, detail: str, headers=()) -> None
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _ambiguous(scope) -> str | None:
+    """Why the request's framing or credentials could be read two ways, or None.
+
+    Two Authorization headers (a proxy may check one and this service
+    another), or Content-Length with Transfer-Encoding (the request
+    smuggling pair: RFC 9112 lets a server refuse it), are refused outright.
+    """
+    names = [name for name, _ in scope.get("headers", [])]
+    if names.count(b"authorization") > 1:
+        return "more than one Authorization header; send exactly one"
+    if b"content-length" in names and b"transfer-encoding" in names:
+        return "both Content-Length and Transfer-Encoding; send one of them"
+    return None
 
 
 class RequestGuard:
@@ -88,6 +105,10 @@ class RequestGuard:
             await send(message)
 
         try:
+            ambiguous = _ambiguous(scope)
+            if ambiguous:
+                await _reply(send_counted, 400, "invalid_request", ambiguous)
+                return
             if not self._authorized(scope):
                 await _reply(send_counted, 401, "unauthorized",
                              "missing or wrong bearer token; set LCC_TOKEN for the client",

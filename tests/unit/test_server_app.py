@@ -602,3 +602,33 @@ def test_a_file_changed_after_its_check_is_not_sent_whole(tmp_path):
     assert len(b"".join(ObjectSource(digest, data, path).chunks())) < len(data)
     path.unlink()  # evicted: the bytes in hand are served
     assert b"".join(ObjectSource(digest, data, path).chunks()) == data
+
+
+def test_racing_first_uploads_of_one_kernel_do_not_both_win(make_app):
+    # Found by the hostile suite: both were told 201 and the second overwrote the first.
+    app, _ = make_app()
+    other = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, 2) + b"\0\0"
+    for round_ in range(5):
+        path = f"/v1/btf/x86_64/9.9-race{round_}"
+        a, b = run(app, [("PUT", path, {"content": FAKE_BTF}), ("PUT", path, {"content": other})])
+        assert sorted((a.status_code, b.status_code)) == [201, 409], (a.text, b.text)
+        winner = FAKE_BTF if a.status_code == 201 else other
+        (got,) = run(app, [("GET", path, {})])
+        assert got.content == winner
+
+
+def test_ambiguous_credentials_and_framing_are_refused(make_app):
+    # Found by the hostile suite: with two Authorization headers the first decided.
+    app, _ = make_app(token="s3cret")
+    good, wrong = ("Authorization", "Bearer s3cret"), ("Authorization", "Bearer nope")
+    right_first, wrong_first, both_framings = run(app, [
+        ("GET", "/v1/btf", {"headers": [good, wrong]}),
+        ("GET", "/v1/btf", {"headers": [wrong, good]}),
+        ("POST", "/v1/compile", {**body(), "headers": [
+            good, ("Transfer-Encoding", "chunked")]})])
+    for r in (right_first, wrong_first):
+        assert r.status_code == 400
+        assert r.json() == {"error": "invalid_request",
+                            "detail": "more than one Authorization header; send exactly one"}
+    assert both_framings.status_code == 400
+    assert "Transfer-Encoding" in both_framings.json()["detail"]
