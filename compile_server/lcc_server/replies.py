@@ -14,8 +14,7 @@ base64): iterating in worker threads instead costs each stalled reply a
 thread and its malloc arena, about a megabyte.
 
 An ``ObjectSource`` reads the object from its file when the store has one
-(an open descriptor, so an eviction while the reply is sent does not cut
-it), else from the bytes in memory.  What it streams is hashed on the way:
+(held open, so an eviction while the reply is sent does not cut it), else from the bytes in memory.  What it streams is hashed on the way:
 if it is not the object whose digest the reply names (the file was replaced
 after it was checked), the reply is cut short, so the client sees a
 truncated answer, never a wrong object under a signed manifest.
@@ -25,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import logging
 import os
@@ -45,29 +45,31 @@ assert CHUNK % 3 == 0
 
 class ObjectSource:
     """The object with sha256 ``digest``: its file at ``path`` when that can be
-    opened (the descriptor is held from here on), else ``data``.  Owns the
-    descriptor: iterating to the end, or ``close()``, releases it."""
+    opened (held open from here on), else ``data``.  Owns the open file:
+    iterating to the end, ``close()``, or dropping the source closes it."""
 
     def __init__(self, digest: str, data: bytes, path: Path | None = None) -> None:
         self.digest = digest
         self.size = len(data)
         self._data: bytes | None = data
-        self._fd: int | None = None
+        # A file object, not a bare descriptor: a reply dropped before it was
+        # iterated (the client left first) still closes it when collected.
+        self._file: io.FileIO | None = None
         if path is not None:
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                f = io.FileIO(path, "r")
             except OSError:
-                fd = None  # evicted since it was read: serve the bytes in hand
-            if fd is not None:
-                if os.fstat(fd).st_size == self.size:
-                    self._fd, self._data = fd, None  # the reply no longer pins the bytes
+                f = None  # evicted since it was read: serve the bytes in hand
+            if f is not None:
+                if os.fstat(f.fileno()).st_size == self.size:
+                    self._file, self._data = f, None  # the reply no longer pins the bytes
                 else:
-                    os.close(fd)
+                    f.close()
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         self._data = None
 
     def chunks(self) -> Iterator[bytes]:
@@ -78,8 +80,8 @@ class ObjectSource:
         try:
             while sent < self.size:
                 n = min(CHUNK, self.size - sent)
-                if self._fd is not None:
-                    part = os.pread(self._fd, n, sent)
+                if self._file is not None:
+                    part = os.pread(self._file.fileno(), n, sent)
                 else:
                     part = self._data[sent:sent + n]
                 if len(part) != n:

@@ -632,3 +632,18 @@ def test_ambiguous_credentials_and_framing_are_refused(make_app):
                             "detail": "more than one Authorization header; send exactly one"}
     assert both_framings.status_code == 400
     assert "Transfer-Encoding" in both_framings.json()["detail"]
+
+
+def test_an_object_source_never_iterated_closes_its_file(tmp_path):
+    import gc
+    import os
+
+    from lcc_server.replies import ObjectSource
+    path = tmp_path / "obj"
+    path.write_bytes(b"x" * 1000)
+    fds = len(os.listdir("/proc/self/fd"))
+    sources = [ObjectSource("0" * 64, b"x" * 1000, path) for _ in range(20)]
+    assert len(os.listdir("/proc/self/fd")) >= fds + 20  # each holds its file open
+    del sources
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= fds
