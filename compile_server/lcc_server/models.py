@@ -46,10 +46,19 @@ class BundleModel(BaseModel):
         return validation.check_path(v)
 
 
+#: A request the service compiles (the OpenAPI document's example, which the
+#: schema fuzz sends, so that it checks a 200 against CompileResponse too).
+EXAMPLE_REQUEST = {"bundle": {"main": "hello.bpf.c", "files": {"hello.bpf.c": (
+    '#include "lbc.h"\n\nSEC("tracepoint/syscalls/sys_enter_getpid")\n'
+    "int on_getpid(void *ctx)\n{\n\treturn 0;\n}\n\n"
+    'char LICENSE[] SEC("license") = "GPL";\n')}}}
+
+
 class CompileRequest(BaseModel):
     """POST /v1/compile."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [EXAMPLE_REQUEST]})
     bundle: BundleModel
     kernel: StrictStr | None = Field(
         default=None, description="kernel release (uname -r); default: the server's own",

@@ -5,7 +5,9 @@ lists, and a body that matches the schema stated for it.
 
 Bounded for CI: a fixed number of examples per operation and a derandomized
 search, so a run is reproducible and takes well under a minute or two.
-Defects found this way are kept as plain cases in test_hostile_inputs.py.
+The document's example request is a program that compiles, so a 200 reply is
+checked against CompileResponse too.  Defects found this way are kept as plain
+cases (tests/unit/test_server_app.py).
 """
 
 from __future__ import annotations
