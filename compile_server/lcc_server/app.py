@@ -13,15 +13,16 @@ Routes (OpenAPI at ``/docs`` and ``/redoc``, whose assets the service serves its
     POST /v1/compile                  200 CompileResponse | 422 compile error | 4xx ErrorBody
     GET  /v1/artifacts/{digest}       JSON like /v1/compile, or the raw object with
                                       ``Accept: application/octet-stream``
-
-Both stream the object (``lcc_server.replies``): a slow reader holds a chunk
-of server memory, not an object.  An object larger than ``LCC_MAX_OBJECT_MB``
-(``Settings.max_object_bytes``) is never handed out: 422 ``object_too_large``.
     PUT  /v1/btf/{arch}/{release}     raw BTF body; 201 created | 200 already there
     GET  /v1/btf/{arch}/{release}     raw BTF
     GET  /v1/btf                      {"btf": [entries]}
     GET  /v1/keys                     {"keys": [public signing keys]}, open like /healthz
     GET  /healthz   GET /metrics
+
+``/v1/compile`` and ``/v1/artifacts`` stream the object (``lcc_server.replies``):
+a slow reader holds a chunk
+of server memory, not an object.  An object larger than ``LCC_MAX_OBJECT_MB``
+(``Settings.max_object_bytes``) is never handed out: 422 ``object_too_large``.
 
 Every reply that carries an object carries its signed manifest too
 (``manifest``: the canonical JSON text, ``signature``, ``key_id``; see
@@ -245,7 +246,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
 
     def object_source(art: Artifact) -> ObjectSource:
         """The object to stream: from its file when the store keeps one."""
-        object_path = getattr(service.artifacts, "object_path", None)
+        object_path = getattr(getattr(service, "artifacts", None), "object_path", None)
         return ObjectSource(art.digest, art.object,
                             object_path(art.digest) if object_path else None)
 
