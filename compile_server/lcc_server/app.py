@@ -20,9 +20,9 @@ Routes (OpenAPI at ``/docs`` and ``/redoc``, whose assets the service serves its
     GET  /healthz   GET /metrics
 
 ``/v1/compile`` and ``/v1/artifacts`` stream the object (``lcc_server.replies``):
-a slow reader holds a chunk
-of server memory, not an object.  An object larger than ``LCC_MAX_OBJECT_MB``
-(``Settings.max_object_bytes``) is never handed out: 422 ``object_too_large``.
+a slow reader holds a chunk of server memory, not an object.  An object larger
+than ``LCC_MAX_OBJECT_MB`` (``Settings.max_object_bytes``) is never handed out:
+422 ``object_too_large``.
 
 Every reply that carries an object carries its signed manifest too
 (``manifest``: the canonical JSON text, ``signature``, ``key_id``; see
