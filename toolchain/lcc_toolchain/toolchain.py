@@ -364,7 +364,12 @@ class Toolchain:
         names: set[str] = set()
         for text in [*files.values(), *(v for v in defines.values() if v)]:
             names |= prune.identifiers(text)
-        return self._base_dir(vmdir, cutter), cutter.extra_header(names)
+        try:
+            extra = cutter.extra_header(names)
+        except ValueError as exc:  # a damaged saved index: the whole header is always right
+            log.warning("compiling against the whole vmlinux.h: %s", exc)
+            return None
+        return self._base_dir(vmdir, cutter), extra
 
     # -- compiling ----------------------------------------------------------
 
