@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcc_toolchain import diagnostics, prune
+from lcc_toolchain import identity as _identity
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.digest import bundle_digest
 from lcc_toolchain.headers import (FLAGS_VERSION, MULTIARCH_TRIPLETS, header_files, include_dir,
@@ -122,8 +123,8 @@ class Toolchain:
                                      skip_kfuncs=self._helper_names)
         self._pch = PchCache(self.work_dir / "pch", self.sandbox)
         self._lock = threading.Lock()
-        self._versions: dict[str, str | None] = {}
         self._hash_memo: dict[str, tuple[tuple, str]] = {}
+        self._identity: tuple[list, dict] | None = None  # (fingerprint, identity)
         self._remove_leftovers()
         self._open_work_dir()
 
@@ -189,24 +190,20 @@ class Toolchain:
             raise ToolMissing(f"{what} ({name}) was not found on PATH")
         return os.path.abspath(found)
 
-    def _version(self, key: str, argv: list[str]) -> str | None:
-        with self._lock:
-            if key in self._versions:
-                return self._versions[key]
+    @staticmethod
+    def _version(key: str, argv: list[str]) -> str | None:
+        """First line(s) of a tool's version output (run only when the
+        fingerprint of the toolchain changed: ``identity``)."""
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=30,  # noqa: S603
                                  env={}, check=True).stdout
             lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
             if key == "bpftool":  # "/usr/sbin/bpftool v7.1.0" names a server path
                 lines[0] = "bpftool " + lines[0].split(None, 1)[-1]
-                value = "; ".join(lines[:2])
-            else:
-                value = lines[0]
+                return "; ".join(lines[:2])
+            return lines[0]
         except (OSError, subprocess.SubprocessError, IndexError):
-            value = None
-        with self._lock:
-            self._versions[key] = value
-        return value
+            return None
 
     def _hash_files(self, key: str, paths: list[Path]) -> str:
         """sha256[:16] over files' names and contents, memoised by their stat."""
@@ -227,15 +224,34 @@ class Toolchain:
         """What decides the output besides the inputs: tool versions and header hashes.
 
         ``{"clang", "bpftool", "lbc_h", "libbpf_h", "flags"}``; stable while
-        nothing is upgraded.  Raises ``ToolMissing`` without clang.
+        nothing is upgraded.  Remembered in the work directory against the
+        stats of what it is computed from (``lcc_toolchain.identity``), so a
+        new process runs no ``clang --version`` while they stay the same.
+        Raises ``ToolMissing`` without clang.
         """
-        clang = self._version("clang", [self.clang_path(), "--version"])
-        if clang is None:
-            raise ToolMissing(f"{self.clang_path()} --version failed")
+        clang_path = self.clang_path()
         try:
-            bpftool = self._version("bpftool", [self.bpftool_path(), "version"])
+            bpftool_path: str | None = self.bpftool_path()
         except ToolMissing:
-            bpftool = None
+            bpftool_path = None
+        fp = _identity.fingerprint(clang_path, bpftool_path, self.libbpf_include)
+        with self._lock:
+            if self._identity is not None and self._identity[0] == fp:
+                return dict(self._identity[1])
+        value = _identity.saved(self.work_dir, fp)
+        if value is None:
+            value = self._compute_identity(clang_path, bpftool_path)
+            _identity.remember(self.work_dir, fp, value)
+        with self._lock:
+            self._identity = (fp, value)
+        return dict(value)
+
+    def _compute_identity(self, clang_path: str, bpftool_path: str | None) -> dict:
+        clang = self._version("clang", [clang_path, "--version"])
+        if clang is None:
+            raise ToolMissing(f"{clang_path} --version failed")
+        bpftool = (self._version("bpftool", [bpftool_path, "version"])
+                   if bpftool_path is not None else None)
         bpf_dir = self.libbpf_include / "bpf"
         return {
             "clang": clang,
