@@ -393,6 +393,10 @@ def _examples() -> list[Path]:
     return sorted(REPO.glob("examples/*/*.bpf.c"))
 
 
+def _tool(src: Path) -> str:
+    return src.name.removesuffix(".bpf.c")
+
+
 def _timed(argv: list[str], **kw) -> float:
     t0 = time.perf_counter()
     r = subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
@@ -439,7 +443,7 @@ def oneoff_cli(runs: int, work: Path) -> None:
     times: dict[tuple[str, str], list[float]] = {}
     for r in range(runs):
         for src in examples:
-            empty = work / f"empty-{r}-{src.name.removesuffix(".bpf.c")}"
+            empty = work / f"empty-{r}-{_tool(src)}"
             samples = [("plain", lambda: _timed(plain(src))),
                        ("warm", lambda: _timed(lcc(src), env=warm_env)),
                        ("empty", lambda: _timed(lcc(src), env={**env,
@@ -447,7 +451,7 @@ def oneoff_cli(runs: int, work: Path) -> None:
             if r % 2:  # neither always runs first
                 samples.reverse()
             for kind, fn in samples:
-                times.setdefault((src.name.removesuffix(".bpf.c"), kind), []).append(fn())
+                times.setdefault((_tool(src), kind), []).append(fn())
             shutil.rmtree(empty, ignore_errors=True)
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -457,10 +461,11 @@ def oneoff_cli(runs: int, work: Path) -> None:
           f"{'lcc, empty':>14}{'empty/clang':>13}")
     ratios: dict[str, list[float]] = {"warm": [], "empty": []}
     for src in examples:
-        med = {k: statistics.median(times[(src.name.removesuffix(".bpf.c"), k)]) for k in ("plain", "warm", "empty")}
+        med = {k: statistics.median(times[(_tool(src), k)])
+               for k in ("plain", "warm", "empty")}
         for k in ratios:
             ratios[k].append(med[k] / med["plain"])
-        print(f"  {src.name.removesuffix(".bpf.c"):<12}{ms(med['plain']):>14}{ms(med['warm']):>14}"
+        print(f"  {_tool(src):<12}{ms(med['plain']):>14}{ms(med['warm']):>14}"
               f"{med['warm'] / med['plain']:>11.2f}x{ms(med['empty']):>14}"
               f"{med['empty'] / med['plain']:>12.2f}x")
     print(f"  {'worst':<12}{'':>14}{'':>14}{max(ratios['warm']):>11.2f}x{'':>14}"
