@@ -38,15 +38,19 @@ def tool_path(name: str) -> str | None:
     return os.path.abspath(found) if found else None
 
 
-def _stat(path: str | None) -> list | None:
+def _stat(path: str | None, *, resolve: bool = False) -> list | None:
+    """[path, size, mtime, inode] of what ``path`` names (``resolve``: the
+    resolved path, for a program reached through links such as clang ->
+    clang-14)."""
     if path is None:
         return None
-    real = os.path.realpath(path)
+    if resolve:
+        path = os.path.realpath(path)
     try:
-        st = os.stat(real)
+        st = os.stat(path)
     except OSError:
         return None
-    return [real, st.st_size, st.st_mtime_ns, st.st_ino]
+    return [path, st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def fingerprint(clang: str, bpftool: str | None,
@@ -56,7 +60,7 @@ def fingerprint(clang: str, bpftool: str | None,
     headers and libbpf's (``<libbpf_include>/bpf/*.h``), and the flags version.
     Raises ``ToolMissing`` when lcc's headers are missing."""
     libbpf = sorted(str(p) for p in (Path(libbpf_include) / "bpf").glob("*.h"))
-    return [FLAGS_VERSION, _stat(clang), _stat(bpftool),
+    return [FLAGS_VERSION, _stat(clang, resolve=True), _stat(bpftool, resolve=True),
             *(_stat(str(p)) for p in header_files()), *(_stat(p) for p in libbpf)]
 
 

@@ -303,13 +303,31 @@ class VmlinuxIndex:
             if name is not None:
                 decl.members.setdefault(name, set()).update(refs | (words - {name}))
 
+    def header_seeds(self, header_names: Iterable[str] = (),
+                     header_records: Iterable[str] = ()) -> frozenset[int]:
+        """The declarations ``keep`` starts from for ``header_names`` and
+        ``header_records`` (see there), to pass as its ``seeds``: looking up
+        the fixed headers' few thousand names once, not for every program."""
+        out: set[int] = set()
+        for name in header_names:
+            out.add(self._enumerator.get(name))
+            out.add(self._by_key.get(f"enum {name}"))
+            if name in self._typedefs:
+                out.add(self._by_key[name])
+        for key in header_records:
+            out.add(self._by_key.get(key))
+        out.discard(None)
+        return frozenset(out)
+
     def keep(self, names: Iterable[str], header_names: Iterable[str] = (),
-             header_records: Iterable[str] = ()) -> frozenset[int]:
+             header_records: Iterable[str] = (), *,
+             seeds: Iterable[int] = ()) -> frozenset[int]:
         """The declarations a program that uses ``names`` needs.
 
         ``header_names`` are identifiers of the fixed headers (lbc.h, libbpf's):
         their typedefs, enums and enumerators are kept; ``header_records``
-        ("struct pt_regs") are records those headers' macros dereference.
+        ("struct pt_regs") are records those headers' macros dereference;
+        ``seeds``: ``header_seeds()`` of both, computed before.
         """
         names = set(names)
         keep: set[int] = set()
@@ -324,13 +342,8 @@ class VmlinuxIndex:
             for key in (f"struct {name}", f"union {name}", f"enum {name}", name):
                 add(self._by_key.get(key))
             add(self._enumerator.get(name))
-        for name in header_names:
-            add(self._enumerator.get(name))
-            add(self._by_key.get(f"enum {name}"))
-            if name in self._typedefs:
-                add(self._by_key[name])
-        for key in header_records:
-            add(self._by_key.get(key))
+        for i in self.header_seeds(header_names, header_records) | frozenset(seeds):
+            add(i)
         while todo:
             decl = self._decls[todo.pop()]
             for key in decl.by_value:
@@ -430,7 +443,8 @@ class Cutter:
         self.index = index
         self.fixed = fixed
         self._records = index.record_keys(fixed.macro_text)
-        self._base = index.keep((), fixed.names, self._records)
+        self._seeds = index.header_seeds(fixed.names, self._records)
+        self._base = index.keep((), seeds=self._seeds)
         self._base_text = index.render(self._base)
         #: every identifier of the headers a program is compiled after
         #: (a -D of one could change what they mean)
@@ -443,7 +457,7 @@ class Cutter:
     def extra_header(self, names: Iterable[str]) -> str:
         """What a program using ``names`` needs beyond ``base_header()``, to be
         included right after lbc.h."""
-        keep = self.index.keep(names, self.fixed.names, self._records)
+        keep = self.index.keep(names, seeds=self._seeds)
         return self.index.render(keep - self._base, whole_file=False)
 
 

@@ -309,11 +309,12 @@ class Toolchain:
             dirs.append(multiarch)
         return list(dict.fromkeys(dirs))
 
-    def _pch_for(self, arch: str, btf_sha: str, vmdir: Path) -> tuple[str, Pch | None]:
+    def _pch_for(self, arch: str, btf_sha: str, vmdir: Path,
+                 identity: dict | None = None) -> tuple[str, Pch | None]:
         inc = include_dir()
         # A PCH records the absolute paths of the headers it was built from, so
         # two installations with the same lbc.h still need PCHs of their own.
-        key = hashlib.sha256(json.dumps([self.identity(), btf_sha, arch, str(inc), str(vmdir)],
+        key = hashlib.sha256(json.dumps([identity or self.identity(), btf_sha, arch, str(inc), str(vmdir)],
                                         sort_keys=True).encode()).hexdigest()[:32]
 
         def argv(out: Path, deps: Path) -> list[str]:
@@ -334,11 +335,11 @@ class Toolchain:
 
     # -- the cut vmlinux.h ----------------------------------------------------
 
-    def _fixed_headers(self) -> prune.FixedHeaders:
+    def _fixed_headers(self, identity: dict | None = None) -> prune.FixedHeaders:
         """What lbc.h and the libbpf headers it includes use of vmlinux.h
         (re-read when either changes on disk)."""
         inc = include_dir()
-        identity = self.identity()  # hashes of those headers, memoised by their stat
+        identity = identity or self.identity()  # hashes of those headers
         stamp = (identity["lbc_h"], identity["libbpf_h"])
         with self._lock:
             if self._fixed is not None and self._fixed[0] == stamp:
@@ -348,9 +349,9 @@ class Toolchain:
             self._fixed = (stamp, fixed)
         return fixed
 
-    def _cutter(self, vmdir: Path) -> prune.Cutter | None:
+    def _cutter(self, vmdir: Path, identity: dict | None = None) -> prune.Cutter | None:
         try:
-            return self._cutters.get(vmdir / "vmlinux.h", self._fixed_headers())
+            return self._cutters.get(vmdir / "vmlinux.h", self._fixed_headers(identity))
         except (OSError, ValueError) as exc:
             log.warning("compiling against the whole vmlinux.h: %s", exc)
             return None
@@ -366,12 +367,13 @@ class Toolchain:
         return base
 
     def _cut_plan(self, vmdir: Path, main: str, files: Mapping[str, str],
-                  defines: Mapping[str, str | None]) -> tuple[Path, str] | None:
+                  defines: Mapping[str, str | None],
+                  identity: dict | None = None) -> tuple[Path, str] | None:
         """(directory of the base vmlinux.h, text of the program's further
         types), or None when this bundle compiles against the whole header."""
         if not self.use_cut or not prune.usable(files):
             return None
-        cutter = self._cutter(vmdir)
+        cutter = self._cutter(vmdir, identity)
         if cutter is None:
             return None
         if reason_headers_differ(cutter.fixed.files, cutter.header_identifiers,
@@ -413,7 +415,7 @@ class Toolchain:
         vmdir = self._vmlinux.get(btf_path, btf_sha)
 
         want_pch = self.use_pch and use_pch is not False
-        plan = self._cut_plan(vmdir, main, files, defines)
+        plan = self._cut_plan(vmdir, main, files, defines, identity)
 
         tmp_root = self.work_dir / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
@@ -430,7 +432,8 @@ class Toolchain:
                 (req / "types" / _TYPES_H).write_text(extra)
                 self._readable_by_tools(req / "types")
                 done = self._attempt(clang, arch, btf_sha, base_dir, src, out, main, files,
-                                     defines, want_pch, req / "types" / _TYPES_H, cancel)
+                                     defines, want_pch, req / "types" / _TYPES_H, cancel,
+                                     identity)
                 cut = done[0] == 0 and not done[2]
                 if not cut and not done[2]:
                     # Maybe a type the cut left incomplete, maybe an error in the
@@ -439,7 +442,7 @@ class Toolchain:
                     done = None
             if done is None:
                 done = self._attempt(clang, arch, btf_sha, vmdir, src, out, main, files,
-                                     defines, want_pch, None, cancel)
+                                     defines, want_pch, None, cancel, identity)
             returncode, log, exceeded, pch = done
             diags = diagnostics.parse(log)
             if exceeded or returncode != 0:
@@ -455,13 +458,14 @@ class Toolchain:
     def _attempt(self, clang: str, arch: str, btf_sha: str, vmdir: Path, src: Path, out: Path,
                  main: str, files: Mapping[str, str], defines: Mapping[str, str | None],
                  want_pch: bool, extra: Path | None,
-                 cancel: threading.Event | None = None) -> tuple[int, str, str | None, bool]:
+                 cancel: threading.Event | None = None,
+                 identity: dict | None = None) -> tuple[int, str, str | None, bool]:
         """One clang run against the vmlinux.h in ``vmdir`` (plus ``extra``, the
         program's further types of a cut), with that header's PCH when it
         applies.  Returns (returncode, log, limit exceeded, PCH used)."""
         pch_key, pch = None, None
         if want_pch:
-            pch_key, pch = self._pch_for(arch, btf_sha, vmdir)
+            pch_key, pch = self._pch_for(arch, btf_sha, vmdir, identity)
             # (a cut plan has already checked the same rules, against every header)
             if pch is not None and extra is None and reason_not_applicable(pch, main, files,
                                                                             defines):
