@@ -34,9 +34,9 @@ as ``/proc/self/task`` shows) forks, and the child applies the same
 whatever happens, it executes the program confined or exits 125.
 ``Sandbox(fork=False)`` always uses the trampoline.
 The outcome is a ``Completed``; ``Completed.exceeded`` names the limit that
-stopped the program, if any, and ``Completed.started`` how it was started.  ``run(..., cancel=event)`` kills the program
-when the ``threading.Event`` is set (its client went away) and raises
-``Cancelled``.
+stopped the program, if any, and ``Completed.started`` how it was started.
+``run(..., cancel=event)`` kills the program when the ``threading.Event`` is
+set (its client went away) and raises ``Cancelled``.
 """
 
 from __future__ import annotations
