@@ -145,6 +145,21 @@ def test_object_does_not_depend_on_work_dir(tc, tmp_path):
     assert b"/lcc/include" in a.object  # lbc.h is named by its fixed virtual path
 
 
+def test_object_does_not_depend_on_the_saved_index_or_how_clang_starts(tmp_path, monkeypatch):
+    bundle = B("connect.bpf.c", {"connect.bpf.c": CONNECT_C, "hdr/connect.h": CONNECT_H})
+    first = Toolchain(work_dir=tmp_path)  # indexes vmlinux.h in memory, saves the index
+    built = first.compile(bundle)
+    assert list(tmp_path.glob("vmlinux/*/vmlinux.h.index"))
+
+    again = Toolchain(work_dir=tmp_path)  # a new process: reads the saved index
+    from_saved = again.compile(bundle)
+    monkeypatch.setattr(again.sandbox, "fork", False)  # the service's trampoline
+    trampoline = again.compile(bundle)
+
+    assert built.cut and from_saved.cut and trampoline.cut
+    assert built.object == from_saved.object == trampoline.object
+
+
 def test_compile_error_has_bundle_relative_diagnostics(tc):
     bundle = B("bad.bpf.c", {"bad.bpf.c": '#include "lbc.h"\n#include "inc/bad.h"\n',
                              "inc/bad.h": "int f(void) { return nope; }\n"})
