@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from lcc_toolchain.prune import Cutter, FixedHeaders, VmlinuxIndex, identifiers, usable
+from lcc_toolchain.prune import (Cutter, CutterCache, FixedHeaders, VmlinuxIndex, identifiers,
+                                  usable)
 
 VMLINUX_H = """\
 #ifndef __VMLINUX_H__
@@ -308,6 +309,29 @@ def test_damaged_declaration_is_a_value_error_when_used(tmp_path):
 
     with pytest.raises(ValueError, match="declaration 0 is damaged"):
         got.render(range(len(got._decls)))
+
+
+def test_cutter_cache_indexes_again_past_a_damaged_declaration(tmp_path, index):
+    good = _saved_index(tmp_path)
+    (tmp_path / "vmlinux.h.index").write_bytes(_declaration_garbled(good))
+    fixed = FixedHeaders(files=frozenset({"lbc.h"}), names=frozenset({"u32"}), macro_text="")
+
+    cutter = CutterCache().get(tmp_path / "vmlinux.h", fixed)
+
+    assert cutter.extra_header({"sock"}) == Cutter(index, fixed).extra_header({"sock"})
+    assert (tmp_path / "vmlinux.h.index").read_bytes() == good  # saved again
+
+
+def test_forget_drops_the_saved_index(tmp_path):
+    _saved_index(tmp_path)
+    cache = CutterCache()
+    fixed = FixedHeaders(files=frozenset({"lbc.h"}), names=frozenset(), macro_text="")
+    first = cache.get(tmp_path / "vmlinux.h", fixed)
+
+    cache.forget(tmp_path / "vmlinux.h")
+
+    assert not (tmp_path / "vmlinux.h.index").exists()
+    assert cache.get(tmp_path / "vmlinux.h", fixed) is not first
 
 
 def test_saved_index_reads_only_what_a_cut_uses(tmp_path, index):

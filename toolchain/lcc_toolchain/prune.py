@@ -227,6 +227,16 @@ class VmlinuxIndex:
             vmlinux_h.with_name(vmlinux_h.name + ".index.json").unlink()
         return index
 
+    @staticmethod
+    def discard_saved(vmlinux_h: Path) -> bool:
+        """Remove the index saved beside ``vmlinux_h`` (found damaged in use),
+        so that the next ``load`` makes it again; False if there was none."""
+        try:
+            Path(vmlinux_h).with_name(Path(vmlinux_h).name + index_file.SUFFIX).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     @classmethod
     def _from_saved(cls, saved: index_file.Decoded) -> VmlinuxIndex:
         self = cls.__new__(cls)
@@ -480,9 +490,26 @@ class CutterCache:
                 if cutter is not None:
                     self._items.move_to_end(key)
                     return cutter
-            cutter = Cutter(VmlinuxIndex.load(vmlinux_h), fixed)
+            try:
+                cutter = Cutter(VmlinuxIndex.load(vmlinux_h), fixed)
+            except ValueError as exc:
+                # A saved index damaged past its tables: index the text again
+                # (a cut must not depend on the state of a cache file).
+                if not VmlinuxIndex.discard_saved(vmlinux_h):
+                    raise
+                log.warning("indexing %s again: %s", vmlinux_h, exc)
+                cutter = Cutter(VmlinuxIndex.load(vmlinux_h), fixed)
             with self._guard:
                 self._items[key] = cutter
                 while len(self._items) > self._keep:
                     self._items.popitem(last=False)
         return cutter
+
+    def forget(self, vmlinux_h: Path) -> None:
+        """Drop the cutters of ``vmlinux_h`` and its saved index, which was found
+        damaged while cutting: the next ``get`` indexes the text again."""
+        with self._locks.hold(str(vmlinux_h)):
+            with self._guard:
+                for key in [k for k in self._items if k[0] == str(vmlinux_h)]:
+                    del self._items[key]
+            VmlinuxIndex.discard_saved(vmlinux_h)

@@ -373,21 +373,26 @@ class Toolchain:
         types), or None when this bundle compiles against the whole header."""
         if not self.use_cut or not prune.usable(files):
             return None
-        cutter = self._cutter(vmdir, identity)
-        if cutter is None:
-            return None
-        if reason_headers_differ(cutter.fixed.files, cutter.header_identifiers,
-                                 main, files, defines):
-            return None
         names: set[str] = set()
         for text in [*files.values(), *(v for v in defines.values() if v)]:
             names |= prune.identifiers(text)
-        try:
-            extra = cutter.extra_header(names)
-        except ValueError as exc:  # a damaged saved index: the whole header is always right
-            log.warning("compiling against the whole vmlinux.h: %s", exc)
-            return None
-        return self._base_dir(vmdir, cutter), extra
+        for again in (False, True):
+            cutter = self._cutter(vmdir, identity)
+            if cutter is None:
+                return None
+            try:
+                if reason_headers_differ(cutter.fixed.files, cutter.header_identifiers,
+                                         main, files, defines):
+                    return None
+                return self._base_dir(vmdir, cutter), cutter.extra_header(names)
+            except ValueError as exc:
+                # Part of the saved index read only now is damaged: index
+                # vmlinux.h again, so that the cut is the same as ever.
+                log.warning("indexing vmlinux.h again: %s", exc)
+                self._cutters.forget(vmdir / "vmlinux.h")
+                if again:
+                    return None
+        return None
 
     # -- compiling ----------------------------------------------------------
 
