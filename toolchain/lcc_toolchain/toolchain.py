@@ -314,8 +314,8 @@ class Toolchain:
         inc = include_dir()
         # A PCH records the absolute paths of the headers it was built from, so
         # two installations with the same lbc.h still need PCHs of their own.
-        key = hashlib.sha256(json.dumps([identity or self.identity(), btf_sha, arch, str(inc), str(vmdir)],
-                                        sort_keys=True).encode()).hexdigest()[:32]
+        key = hashlib.sha256(json.dumps([identity or self.identity(), btf_sha, arch, str(inc),
+                                         str(vmdir)], sort_keys=True).encode()).hexdigest()[:32]
 
         def argv(out: Path, deps: Path) -> list[str]:
             return [self.clang_path(), *self._flags(arch, vmdir, None), "-x", "c-header",
