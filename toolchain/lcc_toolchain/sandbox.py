@@ -27,11 +27,11 @@ changes (for hosts that forbid them).  ``probe`` (default
 pass one answering 0.
 How the confining process starts: the confinement must be applied by a
 single-threaded process right before ``execve``.  A multi-threaded caller (the
-service) starts a fresh Python running the trampoline (``python -S -c``, about
-12 ms); a single-threaded one (``lcc compile``: this process has one thread,
+service) starts a fresh Python running the trampoline (``python -S -c``, 10 ms
+and more); a single-threaded one (``lcc compile``: this process has one thread,
 as ``/proc/self/task`` shows) forks, and the child applies the same
-``sandbox_exec.main`` itself (about 1 ms), never returning to the caller's code:
-whatever happens, it executes the program confined or exits 125.
+``sandbox_exec.main`` itself, never returning to the caller's code: whatever
+happens, it executes the program confined or exits 125.
 ``Sandbox(fork=False)`` always uses the trampoline.
 The outcome is a ``Completed``; ``Completed.exceeded`` names the limit that
 stopped the program, if any, and ``Completed.started`` how it was started.
