@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 
-from lcc_toolchain.prune import Cutter, FixedHeaders, VmlinuxIndex, identifiers, usable
+from lcc_toolchain.prune import (Cutter, CutterCache, FixedHeaders, VmlinuxIndex, identifiers,
+                                  usable)
 
 VMLINUX_H = """\
 #ifndef __VMLINUX_H__
@@ -229,7 +231,7 @@ def test_fixed_headers_follow_includes_but_not_vmlinux_h(tmp_path):
 def test_index_is_saved_next_to_vmlinux_h_and_reused(tmp_path, index):
     path = tmp_path / "vmlinux.h"
     path.write_text(VMLINUX_H)
-    saved = tmp_path / "vmlinux.h.index.json"
+    saved = tmp_path / "vmlinux.h.index"
 
     first = VmlinuxIndex.load(path)
     again = VmlinuxIndex.load(path)
@@ -241,34 +243,114 @@ def test_index_is_saved_next_to_vmlinux_h_and_reused(tmp_path, index):
     assert again.identifiers == index.identifiers
 
 
-@pytest.mark.parametrize("damage", [
-    b"not json",
-    b'{"format": 1, "sha256": "0", "decls": []}',  # made from other text
-], ids=["garbage", "stale"])
-def test_damaged_or_stale_index_is_rebuilt(tmp_path, index, damage):
-    path = tmp_path / "vmlinux.h"
-    path.write_text(VMLINUX_H)
-    saved = tmp_path / "vmlinux.h.index.json"
-    saved.write_bytes(damage)
-
-    got = VmlinuxIndex.load(path)
-
-    assert got.render(got.keep({"sock"})) == index.render(index.keep({"sock"}))
-    assert json.loads(saved.read_bytes())["format"] == VmlinuxIndex._FORMAT
-
-
-def test_index_pointing_past_its_declarations_is_rebuilt(tmp_path, index):
+def _saved_index(tmp_path) -> bytes:
     path = tmp_path / "vmlinux.h"
     path.write_text(VMLINUX_H)
     VmlinuxIndex.load(path)
-    saved = tmp_path / "vmlinux.h.index.json"
-    data = json.loads(saved.read_bytes())
-    data["by_key"]["struct sock"] = 10_000
-    saved.write_text(json.dumps(data))
+    return (tmp_path / "vmlinux.h.index").read_bytes()
 
-    got = VmlinuxIndex.load(path)
 
-    assert "struct sock {" in got.render(got.keep({"sock"}))
+def _header(data: bytes) -> tuple[int, dict]:
+    """(where the sections start, the JSON header) of a saved index."""
+    n = int.from_bytes(data[8:12], sys.byteorder)
+    return 12 + n, json.loads(data[12:12 + n])
+
+
+def _with_header(data: bytes, head: dict) -> bytes:
+    start, _ = _header(data)
+    raw = json.dumps(head).encode()
+    return data[:8] + len(raw).to_bytes(4, sys.byteorder) + raw + data[start:]
+
+
+def _stale(data: bytes) -> bytes:
+    _, head = _header(data)
+    return _with_header(data, {**head, "sha256": "0" * 64})  # made from other text
+
+
+def _past_the_end(data: bytes) -> bytes:
+    # the first key ("struct ...") now names declaration 10000 of a few dozen
+    start, head = _header(data)
+    off, _ = head["sections"]["key_index"]
+    at = start + off
+    return data[:at] + (10_000).to_bytes(4, sys.byteorder) + data[at + 4:]
+
+
+def _cut_short(data: bytes) -> bytes:
+    return data[:len(data) // 2]
+
+
+def _declaration_garbled(data: bytes) -> bytes:
+    # what the first declaration refers to is no longer JSON
+    start, head = _header(data)
+    off, _ = head["sections"]["meta"]
+    return data[:start + off] + b"@" + data[start + off + 1:]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: b"not an index",
+    _stale, _past_the_end, _cut_short,
+], ids=["garbage", "stale", "past-the-end", "truncated"])
+def test_damaged_or_stale_index_is_rebuilt(tmp_path, index, damage):
+    good = _saved_index(tmp_path)
+    saved = tmp_path / "vmlinux.h.index"
+    saved.write_bytes(damage(good))
+
+    got = VmlinuxIndex.load(tmp_path / "vmlinux.h")
+
+    assert got.render(got.keep({"sock"})) == index.render(index.keep({"sock"}))
+    assert saved.read_bytes() == good  # saved again, as it was
+
+
+def test_damaged_declaration_is_a_value_error_when_used(tmp_path):
+    saved = tmp_path / "vmlinux.h.index"
+    saved.write_bytes(_declaration_garbled(_saved_index(tmp_path)))
+
+    got = VmlinuxIndex.load(tmp_path / "vmlinux.h")  # the tables are intact
+
+    with pytest.raises(ValueError, match="declaration 0 is damaged"):
+        got.render(range(len(got._decls)))
+
+
+def test_cutter_cache_indexes_again_past_a_damaged_declaration(tmp_path, index):
+    good = _saved_index(tmp_path)
+    (tmp_path / "vmlinux.h.index").write_bytes(_declaration_garbled(good))
+    fixed = FixedHeaders(files=frozenset({"lbc.h"}), names=frozenset({"u32"}), macro_text="")
+
+    cutter = CutterCache().get(tmp_path / "vmlinux.h", fixed)
+
+    assert cutter.extra_header({"sock"}) == Cutter(index, fixed).extra_header({"sock"})
+    assert (tmp_path / "vmlinux.h.index").read_bytes() == good  # saved again
+
+
+def test_forget_drops_the_saved_index(tmp_path):
+    _saved_index(tmp_path)
+    cache = CutterCache()
+    fixed = FixedHeaders(files=frozenset({"lbc.h"}), names=frozenset(), macro_text="")
+    first = cache.get(tmp_path / "vmlinux.h", fixed)
+
+    cache.forget(tmp_path / "vmlinux.h")
+
+    assert not (tmp_path / "vmlinux.h.index").exists()
+    assert cache.get(tmp_path / "vmlinux.h", fixed) is not first
+
+
+def test_saved_index_reads_only_what_a_cut_uses(tmp_path, index):
+    _saved_index(tmp_path)
+
+    got = VmlinuxIndex.load(tmp_path / "vmlinux.h")
+    got.render(got.keep({"u32"}))
+
+    assert got._identifiers is None  # the whole header's identifiers stay unread
+    decoded = [i for i, d in enumerate(got._decls._cache) if d is not None]
+    assert 0 < len(decoded) < len(got._decls)
+
+
+def test_json_index_of_earlier_releases_is_removed(tmp_path):
+    (tmp_path / "vmlinux.h.index.json").write_text("{}")
+
+    _saved_index(tmp_path)
+
+    assert not (tmp_path / "vmlinux.h.index.json").exists()
 
 
 def test_fixed_headers_follow_include_next_to_the_system_header(tmp_path):

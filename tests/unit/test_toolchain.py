@@ -145,6 +145,51 @@ def test_object_does_not_depend_on_work_dir(tc, tmp_path):
     assert b"/lcc/include" in a.object  # lbc.h is named by its fixed virtual path
 
 
+def test_object_does_not_depend_on_the_saved_index_or_how_clang_starts(tmp_path, monkeypatch):
+    bundle = B("connect.bpf.c", {"connect.bpf.c": CONNECT_C, "hdr/connect.h": CONNECT_H})
+    first = Toolchain(work_dir=tmp_path)  # indexes vmlinux.h in memory, saves the index
+    built = first.compile(bundle)
+    assert list(tmp_path.glob("vmlinux/*/vmlinux.h.index"))
+
+    again = Toolchain(work_dir=tmp_path)  # a new process: reads the saved index
+    from_saved = again.compile(bundle)
+    monkeypatch.setattr(again.sandbox, "fork", False)  # the service's trampoline
+    trampoline = again.compile(bundle)
+
+    assert built.cut and from_saved.cut and trampoline.cut
+    assert built.object == from_saved.object == trampoline.object
+
+
+def _garble_declaration(index_path: Path, key: str) -> None:
+    """Make the saved index's entry for ``key`` ("struct sock") unreadable,
+    leaving its tables intact (found only when a cut reads it)."""
+    import json
+    import sys
+    data = index_path.read_bytes()
+    n = int.from_bytes(data[8:12], sys.byteorder)
+    head, start = json.loads(data[12:12 + n]), 12 + n
+    index = prune.VmlinuxIndex.load(index_path.with_name("vmlinux.h"))
+    i = index._by_key[key]
+    bounds_at = start + head["sections"]["bounds"][0]
+    meta = int.from_bytes(data[bounds_at + 4 * i:bounds_at + 4 * i + 4], sys.byteorder)
+    at = start + head["sections"]["meta"][0] + meta
+    index_path.write_bytes(data[:at] + b"@" + data[at + 1:])
+
+
+def test_a_damaged_saved_index_does_not_change_the_object(tmp_path, caplog):
+    bundle = B("connect.bpf.c", {"connect.bpf.c": CONNECT_C, "hdr/connect.h": CONNECT_H})
+    want = Toolchain(work_dir=tmp_path).compile(bundle)
+    (saved,) = tmp_path.glob("vmlinux/*/vmlinux.h.index")
+    _garble_declaration(saved, "struct sock")  # not among lbc.h's own types
+
+    got = Toolchain(work_dir=tmp_path).compile(bundle)
+
+    assert "indexing vmlinux.h again" in caplog.text
+    assert got.cut and got.object == want.object
+    index = prune.VmlinuxIndex.load(saved.with_name("vmlinux.h"))  # saved again, readable
+    assert "struct sock {" in index._decls[index._by_key["struct sock"]].text
+
+
 def test_compile_error_has_bundle_relative_diagnostics(tc):
     bundle = B("bad.bpf.c", {"bad.bpf.c": '#include "lbc.h"\n#include "inc/bad.h"\n',
                              "inc/bad.h": "int f(void) { return nope; }\n"})

@@ -1,6 +1,9 @@
 """The sandbox that clang and bpftool run in: filesystem, environment,
 capabilities, network and resource limits.  Needs no root; the Landlock
-checks skip on kernels without Landlock."""
+checks skip on kernels without Landlock.  Every test runs twice: with the
+confining process forked from this one (a single-threaded caller, as ``lcc
+compile``) and started as the Python trampoline (a multi-threaded caller, as
+the service)."""
 
 from __future__ import annotations
 
@@ -12,11 +15,20 @@ from pathlib import Path
 import pytest
 
 from lcc_toolchain import landlock
-from lcc_toolchain.sandbox import Limits, Sandbox
+from lcc_toolchain import sandbox as sandbox_mod
+from lcc_toolchain.sandbox import Limits, Sandbox, SandboxError
 
 needs_landlock = pytest.mark.skipif(landlock.abi_version() < 1,
                                     reason="this kernel has no Landlock")
 PY = shutil.which("python3", path="/usr/bin:/bin")
+
+
+@pytest.fixture(autouse=True, params=["fork", "trampoline"])
+def start(request, monkeypatch):
+    """How the confining process starts in this test."""
+    if request.param == "trampoline":
+        monkeypatch.setattr(sandbox_mod, "_single_threaded", lambda: False)
+    return request.param
 
 
 @pytest.fixture
@@ -206,3 +218,39 @@ def test_cancel_kills_the_program(box):
     with pytest.raises(Cancelled):
         Sandbox().run(["/usr/bin/sleep", "30"], cwd=box, cancel=cancel)
     assert time.monotonic() - started < 5
+
+
+def test_a_single_threaded_caller_forks_a_threaded_one_starts_the_trampoline(box, start):
+    import threading
+
+    alone = Sandbox().run(["/bin/true"], cwd=box)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        threaded = Sandbox().run(["/bin/true"], cwd=box)
+    finally:
+        stop.set()
+        other.join()
+
+    assert alone.ok and threaded.ok
+    assert alone.started == start and threaded.started == "trampoline"
+    assert Sandbox(fork=False).run(["/bin/true"], cwd=box).started == "trampoline"
+
+
+def test_the_program_inherits_no_descriptor_of_the_caller(box):
+    fd = os.open(box / "secret.txt", os.O_RDONLY)
+    os.set_inheritable(fd, True)
+    try:
+        done = Sandbox().run(["/usr/bin/ls", "/proc/self/fd"], cwd=box, read=["/proc"])
+    finally:
+        os.close(fd)
+
+    assert done.ok, done.stderr
+    assert set(done.stdout.split()) <= {b"0", b"1", b"2", b"3"}  # 3: ls's own listing
+
+
+def test_a_setup_failure_is_a_sandbox_error(box):
+    # no process may raise its open-file limit past the kernel's (fs.nr_open)
+    with pytest.raises(SandboxError, match="lcc-sandbox"):
+        Sandbox(limits=Limits(open_files=1 << 40)).run(["/bin/true"], cwd=box)

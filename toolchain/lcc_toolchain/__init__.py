@@ -17,9 +17,11 @@ Modules, one concept each:
   are), the multiarch UAPI directory, the flags version; light enough for a
   tool start;
 - ``digest``: ``bundle_digest``, the one hash of a bundle on both sides;
+- ``identity``: the toolchain identity remembered on disk against the stats
+  of what it is computed from (``identity_cached``, for a cache-hit path);
 - ``vmlinux``, ``kfuncs``, ``prune``, ``pch``: vmlinux.h per BTF with the
   kernel's kfunc declarations, cut down to a program's types, precompiled
-  lbc.h;
+  lbc.h; ``index_file``: vmlinux.h's index saved as a mapped binary file;
 - ``sandbox`` + ``sandbox_exec`` + ``landlock`` + ``_syscalls``: how clang
   and bpftool are confined (``_syscalls`` is the only ctypes user);
 - ``validation``: what a bundle, define, arch, release or digest may be;

@@ -26,7 +26,7 @@ import keyword
 import re
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["BEGIN", "END", "BtfError", "append_to", "declarations", "kfunc_prototypes"]
 
@@ -55,13 +55,12 @@ class BtfError(ValueError):
     """The BTF is malformed (truncated, bad magic, references out of range)."""
 
 
-@dataclass(frozen=True)
-class _Type:
+class _Type(NamedTuple):  # a tuple: a kernel's BTF has over 100,000 of them
     kind: int
     name: str
     kind_flag: bool
     ref: int                         # type (PTR, TYPEDEF, FUNC, ...) or 0
-    extra: tuple = ()                # FUNC_PROTO: ((name, type), ...); ARRAY: (elem, n)
+    extra: tuple = ()                # FUNC_PROTO: (offset, count) of its params; ARRAY: (elem, n)
 
 
 class _Btf:
@@ -80,18 +79,20 @@ class _Btf:
         if types_at + type_len > len(data) or strs_at + str_len > len(data):
             raise BtfError("BTF sections run past its end")
         self._strs = data[strs_at:strs_at + str_len]
+        self._names: dict[int, str] = {0: ""}
+        self._data, self._pair = data, struct.Struct(order + "II")
         self.types: list[_Type | None] = [None]  # id 0 is void
         self.tags: list[tuple[str, int, int]] = []  # (tag, type id, component)
         u32 = struct.Struct(order + "I")
-        pair = struct.Struct(order + "II")
         triple = struct.Struct(order + "III")
         pos, end = types_at, types_at + type_len
+        new, append, name_of = tuple.__new__, self.types.append, self._str
         try:
             while pos < end:
                 name_off, info, ref = triple.unpack_from(data, pos)
                 pos += 12
                 kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
-                name = self._str(name_off)
+                name = name_of(name_off)
                 extra: tuple = ()
                 if kind == _INT or kind == _VAR:
                     pos += 4
@@ -103,9 +104,10 @@ class _Btf:
                     pos += 12 * vlen
                 elif kind == _ENUM:
                     pos += 8 * vlen
-                elif kind == _FUNC_PROTO:
-                    extra = tuple((self._str(n), t) for n, t in
-                                  (pair.unpack_from(data, pos + 8 * i) for i in range(vlen)))
+                elif kind == _FUNC_PROTO:  # read by params(): few protos are a kfunc's
+                    if pos + 8 * vlen > end:
+                        raise BtfError("BTF type section is truncated")
+                    extra = (pos, vlen)
                     pos += 8 * vlen
                 elif kind == _DECL_TAG:
                     (component,) = u32.unpack_from(data, pos)
@@ -114,19 +116,26 @@ class _Btf:
                 elif kind not in (_PTR, _FWD, _TYPEDEF, _VOLATILE, _CONST, _RESTRICT, _FUNC,
                                   _FLOAT, _TYPE_TAG):
                     raise BtfError(f"unknown BTF kind {kind}")
-                self.types.append(_Type(kind, name, kflag, ref, extra))
+                append(new(_Type, (kind, name, kflag, ref, extra)))
         except struct.error:
             raise BtfError("BTF type section is truncated") from None
         if pos != end:
             raise BtfError("BTF type section is truncated")
 
     def _str(self, off: int) -> str:
-        if off == 0:
-            return ""
-        end = self._strs.find(b"\0", off)
-        if off >= len(self._strs) or end < 0:
-            raise BtfError("BTF string offset out of range")
-        return self._strs[off:end].decode("utf-8", errors="replace")
+        name = self._names.get(off)
+        if name is None:
+            end = self._strs.find(b"\0", off)
+            if off >= len(self._strs) or end < 0:
+                raise BtfError("BTF string offset out of range")
+            name = self._names[off] = self._strs[off:end].decode("utf-8", errors="replace")
+        return name
+
+    def params(self, proto: _Type) -> tuple[tuple[str, int], ...]:
+        """((name, type id), ...) of a FUNC_PROTO."""
+        pos, vlen = proto.extra
+        return tuple((self._str(n), t) for n, t in
+                     (self._pair.unpack_from(self._data, pos + 8 * i) for i in range(vlen)))
 
     def get(self, tid: int) -> _Type:
         if not 0 < tid < len(self.types):
@@ -228,7 +237,7 @@ class _Writer:
         raise _Unwritable
 
     def params(self, proto: _Type, depth: int) -> str:
-        args = list(proto.extra)
+        args = list(self.btf.params(proto))
         if not args:
             return "void"
         out = []

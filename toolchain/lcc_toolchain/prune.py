@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import json
 import logging
 import re
 import threading
@@ -51,7 +50,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lcc_toolchain import kfuncs
+from lcc_toolchain import index_file, kfuncs
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.locks import KeyedLocks
 
@@ -188,63 +187,65 @@ class VmlinuxIndex:
             decl.by_value.update(decl.words & typedef_names)
             decl.words = set()
         self._typedefs = frozenset(typedef_names)
-        #: every identifier of the whole header (a -D of one could change it)
-        self.identifiers = frozenset(_IDENT.findall(text))
+        self._identifiers: frozenset[str] | None = frozenset(_IDENT.findall(text))
 
-    # Indexing takes about a second, so the index is kept next to vmlinux.h.
-    _FORMAT = 2
+    @property
+    def identifiers(self) -> frozenset[str]:
+        """Every identifier of the whole header (a -D of one could change it);
+        read from a saved index on first use only."""
+        if self._identifiers is None:
+            self._identifiers = frozenset(self._load_identifiers())
+        return self._identifiers
 
     @classmethod
     def load(cls, vmlinux_h: Path) -> VmlinuxIndex:
-        """The index of ``vmlinux_h``, read from ``<vmlinux_h>.index.json`` when
-        that was made from the same text, else built and saved there.  Raises
-        ``ValueError`` when vmlinux.h is not laid out as bpftool writes it."""
-        with _no_gc():  # tens of thousands of small containers, none of them cyclic
-            return cls._load(Path(vmlinux_h))
-
-    @classmethod
-    def _load(cls, vmlinux_h: Path) -> VmlinuxIndex:
+        """The index of ``vmlinux_h``, read from ``<vmlinux_h>.index`` (see
+        ``lcc_toolchain.index_file``) when that was made from the same text,
+        else built and saved there.  Raises ``ValueError`` when vmlinux.h is
+        not laid out as bpftool writes it."""
+        vmlinux_h = Path(vmlinux_h)
         raw = vmlinux_h.read_bytes()
         stamp = hashlib.sha256(raw).hexdigest()
-        saved = vmlinux_h.with_name(vmlinux_h.name + ".index.json")
+        saved = vmlinux_h.with_name(vmlinux_h.name + index_file.SUFFIX)
         try:
-            data = json.loads(saved.read_bytes())
-            if data.get("format") == cls._FORMAT and data.get("sha256") == stamp:
-                return cls._from_dict(data)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # missing, stale or damaged: build it again
-        index = cls(raw.decode())
+            return cls._from_saved(index_file.read(saved, stamp))
+        except (OSError, ValueError) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.info("indexing %s again: %s", vmlinux_h, exc)
+        with _no_gc():  # tens of thousands of small containers, none of them cyclic
+            index = cls(raw.decode())
         try:
-            write_atomic(saved, json.dumps(index._to_dict(stamp)).encode())
+            write_atomic(saved, index_file.encode(
+                stamp=stamp, lead=index._lead, trail=index._trail,
+                kfunc_head=index._kfunc_head, by_key=index._by_key,
+                enumerator=index._enumerator, typedefs=index._typedefs,
+                identifiers=index.identifiers, decls=index._decls), mode=0o644)
         except OSError as exc:
             log.warning("could not save the vmlinux.h index: %s", exc)
+        # The JSON index of earlier releases is not read again.
+        with contextlib.suppress(OSError):
+            vmlinux_h.with_name(vmlinux_h.name + ".index.json").unlink()
         return index
 
-    def _to_dict(self, stamp: str) -> dict:
-        return {"format": self._FORMAT, "sha256": stamp, "lead": self._lead,
-                "trail": self._trail, "kfunc_head": self._kfunc_head,
-                "typedefs": sorted(self._typedefs),
-                "identifiers": sorted(self.identifiers),
-                "by_key": self._by_key, "enumerator": self._enumerator,
-                "decls": [[d.text, sorted(d.by_value), sorted(d.by_pointer),
-                           {k: sorted(v) for k, v in d.members.items()}, d.kfunc]
-                          for d in self._decls]}
+    @staticmethod
+    def discard_saved(vmlinux_h: Path) -> bool:
+        """Remove the index saved beside ``vmlinux_h`` (found damaged in use),
+        so that the next ``load`` makes it again; False if there was none."""
+        try:
+            Path(vmlinux_h).with_name(Path(vmlinux_h).name + index_file.SUFFIX).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     @classmethod
-    def _from_dict(cls, data: dict) -> VmlinuxIndex:
+    def _from_saved(cls, saved: index_file.Decoded) -> VmlinuxIndex:
         self = cls.__new__(cls)
-        self._lead, self._trail = list(data["lead"]), list(data["trail"])
-        self._kfunc_head = str(data["kfunc_head"])
-        self._typedefs = frozenset(data["typedefs"])
-        self.identifiers = frozenset(data["identifiers"])
-        self._by_key, self._enumerator = dict(data["by_key"]), dict(data["enumerator"])
-        self._decls = [_Decl(text=t, by_value=set(v), by_pointer=set(p), members=m,
-                             kfunc=bool(k))
-                       for t, v, p, m, k in data["decls"]]
-        n = len(self._decls)
-        if not all(isinstance(i, int) and 0 <= i < n
-                   for i in (*self._by_key.values(), *self._enumerator.values())):
-            raise ValueError("vmlinux.h index refers past its declarations")
+        self._lead, self._trail = saved.lead, saved.trail
+        self._kfunc_head = saved.kfunc_head
+        self._typedefs = saved.typedefs
+        self._by_key, self._enumerator = saved.by_key, saved.enumerator
+        self._decls = saved.decls
+        self._identifiers, self._load_identifiers = None, saved.identifiers
         return self
 
     def _parse(self, chunk: str, typedef_names: set[str]) -> None:
@@ -312,13 +313,31 @@ class VmlinuxIndex:
             if name is not None:
                 decl.members.setdefault(name, set()).update(refs | (words - {name}))
 
+    def header_seeds(self, header_names: Iterable[str] = (),
+                     header_records: Iterable[str] = ()) -> frozenset[int]:
+        """The declarations ``keep`` starts from for ``header_names`` and
+        ``header_records`` (see there), to pass as its ``seeds``: looking up
+        the fixed headers' few thousand names once, not for every program."""
+        out: set[int] = set()
+        for name in header_names:
+            out.add(self._enumerator.get(name))
+            out.add(self._by_key.get(f"enum {name}"))
+            if name in self._typedefs:
+                out.add(self._by_key[name])
+        for key in header_records:
+            out.add(self._by_key.get(key))
+        out.discard(None)
+        return frozenset(out)
+
     def keep(self, names: Iterable[str], header_names: Iterable[str] = (),
-             header_records: Iterable[str] = ()) -> frozenset[int]:
+             header_records: Iterable[str] = (), *,
+             seeds: Iterable[int] = ()) -> frozenset[int]:
         """The declarations a program that uses ``names`` needs.
 
         ``header_names`` are identifiers of the fixed headers (lbc.h, libbpf's):
         their typedefs, enums and enumerators are kept; ``header_records``
-        ("struct pt_regs") are records those headers' macros dereference.
+        ("struct pt_regs") are records those headers' macros dereference;
+        ``seeds``: ``header_seeds()`` of both, computed before.
         """
         names = set(names)
         keep: set[int] = set()
@@ -333,13 +352,8 @@ class VmlinuxIndex:
             for key in (f"struct {name}", f"union {name}", f"enum {name}", name):
                 add(self._by_key.get(key))
             add(self._enumerator.get(name))
-        for name in header_names:
-            add(self._enumerator.get(name))
-            add(self._by_key.get(f"enum {name}"))
-            if name in self._typedefs:
-                add(self._by_key[name])
-        for key in header_records:
-            add(self._by_key.get(key))
+        for i in self.header_seeds(header_names, header_records) | frozenset(seeds):
+            add(i)
         while todo:
             decl = self._decls[todo.pop()]
             for key in decl.by_value:
@@ -419,6 +433,17 @@ def _paren_depths(line: str):
     return at
 
 
+class _EitherNames:
+    """``name in`` the fixed headers' names or the whole vmlinux.h's (read
+    only when a define asks)."""
+
+    def __init__(self, names: frozenset[str], index: VmlinuxIndex) -> None:
+        self._names, self._index = names, index
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names or name in self._index.identifiers
+
+
 class Cutter:
     """Cuts one vmlinux.h for programs that include ``fixed``: a base header
     (what the fixed headers need; built into the precompiled lbc.h) and, per
@@ -428,11 +453,12 @@ class Cutter:
         self.index = index
         self.fixed = fixed
         self._records = index.record_keys(fixed.macro_text)
-        self._base = index.keep((), fixed.names, self._records)
+        self._seeds = index.header_seeds(fixed.names, self._records)
+        self._base = index.keep((), seeds=self._seeds)
         self._base_text = index.render(self._base)
         #: every identifier of the headers a program is compiled after
         #: (a -D of one could change what they mean)
-        self.header_identifiers = fixed.names | index.identifiers
+        self.header_identifiers = _EitherNames(fixed.names, index)
 
     def base_header(self) -> str:
         """vmlinux.h text for the fixed headers alone."""
@@ -441,7 +467,7 @@ class Cutter:
     def extra_header(self, names: Iterable[str]) -> str:
         """What a program using ``names`` needs beyond ``base_header()``, to be
         included right after lbc.h."""
-        keep = self.index.keep(names, self.fixed.names, self._records)
+        keep = self.index.keep(names, seeds=self._seeds)
         return self.index.render(keep - self._base, whole_file=False)
 
 
@@ -464,9 +490,26 @@ class CutterCache:
                 if cutter is not None:
                     self._items.move_to_end(key)
                     return cutter
-            cutter = Cutter(VmlinuxIndex.load(vmlinux_h), fixed)
+            try:
+                cutter = Cutter(VmlinuxIndex.load(vmlinux_h), fixed)
+            except ValueError as exc:
+                # A saved index damaged past its tables: index the text again
+                # (a cut must not depend on the state of a cache file).
+                if not VmlinuxIndex.discard_saved(vmlinux_h):
+                    raise
+                log.warning("indexing %s again: %s", vmlinux_h, exc)
+                cutter = Cutter(VmlinuxIndex.load(vmlinux_h), fixed)
             with self._guard:
                 self._items[key] = cutter
                 while len(self._items) > self._keep:
                     self._items.popitem(last=False)
         return cutter
+
+    def forget(self, vmlinux_h: Path) -> None:
+        """Drop the cutters of ``vmlinux_h`` and its saved index, which was found
+        damaged while cutting: the next ``get`` indexes the text again."""
+        with self._locks.hold(str(vmlinux_h)):
+            with self._guard:
+                for key in [k for k in self._items if k[0] == str(vmlinux_h)]:
+                    del self._items[key]
+            VmlinuxIndex.discard_saved(vmlinux_h)

@@ -1,7 +1,8 @@
 """Run an untrusted-input tool (clang, bpftool) in a confined child process.
 
 ``Sandbox.run(argv, cwd=..., read=..., write=...)`` starts the program through
-the ``lcc_toolchain.sandbox_exec`` trampoline with
+``lcc_toolchain.sandbox_exec``, which confines a process and then executes the
+program, with
 
 - an empty environment (the caller may pass a small explicit one),
 - rlimits: CPU time, address space, output file size, open files, processes,
@@ -24,15 +25,24 @@ same environment, limits and timeout but no Landlock, namespace or capability
 changes (for hosts that forbid them).  ``probe`` (default
 ``landlock.abi_version``) tells which Landlock ABI the kernel offers; tests
 pass one answering 0.
+How the confining process starts: the confinement must be applied by a
+single-threaded process right before ``execve``.  A multi-threaded caller (the
+service) starts a fresh Python running the trampoline (``python -S -c``, 10 ms
+and more); a single-threaded one (``lcc compile``: this process has one thread,
+as ``/proc/self/task`` shows) forks, and the child applies the same
+``sandbox_exec.main`` itself, never returning to the caller's code: whatever
+happens, it executes the program confined or exits 125.
+``Sandbox(fork=False)`` always uses the trampoline.
 The outcome is a ``Completed``; ``Completed.exceeded`` names the limit that
-stopped the program, if any.  ``run(..., cancel=event)`` kills the program
-when the ``threading.Event`` is set (its client went away) and raises
-``Cancelled``.
+stopped the program, if any, and ``Completed.started`` how it was started.
+``run(..., cancel=event)`` kills the program when the ``threading.Event`` is
+set (its client went away) and raises ``Cancelled``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -47,7 +57,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lcc_toolchain import landlock
+from lcc_toolchain import landlock, sandbox_exec
 from lcc_toolchain.sandbox_exec import encode_policy
 
 __all__ = ["Cancelled", "Completed", "Limits", "Sandbox", "SandboxError", "SYSTEM_READ_PATHS"]
@@ -63,6 +73,7 @@ MAX_CAPTURE = 1 << 20
 
 _SETUP_FAILED = 125
 _EXEC_FAILED = 127
+_MAX_FD = 1 << 20
 
 
 class SandboxError(RuntimeError):
@@ -98,6 +109,7 @@ class Completed:
     stdout: bytes = b""
     stderr: bytes = b""
     exceeded: str | None = None  # "CPU time", "wall-clock time", "memory", "output size"
+    started: str = "trampoline"  # or "fork": how the confining process started
 
     @property
     def ok(self) -> bool:
@@ -114,6 +126,7 @@ class Sandbox:
     extra_read: tuple[str, ...] = ()
     probe: Callable[[], int] = landlock.abi_version
     user: tuple[int, int] | None = None
+    fork: bool = True  # fork instead of starting the trampoline when single-threaded
 
     def __post_init__(self) -> None:
         self.landlock_abi = self.probe() if self.enabled else 0
@@ -174,7 +187,15 @@ class Sandbox:
         if self.user is not None:
             for path in write:  # fresh directories made for this run
                 os.chown(path, *self.user)
-        cmd = [self.python, "-E", "-s", "-S", "-c", self._bootstrap, *options, *argv]
+        forked = self.fork and _single_threaded()
+        if forked:
+            # Popen forks and calls _confine_and_exec in the child, which
+            # executes the program itself: Popen's own exec of ``cmd`` is
+            # never reached.
+            cmd, child = [argv[0]], functools.partial(_confine_and_exec, [*options, *argv])
+        else:
+            cmd = [self.python, "-E", "-s", "-S", "-c", self._bootstrap, *options, *argv]
+            child = None
         # Output goes to files, not pipes: the file-size limit then bounds it
         # too, and only its head is read back into this process.
         with contextlib.ExitStack() as files:
@@ -183,7 +204,7 @@ class Sandbox:
             err_f = files.enter_context(tempfile.TemporaryFile())
             proc = subprocess.Popen(  # noqa: S603 - argv is built by lcc, never by a request
                 cmd, cwd=str(cwd), env={}, stdin=subprocess.DEVNULL, stdout=out_f,
-                stderr=err_f, start_new_session=True)
+                stderr=err_f, start_new_session=True, preexec_fn=child)  # noqa: PLW1509
             timed_out = not _wait(proc, limits.wall_seconds, cancel)
             if timed_out:
                 _kill_group(proc.pid)
@@ -192,7 +213,8 @@ class Sandbox:
                     raise Cancelled(f"{Path(argv[0]).name} killed: its request was cancelled")
             out = b"" if stdout_path else _head(out_f)
             err = _head(err_f)
-        done = Completed(proc.returncode, out or b"", err or b"")
+        done = Completed(proc.returncode, out or b"", err or b"",
+                         started="fork" if forked else "trampoline")
         if timed_out:
             done.exceeded = "wall-clock time"
         else:
@@ -200,6 +222,27 @@ class Sandbox:
         if proc.returncode == _SETUP_FAILED and err.startswith(b"lcc-sandbox:"):
             raise SandboxError(err.decode(errors="replace").strip())
         return done
+
+
+def _single_threaded() -> bool:
+    """Whether this process has one thread (Python's or any other), so that a
+    forked child may run Python code before it executes a program."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _confine_and_exec(argv: list[str]) -> None:
+    """In the child Popen forked: close every inherited descriptor but the
+    standard ones, then confine and execute (``sandbox_exec.main``, which
+    executes the program or exits 125/127).  It never returns: Popen would
+    otherwise execute the program unconfined."""
+    try:
+        os.closerange(3, _MAX_FD)
+        sandbox_exec.main(argv)
+    finally:
+        os._exit(_SETUP_FAILED)
 
 
 def _head(f, limit: int = MAX_CAPTURE) -> bytes:

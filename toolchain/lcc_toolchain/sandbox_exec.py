@@ -6,6 +6,8 @@ It is a separate process so that the confinement is applied by a
 single-threaded program right before ``execve`` (the server is
 multi-threaded, where ``preexec_fn`` is unsafe).  It imports as
 little as possible (no json, no re): its start-up is paid on every compile.
+A caller that is single-threaded itself (``lcc compile``) forks instead and
+calls ``main`` in the child (``sandbox._confine_and_exec``): the same steps.
 
 OPTIONS (see ``encode_policy``): ``--cwd DIR``, ``--read PATH`` and
 ``--write PATH`` (repeated), ``--rlimit NAME=VALUE`` (NAME as in

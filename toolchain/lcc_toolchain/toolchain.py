@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcc_toolchain import diagnostics, prune
+from lcc_toolchain import identity as _identity
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.digest import bundle_digest
 from lcc_toolchain.headers import (FLAGS_VERSION, MULTIARCH_TRIPLETS, header_files, include_dir,
@@ -122,8 +123,8 @@ class Toolchain:
                                      skip_kfuncs=self._helper_names)
         self._pch = PchCache(self.work_dir / "pch", self.sandbox)
         self._lock = threading.Lock()
-        self._versions: dict[str, str | None] = {}
         self._hash_memo: dict[str, tuple[tuple, str]] = {}
+        self._identity: tuple[list, dict] | None = None  # (fingerprint, identity)
         self._remove_leftovers()
         self._open_work_dir()
 
@@ -189,24 +190,20 @@ class Toolchain:
             raise ToolMissing(f"{what} ({name}) was not found on PATH")
         return os.path.abspath(found)
 
-    def _version(self, key: str, argv: list[str]) -> str | None:
-        with self._lock:
-            if key in self._versions:
-                return self._versions[key]
+    @staticmethod
+    def _version(key: str, argv: list[str]) -> str | None:
+        """First line(s) of a tool's version output (run only when the
+        fingerprint of the toolchain changed: ``identity``)."""
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=30,  # noqa: S603
                                  env={}, check=True).stdout
             lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
             if key == "bpftool":  # "/usr/sbin/bpftool v7.1.0" names a server path
                 lines[0] = "bpftool " + lines[0].split(None, 1)[-1]
-                value = "; ".join(lines[:2])
-            else:
-                value = lines[0]
+                return "; ".join(lines[:2])
+            return lines[0]
         except (OSError, subprocess.SubprocessError, IndexError):
-            value = None
-        with self._lock:
-            self._versions[key] = value
-        return value
+            return None
 
     def _hash_files(self, key: str, paths: list[Path]) -> str:
         """sha256[:16] over files' names and contents, memoised by their stat."""
@@ -227,15 +224,34 @@ class Toolchain:
         """What decides the output besides the inputs: tool versions and header hashes.
 
         ``{"clang", "bpftool", "lbc_h", "libbpf_h", "flags"}``; stable while
-        nothing is upgraded.  Raises ``ToolMissing`` without clang.
+        nothing is upgraded.  Remembered in the work directory against the
+        stats of what it is computed from (``lcc_toolchain.identity``), so a
+        new process runs no ``clang --version`` while they stay the same.
+        Raises ``ToolMissing`` without clang.
         """
-        clang = self._version("clang", [self.clang_path(), "--version"])
-        if clang is None:
-            raise ToolMissing(f"{self.clang_path()} --version failed")
+        clang_path = self.clang_path()
         try:
-            bpftool = self._version("bpftool", [self.bpftool_path(), "version"])
+            bpftool_path: str | None = self.bpftool_path()
         except ToolMissing:
-            bpftool = None
+            bpftool_path = None
+        fp = _identity.fingerprint(clang_path, bpftool_path, self.libbpf_include)
+        with self._lock:
+            if self._identity is not None and self._identity[0] == fp:
+                return dict(self._identity[1])
+        value = _identity.saved(self.work_dir, fp)
+        if value is None:
+            value = self._compute_identity(clang_path, bpftool_path)
+            _identity.remember(self.work_dir, fp, value)
+        with self._lock:
+            self._identity = (fp, value)
+        return dict(value)
+
+    def _compute_identity(self, clang_path: str, bpftool_path: str | None) -> dict:
+        clang = self._version("clang", [clang_path, "--version"])
+        if clang is None:
+            raise ToolMissing(f"{clang_path} --version failed")
+        bpftool = (self._version("bpftool", [bpftool_path, "version"])
+                   if bpftool_path is not None else None)
         bpf_dir = self.libbpf_include / "bpf"
         return {
             "clang": clang,
@@ -293,12 +309,13 @@ class Toolchain:
             dirs.append(multiarch)
         return list(dict.fromkeys(dirs))
 
-    def _pch_for(self, arch: str, btf_sha: str, vmdir: Path) -> tuple[str, Pch | None]:
+    def _pch_for(self, arch: str, btf_sha: str, vmdir: Path,
+                 identity: dict | None = None) -> tuple[str, Pch | None]:
         inc = include_dir()
         # A PCH records the absolute paths of the headers it was built from, so
         # two installations with the same lbc.h still need PCHs of their own.
-        key = hashlib.sha256(json.dumps([self.identity(), btf_sha, arch, str(inc), str(vmdir)],
-                                        sort_keys=True).encode()).hexdigest()[:32]
+        key = hashlib.sha256(json.dumps([identity or self.identity(), btf_sha, arch, str(inc),
+                                         str(vmdir)], sort_keys=True).encode()).hexdigest()[:32]
 
         def argv(out: Path, deps: Path) -> list[str]:
             return [self.clang_path(), *self._flags(arch, vmdir, None), "-x", "c-header",
@@ -318,11 +335,11 @@ class Toolchain:
 
     # -- the cut vmlinux.h ----------------------------------------------------
 
-    def _fixed_headers(self) -> prune.FixedHeaders:
+    def _fixed_headers(self, identity: dict | None = None) -> prune.FixedHeaders:
         """What lbc.h and the libbpf headers it includes use of vmlinux.h
         (re-read when either changes on disk)."""
         inc = include_dir()
-        identity = self.identity()  # hashes of those headers, memoised by their stat
+        identity = identity or self.identity()  # hashes of those headers
         stamp = (identity["lbc_h"], identity["libbpf_h"])
         with self._lock:
             if self._fixed is not None and self._fixed[0] == stamp:
@@ -332,9 +349,9 @@ class Toolchain:
             self._fixed = (stamp, fixed)
         return fixed
 
-    def _cutter(self, vmdir: Path) -> prune.Cutter | None:
+    def _cutter(self, vmdir: Path, identity: dict | None = None) -> prune.Cutter | None:
         try:
-            return self._cutters.get(vmdir / "vmlinux.h", self._fixed_headers())
+            return self._cutters.get(vmdir / "vmlinux.h", self._fixed_headers(identity))
         except (OSError, ValueError) as exc:
             log.warning("compiling against the whole vmlinux.h: %s", exc)
             return None
@@ -350,21 +367,32 @@ class Toolchain:
         return base
 
     def _cut_plan(self, vmdir: Path, main: str, files: Mapping[str, str],
-                  defines: Mapping[str, str | None]) -> tuple[Path, str] | None:
+                  defines: Mapping[str, str | None],
+                  identity: dict | None = None) -> tuple[Path, str] | None:
         """(directory of the base vmlinux.h, text of the program's further
         types), or None when this bundle compiles against the whole header."""
         if not self.use_cut or not prune.usable(files):
             return None
-        cutter = self._cutter(vmdir)
-        if cutter is None:
-            return None
-        if reason_headers_differ(cutter.fixed.files, cutter.header_identifiers,
-                                 main, files, defines):
-            return None
         names: set[str] = set()
         for text in [*files.values(), *(v for v in defines.values() if v)]:
             names |= prune.identifiers(text)
-        return self._base_dir(vmdir, cutter), cutter.extra_header(names)
+        for again in (False, True):
+            cutter = self._cutter(vmdir, identity)
+            if cutter is None:
+                return None
+            try:
+                if reason_headers_differ(cutter.fixed.files, cutter.header_identifiers,
+                                         main, files, defines):
+                    return None
+                return self._base_dir(vmdir, cutter), cutter.extra_header(names)
+            except ValueError as exc:
+                # Part of the saved index read only now is damaged: index
+                # vmlinux.h again, so that the cut is the same as ever.
+                log.warning("indexing vmlinux.h again: %s", exc)
+                self._cutters.forget(vmdir / "vmlinux.h")
+                if again:
+                    return None
+        return None
 
     # -- compiling ----------------------------------------------------------
 
@@ -392,7 +420,7 @@ class Toolchain:
         vmdir = self._vmlinux.get(btf_path, btf_sha)
 
         want_pch = self.use_pch and use_pch is not False
-        plan = self._cut_plan(vmdir, main, files, defines)
+        plan = self._cut_plan(vmdir, main, files, defines, identity)
 
         tmp_root = self.work_dir / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
@@ -409,7 +437,8 @@ class Toolchain:
                 (req / "types" / _TYPES_H).write_text(extra)
                 self._readable_by_tools(req / "types")
                 done = self._attempt(clang, arch, btf_sha, base_dir, src, out, main, files,
-                                     defines, want_pch, req / "types" / _TYPES_H, cancel)
+                                     defines, want_pch, req / "types" / _TYPES_H, cancel,
+                                     identity)
                 cut = done[0] == 0 and not done[2]
                 if not cut and not done[2]:
                     # Maybe a type the cut left incomplete, maybe an error in the
@@ -418,7 +447,7 @@ class Toolchain:
                     done = None
             if done is None:
                 done = self._attempt(clang, arch, btf_sha, vmdir, src, out, main, files,
-                                     defines, want_pch, None, cancel)
+                                     defines, want_pch, None, cancel, identity)
             returncode, log, exceeded, pch = done
             diags = diagnostics.parse(log)
             if exceeded or returncode != 0:
@@ -434,13 +463,14 @@ class Toolchain:
     def _attempt(self, clang: str, arch: str, btf_sha: str, vmdir: Path, src: Path, out: Path,
                  main: str, files: Mapping[str, str], defines: Mapping[str, str | None],
                  want_pch: bool, extra: Path | None,
-                 cancel: threading.Event | None = None) -> tuple[int, str, str | None, bool]:
+                 cancel: threading.Event | None = None,
+                 identity: dict | None = None) -> tuple[int, str, str | None, bool]:
         """One clang run against the vmlinux.h in ``vmdir`` (plus ``extra``, the
         program's further types of a cut), with that header's PCH when it
         applies.  Returns (returncode, log, limit exceeded, PCH used)."""
         pch_key, pch = None, None
         if want_pch:
-            pch_key, pch = self._pch_for(arch, btf_sha, vmdir)
+            pch_key, pch = self._pch_for(arch, btf_sha, vmdir, identity)
             # (a cut plan has already checked the same rules, against every header)
             if pch is not None and extra is None and reason_not_applicable(pch, main, files,
                                                                             defines):

@@ -7,7 +7,8 @@ the file's identity (device, inode, size, mtime) stays the same, so the
 ``vmlinux.h`` for that BTF, running ``bpftool btf dump file ... format c``
 in the sandbox the first time (the BTF may be an upload from anyone), then
 appending ``extern`` declarations of the kernel's kfuncs, which older bpftool
-releases do not write (``lcc_toolchain.kfuncs``).
+releases do not write (``lcc_toolchain.kfuncs``; read from the BTF in a thread
+while bpftool runs).
 Entries are published by an atomic rename after an fsync, so several threads
 or processes may share one cache directory.  Beside each header,
 ``vmlinux.h.sha256`` records its size and digest; a header that no longer
@@ -130,6 +131,9 @@ class VmlinuxCache:
                     os.rename(final, trash / "old")
                 shutil.rmtree(trash, ignore_errors=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            # The kfunc declarations are read from the BTF while bpftool
+            # writes the rest (both take a few hundred ms).
+            kfunc_block = _Background(self._kfunc_block, btf_path)
             try:
                 done = self._sandbox.run(
                     [self._bpftool(), "btf", "dump", "file", str(btf_path), "format", "c"],
@@ -139,7 +143,11 @@ class VmlinuxCache:
                     raise BtfUnavailable(
                         f"bpftool could not turn the BTF into vmlinux.h: {why}",
                         hint="upload the kernel's /sys/kernel/btf/vmlinux unchanged")
-                self._add_kfuncs(tmp / "vmlinux.h", btf_path)
+                block = kfunc_block.result()
+                if block:
+                    header = tmp / "vmlinux.h"
+                    header.write_text(kfuncs.append_to(header.read_text(errors="replace"),
+                                                       block))
                 _seal(tmp)
                 try:
                     os.rename(tmp, final)
@@ -147,22 +155,44 @@ class VmlinuxCache:
                     if not self._valid(final):  # lost a race otherwise
                         raise
             finally:
+                kfunc_block.result()  # never leave the thread behind
                 shutil.rmtree(tmp, ignore_errors=True)
             # The directory of an older layout is not used again.
             shutil.rmtree(self.root / sha, ignore_errors=True)
         return final
 
-    def _add_kfuncs(self, header: Path, btf_path: Path) -> None:
-        """Append the kfunc declarations to ``header``; without them (a BTF
+    def _kfunc_block(self, btf_path: Path) -> str:
+        """The kfunc declarations to append to vmlinux.h; without them (a BTF
         this parser cannot read) vmlinux.h is still what bpftool wrote."""
         try:
-            block = kfuncs.declarations(Path(btf_path).read_bytes(), skip=self._skip_kfuncs())
+            return kfuncs.declarations(Path(btf_path).read_bytes(), skip=self._skip_kfuncs())
         except (OSError, kfuncs.BtfError) as exc:
             log.warning("vmlinux.h without kfunc declarations: %s", exc)
-            return
-        if block:
-            text = header.read_text(errors="replace")
-            header.write_text(kfuncs.append_to(text, block))
+            return ""
+
+
+class _Background:
+    """``fn(*args)`` run in a thread; ``result()`` waits for it and returns its
+    value or raises its exception (every later call returns the same)."""
+
+    def __init__(self, fn: Callable, *args) -> None:
+        self._value: object = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
+                                         name="lcc-vmlinux-kfuncs")
+        self._thread.start()
+
+    def _run(self, fn: Callable, args: tuple) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to result()
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _seal(directory: Path) -> None:

@@ -7,18 +7,15 @@ identity), else in a private temporary directory.
 
 The toolchain's identity (clang/bpftool versions, header hashes) is part of
 every cache key; it is remembered on disk against a cheap fingerprint (paths
-and stats of what it hashes) so that a cache hit runs no ``clang --version``.
+and stats of what it hashes, ``lcc_toolchain.identity``) so that neither a
+cache hit nor a compile runs ``clang --version`` while they stay the same.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from lcc_toolchain import errors as _tc_errors
@@ -147,54 +144,18 @@ def _toolchain(work_dir: str, clang: str, bpftool: str, sandbox: bool):
     return _toolchain_class()(clang=clang, bpftool=bpftool, work_dir=Path(work_dir), sandbox=sandbox)
 
 
-def _fingerprint(clang: str, bpftool: str) -> list:
-    """Cheap stand-in for the toolchain identity: paths and stats of what it
-    hashes (lcc's headers, libbpf's), and the version of its flags."""
-    from lcc_toolchain.headers import FLAGS_VERSION, header_files
-    try:
-        headers = [str(p) for p in header_files()]
-    except _tc_errors.ToolchainError as e:
-        raise _from_toolchain(e) from e
-    paths = [find_tool(clang), find_tool(bpftool), *headers,
-             *sorted(str(p) for p in Path("/usr/include/bpf").glob("*.h"))]
-    out: list = [FLAGS_VERSION]
-    for p in paths:
-        if p is None:
-            out.append(None)
-            continue
-        real = os.path.realpath(p)
-        st = os.stat(real)
-        out.append([real, st.st_size, st.st_mtime_ns, st.st_ino])
-    return out
-
-
-_identity_memo: dict[str, tuple[list, dict]] = {}
-
-
 def _local_identity(work_dir: str, clang: str, bpftool: str, sandbox: bool) -> dict:
-    """``Toolchain.identity()``, remembered on disk by :func:`_fingerprint` so that a
-    cache hit runs no ``clang --version``."""
-    fp = _fingerprint(clang, bpftool)
-    if fp[1] is None:
-        raise ToolchainMissing("clang was not found on PATH")
-    memo = _identity_memo.get(work_dir)
-    if memo and memo[0] == fp:
-        return memo[1]
-    path = Path(work_dir) / "identity.json"
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        saved = json.loads(path.read_text())
-        if saved["fingerprint"] == fp:
-            _identity_memo[work_dir] = (fp, saved["identity"])
-            return saved["identity"]
+    """``Toolchain.identity()``: read from the work directory while nothing it
+    is computed from changed (``lcc_toolchain.identity``), so that a cache hit
+    runs no ``clang --version`` and imports no toolchain; else computed by
+    the toolchain, which saves it for the next process."""
+    from lcc_toolchain.identity import identity_cached
     try:
-        identity = _toolchain(work_dir, clang, bpftool, sandbox).identity()
+        identity = identity_cached(clang, Path(work_dir), bpftool=bpftool)
+        if identity is not None:
+            return identity
+        if find_tool(clang) is None:
+            raise ToolchainMissing("clang was not found on PATH")
+        return _toolchain(work_dir, clang, bpftool, sandbox).identity()
     except _tc_errors.ToolchainError as e:
         raise _from_toolchain(e) from e
-    _identity_memo[work_dir] = (fp, identity)
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".identity.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"fingerprint": fp, "identity": identity}, f)
-        os.replace(tmp, path)
-    return identity
