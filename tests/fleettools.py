@@ -52,6 +52,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _cluster_port(host: str = "127.0.0.1") -> int:
+    """A free port whose cluster bus port (+10000, so at most 55535) is free too."""
+    import socket
+    for _ in range(200):
+        port = free_port(host)
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
 def _which(tool: str) -> str:
     path = shutil.which(tool, path=os.environ.get("PATH", "") + _SBIN)
     if path is None:
@@ -168,7 +184,7 @@ def redis_cluster(n: int = 3) -> Iterator[RedisCluster]:
     """``n`` redis-servers on free loopback ports, joined into one cluster
     (``cluster_state:ok`` before it is yielded); all stopped and deleted at exit."""
     base = Path(tempfile.mkdtemp(prefix="lcc-redis-cluster-"))
-    nodes = [RedisServer(port=free_port(), dir=base / str(i),
+    nodes = [RedisServer(port=_cluster_port(), dir=base / str(i),
                          extra=("--cluster-enabled", "yes",
                                 "--cluster-config-file", str(base / str(i) / "nodes.conf"),
                                 "--cluster-node-timeout", "2000"))
