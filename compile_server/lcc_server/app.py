@@ -163,6 +163,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     stores = open_stores(settings, keys=keys, metrics=metrics, btf_store=btf_store,
                          artifacts=artifacts)
     metrics.watch_artifacts(stores.artifacts)
+    metrics.watch_state(stores.artifacts, stores.usage, settings.max_artifact_bytes,
+                        stores.btf.upload_count)
     service = CompileService(settings, toolchain, stores.btf, stores.artifacts, metrics,
                              leases=stores.leases)
     if service.refusal is not None:
