@@ -22,7 +22,8 @@ from lcc_server.tokens import Caller
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.validation import InvalidRequest, check_arch, check_release
 
-__all__ = ["BtfConflict", "BtfEntry", "BtfForbidden", "BtfStore", "check_btf"]
+__all__ = ["BtfConflict", "BtfEntry", "BtfForbidden", "BtfQuotaExceeded", "BtfStore",
+           "check_btf"]
 
 _BTF_MAGIC = 0xEB9F
 _HEADER = struct.Struct("HBBIIIII")  # magic, version, flags, hdr_len, type_off/len, str_off/len
@@ -36,16 +37,35 @@ class BtfConflict(Exception):
     """A different BTF is already stored for this (arch, release)."""
 
 
+class BtfQuotaExceeded(BtfConflict):
+    """As many releases as the store keeps (``LCC_MAX_BTF_RELEASES``) are uploaded."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this service already keeps {limit} uploaded kernel releases "
+                         "(LCC_MAX_BTF_RELEASES); ask its operator to remove unused ones or "
+                         "raise the limit")
+
+
 @dataclass(frozen=True)
 class BtfEntry:
+    """A known kernel.  ``path`` is a local file holding its BTF (None in a
+    listing of a shared store, whose entries are materialised only when used);
+    ``owner`` the name of the token that uploaded it, "host" for a replica's
+    own kernel, None when not recorded; ``sha256``/``size`` when known
+    without reading the file."""
+
     arch: str
     release: str
-    path: Path
+    path: Path | None
     source: str  # "host" or "upload"
+    owner: str | None = None
+    sha256: str | None = None
+    size: int | None = None
 
-    def to_dict(self, sha256: str) -> dict:
+    def to_dict(self, sha256: str | None = None) -> dict:
+        size = self.size if self.size is not None else self.path.stat().st_size
         return {"arch": self.arch, "release": self.release, "source": self.source,
-                "size": self.path.stat().st_size, "sha256": sha256}
+                "size": size, "sha256": sha256 or self.sha256, "owner": self.owner}
 
 
 def check_btf(data: bytes) -> None:
@@ -74,8 +94,11 @@ class BtfStore:
     """Where the BTF of each known kernel is; thread-safe (atomic renames)."""
 
     def __init__(self, root: Path, *, host_btf: Path | None = None,
-                 host_arch: str | None = None, host_release: str | None = None) -> None:
+                 host_arch: str | None = None, host_release: str | None = None,
+                 max_releases: int | None = None) -> None:
         self.root = Path(root)
+        #: uploads kept at most (None: no limit); a new one beyond is ``BtfQuotaExceeded``
+        self.max_releases = max_releases
         uname = os.uname()
         self.host_arch = host_arch or uname.machine
         self.host_release = host_release or uname.release
@@ -83,7 +106,7 @@ class BtfStore:
 
     def _host(self) -> BtfEntry | None:
         if self.host_btf is not None and self.host_btf.is_file():
-            return BtfEntry(self.host_arch, self.host_release, self.host_btf, "host")
+            return BtfEntry(self.host_arch, self.host_release, self.host_btf, "host", "host")
         return None
 
     def _upload_path(self, arch: str, release: str) -> Path:
@@ -100,7 +123,9 @@ class BtfStore:
         host = self._host()
         if host is not None and (arch, release) == (host.arch, host.release):
             return host
-        return BtfEntry(arch, release, path, "upload") if path.is_file() else None
+        if not path.is_file():
+            return None
+        return BtfEntry(arch, release, path, "upload", self.owner(arch, release))
 
     def owner(self, arch: str, release: str) -> str | None:
         """Name of the caller who uploaded (arch, release), if recorded."""
@@ -117,7 +142,8 @@ class BtfStore:
 
         Raises ``InvalidRequest`` (bad names or not BTF), ``BtfConflict``
         (different BTF already there and ``replace`` is false, or the host's),
-        ``BtfForbidden`` (someone else's upload).
+        ``BtfForbidden`` (someone else's upload), ``BtfQuotaExceeded`` (a new
+        release beyond ``max_releases``).
         """
         path = self._upload_path(arch, release)
         check_btf(data)
@@ -136,17 +162,33 @@ class BtfStore:
                 raise BtfForbidden(f"{arch}/{release} was uploaded by "
                                    f"{owner or 'an earlier version of the service'}; only "
                                    "that token or an admin may replace it")
+        elif self.max_releases is not None and self.upload_count() >= self.max_releases:
+            raise BtfQuotaExceeded(self.max_releases)
         if caller is not None:
             write_atomic(path.with_suffix(".owner"), f"{caller.name}\n".encode(),
                          prefix=".up-", mode=0o644)
         write_atomic(path, data, prefix=".up-", mode=0o644)  # bpftool reads it as nobody
-        return BtfEntry(arch, release, path, "upload"), True
+        return BtfEntry(arch, release, path, "upload", caller.name if caller else None), True
+
+    def install(self, arch: str, release: str, data: bytes, owner: str | None) -> BtfEntry:
+        """Keep ``data`` for (arch, release) as it is elsewhere (a copy of a shared
+        store's entry), replacing what is here; no ownership checks."""
+        path = self._upload_path(arch, release)
+        if owner is not None:
+            write_atomic(path.with_suffix(".owner"), f"{owner}\n".encode(), prefix=".up-",
+                         mode=0o644)
+        write_atomic(path, data, prefix=".up-", mode=0o644)
+        return BtfEntry(arch, release, path, "upload", owner)
 
     def remove(self, arch: str, release: str) -> None:
         """Delete an upload (used when bpftool cannot read what was stored)."""
         path = self._upload_path(arch, release)
         path.unlink(missing_ok=True)
         path.with_suffix(".owner").unlink(missing_ok=True)
+
+    def upload_count(self) -> int:
+        """How many releases are uploaded (the host's own kernel is not one)."""
+        return sum(1 for e in self.entries() if e.source == "upload")
 
     def entries(self) -> list[BtfEntry]:
         """Every stored kernel, the host's first, then uploads by arch and release."""
@@ -159,5 +201,6 @@ class BtfStore:
                     release = f.name[:-len(".btf")]
                     if any(e.arch == arch_dir.name and e.release == release for e in out):
                         continue
-                    out.append(BtfEntry(arch_dir.name, release, f, "upload"))
+                    out.append(BtfEntry(arch_dir.name, release, f, "upload",
+                                        self.owner(arch_dir.name, release)))
         return out
