@@ -58,6 +58,7 @@ from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, Compile
                                CompileResponse, ErrorBody, KeyList)
 from lcc_server.service import BtfMissing, Busy, CompileService, SandboxUnavailable
 from lcc_server.settings import Settings
+from lcc_server.stores import open_stores
 from lcc_server.signing import KeyRing, keys_dir, manifest
 from lcc_server.tokens import TokenTable
 from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, InvalidRequest, ToolchainError,
@@ -159,11 +160,11 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
             clang=settings.clang, bpftool=settings.bpftool, work_dir=state / "work",
             sandbox=sandbox, limits=settings.limits, pch=settings.pch,
             cut=settings.cut_types, caps=settings.caps)
-    btf_store = btf_store or BtfStore(state / "btf", host_btf=settings.host_btf)
-    artifacts = artifacts or ArtifactStore(state / "artifacts", keys=keys,
-                                            disk_bytes=settings.max_artifact_bytes)
-    metrics.watch_artifacts(artifacts)
-    service = CompileService(settings, toolchain, btf_store, artifacts, metrics)
+    stores = open_stores(settings, keys=keys, metrics=metrics, btf_store=btf_store,
+                         artifacts=artifacts)
+    metrics.watch_artifacts(stores.artifacts)
+    service = CompileService(settings, toolchain, stores.btf, stores.artifacts, metrics,
+                             leases=stores.leases)
     if service.refusal is not None:
         log.error("%s", service.refusal)
     elif toolchain.sandbox.unconfined is not None:
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        await asyncio.get_running_loop().run_in_executor(None, stores.register_host)
         if settings.warm:
             service.warm()
         yield
@@ -218,7 +220,9 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     async def healthz() -> JSONResponse:
         """Health, open even when a token is configured: 503 when the service
         refuses to compile (no sandbox)."""
-        body = {"status": "ok", "landlock_abi": toolchain.sandbox.landlock_abi}
+        store = await asyncio.get_running_loop().run_in_executor(None, stores.status)
+        body = {"status": "ok", "landlock_abi": toolchain.sandbox.landlock_abi,
+                "store": store.to_dict()}
         if service.refusal is not None:
             body.update(status="unavailable", reason=service.refusal)
             return JSONResponse(body, status_code=503)
@@ -257,7 +261,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     async def get_artifact(digest: str = _DIGEST, *, request: Request) -> Response:
         """A compiled object by its sha256; raw bytes with Accept: application/octet-stream."""
         check_digest(digest)
-        art = service.artifact(digest)
+        art = await service.get_artifact(digest)
         if art is None:
             return _error(404, "not_found", f"no artifact {digest} on this server")
         if "application/octet-stream" in request.headers.get("accept", ""):
@@ -283,8 +287,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         """The raw BTF stored for a kernel."""
         check_arch(arch)
         check_release(release)
-        entry = service.btf_entry(arch, release)
-        return Response(entry.path.read_bytes(), media_type="application/octet-stream")
+        return Response(await service.btf_bytes(arch, release),
+                        media_type="application/octet-stream")
 
     @app.put("/v1/btf/{arch}/{release}", tags=["btf"], response_model=BtfEntryModel,
              status_code=201, responses={200: {"model": BtfEntryModel},

@@ -51,7 +51,7 @@ from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.errors import Diagnostic
 from lcc_toolchain.validation import DIGEST_RE
 
-__all__ = ["Artifact", "ArtifactStore"]
+__all__ = ["Artifact", "ArtifactStore", "Hit", "seal_statement", "seal_verifies"]
 
 log = logging.getLogger("lcc_server.artifacts")
 
@@ -71,6 +71,15 @@ class Artifact:
     warnings: list[Diagnostic] = field(default_factory=list)
     programs: list[dict] = field(default_factory=list)
     maps: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A stored artifact and the tier that answered: ``memory`` (this process),
+    ``disk`` (this host's disk) or ``store`` (the fleet's shared store)."""
+
+    artifact: Artifact
+    tier: str
 
 
 class ArtifactStore:
@@ -198,6 +207,14 @@ class ArtifactStore:
                 return None
         return self.get(digest) if DIGEST_RE.fullmatch(digest) else None
 
+    def find(self, key: str) -> Hit | None:
+        """Like :meth:`lookup`, saying whether memory or the disk answered."""
+        with self._lock:
+            digest = self._keys.get(key)
+            in_memory = digest is not None and digest in self._mem
+        art = self.lookup(key)
+        return None if art is None else Hit(art, "memory" if in_memory else "disk")
+
     def put_btf(self, digest: str, btf_sha: str, data: bytes) -> None:
         """Keep ``data``, BTF tailored to object ``digest`` for the kernel BTF ``btf_sha``."""
         self._obj(digest)
@@ -232,22 +249,10 @@ class ArtifactStore:
     # -- seals ------------------------------------------------------------------
 
     def _seal(self, statement: dict) -> str:
-        """``<key id> <signature>`` of ``statement``, or "" without keys."""
-        if self.keys is None:
-            return ""
-        return f"{self.keys.key_id} {self.keys.sign(canonical(statement))}"
+        return seal_statement(self.keys, statement)
 
     def _sealed(self, statement: dict, seal: object) -> bool:
-        """Whether ``seal`` signs ``statement`` (always true without keys)."""
-        if self.keys is None:
-            return True
-        if not isinstance(seal, str):
-            return False
-        key_id, _, signature = seal.partition(" ")
-        try:
-            return self.keys.verify(canonical(statement), key_id, signature)
-        except (TypeError, ValueError):  # not JSON-able: not what was written
-            return False
+        return seal_verifies(self.keys, statement, seal)
 
     def _forget(self, digest: str) -> None:
         """Delete object ``digest`` and its metadata, in memory and on disk."""
@@ -339,6 +344,27 @@ class ArtifactStore:
             except OSError as exc:
                 log.warning("could not evict %s: %s", path.name, exc)
 
+
+
+def seal_statement(keys: KeyRing | None, statement: dict) -> str:
+    """``<key id> <signature>`` of ``statement``, or "" without keys."""
+    if keys is None:
+        return ""
+    return f"{keys.key_id} {keys.sign(canonical(statement))}"
+
+
+def seal_verifies(keys: KeyRing | None, statement: dict, seal: object) -> bool:
+    """Whether ``seal`` signs ``statement`` with a key of ``keys`` (always true
+    without keys)."""
+    if keys is None:
+        return True
+    if not isinstance(seal, str):
+        return False
+    key_id, _, signature = seal.partition(" ")
+    try:
+        return keys.verify(canonical(statement), key_id, signature)
+    except (TypeError, ValueError):  # not JSON-able: not what was written
+        return False
 
 
 # What a seal signs: a record's content together with where it belongs, so

@@ -38,14 +38,24 @@ class BtfConflict(Exception):
 
 @dataclass(frozen=True)
 class BtfEntry:
+    """A known kernel.  ``path`` is a local file holding its BTF (None in a
+    listing of a shared store, whose entries are materialised only when used);
+    ``owner`` the name of the token that uploaded it, "host" for a replica's
+    own kernel, None when not recorded; ``sha256``/``size`` when known
+    without reading the file."""
+
     arch: str
     release: str
-    path: Path
+    path: Path | None
     source: str  # "host" or "upload"
+    owner: str | None = None
+    sha256: str | None = None
+    size: int | None = None
 
-    def to_dict(self, sha256: str) -> dict:
+    def to_dict(self, sha256: str | None = None) -> dict:
+        size = self.size if self.size is not None else self.path.stat().st_size
         return {"arch": self.arch, "release": self.release, "source": self.source,
-                "size": self.path.stat().st_size, "sha256": sha256}
+                "size": size, "sha256": sha256 or self.sha256, "owner": self.owner}
 
 
 def check_btf(data: bytes) -> None:
@@ -83,7 +93,7 @@ class BtfStore:
 
     def _host(self) -> BtfEntry | None:
         if self.host_btf is not None and self.host_btf.is_file():
-            return BtfEntry(self.host_arch, self.host_release, self.host_btf, "host")
+            return BtfEntry(self.host_arch, self.host_release, self.host_btf, "host", "host")
         return None
 
     def _upload_path(self, arch: str, release: str) -> Path:
@@ -100,7 +110,9 @@ class BtfStore:
         host = self._host()
         if host is not None and (arch, release) == (host.arch, host.release):
             return host
-        return BtfEntry(arch, release, path, "upload") if path.is_file() else None
+        if not path.is_file():
+            return None
+        return BtfEntry(arch, release, path, "upload", self.owner(arch, release))
 
     def owner(self, arch: str, release: str) -> str | None:
         """Name of the caller who uploaded (arch, release), if recorded."""
@@ -140,7 +152,17 @@ class BtfStore:
             write_atomic(path.with_suffix(".owner"), f"{caller.name}\n".encode(),
                          prefix=".up-", mode=0o644)
         write_atomic(path, data, prefix=".up-", mode=0o644)  # bpftool reads it as nobody
-        return BtfEntry(arch, release, path, "upload"), True
+        return BtfEntry(arch, release, path, "upload", caller.name if caller else None), True
+
+    def install(self, arch: str, release: str, data: bytes, owner: str | None) -> BtfEntry:
+        """Keep ``data`` for (arch, release) as it is elsewhere (a copy of a shared
+        store's entry), replacing what is here; no ownership checks."""
+        path = self._upload_path(arch, release)
+        if owner is not None:
+            write_atomic(path.with_suffix(".owner"), f"{owner}\n".encode(), prefix=".up-",
+                         mode=0o644)
+        write_atomic(path, data, prefix=".up-", mode=0o644)
+        return BtfEntry(arch, release, path, "upload", owner)
 
     def remove(self, arch: str, release: str) -> None:
         """Delete an upload (used when bpftool cannot read what was stored)."""
@@ -159,5 +181,6 @@ class BtfStore:
                     release = f.name[:-len(".btf")]
                     if any(e.arch == arch_dir.name and e.release == release for e in out):
                         continue
-                    out.append(BtfEntry(arch_dir.name, release, f, "upload"))
+                    out.append(BtfEntry(arch_dir.name, release, f, "upload",
+                                        self.owner(arch_dir.name, release)))
         return out

@@ -4,7 +4,9 @@
 metric                                 type       labels
 =====================================  =========  ===============================
 lcc_requests_total                     counter    endpoint (route template), status
-lcc_cache_hits_total                   counter    kind: artifact | shared | btf
+lcc_cache_hits_total                   counter    kind: artifact | shared | btf;
+                                                  tier: memory (this process) | disk
+                                                  (this host) | store (the shared store)
 lcc_compiles_total                     counter    result: ok | error; pch: yes | no
 lcc_compile_seconds                    histogram  (clang runs only)
 lcc_compile_queue_depth                gauge      compiles waiting for a slot
@@ -12,7 +14,15 @@ lcc_compiles_in_progress               gauge
 lcc_compiles_cancelled_total           counter    compile requests given up by their client
 lcc_artifact_disk_bytes                gauge      objects kept on disk (see LCC_MAX_ARTIFACT_MB)
 lcc_artifacts_evicted                  gauge      entries evicted since start
+lcc_singleflight_waits_total           counter    scope: local (a compile running in this
+                                                  process) | fleet (another replica's lease)
+lcc_lease_takeovers_total              counter    leases taken after their holder went away
+lcc_store_errors_total                 counter    failed operations on the shared store
+lcc_store_degraded                     gauge      1 while the shared store is unreachable
 =====================================  =========  ===============================
+
+Every counter is this replica's own: summed over the replicas of a fleet
+they count the fleet's work (``lcc_compiles_total`` = clang runs fleet-wide).
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ class Metrics:
         self.requests = Counter("lcc_requests", "HTTP requests by endpoint and status",
                                 ["endpoint", "status"], registry=r)
         self.cache_hits = Counter("lcc_cache_hits", "Requests answered without compiling",
-                                  ["kind"], registry=r)
+                                  ["kind", "tier"], registry=r)
         self.compiles = Counter("lcc_compiles", "clang runs", ["result", "pch"], registry=r)
         self.compile_seconds = Histogram(
             "lcc_compile_seconds", "Time of one compile (clang in its sandbox)",
@@ -42,6 +52,16 @@ class Metrics:
         self.cancelled = Counter("lcc_compiles_cancelled",
                                  "Compile requests given up by their client", registry=r)
         self.in_progress = Gauge("lcc_compiles_in_progress", "Compiles running", registry=r)
+        self.singleflight_waits = Counter(
+            "lcc_singleflight_waits", "Requests that waited for a compile already running",
+            ["scope"], registry=r)
+        self.lease_takeovers = Counter(
+            "lcc_lease_takeovers", "Fleet leases taken after their holder went away",
+            registry=r)
+        self.store_errors = Counter("lcc_store_errors", "Failed shared-store operations",
+                                    registry=r)
+        self.store_degraded = Gauge("lcc_store_degraded",
+                                    "1 while the shared store is unreachable", registry=r)
 
     def watch_artifacts(self, store) -> None:
         """Report ``store``'s (an ``ArtifactStore``) disk use and evictions."""

@@ -141,6 +141,9 @@ class BtfEntryModel(BaseModel):
     source: str = Field(description="host (the server's own kernel) or upload")
     size: int
     sha256: str
+    owner: str | None = Field(None, description="the named token that uploaded it (from "
+                              "LCC_TOKEN_FILE), host for a replica's own kernel, null when "
+                              "not recorded")
 
 
 class BtfList(BaseModel):

@@ -8,15 +8,22 @@
 4. else one compile per key runs (``SingleFlight``: identical concurrent
    requests share it), in a thread pool, after taking one of
    ``max_concurrency`` slots (``Busy`` when ``max_queue`` already wait);
+   with a fleet store, one compile per key runs fleet-wide: the replica
+   holding the key's lease (``lcc_server.stores.lease``) compiles, the others
+   poll the store until its artifact appears, or take the lease over when
+   its holder went away;
 5. with ``btf=True``, BTF tailored to the object, cached per (object, BTF).
 
-Blocking work (clang, bpftool, hashing a new BTF) runs in the pool, never
-on the event loop; nothing holds a global lock.
+The stores are reached through their protocols (``lcc_server.stores.base``).
+Blocking work (clang, bpftool, hashing a new BTF, store I/O) runs in the
+pools, never on the event loop; nothing holds a global lock.  A shared store
+that fails never fails a request: the replica compiles and serves on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,12 +35,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lcc_server.artifacts import Artifact, ArtifactStore
-from lcc_server.btf_store import BtfEntry, BtfStore
+from lcc_server.artifacts import Artifact
+from lcc_server.btf_store import BtfEntry
 from lcc_server.metrics import Metrics
 from lcc_server.models import CompileRequest
 from lcc_server.settings import Settings
 from lcc_server.singleflight import SingleFlight
+from lcc_server.stores.base import ArtifactStore, BtfStore, StoreUnavailable
 from lcc_server.tokens import Caller
 from lcc_toolchain import objinfo
 from lcc_toolchain.digest import bundle_digest
@@ -44,6 +52,9 @@ from lcc_toolchain.validation import ARCHES, check_bundle
 __all__ = ["BtfMissing", "Busy", "CompileService", "Outcome", "SandboxUnavailable"]
 
 log = logging.getLogger("lcc_server")
+
+# How often a replica waiting for another's compile looks at the store.
+_FLEET_POLL_SECONDS = 0.1
 
 
 class Busy(Exception):
@@ -79,12 +90,14 @@ class CompileService:
     """Owns the thread pools; ``close()`` shuts them down."""
 
     def __init__(self, settings: Settings, toolchain: Toolchain, btf_store: BtfStore,
-                 artifacts: ArtifactStore, metrics: Metrics) -> None:
+                 artifacts: ArtifactStore, metrics: Metrics, *, leases=None) -> None:
         self.settings = settings
         self.toolchain = toolchain
         self.btf_store = btf_store
         self.artifacts = artifacts
         self.metrics = metrics
+        #: ``lcc_server.stores.lease.Leases`` of a fleet store, else None.
+        self.leases = leases
         self._slots_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         # Compiles (and the start-up warm-up) get their own threads, so that
         # short blocking work on the cache-hit path never waits behind clang.
@@ -187,6 +200,10 @@ class CompileService:
             raise BtfMissing(arch, release)
         return entry
 
+    async def btf_bytes(self, arch: str, release: str) -> bytes:
+        """The raw BTF of a known kernel; raises ``InvalidRequest``, ``BtfMissing``."""
+        return await self._blocking(lambda: self.btf_entry(arch, release).path.read_bytes())
+
     async def put_btf(self, arch: str, release: str, data: bytes,
                       replace: bool, caller: Caller | None = None) -> tuple[dict, bool]:
         """Store an upload once bpftool has read it; returns (listing entry, created).
@@ -202,14 +219,15 @@ class CompileService:
             await self._in_slot(self.toolchain.vmlinux_h, entry.path)
         except BtfUnavailable:
             if created:
-                self.btf_store.remove(arch, release)
+                await self._blocking(self.btf_store.remove, arch, release)
             raise
         sha = await self._blocking(self.toolchain.btf_sha256, entry.path)
         return entry.to_dict(sha), created
 
     async def list_btf(self) -> list[dict]:
         def listing():
-            return [e.to_dict(self.toolchain.btf_sha256(e.path)) for e in self.btf_store.entries()]
+            return [e.to_dict(e.sha256 or self.toolchain.btf_sha256(e.path))
+                    for e in self.btf_store.entries()]
         return await self._blocking(listing)
 
     # -- compiling ----------------------------------------------------------
@@ -223,7 +241,7 @@ class CompileService:
         check_bundle(bundle.main, bundle.files, self.settings.caps)
         arch = req.arch or self.default_arch
         release = req.kernel or self.default_release
-        entry = self.btf_entry(arch, release)
+        entry = await self._blocking(self.btf_entry, arch, release)
         btf_sha = await self._blocking(self.toolchain.btf_sha256, entry.path)
         identity = await self._blocking(self.toolchain.identity)  # runs clang --version once
         bdigest = bundle_digest(bundle.main, bundle.files)
@@ -233,19 +251,62 @@ class CompileService:
             "arch": arch, "btf": btf_sha, "toolchain": identity,
         }, sort_keys=True).encode()).hexdigest()
 
-        art = self.artifacts.lookup(key)
-        cached = art is not None
-        if cached:
-            self.metrics.cache_hits.labels("artifact").inc()
+        hit = await self._blocking(self.artifacts.find, key)
+        if hit is not None:
+            self.metrics.cache_hits.labels("artifact", hit.tier).inc()
+            art, cached = hit.artifact, True
         else:
-            art, cached = await self._flight.do(
-                key, lambda: self._compile_job(key, bundle, arch, req.defines, entry.path))
-            if cached:
-                self.metrics.cache_hits.labels("shared").inc()
+            (art, compiled), shared = await self._flight.do(key, lambda: self._fleet_compile(
+                key, lambda: self._compile_job(key, bundle, arch, req.defines, entry.path)))
+            cached = shared or not compiled
+            if shared:
+                self.metrics.singleflight_waits.labels("local").inc()
+                self.metrics.cache_hits.labels("shared", "memory").inc()
+            elif not compiled:
+                self.metrics.cache_hits.labels("shared", "store").inc()
         btf = await self._tailored_btf(art, entry.path, btf_sha) if req.btf else None
         request = {"bundle": bdigest, "defines": dict(req.defines), "arch": arch,
                    "kernel": release, "kernel_btf": f"sha256:{btf_sha}"}
         return Outcome(artifact=art, btf=btf, cached=cached, request=request)
+
+    async def _fleet_compile(self, key: str, compile_job) -> tuple[Artifact, bool]:
+        """``(artifact, compiled here)``: ``compile_job()``'s artifact when this
+        replica holds (or takes over) the key's lease, or when there are no
+        leases or the store is unreachable; else the artifact another replica
+        compiled, read from the store once it appears."""
+        if self.leases is None:
+            return await compile_job(), True
+        waited = False
+        while True:
+            try:
+                lease = await self._blocking(self.leases.acquire, key)
+            except StoreUnavailable:
+                return await compile_job(), True
+            if lease is not None:
+                if waited:
+                    self.metrics.lease_takeovers.inc()
+                try:
+                    # the holder may have finished between our miss and the lease
+                    hit = await self._blocking(self.artifacts.find, key)
+                    if hit is not None:
+                        return hit.artifact, False
+                    return await compile_job(), True
+                finally:
+                    with contextlib.suppress(StoreUnavailable):
+                        await self._blocking(lease.release)
+            if not waited:
+                waited = True
+                self.metrics.singleflight_waits.labels("fleet").inc()
+            while True:
+                await asyncio.sleep(_FLEET_POLL_SECONDS)
+                hit = await self._blocking(self.artifacts.find, key)
+                if hit is not None:
+                    return hit.artifact, False
+                try:
+                    if await self._blocking(self.leases.holder_of, key) is None:
+                        break  # released without an artifact, or expired: take it over
+                except StoreUnavailable:
+                    return await compile_job(), True
 
     async def _compile_job(self, key: str, bundle, arch: str, defines: dict,
                            btf_path: Path) -> Artifact:
@@ -274,9 +335,9 @@ class CompileService:
         return art
 
     async def _tailored_btf(self, art: Artifact, btf_path: Path, btf_sha: str) -> bytes:
-        data = self.artifacts.get_btf(art.digest, btf_sha)
+        data = await self._blocking(self.artifacts.get_btf, art.digest, btf_sha)
         if data is not None:
-            self.metrics.cache_hits.labels("btf").inc()
+            self.metrics.cache_hits.labels("btf", "disk").inc()
             return data
 
         async def job() -> bytes:
@@ -287,7 +348,11 @@ class CompileService:
         return data
 
     def artifact(self, digest: str) -> Artifact | None:
+        """Blocking (store I/O); see :meth:`get_artifact`."""
         return self.artifacts.get(digest)
+
+    async def get_artifact(self, digest: str) -> Artifact | None:
+        return await self._blocking(self.artifacts.get, digest)
 
 
 def _log_warm_result(fut: asyncio.Future) -> None:

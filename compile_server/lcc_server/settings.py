@@ -31,7 +31,14 @@ LCC_CUT_TYPES              0: always the whole vmlinux.h (no cut)       1
 LCC_HOST_BTF               the server's own kernel BTF                  /sys/kernel/btf/vmlinux
 LCC_WARM                   0: do not build the host PCH at start        1
 LCC_SIGNING_KEY            Ed25519 private key (PEM) replies are        made on first start
-                           signed with                                  in state dir/keys
+                           signed with; replicas of a fleet share it    in state dir/keys
+LCC_STORE                  where artifacts and BTF are shared: `disk`   disk
+                           (the state dir), `redis://host:port/db`,
+                           `redis+cluster://host:port[,host:port...]`
+LCC_STORE_TTL              seconds an artifact stays in Redis unused    604800 (7 days)
+LCC_LEASE_MS               fleet single-flight lease (renewed while     10000
+                           compiling; a dead holder's expires)
+LCC_STORE_RETRY_SECONDS    while Redis is down, how often to try again  2
 =========================  ===========================================  ==================
 
 A malformed value raises ``ValueError`` naming the variable.  Nothing is read
@@ -51,9 +58,23 @@ import platformdirs
 from lcc_toolchain.sandbox import Limits
 from lcc_toolchain.validation import Caps
 
-__all__ = ["DEFAULT_PORT", "Settings"]
+__all__ = ["DEFAULT_PORT", "STORE_SCHEMES", "Settings", "check_store"]
 
 DEFAULT_PORT = 7655
+
+
+#: What ``LCC_STORE`` may name: the state directory, or a Redis server or cluster.
+STORE_SCHEMES = ("disk", "redis://", "rediss://", "redis+cluster://")
+
+
+def check_store(value: str) -> str:
+    """``value`` if it names a store ``STORE_SCHEMES`` knows, else ``ValueError``
+    with what it should look like."""
+    if value == "disk" or (value.startswith(STORE_SCHEMES[1:])
+                           and value.split("://", 1)[1].strip("/")):
+        return value
+    raise ValueError(f"LCC_STORE={value!r} is not a store: use `disk`, "
+                     "`redis://host:6379/0` or `redis+cluster://host:port[,host:port]`")
 
 
 def _default_state_dir() -> Path:
@@ -84,6 +105,10 @@ class Settings:
     host_btf: Path = Path("/sys/kernel/btf/vmlinux")
     warm: bool = True
     signing_key: Path | None = None
+    store: str = "disk"
+    store_ttl: int = 7 * 24 * 3600
+    lease_ms: int = 10_000
+    store_retry_seconds: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -141,7 +166,11 @@ class Settings:
             cut_types=flag("LCC_CUT_TYPES", base.cut_types),
             host_btf=Path(env.get("LCC_HOST_BTF") or base.host_btf),
             warm=flag("LCC_WARM", base.warm),
-            signing_key=Path(env["LCC_SIGNING_KEY"]) if env.get("LCC_SIGNING_KEY") else None)
+            signing_key=Path(env["LCC_SIGNING_KEY"]) if env.get("LCC_SIGNING_KEY") else None,
+            store=check_store(env.get("LCC_STORE") or base.store),
+            store_ttl=num("LCC_STORE_TTL", base.store_ttl),
+            lease_ms=num("LCC_LEASE_MS", base.lease_ms),
+            store_retry_seconds=num("LCC_STORE_RETRY_SECONDS", base.store_retry_seconds))
 
     def tool_credentials(self) -> tuple[int, int] | None:
         """(uid, gid) the tools run as: ``tool_user``'s when this process is
@@ -183,6 +212,10 @@ class Settings:
             "LCC_CUT_TYPES": "1" if self.cut_types else "0",
             "LCC_HOST_BTF": str(self.host_btf),
             "LCC_WARM": "1" if self.warm else "0",
+            "LCC_STORE": self.store,
+            "LCC_STORE_TTL": str(self.store_ttl),
+            "LCC_LEASE_MS": str(self.lease_ms),
+            "LCC_STORE_RETRY_SECONDS": str(self.store_retry_seconds),
         }
         if self.token:
             out["LCC_TOKEN"] = self.token

@@ -30,7 +30,8 @@ def test_host_kernel_is_listed_by_default(api):
     host = [e for e in entries if e["source"] == "host"]
 
     assert host == [{"arch": os.uname().machine, "release": os.uname().release, "source": "host",
-                     "size": os.path.getsize(HOST_BTF), "sha256": host[0]["sha256"]}]
+                     "size": os.path.getsize(HOST_BTF), "sha256": host[0]["sha256"],
+                     "owner": "host"}]
     raw = api.get(f"/v1/btf/{os.uname().machine}/{os.uname().release}")
     assert hashlib.sha256(raw.content).hexdigest() == host[0]["sha256"]
 

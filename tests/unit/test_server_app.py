@@ -273,7 +273,7 @@ def test_metrics(make_app):
 
     text = m.text
     assert 'lcc_requests_total{endpoint="/v1/compile",status="200"} 2.0' in text
-    assert 'lcc_cache_hits_total{kind="artifact"} 1.0' in text
+    assert 'lcc_cache_hits_total{kind="artifact",tier="memory"} 1.0' in text
     assert 'lcc_compiles_total{pch="no",result="ok"} 1.0' in text
     assert "lcc_compile_seconds_count 1.0" in text
     assert "lcc_compile_queue_depth 0.0" in text

@@ -1,0 +1,92 @@
+"""Fleet-wide single flight: a lease in Redis per request key.
+
+``leases.acquire(key)`` sets ``lcc:lease:<key>`` to this holder's token with
+``SET NX PX ttl``: a ``Lease`` when it was free, else None.  The holder's
+lease is renewed by a thread every ttl/3 while it compiles (compare and
+``PEXPIRE``, so a lease that expired and was taken by another replica is not
+stolen back) and released with a compare-and-delete script.  A holder that
+dies (SIGKILL, lost host) renews nothing: its lease expires after ``ttl`` ms
+and a waiting replica takes it over.  Every call raises ``StoreUnavailable``
+when Redis fails; the service then compiles on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+
+from lcc_server.stores.link import RedisLink
+
+__all__ = ["Lease", "Leases"]
+
+log = logging.getLogger("lcc_server.stores")
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def _lease_key(key: str) -> str:
+    return f"lcc:lease:{key}"
+
+
+class Lease:
+    """A held lease, renewed in the background until :meth:`release`."""
+
+    def __init__(self, leases: Leases, key: str, token: str) -> None:
+        self._leases = leases
+        self.key = key
+        self.token = token
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="lcc-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        link, ttl = self._leases.link, self._leases.ttl_ms
+        while not self._stop.wait(ttl / 3000):
+            try:
+                held = link.run(lambda c: c.eval(_RENEW, 1, _lease_key(self.key), self.token,
+                                                 ttl), "renewing a lease")
+            except Exception:  # noqa: BLE001 - the link logged it; the compile goes on
+                continue
+            if not held:
+                log.warning("lease for %s was lost (expired while this replica compiled)",
+                            self.key[:16])
+                return
+
+    def release(self) -> None:
+        """Stop renewing and delete the lease if still ours; raises ``StoreUnavailable``."""
+        self._stop.set()
+        self._leases.link.run(lambda c: c.eval(_RELEASE, 1, _lease_key(self.key), self.token),
+                              "releasing a lease")
+
+
+class Leases:
+    """Leases of one replica (``holder`` names it in the lease's value)."""
+
+    def __init__(self, link: RedisLink, *, ttl_ms: int, holder: str | None = None) -> None:
+        self.link = link
+        self.ttl_ms = ttl_ms
+        self.holder = holder or f"{os.uname().nodename}:{os.getpid()}"
+
+    def acquire(self, key: str) -> Lease | None:
+        token = f"{self.holder}:{secrets.token_hex(8)}"
+        got = self.link.run(lambda c: c.set(_lease_key(key), token, nx=True, px=self.ttl_ms),
+                            "taking a lease")
+        return Lease(self, key, token) if got else None
+
+    def holder_of(self, key: str) -> str | None:
+        """Who holds the lease on ``key`` now (its token), or None."""
+        raw = self.link.run(lambda c: c.get(_lease_key(key)), "reading a lease")
+        return raw.decode(errors="replace") if raw is not None else None

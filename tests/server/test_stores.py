@@ -1,0 +1,259 @@
+"""The service's stores against a real redis-server and a real 3-node Redis
+Cluster, both started on loopback ports by the fixtures (tests/fleettools.py).
+
+What is checked: artifacts round-trip in chunks and are verified on read
+(digest, seal of the fleet's key); artifact keys carry a TTL and BTF keys
+none (so ``volatile-lru`` evicts only artifacts); a lease is exclusive,
+renewed while held, released by its holder only, and expires when its holder
+stops renewing; a dead Redis turns into ``StoreUnavailable`` and degraded mode,
+and an answering one ends it; the same operations work through Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fleettools import redis_cluster, redis_server
+from lcc_server.artifacts import Artifact, ArtifactStore as DiskArtifactStore
+from lcc_server.btf_store import BtfConflict, BtfForbidden, BtfStore as DiskBtfStore
+from lcc_server.metrics import Metrics
+from lcc_server.settings import Settings
+from lcc_server.signing import KeyRing
+from lcc_server.stores import StoreUnavailable, open_stores
+from lcc_server.stores.base import ArtifactStore, BtfStore
+from lcc_server.stores.lease import Leases
+from lcc_server.stores.link import RedisLink
+from lcc_server.stores.redis_artifacts import CHUNK, FleetArtifactStore, RedisArtifacts
+from lcc_server.stores.redis_btf import FleetBtfStore
+from lcc_server.tokens import Caller
+
+pytestmark = [pytest.mark.server, pytest.mark.fleet]
+
+HOST_BTF = Path("/sys/kernel/btf/vmlinux")
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with redis_server() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def cluster_url():
+    with redis_cluster(3) as cluster:
+        yield cluster.url
+
+
+def artifact(size: int, seed: bytes = b"") -> Artifact:
+    data = (hashlib.sha256(seed).digest() * (size // 32 + 1))[:size]
+    return Artifact(digest=hashlib.sha256(data).hexdigest(), object=data,
+                    toolchain={"clang": "test"}, programs=[{"name": "p"}], maps=[])
+
+
+def fresh_key() -> str:
+    return os.urandom(32).hex()
+
+
+# -- settings -----------------------------------------------------------------------------
+
+def test_store_setting_accepts_disk_redis_and_cluster_urls():
+    assert Settings.from_env({}).store == "disk"
+    assert Settings.from_env({"LCC_STORE": "redis://h:6379/0"}).store == "redis://h:6379/0"
+    url = "redis+cluster://a:7000,b:7001"
+    assert Settings.from_env({"LCC_STORE": url}).store == url
+    assert Settings.from_env({"LCC_STORE": url}).to_env()["LCC_STORE"] == url
+    for bad in ("memcached://h", "redis://", "s3"):
+        with pytest.raises(ValueError, match="LCC_STORE"):
+            Settings.from_env({"LCC_STORE": bad})
+
+
+def test_disk_settings_give_the_disk_stores(tmp_path):
+    stores = open_stores(Settings(state_dir=tmp_path))
+    assert isinstance(stores.artifacts, DiskArtifactStore)
+    assert isinstance(stores.btf, DiskBtfStore)
+    assert isinstance(stores.artifacts, ArtifactStore) and isinstance(stores.btf, BtfStore)
+    assert stores.leases is None and stores.status().to_dict() == {
+        "kind": "disk", "ok": True, "degraded": False}
+
+
+# -- artifacts ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_artifacts_round_trip_in_chunks_with_ttl(where, redis_url, cluster_url):
+    url = redis_url if where == "redis" else cluster_url
+    keys = KeyRing.generate()
+    link = RedisLink(url)
+    shared = RedisArtifacts(link, keys=keys, ttl=3600)
+    art = artifact(2 * CHUNK + 123, seed=where.encode() + os.urandom(8))
+    key = fresh_key()
+    shared.put(art)
+    shared.remember(key, art.digest)
+
+    got = RedisArtifacts(RedisLink(url), keys=keys, ttl=3600).lookup(key)
+    assert got is not None and got.object == art.object and got.programs == art.programs
+    chunks = [f"lcc:a:{{{art.digest}}}:{i}" for i in range(3)]
+    c = link.client
+    assert all(c.exists(k) for k in chunks) and not c.exists(f"lcc:a:{{{art.digest}}}:3")
+    for k in [*chunks, f"lcc:a:{{{art.digest}}}:meta", f"lcc:k:{key}"]:
+        assert 0 < c.pttl(k) <= 3600_000, k
+
+
+def test_artifacts_are_verified_on_read(redis_url):
+    keys = KeyRing.generate()
+    link = RedisLink(redis_url)
+    shared = RedisArtifacts(link, keys=keys, ttl=60)
+    art = artifact(5000, seed=os.urandom(8))
+    shared.put(art)
+
+    # another fleet's key (not shared): its records are not trusted
+    assert RedisArtifacts(link, keys=KeyRing.generate(), ttl=60).get(art.digest) is None
+    assert shared.get(art.digest) is not None
+    # a flipped byte in the object
+    link.client.setrange(f"lcc:a:{{{art.digest}}}:0", 10, b"\xff")
+    assert shared.get(art.digest) is None
+    # a chunk evicted under the record
+    other = artifact(3000, seed=os.urandom(8))
+    shared.put(other)
+    link.client.delete(f"lcc:a:{{{other.digest}}}:0")
+    assert shared.get(other.digest) is None
+    # a request key pointed at another object
+    key = fresh_key()
+    shared.remember(key, other.digest)
+    link.client.set(f"lcc:k:{key}", link.client.get(f"lcc:k:{key}").replace(
+        other.digest.encode(), art.digest.encode()))
+    assert shared.digest_of(key) is None
+
+
+def test_fleet_artifacts_read_through_to_the_local_disk(tmp_path, redis_url):
+    keys = KeyRing.generate()
+    one = FleetArtifactStore(DiskArtifactStore(tmp_path / "a", keys=keys),
+                             RedisArtifacts(RedisLink(redis_url), keys=keys, ttl=60))
+    two_local = DiskArtifactStore(tmp_path / "b", keys=keys)
+    two = FleetArtifactStore(two_local, RedisArtifacts(RedisLink(redis_url), keys=keys, ttl=60))
+    art, key = artifact(4000, seed=os.urandom(8)), fresh_key()
+    one.put(art)
+    one.remember(key, art.digest)
+
+    assert two_local.lookup(key) is None
+    hit = two.find(key)
+    assert hit is not None and hit.tier == "store" and hit.artifact.object == art.object
+    assert two_local.lookup(key).object == art.object  # kept on this replica's disk
+    assert two.find(key).tier == "memory"
+
+
+# -- BTF ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_btf_is_shared_never_expires_and_keeps_its_owner(where, tmp_path, redis_url,
+                                                         cluster_url):
+    url = redis_url if where == "redis" else cluster_url
+    data = HOST_BTF.read_bytes()
+    release = f"6.0.{os.getpid()}-{where}-{os.urandom(3).hex()}"
+
+    def replica(name: str) -> FleetBtfStore:
+        return FleetBtfStore(DiskBtfStore(tmp_path / name, host_btf=tmp_path / "none"),
+                             RedisLink(url))
+    one, two = replica("one"), replica("two")
+    entry, created = one.put("x86_64", release, data, caller=Caller("alice"))
+    assert created and entry.owner == "alice"
+
+    found = two.find("x86_64", release)
+    assert found is not None and found.path.read_bytes() == data and found.owner == "alice"
+    assert found.path.is_relative_to(tmp_path / "two")  # materialised on this replica
+    listed = [e for e in replica("three").entries() if e.release == release]
+    assert [(e.owner, e.sha256, e.size, e.path) for e in listed] == [
+        ("alice", hashlib.sha256(data).hexdigest(), len(data), None)]
+    c = two.link.client
+    assert c.pttl(f"lcc:btf:{{x86_64/{release}}}:meta") == -1  # no TTL: never evicted
+    assert c.pttl(f"lcc:btf:{{x86_64/{release}}}:0") == -1
+
+    other = _flipped(data)
+    with pytest.raises(BtfConflict):
+        two.put("x86_64", release, other)
+    with pytest.raises(BtfForbidden):
+        two.put("x86_64", release, other, replace=True, caller=Caller("bob"))
+    assert two.put("x86_64", release, data, caller=Caller("bob"))[1] is False
+
+
+def test_each_replica_registers_its_own_kernel(tmp_path, redis_url):
+    link = RedisLink(redis_url)
+    release = f"6.1.{os.getpid()}-host-{os.urandom(3).hex()}"
+    host = FleetBtfStore(DiskBtfStore(tmp_path / "h", host_btf=HOST_BTF,
+                                      host_arch="x86_64", host_release=release), link)
+    host.register_host()
+    other = FleetBtfStore(DiskBtfStore(tmp_path / "o", host_btf=tmp_path / "none"), link)
+    entry = other.find("x86_64", release)
+    assert entry is not None and entry.owner == "host" and entry.source == "upload"
+    assert [e.source for e in other.entries() if e.release == release] == ["host"]
+    with pytest.raises(BtfConflict, match="kernel of a replica"):
+        other.put("x86_64", release, _flipped(HOST_BTF.read_bytes()), replace=True)
+
+
+# -- leases -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_lease_is_exclusive_renewed_and_expires_without_its_holder(where, redis_url,
+                                                                  cluster_url):
+    url = redis_url if where == "redis" else cluster_url
+    a = Leases(RedisLink(url), ttl_ms=600, holder="a")
+    b = Leases(RedisLink(url), ttl_ms=600, holder="b")
+    key = fresh_key()
+    lease = a.acquire(key)
+    assert lease is not None and b.acquire(key) is None
+    time.sleep(1.5)  # > 2 TTLs: only renewal keeps it
+    assert b.acquire(key) is None and b.holder_of(key).startswith("a:")
+    lease.release()
+    assert b.holder_of(key) is None
+
+    taken = b.acquire(key)
+    taken._stop.set()  # its holder "dies": no more renewals
+    assert a.acquire(key) is None
+    deadline = time.monotonic() + 10
+    while (again := a.acquire(key)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert again is not None  # expired, taken over
+    taken.release()  # a stale holder cannot delete the new holder's lease
+    assert a.holder_of(key).startswith("a:")
+    again.release()
+
+
+# -- degraded mode ------------------------------------------------------------------------
+
+def test_unreachable_redis_degrades_then_recovers(tmp_path):
+    metrics = Metrics()
+    keys = KeyRing.generate()
+    with redis_server() as server:
+        link = RedisLink(server.url, retry_seconds=0.2, metrics=metrics)
+        store = FleetArtifactStore(DiskArtifactStore(tmp_path, keys=keys),
+                                   RedisArtifacts(link, keys=keys, ttl=60))
+        server.stop()
+        art, key = artifact(1000, seed=os.urandom(8)), fresh_key()
+        store.put(art)  # kept locally, no exception
+        store.remember(key, art.digest)
+        assert store.find(key).artifact.object == art.object
+        assert link.degraded and link.status().to_dict() == {
+            "kind": "redis", "ok": False, "degraded": True}
+        assert _sample(metrics, "lcc_store_degraded") == 1
+        assert _sample(metrics, "lcc_store_errors_total") >= 1
+        with pytest.raises(StoreUnavailable):
+            Leases(link, ttl_ms=1000).acquire(key)
+
+        server.start()
+        time.sleep(0.3)  # past retry_seconds
+        assert link.status().ok and not link.degraded
+        assert _sample(metrics, "lcc_store_degraded") == 0
+        store.put(art)
+        assert RedisArtifacts(link, keys=keys, ttl=60).get(art.digest) is not None
+
+
+def _sample(metrics: Metrics, name: str) -> float:
+    return metrics.registry.get_sample_value(name) or 0.0
+
+
+def _flipped(data: bytes) -> bytes:
+    """``data`` with its last byte changed: different BTF with a valid header."""
+    return data[:-1] + bytes([data[-1] ^ 1])
