@@ -6,7 +6,9 @@ backend; this package imports it and never ``lcc``.  Modules, one concept each:
 
 - ``app``: ``create_app(settings)``, the FastAPI application, which maps
   ``lcc_toolchain.errors`` to HTTP replies; ``service``: caching,
-  single-flight, concurrency; ``btf_store``, ``artifacts``: on-disk stores;
+  single-flight, concurrency; ``stores``: the storage seam (protocols, the
+  Redis stores of a fleet, leases); ``btf_store``, ``artifacts``: the disk
+  stores, with ``ledger``, their disk accounting shared by worker processes;
   ``signing``: the Ed25519 keys and the signed manifests of replies;
   ``models``: request and reply bodies; ``guard``: token and size checks;
   ``metrics``; ``settings``; ``singleflight``; ``server.serve()``: run with

@@ -58,8 +58,8 @@ from lcc_server.models import (BtfEntryModel, BtfList, CompileErrorBody, Compile
                                CompileResponse, ErrorBody, KeyList)
 from lcc_server.service import BtfMissing, Busy, CompileService, SandboxUnavailable
 from lcc_server.settings import Settings
-from lcc_server.stores import open_stores
 from lcc_server.signing import KeyRing, keys_dir, manifest
+from lcc_server.stores import open_stores
 from lcc_server.tokens import TokenTable
 from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, InvalidRequest, ToolchainError,
                                   ToolMissing)
@@ -163,6 +163,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     stores = open_stores(settings, keys=keys, metrics=metrics, btf_store=btf_store,
                          artifacts=artifacts)
     metrics.watch_artifacts(stores.artifacts)
+    metrics.watch_state(stores.artifacts, stores.usage, settings.max_artifact_bytes,
+                        stores.btf.upload_count)
     service = CompileService(settings, toolchain, stores.btf, stores.artifacts, metrics,
                              leases=stores.leases)
     if service.refusal is not None:
@@ -219,7 +221,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> JSONResponse:
         """Health, open even when a token is configured: 503 when the service
-        refuses to compile (no sandbox)."""
+        refuses to compile (no sandbox); ``store`` says whether the shared store
+        answers (still 200 while it does not: the replica works on its own)."""
         store = await asyncio.get_running_loop().run_in_executor(None, stores.status)
         body = {"status": "ok", "landlock_abi": toolchain.sandbox.landlock_abi,
                 "store": store.to_dict()}

@@ -25,13 +25,15 @@ object) is logged as a warning and dropped with what it describes, and the
 object is compiled again when next asked for; it is never served.  A store
 made without keys (``keys=None``, for tests and tools) writes no seals.
 
-The files of all entries are kept under ``disk_bytes``: after each store the
-least recently used entries (object, metadata, tailored BTF and the request
-keys that led to them) are deleted until the total fits, so a stream of
-unique requests cannot fill the disk.  A request whose entry was evicted is
-simply compiled again.  The accounting starts from a scan of the directory
-(oldest modification first) and is per process: several workers sharing one
-directory each keep their own view, so the bound then holds per worker.
+The files of all entries are kept under ``disk_bytes`` (less what
+``reserved()`` reports for the rest of the state directory: BTF uploads,
+vmlinux.h and precompiled headers, so that one budget covers them all):
+after each store the least recently used entries (object, metadata, tailored
+BTF and the request keys that led to them) are deleted until the total fits,
+so a stream of unique requests cannot fill the disk.  A request whose entry
+was evicted is simply compiled again.  The accounting is a ledger shared by
+every process on the directory (``lcc_server.ledger``), so the worker
+processes of one service keep one budget between them, not one each.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lcc_server.ledger import Ledger
 from lcc_server.signing import KeyRing, canonical
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.errors import Diagnostic
@@ -92,7 +96,8 @@ class ArtifactStore:
     """
 
     def __init__(self, root: Path, *, memory_bytes: int = 64 << 20,
-                 disk_bytes: int = 2 << 30, keys: KeyRing | None = None) -> None:
+                 disk_bytes: int = 2 << 30, keys: KeyRing | None = None,
+                 reserved: Callable[[], int] | None = None) -> None:
         self.root = Path(root)
         self.keys = keys
         self._budget = memory_bytes
@@ -101,10 +106,9 @@ class ArtifactStore:
         self._keys: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
         self.disk_bytes = disk_bytes
-        self.evicted = 0  # entries deleted to stay under disk_bytes
-        self._disk: OrderedDict[str, int] | None = None  # digest -> bytes, LRU first
-        self._disk_total = 0
-        self._key_files: dict[str, set[str]] = {}  # digest -> request keys naming it
+        self.reserved = reserved
+        self.evicted = 0  # entries this process deleted to stay under disk_bytes
+        self._ledger: Ledger | None = None
 
     def _remember_in_memory(self, art: Artifact) -> None:
         with self._lock:
@@ -186,7 +190,7 @@ class ArtifactStore:
             self._keys[key] = digest
             while len(self._keys) > 4096:
                 self._keys.popitem(last=False)
-            self._key_files.setdefault(digest, set()).add(key)
+        self._ledger_ready().add_key(key, digest)
 
     def lookup(self, key: str) -> Artifact | None:
         """The artifact request ``key`` compiled to, if still stored and intact."""
@@ -260,8 +264,7 @@ class ArtifactStore:
             art = self._mem.pop(digest, None)
             if art is not None:
                 self._mem_bytes -= len(art.object)
-            if self._disk is not None and digest in self._disk:
-                self._disk_total -= self._disk.pop(digest)
+        self._ledger_ready().forget(digest)
         obj = self._obj(digest)
         for path in (obj, obj.with_suffix(".json")):
             try:
@@ -272,15 +275,25 @@ class ArtifactStore:
     # -- the disk budget ------------------------------------------------------
 
     def disk_usage(self) -> int:
-        """Bytes of the entries this process accounts for."""
-        with self._lock:
-            self._scan_locked()
-            return self._disk_total
+        """Bytes of the entries on disk (all processes sharing the directory)."""
+        return self._ledger_ready().total()
 
-    def _scan_locked(self) -> None:
-        """Account for what is already on disk, least recently modified first."""
-        if self._disk is not None:
-            return
+    def budget(self) -> int:
+        """Bytes the entries may use now: ``disk_bytes`` less ``reserved()``."""
+        if self.reserved is None:
+            return self.disk_bytes
+        return max(0, self.disk_bytes - self.reserved())
+
+    def _ledger_ready(self) -> Ledger:
+        with self._lock:
+            if self._ledger is None:
+                ledger = Ledger(self.root / "ledger.sqlite")
+                ledger.fill_once(self._scan)
+                self._ledger = ledger
+            return self._ledger
+
+    def _scan(self) -> tuple[list[tuple[str, int, float]], list[tuple[str, str]]]:
+        """What is already on disk: (digest, bytes, mtime) and (request key, digest)."""
         found: dict[str, list] = {}  # digest -> [mtime, bytes]
         for sub, pattern in (("objects", "*.o"), ("objects", "*.json"), ("btf", "*")):
             for path in (self.root / sub).glob(pattern):
@@ -294,37 +307,26 @@ class ArtifactStore:
                 entry = found.setdefault(digest, [0.0, 0])
                 entry[0] = max(entry[0], st.st_mtime)
                 entry[1] += st.st_size
+        keys = []
         for path in (self.root / "keys").glob("*"):
             try:
                 digest = path.read_text(errors="replace").split("\n", 1)[0].strip()
             except OSError:
                 continue
             if digest in found:
-                self._key_files.setdefault(digest, set()).add(path.name)
-        self._disk = OrderedDict((d, e[1]) for d, e in sorted(found.items(),
-                                                              key=lambda kv: kv[1][0]))
-        self._disk_total = sum(self._disk.values())
+                keys.append((path.name, digest))
+        return [(d, e[1], e[0]) for d, e in found.items()], keys
 
     def _used(self, digest: str) -> None:
-        with self._lock:
-            if self._disk is not None and digest in self._disk:
-                self._disk.move_to_end(digest)
+        self._ledger_ready().touch(digest)
 
     def _account(self, digest: str, size: int, *, stored: bool = False) -> None:
         """Count ``size`` more bytes for ``digest`` (``stored``: its object and
         metadata, counted once however often the same object is stored), mark
         it most recently used, and evict others until the total fits."""
+        victims = self._ledger_ready().add(digest, size, stored=stored, budget=self.budget())
         with self._lock:
-            self._scan_locked()
-            old = self._disk.pop(digest, None)
-            added = 0 if stored and old is not None else size
-            self._disk[digest] = (old or 0) + added
-            self._disk_total += added
-            victims = []
-            while self._disk_total > self.disk_bytes and len(self._disk) > 1:
-                victim, vsize = self._disk.popitem(last=False)
-                self._disk_total -= vsize
-                victims.append((victim, self._key_files.pop(victim, set())))
+            for victim, _ in victims:
                 art = self._mem.pop(victim, None)
                 if art is not None:
                     self._mem_bytes -= len(art.object)
@@ -332,7 +334,7 @@ class ArtifactStore:
                     del self._keys[key]
             self.evicted += len(victims)
         for victim, keys in victims:
-            self._delete(victim, keys)
+            self._delete(victim, set(keys))
 
     def _delete(self, digest: str, keys: set[str]) -> None:
         obj = self.root / "objects" / f"{digest}.o"

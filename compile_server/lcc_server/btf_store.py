@@ -22,7 +22,8 @@ from lcc_server.tokens import Caller
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.validation import InvalidRequest, check_arch, check_release
 
-__all__ = ["BtfConflict", "BtfEntry", "BtfForbidden", "BtfStore", "check_btf"]
+__all__ = ["BtfConflict", "BtfEntry", "BtfForbidden", "BtfQuotaExceeded", "BtfStore",
+           "check_btf"]
 
 _BTF_MAGIC = 0xEB9F
 _HEADER = struct.Struct("HBBIIIII")  # magic, version, flags, hdr_len, type_off/len, str_off/len
@@ -34,6 +35,15 @@ class BtfForbidden(PermissionError):
 
 class BtfConflict(Exception):
     """A different BTF is already stored for this (arch, release)."""
+
+
+class BtfQuotaExceeded(BtfConflict):
+    """As many releases as the store keeps (``LCC_MAX_BTF_RELEASES``) are uploaded."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this service already keeps {limit} uploaded kernel releases "
+                         "(LCC_MAX_BTF_RELEASES); ask its operator to remove unused ones or "
+                         "raise the limit")
 
 
 @dataclass(frozen=True)
@@ -84,8 +94,11 @@ class BtfStore:
     """Where the BTF of each known kernel is; thread-safe (atomic renames)."""
 
     def __init__(self, root: Path, *, host_btf: Path | None = None,
-                 host_arch: str | None = None, host_release: str | None = None) -> None:
+                 host_arch: str | None = None, host_release: str | None = None,
+                 max_releases: int | None = None) -> None:
         self.root = Path(root)
+        #: uploads kept at most (None: no limit); a new one beyond is ``BtfQuotaExceeded``
+        self.max_releases = max_releases
         uname = os.uname()
         self.host_arch = host_arch or uname.machine
         self.host_release = host_release or uname.release
@@ -129,7 +142,8 @@ class BtfStore:
 
         Raises ``InvalidRequest`` (bad names or not BTF), ``BtfConflict``
         (different BTF already there and ``replace`` is false, or the host's),
-        ``BtfForbidden`` (someone else's upload).
+        ``BtfForbidden`` (someone else's upload), ``BtfQuotaExceeded`` (a new
+        release beyond ``max_releases``).
         """
         path = self._upload_path(arch, release)
         check_btf(data)
@@ -148,6 +162,8 @@ class BtfStore:
                 raise BtfForbidden(f"{arch}/{release} was uploaded by "
                                    f"{owner or 'an earlier version of the service'}; only "
                                    "that token or an admin may replace it")
+        elif self.max_releases is not None and self.upload_count() >= self.max_releases:
+            raise BtfQuotaExceeded(self.max_releases)
         if caller is not None:
             write_atomic(path.with_suffix(".owner"), f"{caller.name}\n".encode(),
                          prefix=".up-", mode=0o644)
@@ -169,6 +185,10 @@ class BtfStore:
         path = self._upload_path(arch, release)
         path.unlink(missing_ok=True)
         path.with_suffix(".owner").unlink(missing_ok=True)
+
+    def upload_count(self) -> int:
+        """How many releases are uploaded (the host's own kernel is not one)."""
+        return sum(1 for e in self.entries() if e.source == "upload")
 
     def entries(self) -> list[BtfEntry]:
         """Every stored kernel, the host's first, then uploads by arch and release."""

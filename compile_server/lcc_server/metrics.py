@@ -14,6 +14,10 @@ lcc_compiles_in_progress               gauge
 lcc_compiles_cancelled_total           counter    compile requests given up by their client
 lcc_artifact_disk_bytes                gauge      objects kept on disk (see LCC_MAX_ARTIFACT_MB)
 lcc_artifacts_evicted                  gauge      entries evicted since start
+lcc_state_disk_bytes                   gauge      part: artifacts | btf_uploads | derived
+                                                  (vmlinux.h, PCH), all under one budget
+lcc_state_disk_budget_bytes            gauge      that budget (LCC_MAX_ARTIFACT_MB)
+lcc_btf_uploads                        gauge      uploaded kernel releases (LCC_MAX_BTF_RELEASES)
 lcc_singleflight_waits_total           counter    scope: local (a compile running in this
                                                   process) | fleet (another replica's lease)
 lcc_lease_takeovers_total              counter    leases taken after their holder went away
@@ -69,6 +73,20 @@ class Metrics:
               registry=self.registry).set_function(store.disk_usage)
         Gauge("lcc_artifacts_evicted", "Artifacts evicted to stay under the disk budget",
               registry=self.registry).set_function(lambda: store.evicted)
+
+    def watch_state(self, artifacts, usage, budget: int, uploads) -> None:
+        """Report the one disk budget: ``artifacts`` (an ``ArtifactStore``), the
+        other parts of the state directory (``usage``, a ``StateUsage``), and
+        ``uploads()``, the number of uploaded releases."""
+        g = Gauge("lcc_state_disk_bytes", "Bytes of the state directory by part",
+                  ["part"], registry=self.registry)
+        g.labels("artifacts").set_function(artifacts.disk_usage)
+        for part in ("btf_uploads", "derived"):
+            g.labels(part).set_function(lambda part=part: usage.parts()[part])
+        Gauge("lcc_state_disk_budget_bytes", "The state directory's disk budget",
+              registry=self.registry).set(budget)
+        Gauge("lcc_btf_uploads", "Uploaded kernel releases",
+              registry=self.registry).set_function(uploads)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -49,8 +49,10 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, workers: int = 1,
     """Run the service until interrupted.
 
     ``workers > 1`` starts that many processes; they share the state
-    directory (its caches are safe for that) and each takes ``settings``
-    through the environment.  Raises ``ValueError`` on malformed settings.
+    directory (its caches are safe for that, and its disk budget is one
+    ledger for all of them) and each takes ``settings`` through the
+    environment.  Replicas on several hosts share a Redis store instead
+    (``settings.store``).  Raises ``ValueError`` on malformed settings.
     """
     import uvicorn
 

@@ -13,7 +13,11 @@ LCC_MAX_CONCURRENCY        compiles running at once                     CPU coun
 LCC_MAX_QUEUE              compiles waiting before 503                  256
 LCC_MAX_BODY_BYTES         JSON request body                            8 MiB
 LCC_MAX_BTF_BYTES          uploaded BTF                                 64 MiB
-LCC_MAX_ARTIFACT_MB        compiled objects kept on disk (LRU beyond)   2048
+LCC_MAX_ARTIFACT_MB        the state directory's one disk budget:       2048
+                           compiled objects (evicted LRU beyond it),
+                           BTF uploads, vmlinux.h and PCH; one budget
+                           for all worker processes
+LCC_MAX_BTF_RELEASES       uploaded kernel releases kept (409 beyond)   256
 LCC_MAX_FILES              files in a bundle                            64
 LCC_MAX_FILE_BYTES         one bundle file                              1 MiB
 LCC_MAX_BUNDLE_BYTES       all bundle files                             4 MiB
@@ -93,6 +97,7 @@ class Settings:
     max_body_bytes: int = 8 << 20
     max_btf_bytes: int = 64 << 20
     max_artifact_bytes: int = 2 << 30
+    max_btf_releases: int = 256
     caps: Caps = field(default_factory=Caps)
     limits: Limits = field(default_factory=Limits)
     clang: str = "clang"
@@ -156,6 +161,7 @@ class Settings:
             max_body_bytes=num("LCC_MAX_BODY_BYTES", base.max_body_bytes),
             max_btf_bytes=num("LCC_MAX_BTF_BYTES", base.max_btf_bytes),
             max_artifact_bytes=num("LCC_MAX_ARTIFACT_MB", base.max_artifact_bytes >> 20) << 20,
+            max_btf_releases=num("LCC_MAX_BTF_RELEASES", base.max_btf_releases),
             caps=caps, limits=limits,
             clang=env.get("LCC_CLANG") or base.clang,
             bpftool=env.get("LCC_BPFTOOL") or base.bpftool,
@@ -197,6 +203,7 @@ class Settings:
             "LCC_MAX_BODY_BYTES": str(self.max_body_bytes),
             "LCC_MAX_BTF_BYTES": str(self.max_btf_bytes),
             "LCC_MAX_ARTIFACT_MB": str(self.max_artifact_bytes >> 20),
+            "LCC_MAX_BTF_RELEASES": str(self.max_btf_releases),
             "LCC_MAX_FILES": str(self.caps.max_files),
             "LCC_MAX_FILE_BYTES": str(self.caps.max_file_bytes),
             "LCC_MAX_BUNDLE_BYTES": str(self.caps.max_bundle_bytes),

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from fleettools import redis_cluster, redis_server
 from lcc_server.artifacts import Artifact, ArtifactStore as DiskArtifactStore
-from lcc_server.btf_store import BtfConflict, BtfForbidden, BtfStore as DiskBtfStore
+from lcc_server.btf_store import (BtfConflict, BtfForbidden, BtfQuotaExceeded,
+                                  BtfStore as DiskBtfStore)
 from lcc_server.metrics import Metrics
 from lcc_server.settings import Settings
 from lcc_server.signing import KeyRing
@@ -191,6 +192,23 @@ def test_each_replica_registers_its_own_kernel(tmp_path, redis_url):
     assert [e.source for e in other.entries() if e.release == release] == ["host"]
     with pytest.raises(BtfConflict, match="kernel of a replica"):
         other.put("x86_64", release, _flipped(HOST_BTF.read_bytes()), replace=True)
+
+
+def test_uploaded_releases_are_capped_fleet_wide(tmp_path, redis_url):
+    with redis_server() as server:  # its own Redis: the count is the fleet's
+        link = RedisLink(server.url)
+        one = FleetBtfStore(DiskBtfStore(tmp_path / "one", host_btf=tmp_path / "none",
+                                         max_releases=2), link)
+        two = FleetBtfStore(DiskBtfStore(tmp_path / "two", host_btf=tmp_path / "none",
+                                         max_releases=2), RedisLink(server.url))
+        data = HOST_BTF.read_bytes()
+        one.put("x86_64", "6.0-a", data)
+        two.put("x86_64", "6.0-b", data)
+        with pytest.raises(BtfQuotaExceeded):
+            one.put("x86_64", "6.0-c", data)
+        assert two.upload_count() == 2
+        two.remove("x86_64", "6.0-b")
+        assert one.put("x86_64", "6.0-c", data)[1] is True
 
 
 # -- leases -------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", metavar="DIR",
                    help="BTF store, artifacts and header caches (default: LCC_STATE_DIR, "
                         "else the user's state directory)")
+    p.add_argument("--store", metavar="URL",
+                   help="where artifacts and BTF are shared: disk (default: LCC_STORE, else "
+                        "disk), redis://host:6379/0 or redis+cluster://host:port[,host:port]")
     p.add_argument("--ssl-certfile", metavar="FILE", help="serve HTTPS with this certificate")
     p.add_argument("--ssl-keyfile", metavar="FILE", help="... and this key")
     p.add_argument("--log-level", default="info",
@@ -54,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
         raise LccError(f"bad compile service setting: {e}") from None
     if args.state_dir:
         settings = dataclasses.replace(settings, state_dir=Path(args.state_dir))
+    if args.store:
+        from lcc_server.settings import check_store
+        try:
+            settings = dataclasses.replace(settings, store=check_store(args.store))
+        except ValueError as e:
+            raise LccError(f"bad --store: {e}",
+                           hint="e.g. --store redis://127.0.0.1:6379/0") from None
     if args.workers < 1:
         raise LccError("--workers must be at least 1")
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):

@@ -34,6 +34,7 @@ class Stores:
     btf: BtfStore
     leases: object | None = None
     link: object | None = None
+    usage: object | None = None  # ``StateUsage`` of the state directory
 
     def status(self) -> StoreStatus:
         """Blocking (pings Redis)."""
@@ -58,11 +59,16 @@ def open_stores(settings, *, keys=None, metrics=None, btf_store=None,
     from lcc_server.artifacts import ArtifactStore as DiskArtifactStore
     from lcc_server.btf_store import BtfStore as DiskBtfStore
     state = Path(settings.state_dir)
-    btf_store = btf_store or DiskBtfStore(state / "btf", host_btf=settings.host_btf)
+    from lcc_server.stores.usage import StateUsage
+    usage = StateUsage(state)
+    btf_store = btf_store or DiskBtfStore(state / "btf", host_btf=settings.host_btf,
+                                          max_releases=settings.max_btf_releases)
+    # one budget: what uploads and derived headers take is not left to objects
     artifacts = artifacts or DiskArtifactStore(state / "artifacts", keys=keys,
-                                               disk_bytes=settings.max_artifact_bytes)
+                                               disk_bytes=settings.max_artifact_bytes,
+                                               reserved=usage.reserved)
     if settings.store == "disk":
-        return Stores(artifacts, btf_store)
+        return Stores(artifacts, btf_store, usage=usage)
     from lcc_server.stores.lease import Leases
     from lcc_server.stores.link import RedisLink
     from lcc_server.stores.redis_artifacts import FleetArtifactStore, RedisArtifacts
@@ -74,4 +80,4 @@ def open_stores(settings, *, keys=None, metrics=None, btf_store=None,
     # A Redis that restarted empty learns this replica's kernel again.
     link.on_recover.append(btf.register_host)
     return Stores(FleetArtifactStore(artifacts, shared), btf,
-                  Leases(link, ttl_ms=settings.lease_ms), link)
+                  Leases(link, ttl_ms=settings.lease_ms), link, usage)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from lcc_server.btf_store import (BtfConflict, BtfEntry, BtfForbidden, BtfStore as DiskBtfStore,
-                                  check_btf)
+from lcc_server.btf_store import (BtfConflict, BtfEntry, BtfForbidden, BtfQuotaExceeded,
+                                  BtfStore as DiskBtfStore, check_btf)
 from lcc_server.stores.base import StoreUnavailable
 from lcc_server.stores.link import RedisLink
 from lcc_server.stores.redis_artifacts import CHUNK
@@ -32,6 +32,7 @@ __all__ = ["FleetBtfStore"]
 log = logging.getLogger("lcc_server.stores")
 
 _INDEX = "lcc:btf:index"
+_UPLOADS = "lcc:btf:uploads"
 
 
 def _meta(arch: str, release: str) -> str:
@@ -76,6 +77,8 @@ class FleetBtfStore:
                 "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "chunks": n,
                 "owner": owner, "source": source})
             c.sadd(_INDEX, f"{arch}/{release}")
+            if source == "upload":
+                c.sadd(_UPLOADS, f"{arch}/{release}")
         self.link.run(write, "storing BTF")
 
     def _read_shared(self, arch: str, release: str, meta: dict[str, str]) -> bytes | None:
@@ -173,6 +176,8 @@ class FleetBtfStore:
                 raise BtfForbidden(f"{arch}/{release} was uploaded by "
                                    f"{had or 'an earlier version of the service'}; only "
                                    "that token or an admin may replace it")
+        elif (limit := self.local.max_releases) is not None and self.upload_count() >= limit:
+            raise BtfQuotaExceeded(limit)
         try:
             self._write_shared(arch, release, data, owner or "", "upload")
         except StoreUnavailable:
@@ -183,9 +188,17 @@ class FleetBtfStore:
         self.local.remove(arch, release)
         try:
             self.link.run(lambda c: (c.delete(_meta(arch, release)),
-                                     c.srem(_INDEX, f"{arch}/{release}")), "removing BTF")
+                                     c.srem(_INDEX, f"{arch}/{release}"),
+                                     c.srem(_UPLOADS, f"{arch}/{release}")), "removing BTF")
         except StoreUnavailable:
             pass
+
+    def upload_count(self) -> int:
+        """Releases uploaded to the fleet (this replica's alone while degraded)."""
+        try:
+            return self.link.run(lambda c: c.scard(_UPLOADS), "counting BTF")
+        except StoreUnavailable:
+            return self.local.upload_count()
 
     def entries(self) -> list[BtfEntry]:
         """The fleet's kernels (this host's first), without materialising them."""
