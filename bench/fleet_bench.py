@@ -32,7 +32,6 @@ import concurrent.futures
 import contextlib
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
