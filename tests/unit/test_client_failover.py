@@ -273,3 +273,22 @@ def test_cli_all_dead_is_one_line_naming_each(tmp_path):
     assert p.returncode == 1 and len(lines) == 1, p.stderr
     assert "none of 2 compile services answered" in lines[0]
     assert f"{a}: is unreachable" in lines[0] and f"{b}: is unreachable" in lines[0]
+
+
+def btf_missing(svc, h, payload):
+    h.reply(404, {"error": "btf_missing", "detail": "no BTF for 6.18.0 (x86_64)"})
+
+
+def test_a_4xx_answer_keeps_its_endpoint_for_the_next_request():
+    """A 404 for missing BTF is followed by an upload, which must reach the endpoint
+    that said it."""
+    dead = dead_url()
+    first, second = fleet(btf_missing, honest)
+    with first, second:
+        with ServiceClient([dead, first.url, second.url], token="",
+                           trust=TrustPolicy([TrustedKey(first.ring.current.raw)])) as client:
+            with pytest.raises(CompileServiceError) as exc:
+                client.compile(BUNDLE, kernel="6.18.0", arch="x86_64")
+            assert exc.value.status == 404
+            assert client.endpoints.order()[0] == first.url
+    assert second.compile_count() == 0

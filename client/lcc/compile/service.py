@@ -245,9 +245,11 @@ class ServiceClient:
                     failed.append((url, self._error(r)))
                     log.info("%s; trying the next compile service", failed[-1][1].message)
                     continue
+                # It answered (a 4xx too: a 404 for missing BTF is followed by an
+                # upload, which must reach the same endpoint).
+                self.endpoints.answered(url)
                 if r.status_code >= 400:
                     raise self._error(r, retried=rounds)
-                self.endpoints.answered(url)
                 return r
             if waits and rounds < self.busy_retries:
                 wait = min(waits)
