@@ -159,5 +159,7 @@ def test_a_replica_killed_mid_burst_costs_no_request(fleet):
     retried = {n: (r["status"], r["wretr"], r["wredis"]) for n, r in proxy.stats().items()}
     assert killed.is_set(), "the victim never had a request in flight"
     assert not victim.alive
-    assert not errors, ({i: str(e) for i, e in errors.items()}, retried)
+    failed = [line for line in proxy.log.read_text(errors="replace").splitlines()
+              if " 502 " in line or " 503 " in line or " 504 " in line]
+    assert not errors, ({i: str(e) for i, e in errors.items()}, retried, failed)
     assert_one_object_per_program(results, PROGRAMS)
