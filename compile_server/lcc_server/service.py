@@ -11,7 +11,7 @@
    with a fleet store, one compile per key runs fleet-wide: the replica
    holding the key's lease (``lcc_server.stores.lease``) compiles, the others
    poll the store until its artifact appears, or take the lease over when
-   its holder went away;
+   its holder went away (``lcc_lease_takeovers_total``);
 5. with ``btf=True``, BTF tailored to the object, cached per (object, BTF).
 
 The stores are reached through their protocols (``lcc_server.stores.base``).
@@ -283,7 +283,9 @@ class CompileService:
             except StoreUnavailable:
                 return await compile_job(), True
             if lease is not None:
-                if waited:
+                if lease.took_over:
+                    log.warning("took over the lease on %s from %s, which went away",
+                                key[:16], lease.took_over.rsplit(":", 1)[0])
                     self.metrics.lease_takeovers.inc()
                 try:
                     # the holder may have finished between our miss and the lease

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -70,6 +72,13 @@ def test_store_setting_accepts_disk_redis_and_cluster_urls():
     for bad in ("memcached://h", "redis://", "s3"):
         with pytest.raises(ValueError, match="LCC_STORE"):
             Settings.from_env({"LCC_STORE": bad})
+
+
+def test_lcc_server_refuses_an_unknown_store():
+    out = subprocess.run([sys.executable, "-m", "lcc.cli", "server", "--store", "memcached://h"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "bad --store" in out.stderr and "redis://" in out.stderr
 
 
 def test_disk_settings_give_the_disk_stores(tmp_path):
@@ -224,19 +233,24 @@ def test_lease_is_exclusive_renewed_and_expires_without_its_holder(where, redis_
     assert lease is not None and b.acquire(key) is None
     time.sleep(1.5)  # > 2 TTLs: only renewal keeps it
     assert b.acquire(key) is None and b.holder_of(key).startswith("a:")
+    assert lease.took_over is None
     lease.release()
     assert b.holder_of(key) is None
 
     taken = b.acquire(key)
+    assert taken.took_over is None  # released, not abandoned
     taken._stop.set()  # its holder "dies": no more renewals
     assert a.acquire(key) is None
     deadline = time.monotonic() + 10
     while (again := a.acquire(key)) is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert again is not None  # expired, taken over
+    assert again is not None and again.took_over == taken.token  # expired, taken over
     taken.release()  # a stale holder cannot delete the new holder's lease
     assert a.holder_of(key).startswith("a:")
     again.release()
+    final = b.acquire(key)
+    assert final.took_over is None
+    final.release()
 
 
 # -- degraded mode ------------------------------------------------------------------------
