@@ -9,7 +9,9 @@ tests/haproxytools.py), measured the same way, one after the other:
 - redis, 3 replicas      three replicas on that Redis behind haproxy
                          (deploy/fleet/haproxy.cfg)
 
-For each: *cold* — ``--clients`` concurrent clients ask for ``--programs``
+All three run at once and are measured in turn, ``--rounds`` times, so that
+the load of the machine falls on each alike; rates are the median round's,
+latencies pooled over the rounds.  For each: *cold* — ``--clients`` concurrent clients ask for ``--programs``
 distinct programs nobody has compiled (compiles per second, latency p50/p99,
 errors, and the clang runs the replicas counted); *hit* — the same clients ask
 for those programs again, ``--hits`` requests each (answers per second,
@@ -32,6 +34,7 @@ import concurrent.futures
 import contextlib
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -68,6 +71,7 @@ class Phase:
         self.latencies: list[float] = []
         self.errors: list[str] = []
         self.wall = 0.0
+        self.rounds: list[Phase] = []
         self.lock = threading.Lock()
 
     def add(self, seconds: float, error: str | None) -> None:
@@ -76,7 +80,21 @@ class Phase:
 
     @property
     def rate(self) -> float:
+        """Answers per second; for merged rounds, the median round's."""
+        if self.rounds:
+            return statistics.median(r.rate for r in self.rounds)
         return len(self.latencies) / self.wall if self.wall else 0.0
+
+    @classmethod
+    def merge(cls, rounds: list[Phase]) -> Phase:
+        """The rounds as one: latencies and errors pooled, the median round's rate."""
+        out = cls()
+        out.rounds = list(rounds)
+        for r in rounds:
+            out.latencies += r.latencies
+            out.errors += r.errors
+            out.wall += r.wall
+        return out
 
     def row(self, name: str, baseline: Phase | None) -> str:
         if not self.latencies:
@@ -147,6 +165,7 @@ def main() -> None:
     ap.add_argument("--programs", type=int, default=32, help="distinct programs (cold phase)")
     ap.add_argument("--hits", type=int, default=25, help="cache-hit requests per client")
     ap.add_argument("--slots", type=int, default=2, help="compile slots per replica")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of both phases per setup")
     args = ap.parse_args()
     for need in ("redis-server", "haproxy"):
         if not shutil.which(need, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
@@ -156,38 +175,43 @@ def main() -> None:
 
     names = {"disk": "disk, 1 process", "redis1": "redis, 1 replica",
              "redis3": "redis, 3 replicas+LB"}
-    results: dict[str, tuple[Phase, Phase, float]] = {}
+    cold: dict[str, list[Phase]] = {k: [] for k in names}
+    hit: dict[str, list[Phase]] = {k: [] for k in names}
+    ran: dict[str, float] = dict.fromkeys(names, 0.0)
     base = Path(tempfile.mkdtemp(prefix="lcc-fleet-bench-"))
     try:
-        for kind in names:
-            with setup(kind, base, args.slots) as (url, replicas):
-                token = replicas[0].token
+        with contextlib.ExitStack() as stack:
+            # All three up at once, measured in turn, round after round, so that
+            # the machine's load falls on each alike.
+            up = {kind: stack.enter_context(setup(kind, base, args.slots)) for kind in names}
+            for kind, (url, replicas) in up.items():
                 # warm each replica (its PCH, its connections) outside the figures
                 for i, r in enumerate(replicas):
-                    run_phase(r.url, token, [payload(f"warm{kind}{i}", 0)], 1)
-                before = compiles(replicas)
-                cold_bodies = [payload(f"cold{kind}", i) for i in range(args.programs)]
-                cold = run_phase(url, token, cold_bodies, args.clients)
-                ran = compiles(replicas) - before
-                hit_bodies = [cold_bodies[i % args.programs]
-                              for i in range(args.clients * args.hits)]
-                hit = run_phase(url, token, hit_bodies, args.clients)
-                results[kind] = (cold, hit, ran)
+                    run_phase(r.url, replicas[0].token, [payload(f"warm{kind}{i}", 0)], 1)
+            for n in range(args.rounds):
+                for kind, (url, replicas) in up.items():
+                    token = replicas[0].token
+                    before = compiles(replicas)
+                    bodies = [payload(f"cold{kind}{n}", i) for i in range(args.programs)]
+                    cold[kind].append(run_phase(url, token, bodies, args.clients))
+                    ran[kind] += compiles(replicas) - before
+                    again = [bodies[i % args.programs] for i in range(args.clients * args.hits)]
+                    hit[kind].append(run_phase(url, token, again, args.clients))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     load = os.getloadavg()
-    print(f"fleet bench: {args.clients} clients, {args.programs} cold programs, "
-          f"{args.clients * args.hits} cache hits, {args.slots} compile slots per replica, "
+    print(f"fleet bench: {args.clients} clients, {args.programs} cold programs and "
+          f"{args.clients * args.hits} cache hits per round, {args.slots} compile slots per replica, "
           f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    base_cold, base_hit, _ = results["disk"]
-    print("cold compiles (every program new):")
+    cold_all = {k: Phase.merge(v) for k, v in cold.items()}
+    hit_all = {k: Phase.merge(v) for k, v in hit.items()}
+    print(f"cold compiles (every program new), {args.rounds} rounds:")
     for kind, name in names.items():
-        cold, _, ran = results[kind]
-        print(cold.row(name, base_cold) + f"   clang runs {ran:.0f}")
-    print("cache hits (the same programs again):")
+        print(cold_all[kind].row(name, cold_all["disk"]) + f"   clang runs {ran[kind]:.0f}")
+    print(f"cache hits (the same programs again), {args.rounds} rounds:")
     for kind, name in names.items():
-        print(results[kind][1].row(name, base_hit))
+        print(hit_all[kind].row(name, hit_all["disk"]))
     print("ratios are against 'disk, 1 process' measured in this run")
 
 
