@@ -79,8 +79,11 @@ def _signing_key(directory: Path) -> tuple[Path, str]:
     path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
-    os.chown(path, LCC_UID, LCC_UID)
-    path.chmod(0o400)
+    try:
+        os.chown(path, LCC_UID, LCC_UID)
+        path.chmod(0o400)
+    except PermissionError:  # not root: a throw-away key may be readable by all
+        path.chmod(0o444)
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return path, public.decode()
