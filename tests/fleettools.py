@@ -2,13 +2,15 @@
 compile-service replicas, each on free loopback ports, each cleaned up.
 
 - ``redis_server()``: a context manager yielding a :class:`RedisServer`
-  (``.url`` is ``redis://127.0.0.1:PORT/0``; ``stop()``, ``start()`` and
-  ``restart()`` keep the port, so replicas reconnect to the same URL).  No
+  (``.url``, also its ``str()``, is ``redis://127.0.0.1:PORT/0``; ``stop()``,
+  ``start()`` and ``restart()`` keep the port, so replicas reconnect to the
+  same URL).  No
   persistence (``--save "" --appendonly no``); ``maxmemory-policy
   volatile-lru`` as a fleet's Redis should run.
 - ``redis_cluster(n=3)``: ``n`` cluster-mode redis-servers joined by
   ``redis-cli --cluster create``; yields a :class:`RedisCluster` whose
-  ``.url`` is ``redis+cluster://127.0.0.1:PORT`` once ``cluster_state:ok``.
+  ``.url`` (and ``str()``) is ``redis+cluster://127.0.0.1:PORT,...`` once
+  ``cluster_state:ok``.
 - ``start_replica(state_dir, port=None, store=URL, env=...)``: the compile
   service (``python -m uvicorn lcc_server.app:create_app --factory``) as its
   own process with its own state directory, returning a :class:`Replica` once
@@ -115,6 +117,9 @@ class RedisServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def __str__(self) -> str:
+        return self.url
+
     def cli(self, *args: str) -> str:
         """``redis-cli -p PORT args...``'s output (raises on failure)."""
         return subprocess.run([_which("redis-cli"), "-h", "127.0.0.1", "-p", str(self.port),
@@ -175,6 +180,9 @@ class RedisCluster:
     def url(self) -> str:
         return "redis+cluster://" + ",".join(n.address for n in self.nodes)
 
+    def __str__(self) -> str:
+        return self.url
+
     def info(self) -> str:
         return self.nodes[0].cli("CLUSTER", "INFO")
 
@@ -218,9 +226,10 @@ class FleetSecrets:
 _SECRETS: dict[str, FleetSecrets] = {}
 
 
-def fleet_secrets(store: str | None) -> FleetSecrets:
-    """The token and Ed25519 signing key (PEM) of the fleet on ``store``, made on first use."""
-    name = store or "disk"
+def fleet_secrets(store: object) -> FleetSecrets:
+    """The token and Ed25519 signing key (PEM) of the fleet on ``store`` (a URL or a
+    ``RedisServer``/``RedisCluster``), made on first use."""
+    name = str(store) if store else "disk"
     if name not in _SECRETS:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -326,7 +335,7 @@ class Replica:
         return self.proc is not None and self.proc.poll() is None
 
 
-def start_replica(state_dir: Path, port: int | None = None, *, store: str | None = None,
+def start_replica(state_dir: Path, port: int | None = None, *, store: object = None,
                   env: Mapping[str, str] | None = None, timeout: float = 60) -> Replica:
     """A compile service on 127.0.0.1:``port`` (free one by default) with its own
     ``state_dir`` and ``LCC_STORE=store`` (None: the disk store), the fleet's
@@ -334,6 +343,7 @@ def start_replica(state_dir: Path, port: int | None = None, *, store: str | None
     tests/server's service, and ``env`` on top.  Its output goes to
     ``state_dir/replica.log``.  Raises ``RuntimeError`` (with the log's end)
     when it does not answer /healthz within ``timeout``."""
+    store = None if store is None else str(store)  # a URL, or a RedisServer/RedisCluster
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
