@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(clang llvm libbpf-dev libbpf1 bpftool iproute2 nftables python3-venv systemtap-sdt-dev
       prometheus chromium redis-server haproxy bpftrace libbpf-tools)
-[ "${LCC_WITH_DOCKER:-1}" = 1 ] && PKGS+=(docker.io debootstrap)
+[ "${LCC_WITH_DOCKER:-1}" = 1 ] && PKGS+=(docker.io debootstrap docker-compose)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

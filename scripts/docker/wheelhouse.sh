@@ -6,7 +6,8 @@
 #
 # Output, in $LCC_WHEELHOUSE (default .wheelhouse/ at the repo root, the build context
 # the Dockerfile copies from):
-#   deps/  wheels of lcc[server]'s dependencies (their own layer: changes rarely)
+#   deps/  wheels of lcc[server,fleet]'s dependencies (their own layer: changes rarely;
+#          fleet: redis, for replicas that share a Redis store)
 #   lcc/   the lcc wheel built from this checkout (lbc.h inside as lcc_toolchain/include)
 # Uses $PYTHON (default: python3) with pip; its version must be the image's
 # (bookworm's $LCC_IMAGE_PYTHON) so compiled wheels such as pydantic-core fit.
@@ -28,11 +29,13 @@ fi
 stage="$(mktemp -d "${TMPDIR:-/tmp}/lcc-wheels.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 
-log "pip wheel lcc[server] from $LCC_REPO_ROOT"
+log "pip wheel lcc[server,fleet] from $LCC_REPO_ROOT"
 # pip's own cache makes a rerun cheap; stale wheels of old dependency versions are dropped
 # because the directories are replaced as a whole.
+# async-timeout: redis needs it on Python < 3.11.3, which bookworm's 3.11.2 is; the host's
+# newer 3.11 would leave it out.
 if ! "$PYTHON" -m pip wheel --disable-pip-version-check --wheel-dir "$stage/all" \
-        "$LCC_REPO_ROOT[server]" >"$stage/pip.log" 2>&1; then
+        "$LCC_REPO_ROOT[server,fleet]" "async-timeout>=4.0.3" >"$stage/pip.log" 2>&1; then
     tail -n 40 "$stage/pip.log" >&2
     die "pip wheel failed"
 fi

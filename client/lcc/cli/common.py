@@ -31,13 +31,14 @@ def command_with_actions(sub, common: argparse.ArgumentParser, name: str, help: 
 
 
 def add_server_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", metavar="URL",
-                   help="compile service URL (default: LCC_SERVER); its token comes from "
-                        "LCC_TOKEN")
+    p.add_argument("--server", metavar="URL[,URL...]",
+                   help="compile service URL, or several separated by commas (tried in turn "
+                        "when one fails; default: LCC_SERVER); its token comes from LCC_TOKEN")
 
 
 def server_url(args: argparse.Namespace) -> str:
-    """``--server`` or ``LCC_SERVER``; raises :class:`LccError` when neither is set."""
+    """``--server`` or ``LCC_SERVER`` (one URL or a comma-separated list); raises
+    :class:`LccError` when neither is set."""
     from ..compile.config import ClientConfig
     url = getattr(args, "server", None) or ClientConfig.from_env().server
     if not url:

@@ -464,8 +464,9 @@ def add_program_arguments(p: argparse.ArgumentParser) -> None:
                    help="set a const volatile global before load (integers or strings)")
     p.add_argument("-d", "--duration", type=float, metavar="SECONDS",
                    help="stop after SECONDS (default: at Ctrl-C or SIGTERM)")
-    p.add_argument("--server", metavar="URL",
-                   help="compile service URL (default: LCC_SERVER, else local clang)")
+    p.add_argument("--server", metavar="URL[,URL...]",
+                   help="compile service URL, or several separated by commas (failover; "
+                        "default: LCC_SERVER, else local clang)")
 
 
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

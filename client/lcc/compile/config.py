@@ -8,7 +8,7 @@ from one), never ``os.environ``, so tests and programs pass their own.
 ===============================  ====================  ==============================================
 variable                         field                 meaning
 ===============================  ====================  ==============================================
-``LCC_SERVER``                   ``server``            compile service URL
+``LCC_SERVER``                   ``server``            compile service URL, or several: ``a,b``
 ``LCC_TOKEN``                    ``token``             its bearer token
 ``LCC_BACKEND``                  ``backend``           ``local``, ``server`` or ``docker``
 ``LCC_CACHE_DIR``                ``cache_dir``         artifact cache root
@@ -24,6 +24,10 @@ variable                         field                 meaning
 ``LCC_TIMEOUT``                  ``timeout``           seconds to wait for a service's answer
 ``LCC_MAX_REPLY_MB``             ``max_reply_bytes``   largest answer read from a service
 ===============================  ====================  ==============================================
+
+``LCC_SERVER`` may list several URLs separated by commas (the replicas of a
+fleet): :attr:`ClientConfig.servers` splits it, and the service backend
+fails over from one to the next (:mod:`lcc.compile.service`).
 
 An empty variable counts as unset.  Flags are off for ``0``, ``false``,
 ``no`` or ``off`` (any case); ``LCC_INSECURE_TRUST_LOOPBACK`` is off unless
@@ -73,6 +77,12 @@ class ClientConfig:
     timeout: float | None = None
     max_reply_bytes: int | None = None
     trust_file: Path | None = None
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The compile service URLs ``server`` lists (comma-separated), as written,
+        without empty entries; ``()`` when none."""
+        return tuple(u.strip() for u in (self.server or "").split(",") if u.strip())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientConfig:

@@ -44,6 +44,34 @@ most 30 s.  Connection errors are retried (urllib3 ``Retry`` through an
 again only after a 503.  The bearer token comes from ``token`` or, for a
 client made without one, ``LCC_TOKEN``.  Loopback URLs bypass any proxy
 configured in the environment.
+
+Several endpoints (``LCC_SERVER=http://a:7655,http://b:7655``, ``--server
+a,b``; :mod:`lcc.compile.endpoints`): each request goes to the endpoints
+in turn, starting from the one that last answered, until one answers it.
+What moves on to the next endpoint:
+
+=========================================  ==========================================
+failure at one endpoint                    then
+=========================================  ==========================================
+refused, unreachable, connect timeout      next endpoint (after one quick retry)
+connection broken off mid-answer           next endpoint (the replica died)
+503                                        next endpoint; when every endpoint said
+                                           503, the round is asked again after the
+                                           shortest ``Retry-After``, within the
+                                           busy budget above
+any other 5xx                              next endpoint
+no whole answer within the timeout         raised: the time budget is spent
+4xx, 422, an answer too large, or an       raised: another replica of the same
+untrusted answer                           fleet would answer the same
+=========================================  ==========================================
+
+When no endpoint answered, the :class:`CompileServiceError` names every
+endpoint and what went wrong there (``detail``: a list of ``{url, status,
+error}``; ``status``: theirs when they agree).  With a single endpoint every
+error is exactly the one above.  Each answer is checked against the trusted
+keys as for a single service; the loopback opt-out
+(``LCC_INSECURE_TRUST_LOOPBACK``) holds only when every endpoint is on a
+loopback address.
 """
 
 from __future__ import annotations
@@ -58,6 +86,7 @@ import re
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import requests
@@ -71,11 +100,12 @@ from . import kernel as _kernel
 from .artifact import Artifact
 from .bundle import Bundle
 from .config import ClientConfig
+from .endpoints import Endpoints, normalize_url, parse_endpoints
 from .trust import (TrustedKey, TrustPolicy, artifact_from_manifest, check_manifest,
-                    expected_request, is_loopback, printable, remote_diagnostic)
+                    expected_request, printable, remote_diagnostic)
 
-__all__ = ["DEFAULT_MAX_REPLY", "DEFAULT_TIMEOUT", "ServiceBackend", "ServiceClient",
-           "compile_via", "normalize_url"]
+__all__ = ["DEFAULT_MAX_REPLY", "DEFAULT_TIMEOUT", "Endpoints", "ServiceBackend",
+           "ServiceClient", "compile_via", "normalize_url", "parse_endpoints"]
 
 log = logging.getLogger(__name__)
 
@@ -89,26 +119,6 @@ BUSY_RETRIES = 4
 MAX_BUSY_WAIT = 30.0
 _CHUNK = 64 << 10
 _USER_AGENT = "lcc-client/0.1"
-
-
-def normalize_url(url: str) -> str:
-    """``url`` without a trailing slash, with lower-case scheme and host; a bare
-    ``host:port`` gets ``http://``.  Raises :class:`LccError` when it is not
-    an http(s) URL."""
-    raw = (url or "").strip()
-    if raw and "://" not in raw:
-        raw = "http://" + raw
-    parts = urllib.parse.urlsplit(raw)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise LccError(f"compile service URL {url!r} is not an http(s) URL",
-                       hint="e.g. http://127.0.0.1:7655")
-    try:
-        port = parts.port
-    except ValueError:
-        raise LccError(f"compile service URL {url!r} has a bad port") from None
-    host = parts.hostname  # lower-cased, without user info
-    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
-    return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
 
 
 @dataclass
@@ -136,40 +146,58 @@ class _Late(Exception):
     pass
 
 
-class ServiceClient:
-    """A connection pool to one compile service; ``close()`` (or ``with``) releases it.
+class _Down(Exception):
+    """An endpoint failed in a way another endpoint may not (``error`` says how)."""
 
-    ``token``: the bearer token; None takes ``LCC_TOKEN`` (through
-    :meth:`ClientConfig.from_env`), ``""`` sends none.  ``timeout`` is
-    (connect, read) seconds, or one number for both (connecting takes at
-    most 5 s of it); the read part bounds the whole answer.  ``retries``
-    counts retries of connection errors, ``busy_retries`` those of a 503.
-    ``max_reply``: the largest answer read, in bytes.  ``trust``: whose
-    signatures make a compiled object acceptable (default: the policy of
-    :meth:`ClientConfig.from_env` for this URL).  ``session`` replaces the
-    ``requests.Session`` (tests mount fake adapters on it).
+    def __init__(self, error: CompileServiceError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class ServiceClient:
+    """A connection pool to a compile service; ``close()`` (or ``with``) releases it.
+
+    ``url``: the service, or several (a comma-separated string, a sequence,
+    or an :class:`Endpoints` shared with other clients), tried as the
+    module docstring says; ``url`` is then the endpoint in use (the one
+    that last answered), ``endpoints`` the list.  ``token``: the bearer
+    token; None takes ``LCC_TOKEN`` (through :meth:`ClientConfig.from_env`),
+    ``""`` sends none.  ``timeout`` is (connect, read) seconds, or one
+    number for both (connecting takes at most 5 s of it); the read part
+    bounds the whole answer, waits for busy services included.  ``retries``
+    counts retries of connection errors per endpoint (at most one when there
+    are several: the next endpoint is the retry), ``busy_retries`` the
+    rounds asked again after 503s.  ``max_reply``: the largest answer read,
+    in bytes.  ``trust``: whose signatures make a compiled object acceptable
+    (default: the policy of :meth:`ClientConfig.from_env` for these
+    endpoints).  ``session`` replaces the ``requests.Session`` (tests mount
+    fake adapters on it).
     """
 
-    def __init__(self, url: str, *, token: str | None = None,
+    def __init__(self, url: str | Sequence[str] | Endpoints, *, token: str | None = None,
                  timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
                  retries: int = DEFAULT_RETRIES, session: requests.Session | None = None,
                  trust: TrustPolicy | None = None, max_reply: int = DEFAULT_MAX_REPLY,
                  busy_retries: int = BUSY_RETRIES) -> None:
-        self.url = normalize_url(url)
+        self.endpoints = url if isinstance(url, Endpoints) else Endpoints(url)
+        self.url = self.endpoints.order()[0]
         config = ClientConfig.from_env() if token is None or trust is None else None
         self.token = (token if token is not None else config.token) or None
-        self.trust = trust if trust is not None else TrustPolicy.for_service(config, self.url)
+        self.trust = (trust if trust is not None
+                      else TrustPolicy.for_service(config, self.endpoints.trust_url))
         self.timeout = _timeouts(timeout)
         self.max_reply = max_reply
         self.busy_retries = busy_retries
         self._http = session or requests.Session()
         if session is None:
+            if self.endpoints.several:
+                retries = min(retries, 1)
             retry = Retry(total=retries, connect=retries, read=0, status=0, other=0,
                           backoff_factor=0.2, allowed_methods=None, raise_on_status=False)
             adapter = HTTPAdapter(max_retries=retry)
             self._http.mount("http://", adapter)
             self._http.mount("https://", adapter)
-            if is_loopback(self.url):
+            if self.endpoints.loopback:
                 self._http.trust_env = False  # an environment proxy cannot reach our loopback
         self._http.headers["User-Agent"] = _USER_AGENT
         if self.token:
@@ -185,29 +213,73 @@ class ServiceClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ServiceClient({self.url!r})"
+        return f"ServiceClient({str(self.endpoints)!r})"
 
     # -- transport ------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kw: Any) -> Reply:
-        """One exchange, read whole; a 503 is asked again (module docstring).
-        Raises the lcc error of a 4xx/5xx answer."""
+        """One exchange, read whole, with the first endpoint that answers it; a
+        round of 503s is asked again (module docstring).  Raises the lcc error
+        of a 4xx/5xx answer, or one naming every endpoint when none answered."""
         timeout = _timeouts(kw.pop("timeout", self.timeout))
         give_up = time.monotonic() + timeout[1]  # waits for a busy service count too
-        attempt = 0
+        several = self.endpoints.several
+        rounds = 0
         while True:
-            r = self._send(method, path, timeout, **kw)
-            if r.status_code == 503 and attempt < self.busy_retries:
-                wait = _retry_after(r.headers.get("Retry-After"), attempt)
-                if wait <= MAX_BUSY_WAIT and time.monotonic() + wait <= give_up:
-                    log.info("compile service %s is busy; asking again in %.1f s", self.url,
-                             wait)
-                    time.sleep(wait)
-                    attempt += 1
+            failed: list[tuple[str, CompileServiceError]] = []
+            waits: list[float] = []
+            for url in self.endpoints.order():
+                self.url = url
+                try:
+                    r = self._send(method, path, timeout, **kw)
+                except _Down as down:
+                    failed.append((url, down.error))
+                    if several:
+                        log.info("%s; trying the next compile service", down.error.message)
                     continue
-            if r.status_code >= 400:
-                raise self._error(r, retried=attempt)
-            return r
+                if r.status_code == 503:
+                    waits.append(_retry_after(r.headers.get("Retry-After"), rounds))
+                    failed.append((url, self._error(r, retried=rounds)))
+                    continue
+                if r.status_code >= 500 and several:
+                    failed.append((url, self._error(r)))
+                    log.info("%s; trying the next compile service", failed[-1][1].message)
+                    continue
+                # It answered (a 4xx too: a 404 for missing BTF is followed by an
+                # upload, which must reach the same endpoint).
+                self.endpoints.answered(url)
+                if r.status_code >= 400:
+                    raise self._error(r, retried=rounds)
+                return r
+            if waits and rounds < self.busy_retries:
+                wait = min(waits)
+                if wait <= MAX_BUSY_WAIT and time.monotonic() + wait <= give_up:
+                    log.info("compile service %s is busy; asking again in %.1f s",
+                             str(self.endpoints), wait)
+                    time.sleep(wait)
+                    rounds += 1
+                    continue
+            raise self._none_answered(failed)
+
+    def _none_answered(self, failed: list[tuple[str, CompileServiceError]]) \
+            -> CompileServiceError:
+        """The error when every endpoint failed: a single endpoint's own, else
+        one that names each endpoint and what went wrong there."""
+        if len(failed) == 1:
+            return failed[0][1]
+        self.url = str(self.endpoints)
+        statuses = {e.status for _, e in failed}
+        hints = []
+        if None in statuses:
+            hints.append("start them, or check LCC_SERVER / --server")
+        if 503 in statuses:
+            hints.append("retry later")
+        return CompileServiceError(
+            f"none of {len(failed)} compile services answered: "
+            + "; ".join(f"{url}: {_what_failed(url, e)}" for url, e in failed),
+            status=statuses.pop() if len(statuses) == 1 else None,
+            detail=[{"url": url, "status": e.status, "error": e.message} for url, e in failed],
+            hint="; ".join(hints) or None)
 
     def _send(self, method: str, path: str, timeout: tuple[float, float], **kw: Any) -> Reply:
         url = self.url + path
@@ -216,9 +288,10 @@ class ServiceClient:
             r = self._http.request(method, url, timeout=timeout, stream=True, **kw)
         except (requests.Timeout, requests.ConnectionError) as e:
             if isinstance(e, requests.ConnectTimeout) or not _is_read_timeout(e):
-                raise CompileServiceError(
+                raise _Down(CompileServiceError(
                     f"compile service at {self.url} is unreachable: {_reason(e)}",
-                    hint="start one with `lcc server`, or check LCC_SERVER / --server") from None
+                    hint="start one with `lcc server`, or check LCC_SERVER / --server")) \
+                    from None
             raise self._late(method, path, timeout) from None
         except requests.RequestException as e:
             raise CompileServiceError(f"request to compile service at {self.url} failed: "
@@ -236,8 +309,9 @@ class ServiceClient:
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
             if _is_read_timeout(e):
                 raise self._late(method, path, timeout) from None
-            raise CompileServiceError(f"compile service at {self.url} broke off its answer "
-                                      f"({method} {path}): {_reason(e)}") from None
+            raise _Down(CompileServiceError(f"compile service at {self.url} broke off its "
+                                            f"answer ({method} {path}): {_reason(e)}")) \
+                from None
         finally:
             r.close()  # a connection left with unread data is not reused
         return Reply(r.status_code, printable(r.reason or "", newlines=False), r.headers,
@@ -428,14 +502,16 @@ class ServiceClient:
 class ServiceBackend:
     """A compile service at ``url`` (a :class:`lcc.compile.Backend`).
 
-    ``token``: its bearer token (None or ``""``: none).  ``push_btf``: upload
-    this kernel's BTF when the service lacks it.  ``trust``: whose signatures
-    make its objects loadable, here and when read back from the cache
-    (default: the pinned keys and ``LCC_TRUSTED_KEYS``, see
-    :mod:`lcc.compile.trust`).  ``timeout`` and ``max_reply``: as
-    :class:`ServiceClient`'s.  Each :meth:`compile` opens and closes its own
-    :class:`ServiceClient`; the object holds no resources.  Raises
-    :class:`LccError` for a URL that is not http(s).
+    ``url``: one service, or several separated by commas (the replicas of
+    a fleet; tried in turn as :class:`ServiceClient` says, the last that
+    answered first).  ``token``: its bearer token (None or ``""``: none).
+    ``push_btf``: upload this kernel's BTF when the service lacks it.
+    ``trust``: whose signatures make its objects loadable, here and when
+    read back from the cache (default: the pinned keys and
+    ``LCC_TRUSTED_KEYS``, see :mod:`lcc.compile.trust`).  ``timeout`` and
+    ``max_reply``: as :class:`ServiceClient`'s.  Each :meth:`compile` opens
+    and closes its own :class:`ServiceClient`; the object holds no
+    resources.  Raises :class:`LccError` for a URL that is not http(s).
     """
 
     name = "server"
@@ -444,28 +520,31 @@ class ServiceBackend:
                  trust: TrustPolicy | None = None,
                  timeout: tuple[float, float] | float = DEFAULT_TIMEOUT,
                  max_reply: int = DEFAULT_MAX_REPLY) -> None:
-        self.url = normalize_url(url)
+        self.endpoints = Endpoints(url)
+        self.url = str(self.endpoints)
         self.token = token
         self.push_btf = push_btf
         self.origin = self.url
         self.trust = (trust if trust is not None
-                      else TrustPolicy.for_service(ClientConfig.from_env(), self.url))
+                      else TrustPolicy.for_service(ClientConfig.from_env(),
+                                                   self.endpoints.trust_url))
         self.timeout = timeout
         self.max_reply = max_reply
 
     @classmethod
     def from_config(cls, config: ClientConfig, url: str | None = None, *,
                     token: str | None = None) -> ServiceBackend:
-        """The service ``url`` (default ``config.server``) with ``token`` (default
-        ``config.token``), and the trust, timeout and reply cap of ``config``.
-        Raises :class:`LccError` when no URL is known."""
+        """The service ``url`` (default ``config.server``; either may list several)
+        with ``token`` (default ``config.token``), and the trust, timeout and
+        reply cap of ``config``.  Raises :class:`LccError` when no URL is known."""
         url = url or config.server
         if not url:
             raise LccError("the server backend needs a compile service URL",
                            hint="pass --server URL or set LCC_SERVER")
-        url = normalize_url(url)
-        return cls(url, token=token if token is not None else config.token,
-                   push_btf=config.push_btf, trust=TrustPolicy.for_service(config, url),
+        endpoints = Endpoints(url)
+        return cls(str(endpoints), token=token if token is not None else config.token,
+                   push_btf=config.push_btf,
+                   trust=TrustPolicy.for_service(config, endpoints.trust_url),
                    timeout=config.timeout or DEFAULT_TIMEOUT,
                    max_reply=config.max_reply_bytes or DEFAULT_MAX_REPLY)
 
@@ -477,7 +556,7 @@ class ServiceBackend:
 
     def compile(self, bundle: Bundle, *, kernel: str, arch: str,
                 defines: dict[str, str | None], btf: bool) -> Artifact:
-        with ServiceClient(self.url, token=self.token or "", trust=self.trust,
+        with ServiceClient(self.endpoints, token=self.token or "", trust=self.trust,
                            timeout=self.timeout, max_reply=self.max_reply) as client:
             return compile_via(client, bundle, kernel=kernel, arch=arch, defines=defines,
                                btf=btf, push_btf=self.push_btf)
@@ -542,6 +621,12 @@ def _retry_after(value: str | None, attempt: int) -> float:
         except (TypeError, ValueError, IndexError, OverflowError):
             pass
     return 0.5 * 2 ** attempt
+
+
+def _what_failed(url: str, e: CompileServiceError) -> str:
+    """``e``'s message without the ``compile service at URL`` it starts with."""
+    prefix = f"compile service at {url} "
+    return e.message[len(prefix):] if e.message.startswith(prefix) else e.message
 
 
 def _mib(n: int) -> str:
