@@ -136,3 +136,45 @@ def write(name: str, data: bytes) -> str | None:
         except OSError:
             pass
         return None
+
+
+class Answers:
+    """Short text answers about this kernel, remembered in one file (``name``).
+
+    ``get(key)`` is the answer or None; ``put(key, value)`` records one and
+    rewrites the file.  Keys and values are single-line text (tabs and line
+    breaks are replaced by spaces).  A damaged line is ignored and the file
+    rewritten on the next ``put``; entries that depend on more than the
+    kernel build (such as this boot) carry that in their key.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._data: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        if self._data is None:
+            data: dict[str, str] = {}
+            raw = read(self.name)
+            if raw is not None:
+                try:
+                    for line in raw.decode("utf-8").split("\n"):
+                        k, sep, v = line.partition("\t")
+                        if sep and k:
+                            data[k] = v
+                except UnicodeDecodeError:
+                    data = {}
+            self._data = data
+        return self._data
+
+    def get(self, key: str) -> str | None:
+        return self._load().get(_clean(key))
+
+    def put(self, key: str, value: str) -> None:
+        data = self._load()
+        data[_clean(key)] = _clean(value)
+        write(self.name, "".join(f"{k}\t{v}\n" for k, v in data.items()).encode("utf-8"))
+
+
+def _clean(s: str) -> str:
+    return s.replace("\t", " ").replace("\n", " ").replace("\r", " ")
