@@ -188,24 +188,29 @@ _KPTR_HINT = (
 )
 
 
-def _read(path: str) -> bytes:
+def _kallsyms_lines(path: str) -> Iterator[bytes]:
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        f = open(path, "rb")
     except OSError as e:
         raise SymbolsUnavailable(
             f"cannot read kernel symbols from {path}: {e.strerror or e}",
             hint="lcc needs /proc mounted to symbolize kernel addresses",
         ) from e
+    with f:
+        yield from f
 
 
-def _parse_kallsyms(path: str, data: bytes | None = None) -> _KallsymsTable:
-    """Read and index a kallsyms file; raises SymbolsUnavailable if it has no usable address."""
-    if data is None:
-        data = _read(path)
-    entries: list[tuple[int, int, bytes, bytes]] = []
+def _parse_kallsyms(path: str) -> _KallsymsTable:
+    """Read and index a kallsyms file; raises SymbolsUnavailable if it has no usable address.
+
+    Built column by column (no tuple per line), to keep the first process of
+    a boot, which parses, from holding the whole file as Python objects.
+    """
+    addrs, mods = array("Q"), array("H")
+    names: list[bytes] = []
+    module_ids: dict[bytes, int] = {b"": 0}
     seen_any = False
-    for n, line in enumerate(data.split(b"\n")):
+    for line in _kallsyms_lines(path):
         parts = line.split()
         if len(parts) < 3:
             continue
@@ -216,26 +221,28 @@ def _parse_kallsyms(path: str, data: bytes | None = None) -> _KallsymsTable:
         seen_any = True
         if len(parts[1]) != 1 or parts[1][0] in _SKIPPED_TYPES or addr == 0:
             continue
-        entries.append((addr, n, parts[2], parts[3].strip(b"[]") if len(parts) > 3 else b""))
-    if not entries:
+        addrs.append(addr)
+        names.append(parts[2])
+        mods.append(module_ids.setdefault(parts[3].strip(b"[]") if len(parts) > 3 else b"",
+                                          len(module_ids)))
+    if not names:
         if seen_any:
             raise SymbolsUnavailable(
                 f"kernel symbol addresses in {path} are hidden (all zero)", hint=_KPTR_HINT
             )
         raise SymbolsUnavailable(f"no kernel symbols in {path}")
-    # (address, line): aliases keep the file's order, the kernel's best name first.
-    entries.sort()
-    module_ids: dict[bytes, int] = {b"": 0}
-    addrs, offs, mods = array("Q"), array("I", [0]), array("H")
-    names: list[bytes] = []
+    # By address; sorted() is stable, so aliases keep the file's order (the
+    # kernel's best name first).
+    perm = sorted(range(len(names)), key=addrs.__getitem__)
+    addrs = array("Q", [addrs[i] for i in perm])
+    mods = array("H", [mods[i] for i in perm])
+    names = [names[i] for i in perm]
+    del perm
+    offs = array("I", [0])
     pos = 0
-    for addr, _n, name, module in entries:
-        addrs.append(addr)
-        names.append(name)
-        pos += len(name)
+    for n in names:
+        pos += len(n)
         offs.append(pos)
-        mods.append(module_ids.setdefault(module, len(module_ids)))
-    del entries
     order = array("I", sorted(range(len(names)), key=names.__getitem__))
     modules = [m.decode("utf-8", "replace") or None for m in module_ids]
     return _KallsymsTable(addrs, offs, mods, order, b"".join(names), modules)
