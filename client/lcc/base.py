@@ -658,8 +658,8 @@ class ClbcBase(PyLccNames, BccNames):
 
 
 def _sha256(data: bytes) -> str:
-    import hashlib
-    return hashlib.sha256(data).hexdigest()
+    from .kernelcache import sha256
+    return sha256(data).hexdigest()
 
 
 class _Owned:

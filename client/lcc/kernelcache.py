@@ -25,8 +25,12 @@ from __future__ import annotations
 import os
 import struct
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["KERNEL_NOTES", "boot_id", "build_id", "cache_root", "kernel_dir", "parse_build_id",
-           "read", "write"]
+           "read", "sha256", "write"]
 
 KERNEL_NOTES = "/sys/kernel/notes"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -36,6 +40,26 @@ _NT_GNU_BUILD_ID = 3
 _NOTE_HEADER = struct.Struct("=III")  # namesz, descsz, type
 _UNSET = object()
 _build_id: object = _UNSET
+
+
+def sha256(data: bytes = b"") -> Any:
+    """A sha256 hash object, as ``hashlib.sha256``, without importing hashlib
+    where the interpreter has its own implementation (hashlib's OpenSSL
+    binding costs milliseconds to load, on every start)."""
+    global _sha256
+    if _sha256 is None:
+        try:
+            from _sha256 import sha256 as impl  # CPython 3.11
+        except ImportError:
+            try:
+                from _sha2 import sha256 as impl  # CPython 3.12+
+            except ImportError:
+                from hashlib import sha256 as impl
+        _sha256 = impl
+    return _sha256(data)
+
+
+_sha256: Any = None
 
 
 def _align4(n: int) -> int:

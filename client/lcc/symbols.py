@@ -260,8 +260,7 @@ def _stamp() -> bytes | None:
             mods = f.read()
     except OSError:
         mods = b""
-    import hashlib
-    return hashlib.sha256(boot.encode() + b"\0" + mods).digest()
+    return kernelcache.sha256(boot.encode() + b"\0" + mods).digest()
 
 
 def _cached_kallsyms(*, fresh: bool = False) -> _KallsymsTable:

@@ -6,7 +6,7 @@ local toolchain (clang and bpftool versions, header hashes), which means
 importing the toolchain package.  That costs tens of milliseconds on every
 start.  This index answers the common case, a tool compiled by the local
 toolchain for the running kernel, from one small file and a few ``stat``
-calls, importing nothing beyond ``os`` and ``hashlib``.
+calls, importing nothing beyond ``os``.
 
 An entry is keyed by what the tool asked for: its main source text and
 where it lives, the defines and kept types, the running kernel (release,
@@ -35,7 +35,6 @@ not do; warnings must be shown again).  A damaged entry is a miss.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from .. import kernelcache
@@ -79,7 +78,7 @@ def quick_key(*, main: str, text: str, base_dir: str, defines: dict[str, str | N
     parts = [_MAGIC, main, base_dir, me.release, me.arch, me.btf_id, root,
              env.get("LCC_CLANG") or "clang", env.get("LCC_BPFTOOL") or "bpftool",
              env.get("LCC_SANDBOX") or "", repr(sorted(defines.items())), repr(keep_types)]
-    h = hashlib.sha256("\0".join(parts).encode())
+    h = kernelcache.sha256("\0".join(parts).encode())
     h.update(b"\0")
     h.update(text.encode())
     return h.hexdigest()
@@ -108,7 +107,7 @@ def _stat_line(path: str) -> str:
 
 def _sha_file(path: str) -> str:
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        return kernelcache.sha256(f.read()).hexdigest()
 
 
 def lookup(root: str, key: str | None) -> QuickHit | None:
@@ -160,7 +159,7 @@ def lookup(root: str, key: str | None) -> QuickHit | None:
             obj = f.read()
     except OSError:
         return None
-    if hashlib.sha256(obj).hexdigest() != obj_sha:
+    if kernelcache.sha256(obj).hexdigest() != obj_sha:
         return None
     return QuickHit(obj, obj_sha, art_key, obj_path)
 
@@ -182,7 +181,7 @@ def remember(root: str, key: str | None, *, art_key: str, digest: str,
             if rel == main:
                 continue  # its text is in the key
             full = os.path.join(base_dir, *rel.split("/"))
-            lines.append(f"file\t{full}\t{hashlib.sha256(text.encode()).hexdigest()}")
+            lines.append(f"file\t{full}\t{kernelcache.sha256(text.encode()).hexdigest()}")
         lines.append(f"dir\t{base_dir}\t{os.stat(base_dir).st_mtime_ns}")
         for line in _toolchain_facts(env.get("LCC_CLANG") or "clang",
                                      env.get("LCC_BPFTOOL") or "bpftool"):
