@@ -46,7 +46,7 @@ Two more tables (``--tools``, on by default; ``--no-tools`` skips them):
   offcpu vs offcputime): from spawn to the tool's first ready line (read
   from a pseudo-terminal, so that the C tools' stdout is line-buffered as
   in a terminal), with the object cached (one unmeasured run first), and
-  the child's peak RSS (``ru_maxrss``).  Interleaved; lcc/C ratios.
+  the child's peak RSS up to then (VmHWM).  Interleaved; lcc/C ratios.
 * kernel symbols: the first ``KernelSymbols().format()`` of a process,
   time and VmHWM growth, for lcc's table read from its per-boot cache
   file, lcc's table parsed from /proc/kallsyms (the first process of a
@@ -243,7 +243,8 @@ class Bench:
     # -- measurements --------------------------------------------------------------
 
     def ready(self, argv: list[str], marker: str | None) -> tuple[float, float]:
-        """(ms from spawn to the first output line holding ``marker``, peak RSS MiB).
+        """(ms from spawn to the first output line holding ``marker``, peak RSS MiB
+        up to then: the child's VmHWM when it became ready).
 
         The child writes to a pseudo-terminal (C stdio line-buffers there as
         in a terminal); it is stopped with SIGINT once ready.  ``marker`` None:
@@ -283,6 +284,12 @@ class Bench:
             buf += chunk
             if marker is not None and marker.encode() in buf:
                 took = (time.monotonic() - t0) * 1000
+        hwm = 0.0
+        try:  # peak RSS up to ready (VmHWM), before the stop and the exit report
+            with open(f"/proc/{p.pid}/status") as f:
+                hwm = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration):
+            pass
         p.send_signal(signal.SIGINT)
         try:
             while select.select([master], [], [], 5)[0] and os.read(master, 65536):
@@ -295,7 +302,7 @@ class Bench:
         if took is None:
             raise RuntimeError(f"{argv[-1]} printed no {marker!r}:\n"
                                f"{buf.decode(errors='replace')[-1500:]}")
-        return took, ru.ru_maxrss / 1024
+        return took, hwm or ru.ru_maxrss / 1024
 
     def tool_starts(self) -> dict[str, dict[str, list[float]]]:
         """Warm start to the ready line and peak RSS of each example tool and its C peer."""
@@ -531,7 +538,7 @@ def report(a, b: Bench, st: dict, drains: dict) -> None:
 def report_tools(a, tools: dict, ksyms: dict) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"example tools vs libbpf-tools (C), warm start (object cached) to the first ready "
-          f"line, {a.runs} runs each, interleaved; load average: {load}")
+          f"line and peak RSS until then, {a.runs} runs each, interleaved; load average: {load}")
     w1, w2 = 24, 22
     hdr = (f"{'':{w1}}{'C start':>{w2}}{'lcc start':>{w2}}  {'lcc/C':>6}"
            f"{'C peak RSS':>{w2}}{'lcc peak RSS':>{w2}}  {'lcc/C':>6}")
