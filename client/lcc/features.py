@@ -214,10 +214,11 @@ class Probes:
 
     def _kept_load(self, what: str, probe: Callable[[], ProbeResult]) -> ProbeResult:
         """``probe()``, whose answer (a program load's) is remembered for this boot."""
-        if self._kept is None:
-            return probe()
         from . import kernelcache
-        key = f"load {kernelcache.boot_id()} {what}"
+        boot = kernelcache.boot_id() if self._kept is not None else None
+        if boot is None:  # not this machine, or no boot id: nothing to key it by
+            return probe()
+        key = f"load {boot} {what}"
         got = self._kept.get(key)
         if got is not None and got[:2] in ("1 ", "0 "):
             return ProbeResult(got[0] == "1", got[2:])

@@ -152,3 +152,16 @@ def test_min_btf_can_be_turned_off():
     assert minbtf.enabled({})
     assert not minbtf.enabled({"LCC_MIN_BTF": "0"})
     assert not minbtf.enabled({"LCC_MIN_BTF": "off"})
+
+
+@needs_btf
+def test_program_load_answers_are_kept_for_this_boot_only(kdir, monkeypatch):
+    first = features.Probes().can_load_tp_btf("sched_switch")  # loads a probe program
+    q = features.Probes()
+    monkeypatch.setattr(q.host, "load_program", lambda *a, **k: pytest.fail("probed again"))
+    assert q.can_load_tp_btf("sched_switch") == first
+    monkeypatch.setattr(kernelcache, "boot_id", lambda: "another-boot")
+    loads = []
+    r = features.Probes()
+    monkeypatch.setattr(r.host, "load_program", lambda *a, **k: loads.append(a) or (1, ""))
+    assert not r.can_load_tp_btf("sched_switch") and loads  # probed anew after a reboot
