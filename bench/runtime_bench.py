@@ -539,7 +539,7 @@ def report_tools(a, tools: dict, ksyms: dict) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"example tools vs libbpf-tools (C), warm start (object cached) to the first ready "
           f"line and peak RSS until then, {a.runs} runs each, interleaved; load average: {load}")
-    w1, w2 = 24, 22
+    w1, w2 = 24, 26
     hdr = (f"{'':{w1}}{'C start':>{w2}}{'lcc start':>{w2}}  {'lcc/C':>6}"
            f"{'C peak RSS':>{w2}}{'lcc peak RSS':>{w2}}  {'lcc/C':>6}")
     print(hdr)
