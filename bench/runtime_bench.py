@@ -84,7 +84,8 @@ import os, sys
 from lcc import ClbcBase
 t1 = time.monotonic_ns()
 obj = open(sys.argv[1], "rb").read()
-tool = ClbcBase("ring_bench", obj=obj, rodata={"target_tgid": os.getpid()})
+btf = sys.argv[2] if len(sys.argv) > 2 else None  # a minimal BTF, as a cached tool loads
+tool = ClbcBase("ring_bench", obj=obj, rodata={"target_tgid": os.getpid()}, btf=btf)
 buf = tool.maps["events"].open_ring_buffer(lambda event: None)
 t2 = time.monotonic_ns()
 hwm = next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))
@@ -199,6 +200,7 @@ class Bench:
         self.work = work
         self.obj = work / "ring_bench.bpf.o"
         self.obj_core = work / "ring_bench_core.bpf.o"  # the same with a CO-RE relocation
+        self.min_btf: Path | None = work / "ring_bench_core.btf"  # its minimal BTF
         self.c_loader: Path | None = work / "c_loader"
         self.c_missing = ""
         env = dict(os.environ)
@@ -215,6 +217,13 @@ class Bench:
         bundle = Bundle.from_path(str(HERE / "ring_bench.bpf.c"))
         self.obj.write_bytes(build(bundle).object)
         self.obj_core.write_bytes(build(bundle, defines={"BENCH_CORE": None}).object)
+        # The minimal BTF lcc makes for a cached object (lcc.compile.minbtf), here by hand.
+        bpftool = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
+        r = subprocess.run([bpftool or "bpftool", "gen", "min_core_btf", "/sys/kernel/btf/vmlinux",
+                            str(self.min_btf), str(self.obj_core)], capture_output=True,
+                           check=False) if bpftool else None
+        if r is None or r.returncode:
+            self.min_btf = None
         gcc = shutil.which("gcc") or shutil.which("cc")
         if gcc is None:
             self.c_loader, self.c_missing = None, "no C compiler"
@@ -336,6 +345,9 @@ class Bench:
         for _ in range(self.args.runs):  # interleaved, so load changes hit both alike
             runs = [("lcc", "", [sys.executable, "-c", LCC_START, str(self.obj)]),
                     ("lcc", "_core", [sys.executable, "-c", LCC_START, str(self.obj_core)])]
+            if self.min_btf:
+                runs.append(("lcc", "_minbtf", [sys.executable, "-c", LCC_START,
+                                                str(self.obj_core), str(self.min_btf)]))
             if self.c_loader:
                 runs.insert(0, ("c", "", [str(self.c_loader), "start", str(self.obj)]))
                 runs.insert(2, ("c", "_core", [str(self.c_loader), "start", str(self.obj_core)]))
@@ -502,6 +514,18 @@ def report(a, b: Bench, st: dict, drains: dict) -> None:
     row("start: spawn -> attached + ring open", "spawn_core", ".1f", " ms", "<= 2x C")
     row("  of which: in process, open -> attached", "inproc_core", ".2f", " ms", "<= 2x C")
     row("peak RSS (VmHWM after attach)", "hwm_core", ".1f", " MiB", "lcc <= 25 MiB")
+    if "spawn_minbtf" in lc:
+        print("the same object loaded by lcc with its minimal BTF (bpftool gen min_core_btf), "
+              "as lcc loads a cached object; C as above, with the kernel's BTF:")
+        for label, key, fmt, unit in (("start: spawn -> attached + ring open", "spawn", ".1f",
+                                       " ms"),
+                                      ("  of which: in process, open -> attached", "inproc",
+                                       ".2f", " ms"),
+                                      ("peak RSS (VmHWM after attach)", "hwm", ".1f", " MiB")):
+            cv = spread(c[key + "_core"], fmt) + unit if have_c else "-"
+            lv = spread(lc[key + "_minbtf"], fmt) + unit
+            r = (f"{med(lc[key + '_minbtf']) / med(c[key + '_core']):5.1f}x" if have_c else "")
+            print(f"{label:{w1}}{cv:>{w2}}{lv:>{w3}}  {r:>6}")
     print()
     n_ev = f"{a.rounds} x {a.events / 1e6:g} M events"
     print(f"ring buffer drain into a callback: {n_ev} pre-filled in a {a.ring_mib} MiB ring, "
