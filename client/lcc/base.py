@@ -29,9 +29,9 @@ from .maps import EventMap, Map, map_for
 from .object import BpfObject, Program
 from .spec import ObjectSpec, ProgramSpec
 
-# Imported where used, not here, to keep a tool's start short: inspect (only
-# to find a tool's source), the compile pipeline (not needed with obj=), the
-# buffers (a tool may have none).
+# Imported where used, not here, to keep a tool's start short: the compile
+# pipeline (not needed with obj=; a cached tool reaches only lcc.compile.quick),
+# the buffers (a tool may have none).
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Self, Sequence
