@@ -39,6 +39,20 @@ Measurements (each in a fresh child process):
   consumer alone, independently of how fast the producer runs and of other
   load on the machine.  Every run checks that all events arrived in order.
 
+Two more tables (``--tools``, on by default; ``--no-tools`` skips them):
+
+* tool start: the example tools beside the libbpf-tools C tools doing the
+  same job (examples/tcpstates vs /usr/sbin/tcpstates, syslat vs syscount,
+  offcpu vs offcputime): from spawn to the tool's first ready line (read
+  from a pseudo-terminal, so that the C tools' stdout is line-buffered as
+  in a terminal), with the object cached (one unmeasured run first), and
+  the child's peak RSS up to then (VmHWM).  Interleaved; lcc/C ratios.
+* kernel symbols: the first ``KernelSymbols().format()`` of a process,
+  time and VmHWM growth, for lcc's table read from its per-boot cache
+  file, lcc's table parsed from /proc/kallsyms (the first process of a
+  boot), and, as the baseline, one Python object per kallsyms line with a
+  dict by name (how lcc held it before).
+
 Needs root, kernel BTF, clang (lcc's toolchain) and gcc with libbpf headers.
 Run: ``sudo /work/venv/bin/python bench/runtime_bench.py`` (``--quick`` for
 fewer repetitions).
@@ -70,7 +84,8 @@ import os, sys
 from lcc import ClbcBase
 t1 = time.monotonic_ns()
 obj = open(sys.argv[1], "rb").read()
-tool = ClbcBase("ring_bench", obj=obj, rodata={"target_tgid": os.getpid()})
+btf = sys.argv[2] if len(sys.argv) > 2 else None  # a minimal BTF, as a cached tool loads
+tool = ClbcBase("ring_bench", obj=obj, rodata={"target_tgid": os.getpid()}, btf=btf)
 buf = tool.maps["events"].open_ring_buffer(lambda event: None)
 t2 = time.monotonic_ns()
 hwm = next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))
@@ -132,6 +147,49 @@ print(f"events={count} seconds={ns / 1e9:.9f} cpu_seconds={cpu / 1e9:.9f} "
 """
 
 
+# The tools' start: (label, lcc argv after python, its ready text, C argv, its ready text).
+REPO = HERE.parent
+TOOLS = [
+    ("tcpstates", [str(REPO / "examples/tcpstates/tcpstates.py")], "Tracing TCP",
+     ["/usr/sbin/tcpstates"], "SKADDR"),
+    ("syslat vs syscount", [str(REPO / "examples/syslat/syslat.py")], "Tracing",
+     ["/usr/sbin/syscount"], "Tracing"),
+    # offcputime prints nothing until it ends: it is ready once asleep in sleep(3).
+    ("offcpu vs offcputime", [str(REPO / "examples/offcpu/offcpu.py")], "Tracing",
+     ["/usr/sbin/offcputime"], None),
+]
+SLEEPING = ("hrtimer_nanosleep", "do_nanosleep", "clock_nanosleep")
+
+KSYMS = r"""
+import os, sys, time
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+how = sys.argv[1]
+if how == "objects":  # the baseline: a tuple per line, a dict by name (lcc before)
+    import bisect
+    before, t0 = hwm(), time.monotonic_ns()
+    rows = []
+    for line in open("/proc/kallsyms"):
+        p = line.split()
+        if len(p) >= 3 and p[1] not in "aAUu" and int(p[0], 16):
+            rows.append((int(p[0], 16), p[2], p[3].strip("[]") if len(p) > 3 else None))
+    rows.sort(key=lambda r: r[0])
+    by_name = {}
+    for a, n, _ in rows:
+        by_name.setdefault(n, a)
+    addrs = [r[0] for r in rows]; names = [r[1] for r in rows]; mods = [r[2] for r in rows]
+    i = bisect.bisect_right(addrs, 0xffffffff81000000) - 1
+else:
+    from lcc import symbols
+    if how == "parse":
+        symbols.refresh()  # as the first process of a boot: parse, write the cache file
+    before, t0 = hwm(), time.monotonic_ns()
+    symbols.KernelSymbols().format(0xffffffff81000000)
+t1 = time.monotonic_ns()
+print(f"first_ns={t1 - t0} hwm_growth_kb={hwm() - before}")
+"""
+
+
 def parse(line: str) -> dict[str, str]:
     return dict(tok.split("=", 1) for tok in line.split() if "=" in tok)
 
@@ -142,6 +200,7 @@ class Bench:
         self.work = work
         self.obj = work / "ring_bench.bpf.o"
         self.obj_core = work / "ring_bench_core.bpf.o"  # the same with a CO-RE relocation
+        self.min_btf: Path | None = work / "ring_bench_core.btf"  # its minimal BTF
         self.c_loader: Path | None = work / "c_loader"
         self.c_missing = ""
         env = dict(os.environ)
@@ -158,6 +217,13 @@ class Bench:
         bundle = Bundle.from_path(str(HERE / "ring_bench.bpf.c"))
         self.obj.write_bytes(build(bundle).object)
         self.obj_core.write_bytes(build(bundle, defines={"BENCH_CORE": None}).object)
+        # The minimal BTF lcc makes for a cached object (lcc.compile.minbtf), here by hand.
+        bpftool = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
+        r = subprocess.run([bpftool or "bpftool", "gen", "min_core_btf", "/sys/kernel/btf/vmlinux",
+                            str(self.min_btf), str(self.obj_core)], capture_output=True,
+                           check=False) if bpftool else None
+        if r is None or r.returncode:
+            self.min_btf = None
         gcc = shutil.which("gcc") or shutil.which("cc")
         if gcc is None:
             self.c_loader, self.c_missing = None, "no C compiler"
@@ -185,11 +251,103 @@ class Bench:
 
     # -- measurements --------------------------------------------------------------
 
+    def ready(self, argv: list[str], marker: str | None) -> tuple[float, float]:
+        """(ms from spawn to the first output line holding ``marker``, peak RSS MiB
+        up to then: the child's VmHWM when it became ready).
+
+        The child writes to a pseudo-terminal (C stdio line-buffers there as
+        in a terminal); it is stopped with SIGINT once ready.  ``marker`` None:
+        ready when the child sleeps in nanosleep (/proc/PID/wchan, polled
+        every 0.5 ms), for a tool that prints nothing before it ends.
+        """
+        import pty
+        import select
+        import signal
+        master, slave = pty.openpty()
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=slave,
+                             stderr=slave, close_fds=True)
+        os.close(slave)
+        buf, took = b"", None
+        deadline = t0 + 30
+        while took is None and time.monotonic() < deadline:
+            if marker is None:
+                try:
+                    with open(f"/proc/{p.pid}/wchan") as f:
+                        if f.read() in SLEEPING:
+                            took = (time.monotonic() - t0) * 1000
+                            break
+                except OSError:
+                    pass
+            r, _, _ = select.select([master], [], [], 0.5 if marker else 0.0005)
+            if not r:
+                if p.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            if marker is not None and marker.encode() in buf:
+                took = (time.monotonic() - t0) * 1000
+        hwm = 0.0
+        try:  # peak RSS up to ready (VmHWM), before the stop and the exit report
+            with open(f"/proc/{p.pid}/status") as f:
+                hwm = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration):
+            pass
+        p.send_signal(signal.SIGINT)
+        try:
+            while select.select([master], [], [], 5)[0] and os.read(master, 65536):
+                pass
+        except OSError:
+            pass
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = status
+        os.close(master)
+        if took is None:
+            raise RuntimeError(f"{argv[-1]} printed no {marker!r}:\n"
+                               f"{buf.decode(errors='replace')[-1500:]}")
+        return took, hwm or ru.ru_maxrss / 1024
+
+    def tool_starts(self) -> dict[str, dict[str, list[float]]]:
+        """Warm start to the ready line and peak RSS of each example tool and its C peer."""
+        out: dict[str, dict[str, list[float]]] = {}
+        tools = [t for t in TOOLS if os.path.exists(t[3][0])]
+        for label, lcc_argv, lmark, c_argv, cmark in tools:  # fill the caches, unmeasured
+            self.ready([sys.executable, *lcc_argv], lmark)
+            self.ready(c_argv, cmark)
+        for _ in range(self.args.runs):
+            for label, lcc_argv, lmark, c_argv, cmark in tools:
+                d = out.setdefault(label, {})
+                for who, argv, mark in (("c", c_argv, cmark),
+                                        ("lcc", [sys.executable, *lcc_argv], lmark)):
+                    ms, rss = self.ready(argv, mark)
+                    d.setdefault(f"{who}_ms", []).append(ms)
+                    d.setdefault(f"{who}_rss", []).append(rss)
+        return out
+
+    def ksyms(self) -> dict[str, list[dict]]:
+        """First kernel-symbol lookup of a process: objects (baseline), lcc parsing, lcc cached."""
+        out: dict[str, list[dict]] = {"objects": [], "parse": [], "cached": []}
+        for _ in range(max(self.args.runs // 2, 2)):
+            for how, rs in out.items():
+                _, kv = self.child([sys.executable, "-c", KSYMS, how])
+                rs.append({"ms": int(kv["first_ns"]) / 1e6,
+                           "mib": int(kv["hwm_growth_kb"]) / 1024})
+        return out
+
     def start(self) -> dict[str, dict[str, list[float]]]:
         out: dict[str, dict[str, list[float]]] = {"c": {}, "lcc": {}}
         for _ in range(self.args.runs):  # interleaved, so load changes hit both alike
             runs = [("lcc", "", [sys.executable, "-c", LCC_START, str(self.obj)]),
                     ("lcc", "_core", [sys.executable, "-c", LCC_START, str(self.obj_core)])]
+            if self.min_btf:
+                runs.append(("lcc", "_minbtf", [sys.executable, "-c", LCC_START,
+                                                str(self.obj_core), str(self.min_btf)]))
             if self.c_loader:
                 runs.insert(0, ("c", "", [str(self.c_loader), "start", str(self.obj)]))
                 runs.insert(2, ("c", "_core", [str(self.c_loader), "start", str(self.obj_core)]))
@@ -275,6 +433,8 @@ def main() -> int:
     ap.add_argument("--ring-mib", type=int, default=64, help="ring buffer size for the drain")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--no-tools", dest="tools", action="store_false",
+                    help="skip the example tools' start and the kernel symbols tables")
     a = ap.parse_args()
     if a.quick:
         a.runs, a.repeats, a.rounds = 3, 1, 2
@@ -290,6 +450,8 @@ def main() -> int:
         b.prepare()
         st = b.start()
         drains = b.drains()
+        tools = b.tool_starts() if a.tools else {}
+        ksyms = b.ksyms() if a.tools else {}
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -297,6 +459,8 @@ def main() -> int:
             print(f"scratch directory kept: {work}")
 
     report(a, b, st, drains)
+    if a.tools:
+        report_tools(a, tools, ksyms)
     return 0
 
 
@@ -350,6 +514,18 @@ def report(a, b: Bench, st: dict, drains: dict) -> None:
     row("start: spawn -> attached + ring open", "spawn_core", ".1f", " ms", "<= 2x C")
     row("  of which: in process, open -> attached", "inproc_core", ".2f", " ms", "<= 2x C")
     row("peak RSS (VmHWM after attach)", "hwm_core", ".1f", " MiB", "lcc <= 25 MiB")
+    if "spawn_minbtf" in lc:
+        print("the same object loaded by lcc with its minimal BTF (bpftool gen min_core_btf), "
+              "as lcc loads a cached object; C as above, with the kernel's BTF:")
+        for label, key, fmt, unit in (("start: spawn -> attached + ring open", "spawn", ".1f",
+                                       " ms"),
+                                      ("  of which: in process, open -> attached", "inproc",
+                                       ".2f", " ms"),
+                                      ("peak RSS (VmHWM after attach)", "hwm", ".1f", " MiB")):
+            cv = spread(c[key + "_core"], fmt) + unit if have_c else "-"
+            lv = spread(lc[key + "_minbtf"], fmt) + unit
+            r = (f"{med(lc[key + '_minbtf']) / med(c[key + '_core']):5.1f}x" if have_c else "")
+            print(f"{label:{w1}}{cv:>{w2}}{lv:>{w3}}  {r:>6}")
     print()
     n_ev = f"{a.rounds} x {a.events / 1e6:g} M events"
     print(f"ring buffer drain into a callback: {n_ev} pre-filled in a {a.ring_mib} MiB ring, "
@@ -381,6 +557,39 @@ def report(a, b: Bench, st: dict, drains: dict) -> None:
          note=f"(1 x {lb[0]['expected'] / 1e6:g} M events a child)")
     print(f"{'BCC (python3-bpfcc)':{w}}{bcc_note}")
     print()
+
+
+def report_tools(a, tools: dict, ksyms: dict) -> None:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"example tools vs libbpf-tools (C), warm start (object cached) to the first ready "
+          f"line and peak RSS until then, {a.runs} runs each, interleaved; load average: {load}")
+    w1, w2 = 24, 26
+    hdr = (f"{'':{w1}}{'C start':>{w2}}{'lcc start':>{w2}}  {'lcc/C':>6}"
+           f"{'C peak RSS':>{w2}}{'lcc peak RSS':>{w2}}  {'lcc/C':>6}")
+    print(hdr)
+    print("-" * len(hdr))
+    for label, d in tools.items():
+        r1 = med(d["lcc_ms"]) / med(d["c_ms"])
+        r2 = med(d["lcc_rss"]) / med(d["c_rss"])
+        print(f"{label:{w1}}{spread(d['c_ms'], '.1f') + ' ms':>{w2}}"
+              f"{spread(d['lcc_ms'], '.1f') + ' ms':>{w2}}  {r1:5.2f}x"
+              f"{med(d['c_rss']):>{w2 - 4}.1f} MiB{med(d['lcc_rss']):>{w2 - 4}.1f} MiB  {r2:5.2f}x")
+    print("targets: start <= 1.5x C (moonshot 1.0x), peak RSS <= 1.25x C")
+    if not tools:
+        print("(no libbpf-tools C tools in /usr/sbin: nothing measured)")
+    print()
+    if ksyms:
+        print("kernel symbols: the first KernelSymbols().format() of a process, median [min..max]")
+        base = med([r["ms"] for r in ksyms["objects"]])
+        base_mib = med([r["mib"] for r in ksyms["objects"]])
+        for how, label in (("objects", "a Python object per line (baseline, lcc before)"),
+                           ("parse", "lcc: flat arrays, parsed (first process of a boot)"),
+                           ("cached", "lcc: flat arrays, mapped from the per-boot cache")):
+            ms = [r["ms"] for r in ksyms[how]]
+            mib = [r["mib"] for r in ksyms[how]]
+            print(f"{label:56}{spread(ms, '.1f') + ' ms':>26}  {med(ms) / base:5.2f}x"
+                  f"{spread(mib, '.1f') + ' MiB':>24}  {med(mib) / max(base_mib, 1e-9):5.2f}x")
+        print()
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ from .maps import EventMap, Map, map_for
 from .object import BpfObject, Program
 from .spec import ObjectSpec, ProgramSpec
 
-# Imported where used, not here, to keep a tool's start short: inspect (only
-# to find a tool's source), the compile pipeline (not needed with obj=), the
-# buffers (a tool may have none).
+# Imported where used, not here, to keep a tool's start short: the compile
+# pipeline (not needed with obj=; a cached tool reaches only lcc.compile.quick),
+# the buffers (a tool may have none).
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable, Iterator, Self, Sequence
@@ -161,6 +161,9 @@ class ClbcBase(PyLccNames, BccNames):
       obj: the bytes of an already compiled object (no compilation at all).
       probes: the :class:`lcc.features.Probes` that decide fallbacks (default:
         the process-wide ones; tests pass their own).
+      min_btf: load a cached object with a minimal BTF made for it on this
+        kernel (:mod:`lcc.compile.minbtf`) rather than the kernel's whole BTF,
+        when ``btf`` is None; ``False`` (or ``LCC_MIN_BTF=0``) turns it off.
 
     Requires root or CAP_BPF+CAP_PERFMON to load.  Owns everything it creates
     until :meth:`close` (also through ``with``).
@@ -179,7 +182,7 @@ class ClbcBase(PyLccNames, BccNames):
                  map_sizes: Mapping[str, int] | None = None,
                  btf: str | None = None, cache: bool = True,
                  obj: bytes | None = None, probes: features.Probes | None = None,
-                 keep_types: Iterable[str] = ()) -> None:
+                 keep_types: Iterable[str] = (), min_btf: bool = True) -> None:
         base = os.path.basename(bpf)
         self.name = base.removesuffix(".bpf.c").removesuffix(".c")
         self._owned = _Owned()
@@ -203,29 +206,14 @@ class ClbcBase(PyLccNames, BccNames):
             all_defines = parse_env(env)
         for k, v in (defines or {}).items():
             all_defines[k] = None if v is None else str(v)
+        self._min_btf: str | None = None
+        self._quick: Any = None
+        self._artifact: Any = None
         if obj is None:
-            from .compile.bundle import Bundle
-            from .compile import build
-            bundle = self._bundle(bpf, bpf_str, Bundle)
-            if keep_types:
-                from .maps.eventtypes import keep_types_source
-                files = dict(bundle.files)
-                files[bundle.main] += keep_types_source(keep_types)
-                bundle = Bundle(bundle.main, files)
-            self.artifact = build(bundle, defines=all_defines, server=service_url(server),
-                                  kernel=ver or None, arch=arch or None, btf=btf == "server",
-                                  cache=cache)
-            obj = self.artifact.object
-            if self.artifact.warnings:
-                import warnings
-                from .errors import CompileWarning
-                for d in self.artifact.warnings:
-                    # Only the tool's own files: lcc's headers are not the user's to fix.
-                    if d.file in bundle.files:
-                        warnings.warn(CompileWarning(d, bundle.files), stacklevel=2)
-            self._btf_path = self._custom_btf(btf)
+            obj = self._compile(bpf, bpf_str, all_defines, server=service_url(server),
+                                ver=ver or None, arch=arch or None, btf=btf, cache=cache,
+                                keep_types=tuple(keep_types), min_btf=min_btf)
         else:
-            self.artifact = None
             self._btf_path = btf if btf and btf != "server" else None
         self._obj_bytes = obj
         try:
@@ -242,10 +230,64 @@ class ClbcBase(PyLccNames, BccNames):
 
     # -- source -------------------------------------------------------------
 
-    def _bundle(self, bpf: str, bpf_str: str | None, bundle_cls: Any) -> Any:
+    def _compile(self, bpf: str, bpf_str: str | None, defines: dict[str, str | None], *,
+                 server: str | None, ver: str | None, arch: str | None, btf: str | None,
+                 cache: bool, keep_types: tuple[str, ...], min_btf: bool) -> bytes:
+        """The object's bytes, from the quick index (:mod:`lcc.compile.quick`) when it
+        answers, else through :func:`lcc.compile.build`; sets ``_btf_path``."""
+        from . import kernelcache
+        from .compile import minbtf, quick
+        main, text, base_dir = self._source(bpf, bpf_str)
+        root = kernelcache.cache_root()
+        qkey = None
+        if cache is True and server is None and ver is None and arch is None and btf is None:
+            qkey = quick.quick_key(main=main, text=text, base_dir=base_dir, defines=defines,
+                                   keep_types=keep_types, root=root)
+        hit = quick.lookup(root, qkey)
+        use_min = btf is None and min_btf and cache is True and minbtf.enabled()
+        if hit is not None:
+            self._quick = hit
+            self._btf_path = self._min_btf = (
+                minbtf.for_object(root, hit.digest, hit.object_path) if use_min else None)
+            return hit.object
+
+        from .compile import build
+        from .compile.bundle import Bundle
+        from .compile.cache import default_dir
         if bpf_str:
-            return bundle_cls.from_string(bpf_str, name=f"{self.name}.bpf.c",
-                                          base_dir=self._work_path or self._source_dir())
+            bundle = Bundle.from_string(bpf_str, name=main, base_dir=base_dir)
+        else:
+            bundle = Bundle.from_path(os.path.join(base_dir, main))
+        if keep_types:
+            from .maps.eventtypes import keep_types_source
+            files = dict(bundle.files)
+            files[bundle.main] += keep_types_source(keep_types)
+            bundle = Bundle(bundle.main, files)
+        self._artifact = art = build(bundle, defines=defines, server=server, kernel=ver,
+                                    arch=arch, btf=btf == "server", cache=cache)
+        if art.warnings:
+            import warnings
+            from .errors import CompileWarning
+            for d in art.warnings:
+                # Only the tool's own files: lcc's headers are not the user's to fix.
+                if d.file in bundle.files:
+                    warnings.warn(CompileWarning(d, bundle.files), stacklevel=3)
+        self._btf_path = self._custom_btf(btf)
+        same_root = art.key is not None and str(default_dir()) == root
+        if same_root and art.origin == "local" and not art.warnings:
+            quick.remember(root, qkey, art_key=art.key, digest=_sha256(art.object),
+                           files=bundle.files, main=bundle.main, base_dir=base_dir)
+        if use_min and same_root and self._btf_path is None and ver is None and arch is None:
+            digest = _sha256(art.object)
+            blob = os.path.join(root, "artifacts", "v1", "blobs", digest[:2], f"{digest}.o")
+            if os.path.exists(blob):
+                self._btf_path = self._min_btf = minbtf.for_object(root, digest, blob)
+        return art.object
+
+    def _source(self, bpf: str, bpf_str: str | None) -> tuple[str, str, str]:
+        """(main file name, its text, the directory its local includes are found in)."""
+        if bpf_str:
+            return f"{self.name}.bpf.c", bpf_str, self._work_path or self._source_dir()
         # "tool" and "tool.bpf.c" name the same source; so does a path to any .c file
         path = bpf if bpf.endswith(".c") else f"{bpf}.bpf.c"
         if not os.path.isabs(path):
@@ -259,26 +301,44 @@ class ClbcBase(PyLccNames, BccNames):
                     break
         if not os.path.exists(path):
             raise LccError(f"no BPF source: {path} does not exist and bpf_str was not given")
-        return bundle_cls.from_path(path)
+        path = os.path.abspath(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError:
+            raise LccError(f"BPF source {os.path.basename(path)} is not UTF-8 text") from None
+        except OSError as e:
+            raise LccError(f"cannot read BPF source {path}: {e.strerror}") from None
+        return os.path.basename(path), text, os.path.dirname(path)
 
     def _source_dir(self) -> str:
         """Where ``<name>.bpf.c`` is looked for: beside the subclass's module, or,
         for ClbcBase used directly, beside the script that called it."""
-        import inspect
+        import sys  # (not inspect: it costs milliseconds to import)
         here = os.path.dirname(os.path.abspath(__file__))
-        try:
-            d = os.path.dirname(os.path.abspath(inspect.getfile(type(self))))
-        except (TypeError, OSError):
-            d = here
+        module = sys.modules.get(type(self).__module__)
+        f = getattr(module, "__file__", None)
+        d = os.path.dirname(os.path.abspath(f)) if f else here
         if d != here:
             return d
-        frame = inspect.currentframe()
+        frame = sys._getframe()
         while frame is not None:
             f = os.path.abspath(frame.f_code.co_filename)
             if os.path.dirname(f) != here and os.path.exists(f):
                 return os.path.dirname(f)
             frame = frame.f_back
         return os.getcwd()
+
+    @property
+    def artifact(self) -> Any:
+        """What the compile pipeline returned (:class:`lcc.compile.Artifact`); None
+        with ``obj=``.  After a quick cache hit it is made on first access."""
+        if self._artifact is None and self._quick is not None:
+            from .compile.artifact import Artifact
+            h = self._quick
+            self._artifact = Artifact(object=h.object, digest=h.digest, cached=True,
+                                      origin="local", cache_hit=True, key=h.key)
+        return self._artifact
 
     def _custom_btf(self, btf: str | None) -> str | None:
         if btf == "server":
@@ -294,7 +354,8 @@ class ClbcBase(PyLccNames, BccNames):
         if self._owned.spec is not None:
             return self._owned.spec
         spec = self._owned.spec = ObjectSpec(self._obj_bytes, name=self.name,
-                                             btf_custom_path=self._btf_path)
+                                             btf_custom_path=self._btf_path,
+                                             btf_optional=self._min_btf is not None)
         if self._programs_sel is not None:
             spec.select(self._programs_sel)
         for name, n in self._map_sizes.items():
@@ -388,6 +449,10 @@ class ClbcBase(PyLccNames, BccNames):
         while True:
             try:
                 self._owned.obj = spec.load()
+                if spec.btf_dropped and spec.btf_dropped == self._min_btf:
+                    from .compile import minbtf  # libbpf refused it: never again
+                    minbtf.discard(self._min_btf)
+                    self._min_btf = None
                 return
             except ProgramLoadError as e:
                 fb = next((f for f in self._fallbacks if f.chosen and e.program in f.chosen), None)
@@ -590,6 +655,11 @@ class ClbcBase(PyLccNames, BccNames):
     def perf_buffer_poll(self, timeout_ms: int = -1) -> int:
         """Wait for events on every open perf buffer once (BCC's semantics)."""
         return self._poll("perf", timeout_ms)
+
+
+def _sha256(data: bytes) -> str:
+    from .kernelcache import sha256
+    return sha256(data).hexdigest()
 
 
 class _Owned:

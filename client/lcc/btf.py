@@ -445,8 +445,54 @@ class Btf:
 
 
 def enum_names(name: str) -> dict[int, str]:
-    """value -> name of a kernel enum, e.g. ``enum_names("skb_drop_reason")``."""
-    return dict(Btf.vmlinux().enum(name).names)
+    """value -> name of a kernel enum, e.g. ``enum_names("skb_drop_reason")``.
+
+    Remembered per kernel build-id (:mod:`lcc.kernelcache`), so that a tool's
+    next start reads a few hundred bytes rather than parsing the kernel's
+    whole BTF.  Raises :class:`BtfError` when the kernel's BTF has no such
+    enum (also remembered) or cannot be read.
+    """
+    from . import kernelcache
+    fname = f"enum-{name}" if name.isidentifier() and name.isascii() else None
+    raw = kernelcache.read(fname) if fname else None
+    if raw is not None:
+        names = _parse_enum_cache(raw)
+        if names is not None:
+            if names is _ABSENT:
+                raise BtfError(f"enum {name} is not in this BTF")
+            return names  # type: ignore[return-value]
+    try:
+        names = dict(Btf.vmlinux().enum(name).names)
+    except BtfError as e:
+        if fname and "is not in this BTF" in e.message:
+            kernelcache.write(fname, b"absent\n")
+        raise
+    if fname:
+        kernelcache.write(fname, "".join(f"{v}\t{n}\n" for v, n in names.items()).encode())
+    return names
+
+
+_ABSENT = object()
+
+
+def _parse_enum_cache(raw: bytes) -> dict[int, str] | object | None:
+    """What :func:`enum_names` wrote: value TAB name lines, or ``absent``; None when
+    the file is damaged (it is then read from the BTF and written again)."""
+    try:
+        text = raw.decode("ascii")
+        if not text.endswith("\n"):
+            return None
+        if text == "absent\n":
+            return _ABSENT
+        out = {}
+        for line in text.splitlines():
+            v, n = line.split("\t")
+            if not n.isidentifier():
+                return None
+            out[int(v)] = n
+        return out
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def iter_members(t: BtfType) -> Iterator[tuple[str, BtfType, int]]:

@@ -32,7 +32,7 @@ from .errors import LccError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at start-up
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
-    from typing import Protocol
+    from typing import Any, Protocol
 
     class Host(Protocol):
         """What probes read and load; :class:`LocalHost` is this machine."""
@@ -149,6 +149,13 @@ class Probes:
     def __init__(self, host: Host | None = None) -> None:
         self.host: Host = host if host is not None else LocalHost()
         self._answers: dict[tuple, object] = {}
+        # On this machine, the answers that cost a parse of the kernel's BTF
+        # or a program load are also remembered per kernel build-id (and
+        # load results per boot), so that the next process skips them.
+        self._kept: Any = None
+        if host is None:
+            from . import kernelcache
+            self._kept = kernelcache.Answers("probes")
 
     def forget(self) -> None:
         """Drop every remembered answer."""
@@ -191,11 +198,33 @@ class Probes:
 
     def _vmlinux_find(self, name: str, kind: int) -> int:
         """BTF id of ``name`` of ``kind`` in the kernel's BTF (0: absent or no BTF)."""
+        key = f"btf {kind} {name}"
+        if self._kept is not None:
+            got = self._kept.get(key)
+            if got is not None and got.isdigit():
+                return int(got)
         try:
             t = self.host.vmlinux_btf().find(name, kind)
         except LccError:
             return 0
-        return t.id if t is not None else 0
+        tid = t.id if t is not None else 0
+        if self._kept is not None:
+            self._kept.put(key, str(tid))
+        return tid
+
+    def _kept_load(self, what: str, probe: Callable[[], ProbeResult]) -> ProbeResult:
+        """``probe()``, whose answer (a program load's) is remembered for this boot."""
+        from . import kernelcache
+        boot = kernelcache.boot_id() if self._kept is not None else None
+        if boot is None:  # not this machine, or no boot id: nothing to key it by
+            return probe()
+        key = f"load {boot} {what}"
+        got = self._kept.get(key)
+        if got is not None and got[:2] in ("1 ", "0 "):
+            return ProbeResult(got[0] == "1", got[2:])
+        r = probe()
+        self._kept.put(key, f"{int(r.ok)} {r.reason}")
+        return r
 
     @_cached
     def raw_tracepoint_exists(self, name: str) -> bool:
@@ -228,6 +257,10 @@ class Probes:
     @_cached
     def can_load_tracing(self, kind: str, func: str) -> ProbeResult:
         """Whether an fentry/fexit/lsm program on ``func`` loads here (loads a 2-insn probe)."""
+        return self._kept_load(f"tracing {kind} {func}",
+                               lambda: self._can_load_tracing(kind, func))
+
+    def _can_load_tracing(self, kind: str, func: str) -> ProbeResult:
         btf_id = self.kernel_func_btf_id(func if kind != "lsm" else f"bpf_lsm_{func}")
         if not btf_id:
             return ProbeResult(False, f"kernel function '{func}' is not in the kernel's BTF")
@@ -247,15 +280,19 @@ class Probes:
     @_cached
     def can_load_tp_btf(self, name: str = "sched_switch") -> ProbeResult:
         """Whether a BTF tracepoint (tp_btf) program on ``name`` loads here."""
-        try:
-            t = self.host.vmlinux_btf().find(f"btf_trace_{name}", KIND_TYPEDEF)
-        except LccError as e:
-            return ProbeResult(False, str(e))
-        if t is None:
+        return self._kept_load(f"tp_btf {name}", lambda: self._can_load_tp_btf(name))
+
+    def _can_load_tp_btf(self, name: str) -> ProbeResult:
+        tid = self._vmlinux_find(f"btf_trace_{name}", KIND_TYPEDEF)
+        if not tid:
+            try:
+                self.host.vmlinux_btf()
+            except LccError as e:
+                return ProbeResult(False, str(e))
             return ProbeResult(False, f"{name} is not in the kernel's BTF")
         err, _log = self.host.load_program(PROG_TYPE_TRACING,
                                            expected_attach_type=ATTACH_TRACE_RAW_TP,
-                                           attach_btf_id=t.id)
+                                           attach_btf_id=tid)
         return ProbeResult(True) if err == 0 else ProbeResult(False, os.strerror(err))
 
     def _types(self, what: str, table: dict[int, str]) -> dict[str, bool | None]:

@@ -108,7 +108,11 @@ class ObjectSpec(_Maps, GlobalsMixin):
     """A BPF object opened but not loaded, with the choices made before load.
 
     ``data`` is the ELF object.  ``btf_custom_path`` points libbpf at BTF
-    for CO-RE relocations when the kernel has none of its own.  Raises
+    for CO-RE relocations when the kernel has none of its own, or at a
+    minimal BTF made for this object (:mod:`lcc.compile.minbtf`): with
+    ``btf_optional``, it is only an optimisation, and a load that fails with
+    it is tried once more with the kernel's own BTF (``btf_dropped`` then
+    holds the path that was given up).  Raises
     :class:`BpfError` when libbpf cannot parse the object, :class:`BtfError`
     when ``btf_custom_path`` does not exist.  :meth:`close` frees the
     staged libbpf object (no kernel resource is held at any time).
@@ -117,10 +121,12 @@ class ObjectSpec(_Maps, GlobalsMixin):
     loaded = False  # a live object says True
 
     def __init__(self, data: bytes, *, name: str | None = None,
-                 btf_custom_path: str | None = None) -> None:
+                 btf_custom_path: str | None = None, btf_optional: bool = False) -> None:
         self._data = bytes(data)
         self._open_name = name
         self.btf_custom_path = btf_custom_path
+        self.btf_optional = btf_optional
+        self.btf_dropped: str | None = None
         if btf_custom_path is not None and not os.path.isfile(btf_custom_path):
             raise BtfError(f"the BTF file {btf_custom_path} does not exist",
                            hint="give the path of the target kernel's BTF (a vmlinux ELF or a "
@@ -299,6 +305,23 @@ class ObjectSpec(_Maps, GlobalsMixin):
         :class:`BtfError` without usable kernel BTF; the spec is unchanged
         then, and can be loaded again.
         """
+        try:
+            return self._load()
+        except LccError:
+            path = self.btf_custom_path
+            if not (self.btf_optional and path):
+                raise
+        # The optional BTF may be what failed: once more with the kernel's own.
+        self.btf_custom_path = None
+        try:
+            obj = self._load()
+        except BaseException:
+            self.btf_custom_path = path  # not the cause: keep it for the next load
+            raise
+        self.btf_dropped = path
+        return obj
+
+    def _load(self) -> BpfObject:
         h = self._staged()
         self._check_sized(h)
         self._handle = None  # loaded or failed, libbpf cannot load this one again

@@ -3,7 +3,11 @@
 - :class:`KernelSymbols` reads ``/proc/kallsyms`` once (lazily, cached for the
   process, re-read by :meth:`KernelSymbols.refresh` or :func:`refresh`) and
   turns kernel addresses (stack traces, ``kfree_skb`` locations) into
-  ``func+0x1a`` text.
+  ``func+0x1a`` text.  The table is a few flat arrays (about 5 MB for
+  120k symbols, not one Python object per symbol), and the table of
+  ``/proc/kallsyms`` is kept in the user's cache directory for the rest of
+  the boot (while the loaded modules stay the same), so the next process
+  maps it in rather than parsing the file again.
 - :class:`ElfSymbols` reads an ELF file's symbol tables and gives the file
   offset of a function, which is what a uprobe attaches to.
 - :func:`resolve_binary` finds an executable or a shared library by name
@@ -18,19 +22,23 @@ read (kernel addresses hidden by ``kptr_restrict``, not an ELF file),
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import glob
+import mmap
 import os
 import platform
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from lcc.errors import BinaryNotFound, LccError, SymbolNotFound, SymbolsUnavailable
 
@@ -69,26 +77,110 @@ class Symbol(NamedTuple):
 
 
 class _KallsymsTable:
-    """Parsed kallsyms: parallel lists sorted by address, aliases folded."""
+    """Parsed kallsyms in a few flat arrays rather than ~120k Python objects.
 
-    __slots__ = ("addrs", "names", "modules", "by_name")
+    Every symbol (aliases included) in address order: ``addrs`` (u64),
+    ``offs`` (u32, name ``i`` is ``blob[offs[i]:offs[i + 1]]``), ``mods``
+    (u16, index into ``modules``; 0 is the core kernel), and ``order``
+    (u32): symbol indices sorted by name, for lookups by name.  Among
+    aliases of one address the first listed is the name shown (the kernel
+    lists the best name first, as ``%pS`` prints it); a name listed at
+    several addresses answers with the lowest.
+    """
 
-    def __init__(
-        self,
-        addrs: list[int],
-        names: list[str],
-        modules: list[str | None],
-        by_name: dict[str, int],
-    ) -> None:
+    __slots__ = ("addrs", "offs", "mods", "order", "blob", "modules", "distinct")
+
+    def __init__(self, addrs: Any, offs: Any, mods: Any, order: Any, blob: Any,
+                 modules: list[str | None], distinct: int | None = None) -> None:
+        # arrays when parsed; memoryviews of the mapped cache file when read from it
         self.addrs = addrs
-        self.names = names
+        self.offs = offs
+        self.mods = mods
+        self.order = order
+        self.blob = blob
         self.modules = modules
-        self.by_name = by_name  # every name, aliases included; first address listed wins
+        self.distinct = _count_distinct(addrs) if distinct is None else distinct
+
+    def name(self, i: int) -> str:
+        return bytes(self.blob[self.offs[i]:self.offs[i + 1]]).decode("utf-8", "replace")
+
+    def module(self, i: int) -> str | None:
+        m = self.mods[i]
+        return self.modules[m] if m < len(self.modules) else None
+
+    def resolve(self, addr: int) -> tuple[int, int] | None:
+        """(index of the symbol ``addr`` falls in, its address), or None below all."""
+        i = bisect.bisect_right(self.addrs, addr) - 1
+        if i < 0:
+            return None
+        base = self.addrs[i]
+        return bisect.bisect_left(self.addrs, base, 0, i), base
+
+    def address_of(self, name: str) -> int | None:
+        key = name.encode("utf-8", "replace")
+        blob, offs, order = self.blob, self.offs, self.order
+        j = bisect.bisect_left(order, key, key=lambda k: bytes(blob[offs[k]:offs[k + 1]]))
+        if j < len(order):
+            k = order[j]
+            if bytes(blob[offs[k]:offs[k + 1]]) == key:
+                return self.addrs[k]
+        return None
+
+    # -- the per-boot cache file -------------------------------------------------
+
+    def to_bytes(self, stamp: bytes) -> bytes:
+        mods = "\n".join(m or "" for m in self.modules).encode()
+        head = _CACHE_HEAD.pack(_CACHE_MAGIC, len(self.addrs), len(self.blob), len(mods),
+                                self.distinct, stamp)
+        return b"".join([head, self.addrs.tobytes(), self.offs.tobytes(), self.order.tobytes(),
+                         self.mods.tobytes(), bytes(self.blob), mods])
+
+    @classmethod
+    def from_bytes(cls, data: Any, stamp: bytes) -> _KallsymsTable | None:
+        """The table a cache file's bytes (or its mapping) hold, without copying
+        them; None when it is damaged or stale."""
+        if len(data) < _CACHE_HEAD.size:
+            return None
+        magic, n, blob_len, mods_len, distinct, got = _CACHE_HEAD.unpack_from(data)
+        if magic != _CACHE_MAGIC or got != stamp or \
+                len(data) != _CACHE_HEAD.size + n * 18 + 4 + blob_len + mods_len:
+            return None
+        view = memoryview(data)
+        pos = _CACHE_HEAD.size
+
+        def take(code: str, count: int, size: int) -> memoryview:
+            nonlocal pos
+            part = view[pos:pos + count * size].cast(code)
+            pos += count * size
+            return part
+        addrs, offs = take("Q", n, 8), take("I", n + 1, 4)
+        order, mods = take("I", n, 4), take("H", n, 2)
+        blob = view[pos:pos + blob_len]
+        modules = [m or None for m in bytes(view[pos + blob_len:]).decode().split("\n")]
+        if offs[n] != blob_len:
+            return None
+        return cls(addrs, offs, mods, order, blob, modules, distinct)
+
+
+_CACHE_MAGIC = b"LCCKSYM2"
+# magic, symbols, name bytes, module bytes, distinct addresses, stamp (56 bytes:
+# the u64 addresses that follow stay aligned)
+_CACHE_HEAD = struct.Struct("=8sIIII32s")
+assert array("Q").itemsize == 8 and array("I").itemsize == 4 and array("H").itemsize == 2
+
+
+def _count_distinct(addrs: array) -> int:
+    n, last = 0, None
+    for a in addrs:
+        if a != last:
+            n += 1
+            last = a
+    return n
 
 
 # Symbol types that do not name code or data at their address: absolute
 # values (per-CPU offsets and the like) and undefined symbols.
-_SKIPPED_TYPES = frozenset("aAUu")
+_SKIPPED_TYPES = frozenset(b"aAUu")
 
 _KPTR_HINT = (
     "run as root, or let other users see kernel addresses with "
@@ -96,19 +188,29 @@ _KPTR_HINT = (
 )
 
 
-def _parse_kallsyms(path: str) -> _KallsymsTable:
-    """Read and index a kallsyms file; raises SymbolsUnavailable if it has no usable address."""
+def _kallsyms_lines(path: str) -> Iterator[bytes]:
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
+        f = open(path, "rb")
     except OSError as e:
         raise SymbolsUnavailable(
             f"cannot read kernel symbols from {path}: {e.strerror or e}",
             hint="lcc needs /proc mounted to symbolize kernel addresses",
         ) from e
-    entries: list[tuple[int, str, str | None]] = []
+    with f:
+        yield from f
+
+
+def _parse_kallsyms(path: str) -> _KallsymsTable:
+    """Read and index a kallsyms file; raises SymbolsUnavailable if it has no usable address.
+
+    Built column by column (no tuple per line), to keep the first process of
+    a boot, which parses, from holding the whole file as Python objects.
+    """
+    addrs, mods = array("Q"), array("H")
+    names: list[bytes] = []
+    module_ids: dict[bytes, int] = {b"": 0}
     seen_any = False
-    for line in lines:
+    for line in _kallsyms_lines(path):
         parts = line.split()
         if len(parts) < 3:
             continue
@@ -117,43 +219,102 @@ def _parse_kallsyms(path: str) -> _KallsymsTable:
         except ValueError:
             continue
         seen_any = True
-        if parts[1] in _SKIPPED_TYPES or addr == 0:
+        if len(parts[1]) != 1 or parts[1][0] in _SKIPPED_TYPES or addr == 0:
             continue
-        module = parts[3].strip("[]") if len(parts) > 3 else None
-        entries.append((addr, parts[2], module))
-    if not entries:
+        addrs.append(addr)
+        names.append(parts[2])
+        mods.append(module_ids.setdefault(parts[3].strip(b"[]") if len(parts) > 3 else b"",
+                                          len(module_ids)))
+    if not names:
         if seen_any:
             raise SymbolsUnavailable(
                 f"kernel symbol addresses in {path} are hidden (all zero)", hint=_KPTR_HINT
             )
         raise SymbolsUnavailable(f"no kernel symbols in {path}")
-    # A stable sort keeps the file order among aliases; the kernel lists the
-    # best name of an address first (as %pS prints it), so keep that one.
-    entries.sort(key=lambda e: e[0])
-    by_name: dict[str, int] = {}
-    for addr, name, _ in entries:
-        by_name.setdefault(name, addr)
-    addrs: list[int] = []
-    names: list[str] = []
-    modules: list[str | None] = []
-    for addr, name, module in entries:
-        if addrs and addrs[-1] == addr:
-            continue
-        addrs.append(addr)
-        names.append(name)
-        modules.append(module)
-    return _KallsymsTable(addrs, names, modules, by_name)
+    # By address; sorted() is stable, so aliases keep the file's order (the
+    # kernel's best name first).
+    perm = sorted(range(len(names)), key=addrs.__getitem__)
+    addrs = array("Q", [addrs[i] for i in perm])
+    mods = array("H", [mods[i] for i in perm])
+    names = [names[i] for i in perm]
+    del perm
+    offs = array("I", [0])
+    pos = 0
+    for n in names:
+        pos += len(n)
+        offs.append(pos)
+    order = array("I", sorted(range(len(names)), key=names.__getitem__))
+    modules = [m.decode("utf-8", "replace") or None for m in module_ids]
+    return _KallsymsTable(addrs, offs, mods, order, b"".join(names), modules)
+
+
+def _stamp() -> bytes | None:
+    """What a cached table of /proc/kallsyms must match: this boot and the loaded
+    modules (their names and addresses); None when there is no boot id."""
+    from . import kernelcache
+    boot = kernelcache.boot_id()
+    if boot is None:
+        return None
+    try:
+        with open("/proc/modules", "rb") as f:
+            mods = f.read()
+    except OSError:
+        mods = b""
+    return kernelcache.sha256(boot.encode() + b"\0" + mods).digest()
+
+
+def _cached_kallsyms(*, fresh: bool = False) -> _KallsymsTable:
+    """The table of /proc/kallsyms, from the per-boot cache file when it is current
+    (``<cache root>/kallsyms-<uid>``, mode 0600: it holds kernel addresses), else
+    (or when ``fresh``) parsed and written there.
+
+    The file is current for this boot and this set of loaded modules; the
+    symbols of BPF programs (``[bpf]``) in it are those loaded when it was
+    written.  :func:`refresh` makes the next lookup read kallsyms again.
+    """
+    from . import kernelcache
+    stamp = _stamp()
+    path = os.path.join(kernelcache.cache_root(), f"kallsyms-{os.geteuid()}")
+    if stamp is not None and not fresh:
+        try:
+            with open(path, "rb") as f:
+                # Mapped, not read: the pages are shared and loaded as lookups touch them.
+                data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+            table = _KallsymsTable.from_bytes(data, stamp)
+            if table is not None:
+                return table
+        except (OSError, ValueError):
+            pass
+    table = _parse_kallsyms(KALLSYMS)
+    if stamp is not None:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(table.to_bytes(stamp))
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return table
 
 
 _tables: dict[str, _KallsymsTable] = {}
 _tables_lock = threading.Lock()
+_fresh = False  # set by refresh(): the next table of /proc/kallsyms is read anew
 
 
 def _table_for(path: str, *, reload: bool = False) -> _KallsymsTable:
     with _tables_lock:
         table = None if reload else _tables.get(path)
         if table is None:
-            table = _parse_kallsyms(path)
+            if path == KALLSYMS:
+                global _fresh
+                table = _cached_kallsyms(fresh=reload or _fresh)
+                _fresh = False
+            else:
+                table = _parse_kallsyms(path)
             _tables[path] = table
         return table
 
@@ -197,7 +358,7 @@ class KernelSymbols:
 
     def __len__(self) -> int:
         """Number of distinct symbol addresses. Raises SymbolsUnavailable."""
-        return len(self._table().addrs)
+        return self._table().distinct
 
     def resolve(self, addr: int) -> Symbol | None:
         """Return the symbol *addr* falls in, or None if it lies below every symbol.
@@ -207,10 +368,11 @@ class KernelSymbols:
         """
         addr = int(addr) & _U64_MASK
         table = self._table()
-        i = bisect.bisect_right(table.addrs, addr) - 1
-        if i < 0 or addr == 0:
+        found = table.resolve(addr) if addr else None
+        if found is None:
             return None
-        return Symbol(table.names[i], addr - table.addrs[i], table.modules[i])
+        i, base = found
+        return Symbol(table.name(i), addr - base, table.module(i))
 
     def format(self, addr: int) -> str:
         """Return ``func+0x1a`` (``func+0x1a [module]`` for a module) or ``0x<addr>`` if unknown.
@@ -233,7 +395,7 @@ class KernelSymbols:
 
         Raises SymbolsUnavailable when kallsyms cannot be used.
         """
-        return self._table().by_name.get(name)
+        return self._table().address_of(name)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.address_of(name) is not None
@@ -254,8 +416,10 @@ def kernel_symbols() -> KernelSymbols:
 
 def refresh() -> None:
     """Forget every cached kallsyms table; the next lookup re-reads its file."""
+    global _fresh
     with _tables_lock:
         _tables.clear()
+        _fresh = True
 
 
 # --------------------------------------------------------------------------

@@ -303,3 +303,54 @@ def test_real_libc():
     assert resolve_binary("c") == libc
     elf = ElfSymbols(libc)
     assert elf.offset("malloc") > 0
+
+
+# -- the compact table and its per-boot cache file ---------------------------------
+
+
+def test_table_round_trips_through_its_cache_bytes(fake):
+    from lcc.symbols import _KallsymsTable, _parse_kallsyms
+    t = _parse_kallsyms(str(fake))
+    stamp = b"s" * 32
+    back = _KallsymsTable.from_bytes(t.to_bytes(stamp), stamp)
+    assert back is not None
+    assert list(back.addrs) == list(t.addrs) and back.blob == t.blob
+    assert back.modules == t.modules and list(back.order) == list(t.order)
+    for i in range(len(t.addrs)):
+        assert back.name(i) == t.name(i)
+
+
+def test_a_stale_or_damaged_cache_file_is_refused(fake):
+    from lcc.symbols import _KallsymsTable, _parse_kallsyms
+    data = _parse_kallsyms(str(fake)).to_bytes(b"s" * 32)
+    assert _KallsymsTable.from_bytes(data, b"t" * 32) is None  # another boot or modules
+    assert _KallsymsTable.from_bytes(data[:-1], b"s" * 32) is None
+    assert _KallsymsTable.from_bytes(b"LCCKSYM0" + data[8:], b"s" * 32) is None
+    assert _KallsymsTable.from_bytes(b"", b"s" * 32) is None
+
+
+@pytest.mark.skipif(not os.access("/proc/kallsyms", os.R_OK), reason="no /proc/kallsyms")
+def test_the_running_kernels_table_is_cached_and_answers_the_same(tmp_path, monkeypatch):
+    from lcc import symbols
+    monkeypatch.setenv("LCC_CACHE_DIR", str(tmp_path))
+    try:
+        parsed = symbols._parse_kallsyms(symbols.KALLSYMS)
+    except SymbolsUnavailable:
+        pytest.skip("kernel addresses are hidden here")
+    first = symbols._cached_kallsyms()  # parses and writes the cache file
+    files = list(tmp_path.glob("kallsyms-*"))
+    assert len(files) == 1 and files[0].stat().st_mode & 0o077 == 0
+    second = symbols._cached_kallsyms()  # from the file
+    assert second.blob == first.blob
+    i = len(parsed.addrs) // 2
+    addr = parsed.addrs[i]
+    for t in (first, second):
+        j, base = t.resolve(addr + 1)
+        assert base == addr and t.name(j) == parsed.name(parsed.resolve(addr)[0])
+        assert t.address_of(parsed.name(i)) is not None
+    files[0].write_bytes(b"damaged")
+    # Read again and rewritten (BPF programs come and go meanwhile: compare a
+    # kernel symbol, not the whole table).
+    third = symbols._cached_kallsyms()
+    assert third.name(third.resolve(addr + 1)[0]) == first.name(first.resolve(addr + 1)[0])
+    assert files[0].read_bytes() != b"damaged"

@@ -16,66 +16,61 @@ Nothing here needs privileges.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import struct
-from dataclasses import dataclass
 
 from ..errors import BtfError
+from .. import kernelcache
+from ..kernelcache import KERNEL_NOTES, parse_build_id
 
 __all__ = ["KERNEL_BTF", "KERNEL_NOTES", "KernelIdentity", "btf_identity", "build_id",
-           "read_btf", "this_kernel"]
+           "parse_build_id", "read_btf", "this_kernel"]
 
 KERNEL_BTF = "/sys/kernel/btf/vmlinux"
-KERNEL_NOTES = "/sys/kernel/notes"
-
-_NT_GNU_BUILD_ID = 3
-# Notes read from sysfs are in the running machine's byte order.
-_NOTE_HEADER = struct.Struct("=III")  # namesz, descsz, type
 
 
-@dataclass(frozen=True)
 class KernelIdentity:
-    """The running kernel as the compile pipeline sees it."""
+    """The running kernel as the compile pipeline sees it (immutable).
+
+    A plain class rather than a dataclass: it is made on every tool's start,
+    and ``dataclasses`` costs several milliseconds to import.
+    """
+
+    __slots__ = ("release", "arch", "btf_id", "has_btf")
 
     release: str  # uname -r
     arch: str  # uname -m
     btf_id: str | None  # "build-id:<hex>", "sha256:<hex>" or None
     has_btf: bool  # /sys/kernel/btf/vmlinux exists
 
+    def __init__(self, release: str, arch: str, btf_id: str | None, has_btf: bool) -> None:
+        for k, v in (("release", release), ("arch", arch), ("btf_id", btf_id),
+                     ("has_btf", has_btf)):
+            object.__setattr__(self, k, v)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"KernelIdentity is immutable ({name})")
+
+    def _tuple(self) -> tuple:
+        return (self.release, self.arch, self.btf_id, self.has_btf)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KernelIdentity) and self._tuple() == other._tuple()
+
+    def __hash__(self) -> int:
+        return hash(self._tuple())
+
+    def __repr__(self) -> str:
+        return (f"KernelIdentity(release={self.release!r}, arch={self.arch!r}, "
+                f"btf_id={self.btf_id!r}, has_btf={self.has_btf!r})")
+
     @property
     def btf_path(self) -> str | None:
         return KERNEL_BTF if self.has_btf else None
 
 
-def _align4(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def parse_build_id(notes: bytes) -> str | None:
-    """The GNU build-id (hex) in an ELF note section's bytes, or None."""
-    off = 0
-    while off + _NOTE_HEADER.size <= len(notes):
-        namesz, descsz, ntype = _NOTE_HEADER.unpack_from(notes, off)
-        off += _NOTE_HEADER.size
-        name = notes[off:off + namesz]
-        off += _align4(namesz)
-        desc = notes[off:off + descsz]
-        off += _align4(descsz)
-        if len(desc) < descsz:
-            return None  # truncated
-        if ntype == _NT_GNU_BUILD_ID and name.rstrip(b"\0") == b"GNU" and desc:
-            return desc.hex()
-    return None
-
-
 def build_id(notes_path: str = KERNEL_NOTES) -> str | None:
     """The running kernel's GNU build-id, or None when /sys/kernel/notes lacks one."""
-    try:
-        with open(notes_path, "rb") as f:
-            return parse_build_id(f.read())
-    except OSError:
-        return None
+    return kernelcache.build_id(None if notes_path == KERNEL_NOTES else notes_path)
 
 
 def btf_identity(*, notes_path: str = KERNEL_NOTES, btf_path: str = KERNEL_BTF) -> str | None:
@@ -84,6 +79,7 @@ def btf_identity(*, notes_path: str = KERNEL_NOTES, btf_path: str = KERNEL_BTF) 
     if bid:
         return f"build-id:{bid}"
     try:
+        import hashlib  # only for a kernel without a build-id
         h = hashlib.sha256()
         with open(btf_path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
