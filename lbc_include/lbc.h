@@ -97,6 +97,31 @@ struct bpf_map_def;
 		__type(lbc_event, TYPE);                                      \
 	} MAPS SEC(".maps")
 
+/*
+ * Ring buffer wakeups.  A plain submit wakes the consumer whenever it has
+ * caught up, so a consumer that keeps pace is woken (and the producer pays
+ * for the wakeup) once per event.  LBC_RB_WAKEUP(MAPS, WATERMARK) is the
+ * submit flag that wakes it only once WATERMARK bytes wait unread:
+ *
+ *	bpf_ringbuf_submit(e, LBC_RB_WAKEUP(events, LBC_RB_WATERMARK(events)));
+ *	lbc_ringbuf_output(&events, &ev, sizeof(ev));	(the same, copying)
+ *
+ * Events below the watermark are taken by the consumer's next poll timeout
+ * (lcc's RingBuffer.poll(timeout_ms) reads what waits when the timeout
+ * ends), so the consumer must poll with a timeout: lcc's tools use 100 ms.
+ * LBC_RB_WATERMARK is an eighth of the ring's size, which leaves the
+ * consumer seven eighths of the ring to catch up in once it is woken.
+ */
+#define LBC_RB_WATERMARK(MAPS) (bpf_ringbuf_query(&(MAPS), BPF_RB_RING_SIZE) / 8)
+#define LBC_RB_WAKEUP(MAPS, WATERMARK)                                        \
+	(bpf_ringbuf_query(&(MAPS), BPF_RB_AVAIL_DATA) >= (__u64)(WATERMARK)  \
+		 ? BPF_RB_FORCE_WAKEUP                                        \
+		 : BPF_RB_NO_WAKEUP)
+/* bpf_ringbuf_output() with LBC_RB_WAKEUP at the default watermark; 0 or -errno. */
+#define lbc_ringbuf_output(MAPS_PTR, DATA, SIZE)                              \
+	bpf_ringbuf_output((MAPS_PTR), (DATA), (SIZE),                        \
+			   LBC_RB_WAKEUP(*(MAPS_PTR), LBC_RB_WATERMARK(*(MAPS_PTR))))
+
 #define __LBC_KV_MAP(MAPS, MAP_TYPE, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)       \
 	struct {                                                              \
 		__uint(type, MAP_TYPE);                                       \

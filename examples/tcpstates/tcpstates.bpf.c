@@ -49,7 +49,12 @@ struct {
 	__type(value, __u32);
 } listen_ports SEC(".maps");
 
-LBC_RINGBUF(events, struct event, 512 * 1024);
+/*
+ * 4 MiB: 40k events, a fifth of a second of a connect storm's 10 state
+ * changes per connect (20k connects a second on loopback), which covers a
+ * reader that is off the CPU that long or a little slower than the storm.
+ */
+LBC_RINGBUF(events, struct event, 4 * 1024 * 1024);
 
 __u64 dropped = 0;	/* events lost because the ring buffer was full */
 
@@ -195,7 +200,8 @@ static __always_inline int emit(__u16 kind, __u64 sk, const struct endpoints *ep
 	e->sport = ep->lport;
 	e->dport = ep->rport;
 	e->kind = kind;
-	bpf_ringbuf_submit(e, 0);
+	/* Wake the reader only once an eighth of the ring waits: it polls every 100 ms. */
+	bpf_ringbuf_submit(e, LBC_RB_WAKEUP(events, LBC_RB_WATERMARK(events)));
 	return 0;
 }
 
