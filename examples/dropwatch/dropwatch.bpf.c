@@ -34,7 +34,7 @@ const volatile __u8 reason_filter = 0;    /* 0: every reason, 1: only those in r
 /* Events lost because the ring buffer was full. */
 __u64 dropped = 0;
 
-/* 8 MiB: 80k drops, about a second of a flood on loopback, for a reader off the CPU. */
+/* 8 MiB: 80k drops, a second of a flood on loopback, for a reader off the CPU (its RSS counts it). */
 LBC_RINGBUF(events, struct drop_event, 8 * 1024 * 1024);
 LBC_STACK(stacks, 4096);
 LBC_HASH(stack_counts, struct stack_key, __u64, 4096);
