@@ -44,6 +44,11 @@ cache enabled.
     bench/tools_bench.py                       # every tool, 3 runs
     bench/tools_bench.py --quick               # 1 run, a tenth of the load
     bench/tools_bench.py --tools tcpstates,dropwatch --rows load --connects 20000
+    bench/tools_bench.py --rows decode         # only read_batch's bulk decoding rates
+
+The decode row times, in memory, a million 96-byte events decoded by the
+per-event callback path and by ``RingBuffer.read_batch``'s bulk decoding
+(tuples, and numpy arrays when the ``numpy`` extra is installed).
 """
 
 from __future__ import annotations
@@ -446,11 +451,72 @@ def report_tool(tool: Tool, fig: Figures, peers: list[Peer], calib: str) -> None
         print(f"{'no tracer':<10} generator {bare * 1000:.1f} ms")
 
 
+def decode_rates(n: int = 1 << 20) -> None:
+    """Events/s decoded from ring records in memory (no kernel): the per-event
+    callback path, and read_batch's bulk decoding without and with numpy."""
+    sys.path[:0] = [str(ROOT / "client")]
+    from collections import deque
+
+    from lcc.btf import Array, Int, Member, Struct
+    from lcc.buffers import batch
+    from lcc.codecs import codec
+    from lcc.ringbuf_mmap import EventDelivery, record_size
+
+    u8, u16, u32, u64 = Int(1, "u8", 1), Int(2, "u16", 2), Int(3, "u32", 4), Int(4, "u64", 8)
+    char = Int(5, "char", 1, signed=True, is_char=True)
+    # tcpstates' struct event: 96 bytes
+    ev = Struct(10, "event", 96, tuple(Member(nm, t, off * 8) for nm, t, off in (
+        ("skaddr", u64, 0), ("ts_ns", u64, 8), ("delta_ns", u64, 16),
+        ("saddr", Array(11, "", u8, 16), 24), ("daddr", Array(12, "", u8, 16), 40),
+        ("comm", Array(13, "", char, 16), 56), ("pid", u32, 72), ("oldstate", u32, 76),
+        ("newstate", u32, 80), ("detail", u32, 84), ("family", u16, 88), ("sport", u16, 90),
+        ("dport", u16, 92), ("kind", u16, 94))))
+    c = codec(ev)
+    per_run = 4096
+    rec = (96).to_bytes(4, "little") + bytes(4) + bytes(range(96))
+    run = rec * per_run
+    runs = [(run, per_run, 96)] * (n // per_run)
+    total = per_run * len(runs)  # a multiple of 65536
+    assert record_size(96) == len(rec)
+    rates = {}
+    sink: deque = deque(maxlen=0)
+    d = EventDelivery(sink.append, c)
+    t = time.perf_counter()
+    for data, k, length in runs:
+        d(memoryview(data), k, length)
+    rates["per-event callback"] = total / (time.perf_counter() - t)
+    ring = memoryview(run)
+
+    def bulk(use_numpy: bool) -> float:
+        """read_batch's work for batches of 65536 events: copy out of the ring
+        (one bytearray per batch), decode, touch a column."""
+        t = time.perf_counter()
+        for _ in range(total // 65536):
+            buf = bytearray()
+            for _ in range(65536 // per_run):
+                buf += ring
+            b = batch.decode_runs([(buf, 65536, 96)], c, use_numpy=use_numpy)
+            sum(b["pid"]) if not b.numpy else b["pid"].sum()
+        return total / (time.perf_counter() - t)
+
+    rates["read_batch, tuples"] = bulk(False)
+    try:
+        rates["read_batch, numpy"] = bulk(True)
+    except ImportError:
+        rates["read_batch, numpy"] = float("nan")
+    base = rates["per-event callback"]
+    print(f"\n== bulk decoding of {total} 96-byte events (tcpstates' struct event), in memory")
+    for k, v in rates.items():
+        cell = "numpy not installed" if v != v else f"{v / 1e6:8.2f} M events/s  {v / base:6.2f}x"
+        print(f"{k:<22} {cell}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tools", default=",".join(t.name for t in TOOLS),
                     help="comma-separated, from: " + ", ".join(t.name for t in TOOLS))
-    ap.add_argument("--rows", default="start,load", help="start, load or both")
+    ap.add_argument("--rows", default="start,load,decode",
+                    help="start, load, decode (bulk decoding, no kernel), comma-separated")
     ap.add_argument("--runs", type=int, default=3, help="interleaved runs per figure")
     ap.add_argument("--connects", type=int, default=20000)
     ap.add_argument("--drops", type=int, default=50000)
@@ -469,6 +535,10 @@ def main() -> int:
     if unknown:
         sys.exit(f"tools_bench: unknown tools: {', '.join(sorted(unknown))}")
     rows = set(args.rows.split(","))
+    if "decode" in rows:
+        decode_rates()
+    if not rows & {"start", "load"}:
+        return 0
     print(f"tools_bench: {args.runs} runs, load average "
           + ", ".join(f"{x:.2f}" for x in os.getloadavg())
           + f", {os.cpu_count()} CPUs (generator on {LOAD_CPU}, tool on {TOOL_CPU})")
