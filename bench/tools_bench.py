@@ -9,8 +9,9 @@ medians printed):
   run (``ru_maxrss`` from wait4).  "Ready" is: for lcc tools, their ready
   line on stderr ("... Hit Ctrl-C to end.", printed once attached); for
   C tools, their first line on stdout (their header, printed once attached;
-  run under ``stdbuf -oL`` here so that it is not held in a buffer); for
-  bpftrace, the line its ``BEGIN`` probe prints (BEGIN fires once every
+  run under ``stdbuf -oL`` here so that it is not held in a buffer;
+  offcputime prints nothing before it stops, so for it: the moment the
+  process holds its first BPF link fd, an underestimate); for bpftrace, the line its ``BEGIN`` probe prints (BEGIN fires once every
   probe is attached).  The process is stopped with SIGINT at once.
 * **load** (tools with a load): a bounded load made by ``bench/loadgen.c``
   pinned to CPU 0 while the tool runs pinned to CPU 1: loopback TCP
@@ -114,7 +115,7 @@ class Peer:
 
     who: str                                   # lcc, C, bpftrace
     argv: Callable[[int], list[str]]           # given the generator's pid (0 for start runs)
-    ready: str                                 # "stderr:REGEX", "stdout:REGEX" or "fd"
+    ready: str            # "stderr:REGEX", "stdout:REGEX" ("|" between several) or "fd"
     delivered: Callable[[str], int] | None = None  # events in its stdout (load runs)
     binary: str = ""                           # must exist for the peer to run
 
@@ -127,6 +128,8 @@ class Tool:
     name: str
     peers: list[Peer]
     load: str | None = None                    # tcp, udp, getppid
+    # events per operation of the load, and besides, when not those calibrated for it
+    per_op: tuple[int, int, str] | None = None
 
 
 BPFTRACE_READY = 'BEGIN { printf("ready\\n"); } '
@@ -170,10 +173,10 @@ TOOLS = [
     ]),
     Tool("offcpu", peers=[
         Peer("lcc", lambda pid: lcc_tool("offcpu"), r"stderr:Hit Ctrl-C"),
-        Peer("C", lambda pid: ["/usr/sbin/offcputime"], r"stdout:Tracing",
-             binary="/usr/sbin/offcputime"),
+        # prints nothing until it stops: ready is its first BPF link
+        Peer("C", lambda pid: ["/usr/sbin/offcputime"], "fd", binary="/usr/sbin/offcputime"),
     ]),
-    Tool("tcpconnlat", load="tcp", peers=[
+    Tool("tcpconnlat", load="tcp", per_op=(1, 0, "one connect latency per connect"), peers=[
         Peer("lcc", lambda pid: lcc_tool("tcpconnlat"), r"stderr:Hit Ctrl-C",
              lines_with_token(str(TCP_PORT))),
         Peer("C", lambda pid: ["/usr/sbin/tcpconnlat"], r"stdout:PID",
@@ -217,6 +220,22 @@ def pinned(cpu: int) -> Callable[[], None]:
         except OSError:
             pass  # one CPU: run unpinned
     return pin
+
+
+_reaped: dict[int, tuple[int, object]] = {}  # pid -> (exit code, rusage)
+
+
+def exited(p: subprocess.Popen) -> bool:
+    """Whether a tool process has exited; reaps it with wait4 (its rusage is kept:
+    Popen.poll() would reap it and lose that)."""
+    if p.pid in _reaped:
+        return True
+    pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+    if pid:
+        _reaped[p.pid] = (os.waitstatus_to_exitcode(status), ru)
+        p.returncode = _reaped[p.pid][0]
+        return True
+    return False
 
 
 def holds_bpf_link(pid: int) -> bool:
@@ -267,12 +286,13 @@ class Runner:
 
     def wait_ready(self, p: subprocess.Popen, peer: Peer, out, err, use_fd: bool) -> float:
         t0 = time.monotonic()
-        if use_fd and peer.ready.startswith("stdout:") and peer.who == "C":
+        if peer.ready == "fd" or (use_fd and peer.who == "C"):
             while not holds_bpf_link(p.pid):
                 self._alive(p, t0)
-                time.sleep(0.002)
+                time.sleep(0.001)
             t = time.monotonic()
-            time.sleep(0.2)  # the rest of its programs and its perf buffer
+            if use_fd:
+                time.sleep(0.2)  # the rest of its programs and its perf buffer
             return t
         stream, rx = peer.ready.split(":", 1)
         f = out if stream == "stdout" else err
@@ -286,25 +306,22 @@ class Runner:
             time.sleep(0.001)
 
     def _alive(self, p: subprocess.Popen, t0: float) -> None:
-        if p.poll() is not None:
+        if exited(p):
             raise RuntimeError(f"exited with status {p.returncode} before it was ready")
         if time.monotonic() - t0 > READY_TIMEOUT:
             raise RuntimeError("not ready in time")
 
     def finish(self, p: subprocess.Popen, out, err) -> tuple[float, float, str, str]:
         """SIGINT, then wait4: (peak RSS MiB, CPU s, stdout, stderr)."""
-        if p.poll() is None:
+        if not exited(p):
             p.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 30
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                p.returncode = os.waitstatus_to_exitcode(status)
-                break
+        while not exited(p):
             if time.monotonic() > deadline:
                 p.kill()
                 deadline = time.monotonic() + 30
             time.sleep(0.005)
+        ru = _reaped.pop(p.pid)[1]
         out.seek(0)
         err.seek(0)
         texts = out.read().decode(errors="replace"), err.read().decode(errors="replace")
@@ -348,6 +365,8 @@ class Runner:
                 gen.stdin.close()
                 line = gen.stdout.readline().split()
                 r.load_s = float(line[2]) if line[:1] == ["done"] else 0.0
+            else:
+                gen.kill()  # the tracer failed: no load to make
             gen.wait()
             if proc is not None:
                 self.settle(proc, out)
@@ -364,7 +383,7 @@ class Runner:
     def settle(self, p: subprocess.Popen, out) -> None:
         """Until the tool's output has not grown for half a second (at most 60 s)."""
         last, still, deadline = -1, time.monotonic(), time.monotonic() + 60
-        while time.monotonic() < deadline and p.poll() is None:
+        while time.monotonic() < deadline and not exited(p):
             size = os.fstat(out.fileno()).st_size
             if size != last:
                 last, still = size, time.monotonic()
@@ -404,7 +423,9 @@ def med(xs: list[float]) -> float:
 
 
 def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b and a == a and b == b else "-"
+    # "-" where there is nothing to compare: a missing figure, or a CPU per event
+    # within noise of zero (the counting tools do their work in the kernel).
+    return f"{a / b:.2f}x" if a == a and b == b and b > 0.005 and a >= 0 else "-"
 
 
 def report_tool(tool: Tool, fig: Figures, peers: list[Peer], calib: str) -> None:
@@ -426,7 +447,7 @@ def report_tool(tool: Tool, fig: Figures, peers: list[Peer], calib: str) -> None
         if tool.load:
             produced = fig.produced or 1
             row["delivered"] = med([r.delivered / produced for r in ld])
-            row["cpu"] = med([(r.cpu_s - start_cpu) / produced * 1e6 for r in ld])
+            row["cpu"] = max(0.0, med([(r.cpu_s - start_cpu) / produced * 1e6 for r in ld]))
             row["slowdown"] = med([r.load_s / bare for r in ld]) if bare else float("nan")
             row["load_rss"] = med([r.rss_mib for r in ld])
             line += (f" {row['delivered'] * 100:>9.1f}% {row['cpu']:>10.2f} "
@@ -555,7 +576,7 @@ def main() -> int:
                 run.start_run(tool, p)
             calib = ""
             if tool.load and "load" in rows:
-                per, extra, calib = run.calibrate(tool.load)
+                per, extra, calib = tool.per_op or run.calibrate(tool.load)
                 fig.produced = run.amount(tool.load) * per + extra
             for _ in range(args.runs):
                 for p in peers:
