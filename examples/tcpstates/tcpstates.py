@@ -163,9 +163,10 @@ class TcpStates(RingEvents, ClbcBase):
 
     def detail(self, ev: Any) -> str:
         """An event's detail text: the reset reason or the retransmit error."""
-        if ev.kind == 1 or not ev.detail:
+        if ev.kind == 1:
             return ""
         kind = KINDS.get(ev.kind, "")
+        # The reset reasons are read from BTF at the first reset sent (0 is a reason too).
         return _detail(kind, ev.detail, self.reasons if kind == "reset_sent" else {})
 
     def decode(self, ev: Any) -> TcpEvent:
