@@ -6,7 +6,9 @@ medians printed):
 
 * **start**: spawn -> ready, in ms, with the lcc object already cached
   (one unmeasured run first warms the cache), and the peak RSS of that
-  run (``ru_maxrss`` from wait4).  "Ready" is: for lcc tools, their ready
+  run (VmHWM from /proc, read until it exits: wait4's ``ru_maxrss`` would
+  include this bench's own memory, which a child holds until its exec; CPU
+  times come from wait4).  "Ready" is: for lcc tools, their ready
   line on stderr ("... Hit Ctrl-C to end.", printed once attached); for
   C tools, their first line on stdout (their header, printed once attached;
   run under ``stdbuf -oL`` here so that it is not held in a buffer;
@@ -243,6 +245,18 @@ def exited(p: subprocess.Popen) -> bool:
     return False
 
 
+def vm_hwm(pid: int) -> int:
+    """Peak resident memory of a running process, KiB (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def holds_bpf_link(pid: int) -> bool:
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -317,22 +331,28 @@ class Runner:
             raise RuntimeError("not ready in time")
 
     def finish(self, p: subprocess.Popen, out, err) -> tuple[float, float, str, str]:
-        """SIGINT, then wait4: (peak RSS MiB, CPU s, stdout, stderr)."""
+        """SIGINT, then wait4: (peak RSS MiB, CPU s, stdout, stderr).
+
+        The peak RSS is the process's VmHWM, read from /proc until it exits:
+        wait4's ru_maxrss would also count this bench's own memory, which a
+        child carries from fork (or vfork) until its exec."""
+        hwm = vm_hwm(p.pid)
         if not exited(p):
             p.send_signal(signal.SIGINT)
         deadline = time.monotonic() + 30
         while not exited(p):
+            hwm = max(hwm, vm_hwm(p.pid))
             if time.monotonic() > deadline:
                 p.kill()
                 deadline = time.monotonic() + 30
-            time.sleep(0.005)
+            time.sleep(0.002)
         ru = _reaped.pop(p.pid)[1]
         out.seek(0)
         err.seek(0)
         texts = out.read().decode(errors="replace"), err.read().decode(errors="replace")
         out.close()
         err.close()
-        return ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime, texts[0], texts[1]
+        return hwm / 1024, ru.ru_utime + ru.ru_stime, texts[0], texts[1]
 
     # -- rows -------------------------------------------------------------------
 
@@ -434,13 +454,14 @@ def ratio(a: float, b: float) -> str:
 
 
 def report_tool(tool: Tool, fig: Figures, peers: list[Peer], calib: str) -> None:
+    loaded = bool(tool.load and fig.load)
     print(f"\n== {tool.name}" + (f": {fig.produced} events produced ({calib})"
-                                if tool.load else ""))
+                                if loaded else ""))
     ok = {p.who: [r for r in fig.start.get(p.who, []) if not r.error] for p in peers}
     lok = {p.who: [r for r in fig.load.get(p.who, []) if not r.error] for p in peers}
     bare = med(fig.bare)
     head = f"{'':<10} {'start ms':>9} {'RSS MiB':>8}"
-    if tool.load:
+    if loaded:
         head += f" {'delivered':>10} {'CPU us/ev':>10} {'slowdown':>9} {'load RSS':>9}"
     print(head)
     rows: dict[str, dict[str, float]] = {}
@@ -449,7 +470,7 @@ def report_tool(tool: Tool, fig: Figures, peers: list[Peer], calib: str) -> None
         start_cpu = med([r.cpu_s for r in st])
         row = {"start": med([r.ready_ms for r in st]), "rss": med([r.rss_mib for r in st])}
         line = f"{p.who:<10} {row['start']:>9.1f} {row['rss']:>8.1f}"
-        if tool.load:
+        if loaded:
             produced = fig.produced or 1
             row["delivered"] = med([r.delivered / produced for r in ld])
             row["cpu"] = max(0.0, med([(r.cpu_s - start_cpu) / produced * 1e6 for r in ld]))
@@ -468,12 +489,12 @@ def report_tool(tool: Tool, fig: Figures, peers: list[Peer], calib: str) -> None
         for w in others:
             a, b = rows["lcc"], rows[w]
             line = f"{'lcc/' + w:<10} {ratio(a['start'], b['start']):>9} {ratio(a['rss'], b['rss']):>8}"
-            if tool.load:
+            if loaded:
                 line += (f" {ratio(a['delivered'], b['delivered']):>10} "
                          f"{ratio(a['cpu'], b['cpu']):>10} {ratio(a['slowdown'], b['slowdown']):>9} "
                          f"{ratio(a['load_rss'], b['load_rss']):>9}")
             print(line)
-    if tool.load:
+    if loaded:
         print(f"{'no tracer':<10} generator {bare * 1000:.1f} ms")
 
 
