@@ -97,6 +97,50 @@ struct bpf_map_def;
 		__type(lbc_event, TYPE);                                      \
 	} MAPS SEC(".maps")
 
+/*
+ * Ring buffer wakeups.  A plain submit wakes the consumer whenever it has
+ * caught up, so a consumer that keeps pace is woken (and the producer pays
+ * for the wakeup) once per event.  These wake it only when the unread data
+ * crosses a watermark, an eighth of the ring by default:
+ *
+ *	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+ *	...
+ *	lbc_ringbuf_submit(events, e);
+ *
+ *	lbc_ringbuf_output(events, &ev, sizeof(ev));	(0 or -errno)
+ *
+ * Events below the watermark are taken by the consumer's next poll timeout
+ * (lcc's RingBuffer.poll and PollGroup.poll read the rings when a wait runs
+ * out), so the consumer must poll with a timeout: lcc's tools use 100 ms.
+ * LBC_RB_WAKEUP(MAPS, WATERMARK, SIZE) is the submit flag itself, for a
+ * record of SIZE bytes just reserved.  A crossing two CPUs race over may
+ * go unsignalled; the poll timeout covers that too.
+ */
+#define LBC_RB_WATERMARK(MAPS) (bpf_ringbuf_query(&(MAPS), BPF_RB_RING_SIZE) / 8)
+/* Bytes a record of SIZE takes in the ring: an 8-byte header, rounded up to 8. */
+#define __LBC_RB_RECORD(SIZE) ((((__u64)(SIZE)) + 15) & ~7ULL)
+#define LBC_RB_WAKEUP(MAPS, WATERMARK, SIZE)                                  \
+	({                                                                    \
+		__u64 __avail = bpf_ringbuf_query(&(MAPS), BPF_RB_AVAIL_DATA); \
+		__u64 __mark = (WATERMARK);                                   \
+		__avail >= __mark && __avail - __LBC_RB_RECORD(SIZE) < __mark \
+			? BPF_RB_FORCE_WAKEUP                                 \
+			: BPF_RB_NO_WAKEUP;                                   \
+	})
+#define lbc_ringbuf_submit(MAPS, E)                                           \
+	bpf_ringbuf_submit((E), LBC_RB_WAKEUP(MAPS, LBC_RB_WATERMARK(MAPS), sizeof(*(E))))
+#define lbc_ringbuf_output(MAPS, DATA, SIZE)                                  \
+	({                                                                    \
+		/* queried before the output: the record is not in AVAIL_DATA yet */ \
+		__u64 __avail = bpf_ringbuf_query(&(MAPS), BPF_RB_AVAIL_DATA); \
+		__u64 __mark = LBC_RB_WATERMARK(MAPS);                        \
+		bpf_ringbuf_output(&(MAPS), (DATA), (SIZE),                   \
+				   __avail < __mark &&                        \
+				   __avail + __LBC_RB_RECORD(SIZE) >= __mark  \
+					   ? BPF_RB_FORCE_WAKEUP              \
+					   : BPF_RB_NO_WAKEUP);               \
+	})
+
 #define __LBC_KV_MAP(MAPS, MAP_TYPE, KEY_TYPE, VALUE_TYPE, MAX_ENTRIES)       \
 	struct {                                                              \
 		__uint(type, MAP_TYPE);                                       \

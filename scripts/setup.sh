@@ -23,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[server,dev,docker,export,fleet]'
+.venv/bin/python -m pip install -q -e '.[server,dev,docker,export,fleet,numpy]'
 
 # BPF programs attach through tracefs; pinning needs bpffs.
 if [ "$(id -u)" = 0 ]; then

@@ -25,6 +25,7 @@ from typing import SupportsBytes, Union
 __all__ = [
     "AF_INET",
     "AF_INET6",
+    "AddrNames",
     "ETH_P_NAMES",
     "IPPROTO_NAMES",
     "TCP_STATES",
@@ -245,6 +246,47 @@ def fmt_addr(family: int, raw: RawAddr) -> str:
     if family == AF_INET6:
         return fmt_ipv6(raw)
     raise ValueError(f"unsupported address family {family} (expected AF_INET or AF_INET6)")
+
+
+class AddrNames:
+    """:func:`fmt_addr` with a memory: ``names(family, raw)``, for per-event use.
+
+    A tool sees the same few addresses over and over; this formats each
+    ``(family, raw)`` once and then answers from a dict (a tenth of the
+    cost).  ``raw`` must be hashable (bytes, an int, or the tuple lcc
+    decodes an address array into); other forms are formatted every time.
+    An IPv4 address may sit in the first 4 bytes of a longer field (the
+    16-byte address fields that hold either family).  Families other than
+    AF_INET/AF_INET6 give ``unknown`` instead of raising.  Holds at most ``limit`` addresses (then it starts afresh).
+    """
+
+    __slots__ = ("_names", "_limit", "unknown")
+
+    def __init__(self, limit: int = 65536, unknown: str = "?") -> None:
+        self._names: dict[tuple[int, object], str] = {}
+        self._limit = limit
+        self.unknown = unknown
+
+    def __call__(self, family: int, raw: RawAddr) -> str:
+        key = (family, raw)
+        try:
+            return self._names[key]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable (a list, a bytearray)
+            return fmt_addr(family, raw) if family in (AF_INET, AF_INET6) else self.unknown
+        if family == AF_INET:
+            # The first 4 bytes of a longer field (the 16-byte address fields
+            # that hold either family).
+            name = fmt_ipv4(raw[:4] if isinstance(raw, (tuple, bytes)) and len(raw) > 4 else raw)
+        elif family == AF_INET6:
+            name = fmt_ipv6(raw)
+        else:
+            name = self.unknown
+        if len(self._names) >= self._limit:
+            self._names.clear()
+        self._names[key] = name
+        return name
 
 
 def fmt_endpoint(addr: str, port: int) -> str:

@@ -354,16 +354,37 @@ def dump_maps(tool: Any, out: IO[str], json_out: bool = False) -> None:
 # -- events ---------------------------------------------------------------------------
 
 class _EventPrinter:
-    """The callback of one event map: a decoded line (or JSON object) per event."""
+    """The callback of one event map: a decoded line (or JSON object) per event.
+
+    Writes only: the caller flushes ``out`` once per poll, so that a burst of
+    events costs one write.  Events whose members are all integers and
+    strings (most events) are formatted by one ``%`` format made from the
+    first event's fields, with the same output as the general path.
+    """
 
     def __init__(self, name: str, decoded: bool, stacks: _Stacks, out: IO[str],
                  json_out: bool) -> None:
         self.name, self.decoded, self.stacks = name, decoded, stacks
         self.out, self.json_out = out, json_out
+        self.write = out.write
         self.count = 0
+        self._fast: Any = None  # (format, string member positions), False: general path
 
     def __call__(self, event: Any) -> None:
         self.count += 1
+        fast = self._fast
+        if fast is None:
+            fast = self._fast = self._plan(event)
+        if fast:
+            fmt, strs, esc = fast
+            if strs:
+                vals = list(event)
+                for i in strs:
+                    vals[i] = esc(vals[i])
+                self.write(fmt % tuple(vals))
+            else:
+                self.write(fmt % tuple(event))
+            return
         stacks = self.stacks.in_value(event) if self.decoded else {}
         if self.json_out:
             rec: dict[str, Any] = {"map": self.name}
@@ -373,14 +394,36 @@ class _EventPrinter:
                 rec["data"] = bytes(event).hex()
             if stacks:
                 rec["stacks"] = stacks
-            self.out.write(json.dumps(rec) + "\n")
+            self.write(json.dumps(rec) + "\n")
         else:
             body = _fields_line(event) if self.decoded else bytes(event).hex()
-            self.out.write(f"{self.name}: {body}\n")
+            self.write(f"{self.name}: {body}\n")
             for frames in stacks.values():
                 for fr in frames:
-                    self.out.write(f"    {fr}\n")
-        self.out.flush()
+                    self.write(f"    {fr}\n")
+
+    def _plan(self, event: Any) -> Any:
+        """The fast path's (format, positions of str members, str formatter) for
+        events shaped like ``event``, or False when it does not apply (members
+        other than int and str, stack ids to symbolize, undecoded events)."""
+        if not self.decoded or not isinstance(event, StructValue) or self.stacks.in_value(event):
+            return False
+        kinds = [type(x) for x in event]
+        if any(k is not int and k is not str for k in kinds):
+            return False
+        names = event._fields
+        strs = tuple(i for i, k in enumerate(kinds) if k is str)
+        if self.json_out:
+            from json.encoder import encode_basestring_ascii as esc  # what json.dumps uses
+            body = ", ".join(f"{json.dumps(n)}: {'%s' if k is str else '%d'}"
+                             for n, k in zip(names, kinds))
+            fmt = f"{{{json.dumps('map')}: {json.dumps(self.name)}, \"event\": {{{body}}}}}\n"
+        else:
+            esc = format_value
+            body = " ".join(f"{n}={'%s' if k is str else '%d'}" for n, k in zip(names, kinds))
+            fmt = f"{self.name}: {body}\n"
+        # Member and map names are C identifiers: no '%' to escape in the format.
+        return fmt, strs, esc
 
 
 def open_event_printers(tool: Any, out: IO[str], json_out: bool = False) -> list[Any]:

@@ -42,10 +42,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         help="say which programs were chosen, and why others were not")
 
 
-def print_json(obj: dict[str, Any]) -> None:
-    """One JSON object on one line of stdout, flushed (for pipes and tests)."""
+def print_json(obj: dict[str, Any], *, flush: bool = True) -> None:
+    """One JSON object on one line of stdout, flushed (for pipes and tests) unless
+    ``flush=False`` (a tool that flushes once per poll)."""
     sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    if flush:
+        sys.stdout.flush()
 
 
 def info(message: str) -> None:

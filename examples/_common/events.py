@@ -9,6 +9,26 @@ lists :class:`RingEvents` before :class:`lcc.ClbcBase`::
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
+#: How long a tool's poll waits at most.  Tools whose BPF side submits with
+#: ``LBC_RB_WAKEUP`` are woken only once a watermark of bytes waits; below it,
+#: their events are read when the poll's timeout ends, at most this late.
+POLL_SECONDS = 0.1
+
+
+def polling(tool: Any, flush: Callable[[], Any]) -> Callable[[int], int]:
+    """``tool.poll`` followed by ``flush()``: output written per poll, not per event."""
+    poll = tool.poll
+
+    def poll_and_flush(timeout_ms: int) -> int:
+        n = poll(timeout_ms)
+        if n:
+            flush()
+        return n
+
+    return poll_and_flush
+
 
 class RingEvents:
     """``poll()`` and ``dropped`` for an :class:`lcc.ClbcBase` tool (a mixin)."""

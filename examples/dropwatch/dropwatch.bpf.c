@@ -34,7 +34,8 @@ const volatile __u8 reason_filter = 0;    /* 0: every reason, 1: only those in r
 /* Events lost because the ring buffer was full. */
 __u64 dropped = 0;
 
-LBC_RINGBUF(events, struct drop_event, 1024 * 1024);
+/* 8 MiB: 80k drops, a second of a flood on loopback, for a reader off the CPU (its RSS counts it). */
+LBC_RINGBUF(events, struct drop_event, 8 * 1024 * 1024);
 LBC_STACK(stacks, 4096);
 LBC_HASH(stack_counts, struct stack_key, __u64, 4096);
 /* The drop reasons reason_filter names (filled before attach). */
@@ -214,7 +215,8 @@ static __always_inline int on_drop(void *ctx, struct sk_buff *skb, void *locatio
 		lbc_count(&stack_counts, &key);
 	}
 
-	if (want_events && bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+	/* The reader is woken once an eighth of the ring waits; it polls every 100 ms. */
+	if (want_events && lbc_ringbuf_output(events, e, sizeof(*e)))
 		__sync_fetch_and_add(&dropped, 1);
 	return 0;
 }

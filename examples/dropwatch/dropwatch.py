@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
 from _common import flameout  # noqa: E402
-from _common.events import RingEvents  # noqa: E402
+from _common.events import POLL_SECONDS, RingEvents, polling  # noqa: E402
 
 from lcc import ClbcBase, Fallback, LccError, loop  # noqa: E402
 from lcc.btf import enum_names  # noqa: E402
@@ -47,9 +47,9 @@ from lcc.errors import BtfError  # noqa: E402
 from lcc.netfmt import (  # noqa: E402
     AF_INET,
     AF_INET6,
+    AddrNames,
     addr_to_raw,
     eth_proto_name,
-    fmt_addr,
     fmt_endpoint,
     ip_proto_name,
     ip_proto_number,
@@ -142,6 +142,44 @@ def tcp_flags_text(flags: int) -> str:
     return "".join(ch for bit, ch in TCP_FLAGS if flags & bit)
 
 
+_FLAGS_TEXT = [tcp_flags_text(f) for f in range(256)]
+_FAMILIES = {AF_INET: 4, AF_INET6: 6}
+
+
+def drop_fields(ev: Any, reasons: Callable[[int], str], symbolize: Callable[[int], str],
+                addr: Callable[[int, Any], str]) -> dict[str, Any]:
+    """The fields of a :class:`Drop` from a decoded ``struct drop_event`` (dropwatch.h).
+
+    ``addr(family, raw)`` formats an address (:class:`lcc.netfmt.AddrNames`
+    remembers them); once per event, so plain lookups only.
+    """
+    fam = ev.family
+    ip = fam in _FAMILIES
+    if ip:
+        proto = ip_proto_name(ev.l4_proto)
+    elif ev.l3_proto:
+        proto = eth_proto_name(ev.l3_proto)
+    else:
+        proto = SOCKET_FAMILIES.get(ev.sk_family, "?")
+    ports = ip and proto not in PORTLESS and bool(ev.sport or ev.dport or proto in ("TCP", "UDP"))
+    return {"ts_ns": ev.ts, "reason": reasons(ev.reason), "reason_code": ev.reason,
+            "location": symbolize(ev.location), "location_addr": ev.location, "proto": proto,
+            "family": _FAMILIES.get(fam, 0),
+            "saddr": addr(fam, ev.saddr) if ip else None,
+            "sport": ev.sport if ports else None,
+            "daddr": addr(fam, ev.daddr) if ip else None,
+            "dport": ev.dport if ports else None,
+            "tcp_flags": _FLAGS_TEXT[ev.tcp_flags & 0xFF] if ip and ev.l4_proto == 6 else None,
+            "ifindex": ev.ifindex, "netns": ev.netns, "pid": ev.pid, "comm": ev.comm,
+            "stack_id": ev.stack_id}
+
+
+def _endpoint(addr: str | None, port: int | None) -> str:
+    if addr is None:
+        return "-"
+    return fmt_endpoint(addr, port) if port is not None else addr
+
+
 @dataclass(frozen=True)
 class Drop:
     """One dropped packet as the tool reports it."""
@@ -168,31 +206,12 @@ class Drop:
     def from_event(cls, ev: Any, reasons: DropReasons,
                    symbolize: Callable[[int], str]) -> Drop:
         """Build from a decoded ``struct drop_event`` (dropwatch.h)."""
-        ip = ev.family in (AF_INET, AF_INET6)
-        size = 4 if ev.family == AF_INET else 16
-        if ip:
-            proto = ip_proto_name(ev.l4_proto)
-        elif ev.l3_proto:
-            proto = eth_proto_name(ev.l3_proto)
-        else:
-            proto = SOCKET_FAMILIES.get(ev.sk_family, "?")
-        ports = ip and proto not in PORTLESS and (ev.sport or ev.dport or proto in ("TCP", "UDP"))
-        return cls(
-            ts_ns=ev.ts, reason=reasons(ev.reason), reason_code=ev.reason,
-            location=symbolize(ev.location), location_addr=ev.location, proto=proto,
-            family=4 if ev.family == AF_INET else 6 if ev.family == AF_INET6 else 0,
-            saddr=fmt_addr(ev.family, bytes(ev.saddr[:size])) if ip else None,
-            sport=ev.sport if ports else None,
-            daddr=fmt_addr(ev.family, bytes(ev.daddr[:size])) if ip else None,
-            dport=ev.dport if ports else None,
-            tcp_flags=tcp_flags_text(ev.tcp_flags) if ip and ev.l4_proto == 6 else None,
-            ifindex=ev.ifindex, netns=ev.netns, pid=ev.pid, comm=ev.comm, stack_id=ev.stack_id)
+        return cls(**drop_fields(ev, reasons, symbolize, AddrNames()))
 
     def endpoint(self, which: str) -> str:
-        addr, port = (self.saddr, self.sport) if which == "s" else (self.daddr, self.dport)
-        if addr is None:
-            return "-"
-        return fmt_endpoint(addr, port) if port is not None else addr
+        if which == "s":
+            return _endpoint(self.saddr, self.sport)
+        return _endpoint(self.daddr, self.dport)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "drop", "time": _wall(self.ts_ns), **asdict(self)}
@@ -274,30 +293,44 @@ class DropWatch(RingEvents, ClbcBase):
         if attach:
             self.attach_all()
         self._ksyms = kernel_symbols()
+        self._locations: dict[int, str] = {}  # drops come from a few places: remembered
+        self.addr = AddrNames()
         self._own_netns = _netns_inode("self")
         self._devnames: dict[int, str] = {}
 
     def symbolize(self, addr: int) -> str:
         """``func+0xoff`` of a kernel address (hex when kallsyms is hidden)."""
-        try:
-            return self._ksyms.format(addr)
-        except SymbolsUnavailable:
-            return f"{addr:#x}"
-
-    def device(self, d: Drop) -> str:
-        """The name of a drop's device when it is in this namespace, else ``if<index>``
-        (``-`` for none)."""
-        if not d.ifindex:
-            return "-"
-        if d.netns != self._own_netns:
-            return f"if{d.ifindex}"
-        name = self._devnames.get(d.ifindex)
+        name = self._locations.get(addr)
         if name is None:
             try:
-                name = socket.if_indextoname(d.ifindex)
+                name = self._ksyms.format(addr)
+            except SymbolsUnavailable:
+                name = f"{addr:#x}"
+            if len(self._locations) >= 65536:
+                self._locations.clear()
+            self._locations[addr] = name
+        return name
+
+    def fields(self, ev: Any) -> dict[str, Any]:
+        """The fields of a :class:`Drop` from a decoded event, with no Drop built."""
+        return drop_fields(ev, self.reasons, self.symbolize, self.addr)
+
+    def device(self, d: Drop | dict[str, Any]) -> str:
+        """The name of a drop's device when it is in this namespace, else ``if<index>``
+        (``-`` for none); ``d`` is a :class:`Drop` or its :meth:`fields`."""
+        ifindex, netns = (d["ifindex"], d["netns"]) if isinstance(d, dict) else \
+            (d.ifindex, d.netns)
+        if not ifindex:
+            return "-"
+        if netns != self._own_netns:
+            return f"if{ifindex}"
+        name = self._devnames.get(ifindex)
+        if name is None:
+            try:
+                name = socket.if_indextoname(ifindex)
             except OSError:  # gone since
-                name = f"if{d.ifindex}"
-            self._devnames[d.ifindex] = name
+                name = f"if{ifindex}"
+            self._devnames[ifindex] = name
         return name
 
     def folded(self) -> dict[str, int]:
@@ -306,10 +339,17 @@ class DropWatch(RingEvents, ClbcBase):
         from lcc.flame import fold
         return fold(([f"[{s.reason}]", *s.frames], s.count) for s in self.stack_sums())
 
-    def open_events(self, callback: Callable[[Drop], Any]) -> None:
-        """Deliver each drop to ``callback`` as a :class:`Drop`."""
-        self.maps["events"].open_ring_buffer(
-            lambda ev: callback(Drop.from_event(ev, self.reasons, self.symbolize)))
+    def open_events(self, callback: Callable[[Drop], Any], *, raw: bool = False) -> None:
+        """Deliver each drop to ``callback`` as a :class:`Drop`.
+
+        ``raw=True`` hands on the decoded ``struct drop_event`` instead (no
+        per-event object; :meth:`fields` describes it): what the printer
+        uses, to keep up with a drop storm.
+        """
+        if raw:
+            self.maps["events"].open_ring_buffer(callback)
+        else:
+            self.maps["events"].open_ring_buffer(lambda ev: callback(Drop(**self.fields(ev))))
 
     def stack_sums(self) -> list[StackSum]:
         """Drops per (kernel stack, reason), most first (needs ``stacks=True``)."""
@@ -328,21 +368,51 @@ def _netns_inode(pid: str) -> int:
         return 0
 
 
+class WallClock:
+    """CLOCK_MONOTONIC nanoseconds -> local ``HH:MM:SS.micros``, cheaply per event.
+
+    The offset between the clocks is read once (it moves only when the
+    wall clock is set) and each second's ``HH:MM:SS`` is formatted once.
+    """
+
+    def __init__(self) -> None:
+        self.offset = time.time() - time.monotonic()
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, mono_ns: int) -> str:
+        wall = self.offset + mono_ns / 1e9
+        sec = int(wall)
+        if sec != self._second:
+            self._second, self._text = sec, time.strftime("%H:%M:%S", time.localtime(sec))
+        return f"{self._text}.{int((wall - sec) * 1e6):06d}"
+
+
 def _wall(mono_ns: int) -> str:
-    wall = time.time() - time.monotonic() + mono_ns / 1e9
-    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall % 1 * 1e6):06d}"
+    return WallClock()(mono_ns)
 
 
 class Printer:
-    """One line (or JSON object) per drop; the summary and the top stacks at exit."""
+    """One line (or JSON object) per drop; the summary and the top stacks at exit.
+
+    Called with each drop's :meth:`DropWatch.fields` (``fields``) applied to
+    the decoded event (``open_events(raw=True)``), or with a :class:`Drop`.
+    Lines go to a buffered stdout: :meth:`flush` once per poll.
+    """
 
     def __init__(self, *, json: bool, quiet: bool = False,
-                 wide: Callable[[Drop], str] | None = None) -> None:
+                 wide: Callable[[Any], str] | None = None,
+                 fields: Callable[[Any], dict[str, Any]] | None = None) -> None:
         self.json, self.quiet = json, quiet
         # -w: the device namer; adds NETNS, DEVICE, PID and COMM columns.
         self.wide = wide
+        self.fields = fields
         self.by_reason: dict[str, int] = {}
         self.count = 0
+        self.wall = WallClock()
+        self.write = sys.stdout.write
+        self.flush = sys.stdout.flush
+        self._dumps = __import__("json").JSONEncoder(separators=(",", ":")).encode
 
     def header(self) -> None:
         if not self.json and not self.quiet:
@@ -351,26 +421,30 @@ class Printer:
             print(f"{'TIME':<15} {'PROTO':<8} {'SOURCE':<24} {'DESTINATION':<24} "
                   f"{'REASON':<22} {loc}{extra}", flush=True)
 
-    def __call__(self, d: Drop) -> None:
+    def __call__(self, ev: Any) -> None:
+        d = self.fields(ev) if self.fields is not None else asdict(ev)
         self.count += 1
-        self.by_reason[d.reason] = self.by_reason.get(d.reason, 0) + 1
+        reason = d["reason"]
+        self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         if self.quiet:
             return
         if self.json:
-            obj = d.to_dict()
+            obj = {"type": "drop", "time": self.wall(d["ts_ns"]), **d}
             if self.wide:
                 obj["device"] = self.wide(d)
-            cli.print_json(obj)
+            self.write(self._dumps(obj) + "\n")
             return
-        proto = d.proto + (f"[{d.tcp_flags}]" if d.tcp_flags else "")
-        line = (f"{_wall(d.ts_ns):<15} {proto:<8} {d.endpoint('s'):<24} "
-                f"{d.endpoint('d'):<24} {d.reason:<22} ")
+        flags = d["tcp_flags"]
+        proto = d["proto"] + (f"[{flags}]" if flags else "")
+        line = (f"{self.wall(d['ts_ns']):<15} {proto:<8} "
+                f"{_endpoint(d['saddr'], d['sport']):<24} "
+                f"{_endpoint(d['daddr'], d['dport']):<24} {reason:<22} ")
         if self.wide:
-            line += (f"{d.location:<40} {d.netns or '-':<10} {self.wide(d):<12} "
-                     f"{d.pid or '-':<7} {d.comm or '-'}")
+            line += (f"{d['location']:<40} {d['netns'] or '-':<10} {self.wide(d):<12} "
+                     f"{d['pid'] or '-':<7} {d['comm'] or '-'}")
         else:
-            line += d.location
-        print(line, flush=True)
+            line += d["location"]
+        self.write(line + "\n")
 
     def summary(self, *, seconds: float, dropped: int, stacks: list[StackSum] | None,
                 top: int, counted_by_stacks: bool = False) -> None:
@@ -470,9 +544,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    events=events, reasons=args.reason, exclude_reasons=excluded) as tool:
         cli.report_fallbacks(tool, args.verbose)
         printer = Printer(json=args.json, quiet=args.quiet or args.folded,
-                          wide=tool.device if args.wide else None)
+                          wide=tool.device if args.wide else None, fields=tool.fields)
         if events:
-            tool.open_events(printer)
+            tool.open_events(printer, raw=True)
         # The ready line comes once Ctrl-C and SIGTERM are caught: a stop may follow it at once.
         with loop.stopping(args.duration) as stop:
             cli.info("Tracing packet drops. Hit Ctrl-C to end.")
@@ -480,8 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not events:
                 stop.run()  # counting only: nothing to poll
             else:
-                stop.run(tool.poll)
+                stop.run(polling(tool, printer.flush), tick=POLL_SECONDS)
                 tool.ring_buffer_consume()  # what arrived before the stop
+                printer.flush()
         if not args.folded:
             printer.summary(seconds=stop.elapsed(), dropped=tool.dropped,
                             stacks=tool.stack_sums() if args.stacks else None, top=args.top,

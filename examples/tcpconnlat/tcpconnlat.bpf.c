@@ -103,7 +103,7 @@ static __always_inline int handle_rcv_state(struct sock *sk)
 		BPF_CORE_READ_INTO(e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
 		BPF_CORE_READ_INTO(e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32);
 	}
-	bpf_ringbuf_submit(e, 0);
+	lbc_ringbuf_submit(events, e);	/* wakes the reader at the watermark; it polls every 100 ms */
 	return 0;
 }
 
@@ -177,7 +177,7 @@ int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		bpf_probe_read_kernel(e->saddr, 16, ctx->saddr_v6);
 		bpf_probe_read_kernel(e->daddr, 16, ctx->daddr_v6);
 	}
-	bpf_ringbuf_submit(e, 0);
+	lbc_ringbuf_submit(events, e);	/* wakes the reader at the watermark; it polls every 100 ms */
 	return 0;
 }
 

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
-from _common.events import RingEvents  # noqa: E402
+from _common.events import POLL_SECONDS, RingEvents, polling  # noqa: E402
 
 from lcc import ClbcBase, Fallback, loop  # noqa: E402
 from lcc.netfmt import AF_INET, fmt_addr  # noqa: E402
@@ -122,14 +122,14 @@ class Printer:
         if self.first_ts is None:
             self.first_ts = c.ts_mono
         if self.json:
-            cli.print_json(c.to_dict())
+            cli.print_json(c.to_dict(), flush=False)
             return
         line = f"{c.ts_mono - self.first_ts:<9.3f} " if self.timestamp else ""
         line += f"{c.pid:<6} {c.comm[:12]:<12} {c.ip:<2} {c.saddr:<16} "
         if self.lport:
             line += f"{c.lport:<6} "
         line += f"{c.daddr:<16} {c.dport:<5} {c.lat_ms:.2f}"
-        print(line, flush=True)
+        print(line)  # flushed once per poll (main)
 
     def summary(self, dropped: int, seconds: float) -> None:
         lat = self.latencies
@@ -178,8 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with loop.stopping(args.duration) as stop:
             cli.info("Tracing TCP connects. Hit Ctrl-C to end.")
             printer.header()
-            stop.run(tool.poll)
+            stop.run(polling(tool, sys.stdout.flush), tick=POLL_SECONDS)
             tool.ring_buffer_consume()  # what arrived before the stop
+            sys.stdout.flush()
         printer.summary(tool.dropped, stop.elapsed())
     return 0
 

@@ -27,18 +27,24 @@ import argparse
 import os
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
-from _common.events import RingEvents  # noqa: E402
+from _common.events import POLL_SECONDS, RingEvents, polling  # noqa: E402
 
 from lcc import ClbcBase, loop  # noqa: E402
 from lcc.btf import enum_names  # noqa: E402
 from lcc.errors import LccError  # noqa: E402
-from lcc.netfmt import AF_INET, AF_INET6, addr_to_raw, fmt_addr, tcp_state_name  # noqa: E402
+from lcc.netfmt import (  # noqa: E402
+    AF_INET,
+    AF_INET6,
+    TCP_STATES,
+    AddrNames,
+    addr_to_raw,
+    tcp_state_name,
+)
 
 MAX_PORTS = 8  # tcpstates.h
 
@@ -89,6 +95,15 @@ def _detail(kind: str, value: int, reasons: dict[int, str]) -> str:
     return ""
 
 
+# State numbers -> names, 0 (no state) included: one dict lookup per event.
+_STATES = {0: "-", **TCP_STATES}
+
+
+def _state(n: int) -> str:
+    name = _STATES.get(n)
+    return name if name is not None else tcp_state_name(n)
+
+
 class TcpStates(RingEvents, ClbcBase):
     """TCP state, retransmit and reset tracer.
 
@@ -124,43 +139,84 @@ class TcpStates(RingEvents, ClbcBase):
         if resets:
             programs += ["handle_send_reset", "handle_receive_reset"]
         super().__init__("tcpstates", rodata=rodata, programs=programs, **kwargs)
-        self._reasons = _reset_reasons()
+        self._reasons_cache: dict[int, str] | None = None
+        self.addr = AddrNames()  # (family, raw address) -> text, remembered
 
-    def open_events(self, callback: Callable[[TcpEvent], Any]) -> None:
-        """Deliver each event to ``callback`` as a :class:`TcpEvent`."""
-        self.maps["events"].open_ring_buffer(lambda ev: callback(self.decode(ev)))
+    @property
+    def reasons(self) -> dict[int, str]:
+        """``enum sk_rst_reason`` names, read from the kernel's BTF at the first reset."""
+        if self._reasons_cache is None:
+            self._reasons_cache = _reset_reasons()
+        return self._reasons_cache
+
+    def open_events(self, callback: Callable[[TcpEvent], Any], *, raw: bool = False) -> None:
+        """Deliver each event to ``callback`` as a :class:`TcpEvent`.
+
+        ``raw=True`` hands on the decoded ``struct event`` (tcpstates.h)
+        instead, with no per-event object built: what the printer uses, to
+        keep up with tens of thousands of events a second.
+        """
+        if raw:
+            self.maps["events"].open_ring_buffer(callback)
+        else:
+            self.maps["events"].open_ring_buffer(lambda ev: callback(self.decode(ev)))
+
+    def detail(self, ev: Any) -> str:
+        """An event's detail text: the reset reason or the retransmit error."""
+        if ev.kind == 1:
+            return ""
+        kind = KINDS.get(ev.kind, "")
+        # The reset reasons are read from BTF at the first reset sent (0 is a reason too).
+        return _detail(kind, ev.detail, self.reasons if kind == "reset_sent" else {})
 
     def decode(self, ev: Any) -> TcpEvent:
         """A decoded ``struct event`` (tcpstates.h) as a :class:`TcpEvent`."""
         kind = KINDS.get(ev.kind, str(ev.kind))
-        size = 4 if ev.family == AF_INET else 16
-        if ev.family in (AF_INET, AF_INET6):
-            laddr = fmt_addr(ev.family, ev.saddr[:size])
-            raddr = fmt_addr(ev.family, ev.daddr[:size])
-        else:
-            laddr = raddr = "?"
+        fam = ev.family
         return TcpEvent(kind=kind, skaddr=ev.skaddr, pid=ev.pid, comm=ev.comm,
-                        ip=6 if ev.family == AF_INET6 else 4, laddr=laddr, lport=ev.sport,
-                        raddr=raddr, rport=ev.dport,
-                        oldstate=tcp_state_name(ev.oldstate) if ev.oldstate else "-",
-                        newstate=tcp_state_name(ev.newstate) if ev.newstate else "-",
-                        ms=ev.delta_ns / 1e6, ts=ev.ts_ns / 1e9,
-                        detail=_detail(kind, ev.detail, self._reasons))
+                        ip=6 if fam == AF_INET6 else 4, laddr=self.addr(fam, ev.saddr),
+                        lport=ev.sport, raddr=self.addr(fam, ev.daddr), rport=ev.dport,
+                        oldstate=_state(ev.oldstate), newstate=_state(ev.newstate),
+                        ms=ev.delta_ns / 1e6, ts=ev.ts_ns / 1e9, detail=self.detail(ev))
+
+    def event_dict(self, ev: Any) -> dict[str, Any]:
+        """``decode(ev).to_dict()``, without the dataclass in between (for --json)."""
+        fam = ev.family
+        return {"type": KINDS.get(ev.kind, str(ev.kind)), "skaddr": f"{ev.skaddr:x}",
+                "pid": ev.pid, "comm": ev.comm, "ip": 6 if fam == AF_INET6 else 4,
+                "laddr": self.addr(fam, ev.saddr), "lport": ev.sport,
+                "raddr": self.addr(fam, ev.daddr), "rport": ev.dport,
+                "oldstate": _state(ev.oldstate), "newstate": _state(ev.newstate),
+                "ms": ev.delta_ns / 1e6, "ts": ev.ts_ns / 1e9, "detail": self.detail(ev)}
 
 
 class Printer:
-    """BCC tcpstates' columns, or JSON lines; counts what it printed."""
+    """BCC tcpstates' columns, or JSON lines; counts what it printed.
 
-    def __init__(self, *, json: bool, wide: bool, time_col: bool, timestamp: bool) -> None:
+    Called with each decoded ``struct event`` (``open_events(raw=True)``).
+    Lines go to a buffered stdout: :meth:`flush` once per poll, so that a
+    burst of events costs one write, not one per line.
+    """
+
+    def __init__(self, tool: TcpStates, *, json: bool, wide: bool, time_col: bool,
+                 timestamp: bool) -> None:
+        self.tool = tool
         self.json, self.wide, self.time_col, self.timestamp = json, wide, time_col, timestamp
         self.first_ts: float | None = None
-        self.counts: Counter[str] = Counter()
-        self.transitions: Counter[tuple[str, str]] = Counter()
+        self.kinds: dict[int, int] = {}
+        self.transitions: dict[tuple[int, int], int] = {}  # (old, new) state numbers
+        self.write = sys.stdout.write
+        self.flush = sys.stdout.flush
         aw = 39 if wide else 15
         cw = 16 if wide else 10
         self._fmt = (f"{{sk:<16}} {{pid:<5}} {{comm:<{cw}.{cw}}} {{ip}}{{laddr:<{aw}}} "
                      f"{{lport:<5}} {{raddr:<{aw}}} {{rport:<5}} {{old:<11}} {{arrow}} "
                      f"{{new:<11}} {{ms}}")
+        # The same columns as one %-format, for the per-event path.
+        self._line = (f"%-16x %-5d %-{cw}.{cw}s %s%-{aw}s %-5d %-{aw}s %-5d %-11s %s "
+                      f"%-11s %s\n")
+        self._prefixed = time_col or timestamp
+        self._dumps = __import__("json").JSONEncoder(separators=(",", ":")).encode
 
     def _prefix(self, ts: float | None) -> str:
         out = ""
@@ -184,39 +240,50 @@ class Printer:
             laddr="LADDR", lport="LPORT", raddr="RADDR", rport="RPORT", old="OLDSTATE",
             arrow="->", new="NEWSTATE", ms="MS"), flush=True)
 
-    def __call__(self, e: TcpEvent) -> None:
-        self.counts[e.kind] += 1
-        if e.kind == "state":
-            self.transitions[(e.oldstate, e.newstate)] += 1
+    def __call__(self, ev: Any) -> None:
+        # Once per event: plain lookups and one format, no object per event.
+        kind = ev.kind
+        kinds = self.kinds
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kind == 1:
+            key = (ev.oldstate, ev.newstate)
+            self.transitions[key] = self.transitions.get(key, 0) + 1
         if self.json:
-            cli.print_json(e.to_dict())
+            self.write(self._dumps(self.tool.event_dict(ev)) + "\n")
             return
-        if e.kind == "state":
-            arrow, new, ms = "->", e.newstate, f"{e.ms:.3f}"
+        if kind == 1:
+            arrow, new, ms = "->", _state(ev.newstate), f"{ev.delta_ns / 1e6:.3f}"
         else:
             arrow = "::"
-            new = KIND_LABELS.get(e.kind, e.kind)
-            ms = f"{e.ms:.3f}" + (f" {e.detail}" if e.detail else "")
-        print(self._prefix(e.ts) + self._fmt.format(
-            sk=f"{e.skaddr:x}", pid=e.pid, comm=e.comm, ip=f"{e.ip:<2} " if self.wide else "",
-            laddr=e.laddr, lport=e.lport, raddr=e.raddr, rport=e.rport, old=e.oldstate,
-            arrow=arrow, new=new, ms=ms), flush=True)
+            name = KINDS.get(kind, str(kind))
+            new = KIND_LABELS.get(name, name)
+            detail = self.tool.detail(ev)
+            ms = f"{ev.delta_ns / 1e6:.3f}" + (f" {detail}" if detail else "")
+        fam = ev.family
+        addr = self.tool.addr
+        line = self._line % (
+            ev.skaddr, ev.pid, ev.comm, f"{6 if fam == AF_INET6 else 4:<2} " if self.wide else "",
+            addr(fam, ev.saddr), ev.sport, addr(fam, ev.daddr), ev.dport, _state(ev.oldstate),
+            arrow, new, ms)
+        self.write(self._prefix(ev.ts_ns / 1e9) + line if self._prefixed else line)
 
     def summary(self, dropped: int, seconds: float) -> None:
+        kinds = self.kinds
+        ranked = sorted(self.transitions.items(), key=lambda kv: -kv[1])
         data = {"type": "summary", "seconds": round(seconds, 3), "dropped": dropped,
-                "state_changes": self.counts["state"],
-                "retransmits": self.counts["retransmit"],
-                "resets_sent": self.counts["reset_sent"],
-                "resets_received": self.counts["reset_recv"],
-                "transitions": {f"{a}->{b}": n for (a, b), n in self.transitions.most_common()}}
+                "state_changes": kinds.get(1, 0),
+                "retransmits": kinds.get(2, 0),
+                "resets_sent": kinds.get(3, 0),
+                "resets_received": kinds.get(4, 0),
+                "transitions": {f"{_state(a)}->{_state(b)}": n for (a, b), n in ranked}}
         if self.json:
             cli.print_json(data)
             return
         print(f"\n{data['state_changes']} state changes, {data['retransmits']} retransmits, "
               f"{data['resets_sent']} resets sent, {data['resets_received']} resets received "
               f"in {seconds:.1f}s" + (f", {dropped} events dropped" if dropped else ""))
-        for (a, b), n in self.transitions.most_common(10):
-            print(f"  {a:>11} -> {b:<11} {n}")
+        for (a, b), n in ranked[:10]:
+            print(f"  {_state(a):>11} -> {_state(b):<11} {n}")
         sys.stdout.flush()
 
 
@@ -269,9 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with TcpStates(pid=args.pid, family=args.family, addr=args.addr, lports=args.localport,
                    rports=args.remoteport, ports=args.port, retransmits=args.retransmits,
                    resets=args.resets) as tool:
-        printer = Printer(json=args.json, wide=args.wide, time_col=args.time,
+        printer = Printer(tool, json=args.json, wide=args.wide, time_col=args.time,
                           timestamp=args.timestamp)
-        tool.open_events(printer)
+        tool.open_events(printer, raw=True)
         if args.verbose:
             for link in tool.links:
                 cli.info(f"attached {link.description}")
@@ -279,8 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with loop.stopping(args.duration) as stop:
             cli.info("Tracing TCP state changes. Hit Ctrl-C to end.")
             printer.header()
-            stop.run(tool.poll)
+            stop.run(polling(tool, printer.flush), tick=POLL_SECONDS)
             tool.ring_buffer_consume()
+            printer.flush()
         printer.summary(tool.dropped, stop.elapsed())
     return 0
 

@@ -365,3 +365,44 @@ def test_a_concurrent_producer_loses_nothing_and_reorders_nothing(backend, obj_b
         if prod.poll() is None:
             prod.kill()
         prod.wait()
+
+
+# -- read_batch: the same events, as columns ------------------------------------------
+
+def as_list(column) -> list:
+    """A batch column as Python values: numpy arrays (the numpy extra) hold char
+    arrays as NUL-padded bytes, tuples as str."""
+    values = column.tolist() if hasattr(column, "tolist") else list(column)
+    return [v.rstrip(b"\0").decode() if isinstance(v, bytes) else v for v in values]
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_read_batch_holds_what_read_returns(tool, mode):
+    """Fixed records, records of three sizes (two shorter than the type, zero-filled)
+    and discards: the batch's columns hold what read() returns one by one."""
+    tool.bss.use_big = 1
+    buf = tool.maps["big"].open_ring_buffer()
+    fire(tool, 600, mode)
+    b = buf.read_batch(timeout=5)
+    fire(tool, 600, mode)
+    one_by_one = list(buf.events(timeout=0))
+    assert len(b) == len(one_by_one) > 0
+    assert b.fields == ("seq", "pid", "size", "tag")
+    n = len(b)
+    # the second round's events are the first's, sequence numbers moved on by n (+ discards)
+    shift = one_by_one[0].seq - b["seq"][0]
+    assert [e.seq - shift for e in one_by_one] == as_list(b["seq"])
+    for f in ("pid", "size", "tag"):
+        assert [getattr(e, f) for e in one_by_one] == as_list(b[f]), f
+    assert set(as_list(b["pid"])) == {os.getpid()} and n == (400 if mode == 2 else 600)
+    assert len(buf.read_batch()) == 0  # nothing left; the default does not wait
+
+
+def test_read_batch_takes_at_most_max_events_and_keeps_the_rest(tool):
+    tool.bss.use_big = 1
+    buf = tool.maps["big"].open_ring_buffer()
+    fire(tool, 100)
+    first = buf.read_batch(max_events=30)
+    rest = buf.read_batch(timeout=1)
+    assert as_list(first["seq"]) + as_list(rest["seq"]) == list(range(100))
+    assert len(first) == 30

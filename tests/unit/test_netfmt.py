@@ -189,3 +189,19 @@ def test_ipv4_from_the_shapes_events_carry(raw, text):
 def test_ipv4_words_that_cannot_be_an_address(raw, exc, words):
     with pytest.raises(exc, match=words):
         fmt_ipv4(raw)
+
+
+def test_addr_names_format_once_and_answer_like_fmt_addr():
+    names = netfmt.AddrNames(limit=3)
+    v4 = (127, 0, 0, 1) + (0,) * 12  # an IPv4 address in a 16-byte field, as lcc decodes it
+    v6 = tuple(socket.inet_pton(socket.AF_INET6, "2001:db8::1"))
+    assert names(netfmt.AF_INET, v4) == "127.0.0.1"
+    assert names(netfmt.AF_INET, v4) == "127.0.0.1"  # from the dict this time
+    assert names(netfmt.AF_INET, b"\x0a\x00\x00\x05") == "10.0.0.5"
+    assert names(netfmt.AF_INET6, v6) == "2001:db8::1"
+    assert names(netfmt.AF_INET6, bytes(v6)) == netfmt.fmt_addr(netfmt.AF_INET6, bytes(v6))
+    assert names(0, v4) == "?"  # not an IP family: no exception per event
+    assert names(netfmt.AF_INET, [10, 0, 0, 6]) == "10.0.0.6"  # unhashable: formatted each time
+    with pytest.raises(ValueError):
+        names(netfmt.AF_INET6, (1, 2, 3))  # bad input still says so
+    assert len(names._names) <= 3  # bounded

@@ -6,6 +6,7 @@ module                         what it holds
 :mod:`lcc.buffers.ring`        :class:`RingBuffer`: callbacks, or ``read()``
 :mod:`lcc.buffers.perf`        :class:`PerfBuffer` (libbpf ``perf_buffer``)
 :mod:`lcc.buffers.poll`        :class:`PollGroup`: many buffers, one epoll fd
+:mod:`lcc.buffers.batch`       :class:`EventBatch`: ``RingBuffer.read_batch()``'s columns
 :mod:`lcc.buffers._consumer`   what the libbpf-based consumers share
 =============================  ==============================================
 

@@ -301,7 +301,9 @@ class _LibbpfConsumer:
             # wakeup another poller of the same fd has already taken.
             ret = h.call(consume)
             if ret >= 0 and self._error is None and self.delivered == before \
-                    and timeout_ms != 0 and h.wait(int(timeout_ms)):
+                    and timeout_ms != 0 and (h.wait(int(timeout_ms)) or not h.closed):
+                # Also when the wait ran out: a ring buffer's producer may submit
+                # without a wakeup (BPF_RB_NO_WAKEUP), and its events wait for this.
                 ret = h.call(consume)
         finally:
             h.leave()

@@ -8,6 +8,10 @@ the group keeps each buffer in one epoll set only, and a buffer it may have
 seen ready without delivering its events (just added, or ready while the
 group waited for buffers of the other kind) is *set aside*: the next call
 for its kind consumes it without waiting for a signal that may not come.
+
+A ring buffer's producer may also choose not to signal (``BPF_RB_NO_WAKEUP``,
+as ``LBC_RB_WAKEUP`` does below its watermark): a wait that runs out reads
+the ring buffers anyway, so such events come at the latest one timeout late.
 """
 
 from __future__ import annotations
@@ -104,7 +108,14 @@ class PollGroup:
         wait = timeout_ms / 1000 if timeout_ms > 0 else timeout_ms
         get = self._by_fd.get
         while True:
-            ready = [b for b in (get(fd) for fd, _ in ep.poll(wait)) if b is not None]
+            signalled = ep.poll(wait)
+            if not signalled and wait != 0 and kind != "perf":
+                # The wait ran out: ring buffers are read all the same, since a
+                # producer may submit without waking the reader (LBC_RB_WAKEUP
+                # below its watermark) and its events wait for this.  Reading
+                # an empty ring costs two loads, no system call.
+                return self._deliver([b for b in self._by_fd.values() if b.kind == "ring"])
+            ready = [b for b in (get(fd) for fd, _ in signalled) if b is not None]
             if kind is not None:
                 others = [b for b in ready if b.kind != kind]
                 if others:

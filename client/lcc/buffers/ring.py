@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from ..codecs import Codec
     from ._consumer import CodecSource
+    from .batch import EventBatch
 
 # Records read() takes from the ring at a time, decoded and kept in order for
 # the next calls: the ring's space goes back to the producer in batches, and
@@ -215,6 +216,49 @@ class RingBuffer:
             d = self._pull = ringbuf_mmap.EventDelivery(
                 self._pending.append, self._event_codec(), raw=self._raw)
         return self._fast.poll(timeout_ms, d, READ_AHEAD)
+
+    def read_batch(self, max_events: int = 65536, timeout: float | None = 0, *,
+                   use_numpy: bool | None = None) -> EventBatch:
+        """Up to ``max_events`` waiting events at once, decoded into columns.
+
+        Returns an :class:`lcc.buffers.batch.EventBatch`: ``batch["pid"]``
+        holds every event's ``pid`` in commit order (numpy arrays with the
+        ``numpy`` extra installed and an event type it can view, else
+        tuples; ``use_numpy`` True requires numpy, False never uses it).
+        Waits up to ``timeout`` seconds (None: until events come; 0, the
+        default: not at all) when none wait; an empty batch after that.
+        The records are copied out of the ring a run at a time and their
+        space goes back to the producer at once.  Not for a ring whose
+        events ``read()`` has taken ahead (LccError): use one or the other.
+        """
+        from . import batch as _batch  # here: only batch readers load it (and maybe numpy)
+        self._check()
+        if self._pending:
+            raise LccError(f"ring buffer '{self.name}': read() holds events taken ahead; "
+                           "take them with read() before read_batch()")
+        limit = max(1, int(max_events))
+        wait_ms = -1 if timeout is None else max(0, int(timeout * 1000 + 0.999))
+        codec = self._event_codec()
+        if self._fast is None:
+            events: list[Any] = []
+            self._slow.pull(events.append, limit, wait_ms)  # type: ignore[union-attr]
+            return _batch.from_events(events, codec, self._raw)
+        runs: list[list[Any]] = []  # [bytearray, records, record length]
+
+        def take(run: memoryview, n: int, length: int) -> tuple[int, None]:
+            # Copied out (then the space goes back to the producer), runs of one
+            # record length into one buffer: one copy of each byte, in total.
+            last = runs[-1] if runs else None
+            if last is not None and last[2] == length:
+                last[0] += run
+                last[1] += n
+            else:
+                runs.append([bytearray(run), n, length])
+            return n, None
+
+        self._fast.poll(wait_ms, take, limit)
+        return _batch.decode_runs([(r[0], r[1], r[2]) for r in runs], codec, raw=self._raw,
+                                  use_numpy=use_numpy)
 
     # -- state ---------------------------------------------------------------------
 

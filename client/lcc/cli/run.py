@@ -351,7 +351,7 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
             exporter = start(tool, prometheus, bufs)
         progs = [p.name for p in tool.obj.programs.values() if p.autoload]
         group = tool.poll_group if bufs else None  # every buffer, in one epoll set
-        poll = group.poll if group is not None else None
+        poll = _flushing(group.poll, out) if group is not None else None
         if pipe is not None:
             poll = _with_printk(pipe, group, out, json_out)
         # Stop signals are caught before the message: a stop may follow it at once.
@@ -380,6 +380,18 @@ def run(path: str, defines: Mapping[str, str | None] | None = None,
         tool.close()
 
 
+def _flushing(poll: Any, out: IO[str]) -> Any:
+    """``poll`` that flushes ``out`` after delivering events: one write per batch
+    of events, not one per line (the printers only write)."""
+    def poll_and_flush(timeout_ms: int) -> int:
+        n = poll(timeout_ms)
+        if n:
+            out.flush()
+        return n
+
+    return poll_and_flush
+
+
 def _with_printk(pipe: Any, group: Any, out: IO[str], json_out: bool) -> Any:
     """A ``poll(timeout_ms)`` for :meth:`lcc.loop.Stop.run` that waits on the
     trace pipe and the buffers' epoll fd together, then prints the whole
@@ -402,8 +414,11 @@ def _with_printk(pipe: Any, group: Any, out: IO[str], json_out: bool) -> Any:
                                      {"printk": f.msg, "task": f.task, "pid": f.pid,
                                       "cpu": f.cpu, "ts": f.ts}) + "\n")
             out.flush()
-        if group is not None and group in ready:
-            group.poll(0)
+        if group is not None:
+            # Rings are read at a timeout too: their producer may not signal
+            # (LBC_RB_WAKEUP below its watermark).
+            if (group.poll(0) if group in ready else group.consume(kind="ring")):
+                out.flush()
     return poll
 
 
