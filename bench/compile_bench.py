@@ -34,6 +34,9 @@ Python runs with its bytecode cache (as after ``pip install``).
 By default the service is started here with uvicorn on 127.0.0.1 and a
 temporary state directory; ``--server URL [--token T]`` measures a running one
 instead.  Usage: ``python bench/compile_bench.py [--runs 15] [--clients 8]``.
+``--baseline-tree DIR`` also starts the service from another checkout (say,
+``git worktree add DIR <commit before a change>``) and interleaves its cold
+compiles with this one's: the before/after figure of one run.
 
 ``--compare-clang clang clang-19`` instead compares compilers (the choice
 ``LCC_CLANG`` makes): every test program and example tool compiled by the
@@ -293,12 +296,18 @@ def plain_clang(runs: int, work: Path) -> list[float]:
 
 # -- the service ------------------------------------------------------------------------
 
-def start_service(state: Path, concurrency: int) -> tuple[Spawned, str]:
-    """The service on a free port of 127.0.0.1; returns it and its token."""
+def start_service(state: Path, concurrency: int,
+                  tree: Path | None = None) -> tuple[Spawned, str]:
+    """The service on a free port of 127.0.0.1 (its code from ``tree``'s
+    client/compile_server/toolchain when given); returns it and its token."""
     token = secrets.token_hex(16)
+    env = {"LCC_STATE_DIR": str(state), "LCC_TOKEN": token,
+           "LCC_MAX_CONCURRENCY": str(concurrency)}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(str(tree / d) for d in
+                                            ("client", "compile_server", "toolchain"))
     try:
-        child = spawn({"LCC_STATE_DIR": str(state), "LCC_TOKEN": token,
-                       "LCC_MAX_CONCURRENCY": str(concurrency)})
+        child = spawn(env)
     except RuntimeError as e:
         raise SystemExit(str(e)) from None
     return child, token
@@ -489,6 +498,9 @@ def main() -> None:
                     help="only the one-off CLI table, or only the service figures")
     ap.add_argument("--cli-runs", type=int, default=5,
                     help="samples per example in the one-off CLI table")
+    ap.add_argument("--baseline-tree", type=Path, metavar="DIR",
+                    help="also start the service from this checkout (e.g. the commit "
+                         "before a change) and interleave its cold compiles with this one's")
     args = ap.parse_args()
     if args.compare_clang:
         compare_clangs(args.compare_clang, args.runs)
@@ -534,10 +546,30 @@ def main() -> None:
                     dt, r = timed_post(c, {"bundle": body})
                     errors += r.status_code != 200
                     whole.append(dt)
-                for i in range(args.runs):
-                    dt, r = timed_post(c, {"bundle": bundle(f"cold-{run_id}-{i}")})
-                    errors += r.status_code != 200 or r.json()["cached"]
-                    cold.append(dt)
+                base = base_client = None
+                base_cold: list[float] = []
+                if args.baseline_tree:
+                    base, base_token = start_service(tmp / "base-state", args.concurrency,
+                                                     args.baseline_tree.resolve())
+                    base_client = httpx.Client(base_url=base.url, timeout=120, headers={
+                        "Authorization": f"Bearer {base_token}"})
+                    timed_post(base_client, {"bundle": bundle("warm-" + run_id)}) \
+                        [1].raise_for_status()
+                try:
+                    # Interleaved with the baseline tree's service, when there is one.
+                    for i in range(args.runs):
+                        dt, r = timed_post(c, {"bundle": bundle(f"cold-{run_id}-{i}")})
+                        errors += r.status_code != 200 or r.json()["cached"]
+                        cold.append(dt)
+                        if base_client is not None:
+                            dt, r = timed_post(base_client,
+                                               {"bundle": bundle(f"cold-{run_id}-{i}")})
+                            errors += r.status_code != 200 or r.json()["cached"]
+                            base_cold.append(dt)
+                finally:
+                    if base is not None:
+                        base_client.close()
+                        base.stop()
                 hit_body = {"bundle": bundle(f"cold-{run_id}-0")}
                 for _ in range(args.runs * 4):
                     dt, r = timed_post(c, hit_body)
@@ -573,6 +605,10 @@ def main() -> None:
     print(f"  service cold, whole vmlinux.h, no PCH  {summary(no_pch)}")
     print(f"  service cold, whole vmlinux.h (PCH)    {summary(whole)}")
     print(f"  service cold (cut vmlinux.h + PCH)     {summary(cold)}   target <= 60 ms")
+    if base_cold:
+        print(f"    the same, service of {args.baseline_tree} (interleaved)\n"
+              f"                                         {summary(base_cold)}   this tree: "
+              f"{statistics.median(cold) / statistics.median(base_cold):.2f}x of it")
     print(f"  service cache hit                      {summary(hits)}   target <= 10 ms")
     print(f"  (small program, cold                   {summary(small)})")
     lat = [dt for dt, _ in results]

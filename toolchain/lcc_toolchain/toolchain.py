@@ -173,6 +173,10 @@ class Toolchain:
             for name in filenames:
                 os.chmod(os.path.join(dirpath, name), 0o644)
 
+    def close(self) -> None:
+        """Stop the sandbox's spawner (a later compile starts another)."""
+        self.sandbox.close()
+
     # -- tools and identity -------------------------------------------------
 
     def clang_path(self) -> str:
@@ -325,8 +329,12 @@ class Toolchain:
 
     def prepare(self, btf_path: Path = HOST_BTF, arch: str = "x86_64") -> bool:
         """Build vmlinux.h, its cut for lbc.h and the PCHs ahead of the first
-        compile; True if a PCH exists."""
+        compile, and start the sandbox's spawner; True if a PCH exists."""
         check_arch(arch)
+        try:
+            self.sandbox.start()
+        except SandboxError as exc:
+            log.warning("%s (retried on the first compile)", exc)
         btf_sha = self.btf_sha256(btf_path)
         vmdir = self.vmlinux_h(btf_path).parent
         if self.use_cut and (cutter := self._cutter(vmdir)) is not None and self.use_pch:
