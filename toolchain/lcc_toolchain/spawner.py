@@ -5,8 +5,9 @@ itself (Python code between ``fork`` and ``execve`` is unsafe there), and
 starting a fresh Python per run (the trampoline) costs 10 ms and more on
 every clang run.  ``Spawner`` starts one such Python once, the *spawner*,
 and asks it over a Unix socket to fork for each run.  The spawner's child
-applies ``sandbox_exec.main`` as the trampoline does (the same options, the
-same steps, the same exit 125 on a failed step) and executes the program.
+(``lcc_toolchain.spawner_main``) applies ``sandbox_exec.main`` as the
+trampoline does (the same options, the same steps, the same exit 125 on a
+failed step) and executes the program.
 
 Protocol (``AF_UNIX``/``SOCK_SEQPACKET``, so messages keep their bounds):
 
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -40,11 +40,7 @@ import threading
 import weakref
 from pathlib import Path
 
-__all__ = ["Spawner", "SpawnerDied", "serve"]
-
-_MAX_MESSAGE = 1 << 20  # the trampoline's arguments: a few KB in practice
-_MAX_FD = 1 << 20
-_SETUP_FAILED = 125
+__all__ = ["Spawner", "SpawnerDied"]
 
 
 class SpawnerDied(OSError):
@@ -59,7 +55,7 @@ class Spawner:
         self.python = python
         pkg_parent = str(Path(__file__).resolve().parent.parent)
         self._bootstrap = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
-                           "from lcc_toolchain.spawner import serve; serve(int(sys.argv[1]))")
+                           "from lcc_toolchain.spawner_main import serve; serve(int(sys.argv[1]))")
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._control: socket.socket | None = None
@@ -185,106 +181,3 @@ def _stop(parts: list) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-# -- the spawner process -------------------------------------------------------------
-
-def serve(control_fd: int) -> None:
-    """The spawner's loop (single-threaded, never returns)."""
-    from lcc_toolchain import sandbox_exec  # noqa: F401 - imported once, before any fork
-
-    control = socket.socket(fileno=control_fd)
-    poller = select.poll()
-    poller.register(control, select.POLLIN)
-    runs: dict[int, tuple[int, socket.socket, int]] = {}  # fd -> (pid, reply socket, pidfd)
-    by_sock: dict[int, int] = {}  # reply socket fd -> pidfd
-    try:
-        while True:
-            for fd, _events in poller.poll():
-                if fd == control_fd:
-                    if not _accept(control, poller, runs, by_sock):
-                        return
-                elif fd in runs:  # a program ended
-                    pid, reply, pidfd = runs.pop(fd)
-                    poller.unregister(pidfd)
-                    if by_sock.pop(reply.fileno(), None) is not None:
-                        poller.unregister(reply)
-                    os.close(pidfd)
-                    _, status = os.waitpid(pid, 0)
-                    try:
-                        reply.send(b"exit %d" % os.waitstatus_to_exitcode(status))
-                    except OSError:
-                        pass
-                    reply.close()
-                elif fd in by_sock:  # "kill", or the caller went away
-                    pid, reply, _ = runs[by_sock.pop(fd)]
-                    try:
-                        reply.recv(16)
-                    except OSError:
-                        pass
-                    _kill(pid)
-                    poller.unregister(fd)  # its exit is reported through the pidfd
-    finally:
-        for pid, _, _ in runs.values():
-            _kill(pid)
-        os._exit(0)
-
-
-def _accept(control: socket.socket, poller, runs: dict, by_sock: dict) -> bool:
-    """Fork for one request; False once the caller closed the control socket."""
-    try:
-        data, fds, _, _ = socket.recv_fds(control, _MAX_MESSAGE, 3)
-    except OSError:
-        return False
-    if not data and not fds:
-        return False
-    if len(fds) != 3:
-        for fd in fds:
-            os.close(fd)
-        return True
-    reply = socket.socket(fileno=fds[0])
-    args = [os.fsdecode(a) for a in data.split(b"\0")]
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        reply.send(f"error cannot fork: {exc.strerror}".encode())
-        reply.close()
-        os.close(fds[1])
-        os.close(fds[2])
-        return True
-    if pid == 0:
-        _child(args, fds[1], fds[2])
-    os.close(fds[1])
-    os.close(fds[2])
-    pidfd = os.pidfd_open(pid)
-    runs[pidfd] = (pid, reply, pidfd)
-    by_sock[reply.fileno()] = pidfd
-    poller.register(pidfd, select.POLLIN)
-    poller.register(reply, select.POLLIN)
-    reply.send(b"pid %d" % pid)
-    return True
-
-
-def _child(args: list[str], stdout: int, stderr: int) -> None:
-    """In the forked child: the standard descriptors, a session of its own,
-    nothing else inherited; then confine and execute.  Never returns."""
-    try:
-        from lcc_toolchain import sandbox_exec
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(stdout, 1)
-        os.dup2(stderr, 2)
-        os.closerange(3, _MAX_FD)
-        os.setsid()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        sandbox_exec.main(args)
-    finally:
-        os._exit(_SETUP_FAILED)
-
-
-def _kill(pid: int) -> None:
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
