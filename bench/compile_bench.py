@@ -36,7 +36,8 @@ temporary state directory; ``--server URL [--token T]`` measures a running one
 instead.  Usage: ``python bench/compile_bench.py [--runs 15] [--clients 8]``.
 ``--baseline-tree DIR`` also starts the service from another checkout (say,
 ``git worktree add DIR <commit before a change>``) and interleaves its cold
-compiles with this one's: the before/after figure of one run.
+compiles with this one's, and adds that checkout's empty-cache one-off compile
+to the CLI samples: the before/after figures of one run.
 
 ``--compare-clang clang clang-19`` instead compares compilers (the choice
 ``LCC_CLANG`` makes): every test program and example tool compiled by the
@@ -415,8 +416,9 @@ def _timed(argv: list[str], **kw) -> float:
     return dt
 
 
-def oneoff_cli(runs: int, work: Path) -> None:
-    """The one-off ``lcc compile`` table (see the module docstring)."""
+def oneoff_cli(runs: int, work: Path, baseline_tree: Path | None = None) -> None:
+    """The one-off ``lcc compile`` table (see the module docstring); with
+    ``baseline_tree``, also that checkout's empty-cache compile, interleaved."""
     vm = work / "vmlinux"
     vm.mkdir()
     bpftool = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
@@ -432,6 +434,13 @@ def oneoff_cli(runs: int, work: Path) -> None:
     for name in ("LCC_SERVER", "LCC_BACKEND"):
         env.pop(name, None)
     warm_env = {**env, "LCC_CACHE_DIR": str(work / "warm")}
+    base_env = None
+    if baseline_tree is not None:
+        base_env = {**env, "PYTHONPYCACHEPREFIX": str(work / "pycache-base"),
+                    "PYTHONPATH": os.pathsep.join(str(baseline_tree.resolve() / d) for d in
+                                                  ("client", "compile_server", "toolchain"))}
+        _timed(lcc(_examples()[0]), env={**base_env, "LCC_CACHE_DIR": str(work / "bw")})
+        shutil.rmtree(work / "bw", ignore_errors=True)
     multiarch = Path("/usr/include") / f"{os.uname().machine}-linux-gnu"
 
     def plain(src: Path) -> list[str]:
@@ -446,7 +455,9 @@ def oneoff_cli(runs: int, work: Path) -> None:
 
     examples = _examples()
     # Warm-up, not measured: bytecode, the warm toolchain cache, the page cache.
-    for src in examples:
+    # (The run that makes vmlinux.h leaves its saved index and the PCHs to the
+    # next run: the first example runs twice.)
+    for src in [examples[0], *examples]:
         _timed(plain(src))
         _timed(lcc(src), env=warm_env)
     times: dict[tuple[str, str], list[float]] = {}
@@ -457,11 +468,15 @@ def oneoff_cli(runs: int, work: Path) -> None:
                        ("warm", lambda: _timed(lcc(src), env=warm_env)),
                        ("empty", lambda: _timed(lcc(src), env={**env,
                                                                "LCC_CACHE_DIR": str(empty)}))]
+            if base_env is not None:
+                samples.append(("base", lambda: _timed(lcc(src), env={
+                    **base_env, "LCC_CACHE_DIR": str(empty) + "-base"})))
             if r % 2:  # neither always runs first
                 samples.reverse()
             for kind, fn in samples:
                 times.setdefault((_tool(src), kind), []).append(fn())
             shutil.rmtree(empty, ignore_errors=True)
+            shutil.rmtree(str(empty) + "-base", ignore_errors=True)
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"one-off lcc compile vs plain clang  ({runs} runs each, interleaved, medians; "
@@ -479,6 +494,13 @@ def oneoff_cli(runs: int, work: Path) -> None:
               f"{med['empty'] / med['plain']:>12.2f}x")
     print(f"  {'worst':<12}{'':>14}{'':>14}{max(ratios['warm']):>11.2f}x{'':>14}"
           f"{max(ratios['empty']):>12.2f}x")
+    if base_env is not None:
+        def base_ratio(src: Path) -> float:
+            return (statistics.median(times[(_tool(src), "base")])
+                    / statistics.median(times[(_tool(src), "plain")]))
+        print(f"  empty cache, {baseline_tree} (interleaved): "
+              + ", ".join(f"{_tool(src)} {base_ratio(src):.2f}x" for src in examples)
+              + " of plain clang")
     print("  targets: warm <= 1.00x (moonshot 0.50x), empty <= 1.20x")
     print()
 
@@ -507,7 +529,7 @@ def main() -> None:
         return
     if args.only != "service":
         with tempfile.TemporaryDirectory(prefix="lcc-bench-cli-") as tmp:
-            oneoff_cli(args.cli_runs, Path(tmp))
+            oneoff_cli(args.cli_runs, Path(tmp), args.baseline_tree)
     if args.only == "cli":
         return
 
