@@ -300,10 +300,16 @@ def _spawned(spawner: Spawner, args: list[str], out_f, err_f, wall_seconds: floa
         run.close()
 
 
+@functools.cache
 def _spawner_usable() -> bool:
-    """Whether this kernel has pidfds (Linux 5.3), which the spawner watches
-    its programs with; else the trampoline is used."""
-    return hasattr(os, "pidfd_open")
+    """Whether this process may open pidfds (Linux 5.3; a seccomp filter may
+    refuse them), which the spawner watches its programs with; else the
+    trampoline is used."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
 def _single_threaded() -> bool:

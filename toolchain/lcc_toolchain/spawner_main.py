@@ -96,7 +96,14 @@ def _accept(control: _socket.socket, poller, runs: dict, listening: dict) -> boo
         _child(args, fds[1], fds[2])
     os.close(fds[1])
     os.close(fds[2])
-    pidfd = os.pidfd_open(pid)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError as exc:  # cannot watch it: it must not run
+        _kill(pid)
+        os.waitpid(pid, 0)
+        reply.send(f"error cannot watch the program: {exc.strerror}".encode())
+        reply.close()
+        return True
     runs[pidfd] = (pid, reply)
     listening[reply.fileno()] = pidfd
     poller.register(pidfd, select.POLLIN)
