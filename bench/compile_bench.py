@@ -34,6 +34,10 @@ Python runs with its bytecode cache (as after ``pip install``).
 By default the service is started here with uvicorn on 127.0.0.1 and a
 temporary state directory; ``--server URL [--token T]`` measures a running one
 instead.  Usage: ``python bench/compile_bench.py [--runs 15] [--clients 8]``.
+``--baseline-tree DIR`` also starts the service from another checkout (say,
+``git worktree add DIR <commit before a change>``) and interleaves its cold
+compiles with this one's, and adds that checkout's empty-cache one-off compile
+to the CLI samples: the before/after figures of one run.
 
 ``--compare-clang clang clang-19`` instead compares compilers (the choice
 ``LCC_CLANG`` makes): every test program and example tool compiled by the
@@ -293,12 +297,18 @@ def plain_clang(runs: int, work: Path) -> list[float]:
 
 # -- the service ------------------------------------------------------------------------
 
-def start_service(state: Path, concurrency: int) -> tuple[Spawned, str]:
-    """The service on a free port of 127.0.0.1; returns it and its token."""
+def start_service(state: Path, concurrency: int,
+                  tree: Path | None = None) -> tuple[Spawned, str]:
+    """The service on a free port of 127.0.0.1 (its code from ``tree``'s
+    client/compile_server/toolchain when given); returns it and its token."""
     token = secrets.token_hex(16)
+    env = {"LCC_STATE_DIR": str(state), "LCC_TOKEN": token,
+           "LCC_MAX_CONCURRENCY": str(concurrency)}
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(str(tree / d) for d in
+                                            ("client", "compile_server", "toolchain"))
     try:
-        child = spawn({"LCC_STATE_DIR": str(state), "LCC_TOKEN": token,
-                       "LCC_MAX_CONCURRENCY": str(concurrency)})
+        child = spawn(env)
     except RuntimeError as e:
         raise SystemExit(str(e)) from None
     return child, token
@@ -406,8 +416,9 @@ def _timed(argv: list[str], **kw) -> float:
     return dt
 
 
-def oneoff_cli(runs: int, work: Path) -> None:
-    """The one-off ``lcc compile`` table (see the module docstring)."""
+def oneoff_cli(runs: int, work: Path, baseline_tree: Path | None = None) -> None:
+    """The one-off ``lcc compile`` table (see the module docstring); with
+    ``baseline_tree``, also that checkout's empty-cache compile, interleaved."""
     vm = work / "vmlinux"
     vm.mkdir()
     bpftool = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
@@ -423,6 +434,11 @@ def oneoff_cli(runs: int, work: Path) -> None:
     for name in ("LCC_SERVER", "LCC_BACKEND"):
         env.pop(name, None)
     warm_env = {**env, "LCC_CACHE_DIR": str(work / "warm")}
+    base_env = None
+    if baseline_tree is not None:
+        base_env = {**env, "PYTHONPYCACHEPREFIX": str(work / "pycache-base"),
+                    "PYTHONPATH": os.pathsep.join(str(baseline_tree.resolve() / d) for d in
+                                                  ("client", "compile_server", "toolchain"))}
     multiarch = Path("/usr/include") / f"{os.uname().machine}-linux-gnu"
 
     def plain(src: Path) -> list[str]:
@@ -437,9 +453,14 @@ def oneoff_cli(runs: int, work: Path) -> None:
 
     examples = _examples()
     # Warm-up, not measured: bytecode, the warm toolchain cache, the page cache.
-    for src in examples:
+    # (The run that makes vmlinux.h leaves its saved index and the PCHs to the
+    # next run: the first example runs twice.)
+    for src in [examples[0], *examples]:
         _timed(plain(src))
         _timed(lcc(src), env=warm_env)
+    if base_env is not None:  # its bytecode
+        _timed(lcc(examples[0]), env={**base_env, "LCC_CACHE_DIR": str(work / "bw")})
+        shutil.rmtree(work / "bw", ignore_errors=True)
     times: dict[tuple[str, str], list[float]] = {}
     for r in range(runs):
         for src in examples:
@@ -448,11 +469,15 @@ def oneoff_cli(runs: int, work: Path) -> None:
                        ("warm", lambda: _timed(lcc(src), env=warm_env)),
                        ("empty", lambda: _timed(lcc(src), env={**env,
                                                                "LCC_CACHE_DIR": str(empty)}))]
+            if base_env is not None:
+                samples.append(("base", lambda: _timed(lcc(src), env={
+                    **base_env, "LCC_CACHE_DIR": str(empty) + "-base"})))
             if r % 2:  # neither always runs first
                 samples.reverse()
             for kind, fn in samples:
                 times.setdefault((_tool(src), kind), []).append(fn())
             shutil.rmtree(empty, ignore_errors=True)
+            shutil.rmtree(str(empty) + "-base", ignore_errors=True)
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"one-off lcc compile vs plain clang  ({runs} runs each, interleaved, medians; "
@@ -470,6 +495,13 @@ def oneoff_cli(runs: int, work: Path) -> None:
               f"{med['empty'] / med['plain']:>12.2f}x")
     print(f"  {'worst':<12}{'':>14}{'':>14}{max(ratios['warm']):>11.2f}x{'':>14}"
           f"{max(ratios['empty']):>12.2f}x")
+    if base_env is not None:
+        def base_ratio(src: Path) -> float:
+            return (statistics.median(times[(_tool(src), "base")])
+                    / statistics.median(times[(_tool(src), "plain")]))
+        print(f"  empty cache, {baseline_tree} (interleaved): "
+              + ", ".join(f"{_tool(src)} {base_ratio(src):.2f}x" for src in examples)
+              + " of plain clang")
     print("  targets: warm <= 1.00x (moonshot 0.50x), empty <= 1.20x")
     print()
 
@@ -489,13 +521,16 @@ def main() -> None:
                     help="only the one-off CLI table, or only the service figures")
     ap.add_argument("--cli-runs", type=int, default=5,
                     help="samples per example in the one-off CLI table")
+    ap.add_argument("--baseline-tree", type=Path, metavar="DIR",
+                    help="also start the service from this checkout (e.g. the commit "
+                         "before a change) and interleave its cold compiles with this one's")
     args = ap.parse_args()
     if args.compare_clang:
         compare_clangs(args.compare_clang, args.runs)
         return
     if args.only != "service":
         with tempfile.TemporaryDirectory(prefix="lcc-bench-cli-") as tmp:
-            oneoff_cli(args.cli_runs, Path(tmp))
+            oneoff_cli(args.cli_runs, Path(tmp), args.baseline_tree)
     if args.only == "cli":
         return
 
@@ -534,10 +569,30 @@ def main() -> None:
                     dt, r = timed_post(c, {"bundle": body})
                     errors += r.status_code != 200
                     whole.append(dt)
-                for i in range(args.runs):
-                    dt, r = timed_post(c, {"bundle": bundle(f"cold-{run_id}-{i}")})
-                    errors += r.status_code != 200 or r.json()["cached"]
-                    cold.append(dt)
+                base = base_client = None
+                base_cold: list[float] = []
+                if args.baseline_tree:
+                    base, base_token = start_service(tmp / "base-state", args.concurrency,
+                                                     args.baseline_tree.resolve())
+                    base_client = httpx.Client(base_url=base.url, timeout=120, headers={
+                        "Authorization": f"Bearer {base_token}"})
+                    timed_post(base_client, {"bundle": bundle("warm-" + run_id)}) \
+                        [1].raise_for_status()
+                try:
+                    # Interleaved with the baseline tree's service, when there is one.
+                    for i in range(args.runs):
+                        dt, r = timed_post(c, {"bundle": bundle(f"cold-{run_id}-{i}")})
+                        errors += r.status_code != 200 or r.json()["cached"]
+                        cold.append(dt)
+                        if base_client is not None:
+                            dt, r = timed_post(base_client,
+                                               {"bundle": bundle(f"cold-{run_id}-{i}")})
+                            errors += r.status_code != 200 or r.json()["cached"]
+                            base_cold.append(dt)
+                finally:
+                    if base is not None:
+                        base_client.close()
+                        base.stop()
                 hit_body = {"bundle": bundle(f"cold-{run_id}-0")}
                 for _ in range(args.runs * 4):
                     dt, r = timed_post(c, hit_body)
@@ -573,6 +628,10 @@ def main() -> None:
     print(f"  service cold, whole vmlinux.h, no PCH  {summary(no_pch)}")
     print(f"  service cold, whole vmlinux.h (PCH)    {summary(whole)}")
     print(f"  service cold (cut vmlinux.h + PCH)     {summary(cold)}   target <= 60 ms")
+    if base_cold:
+        print(f"    the same, service of {args.baseline_tree} (interleaved)\n"
+              f"                                         {summary(base_cold)}   this tree: "
+              f"{statistics.median(cold) / statistics.median(base_cold):.2f}x of it")
     print(f"  service cache hit                      {summary(hits)}   target <= 10 ms")
     print(f"  (small program, cold                   {summary(small)})")
     lat = [dt for dt, _ in results]

@@ -243,6 +243,24 @@ def test_index_is_saved_next_to_vmlinux_h_and_reused(tmp_path, index):
     assert again.identifiers == index.identifiers
 
 
+def test_an_index_not_saved_cuts_the_same_reading_only_what_it_needs(tmp_path, index):
+    path = tmp_path / "vmlinux.h"
+    path.write_text(VMLINUX_H)
+
+    unsaved = VmlinuxIndex.load(path, save=False)
+    assert not (tmp_path / "vmlinux.h.index").exists()
+    cut = unsaved.render(unsaved.keep({"u32"}))
+    scanned = sum(d is not None for d in unsaved._decls._done)
+    assert 0 < scanned < len(unsaved._decls)
+
+    saved = VmlinuxIndex.load(path)
+    for names in ({"u32"}, {"sock", "sk_socket"}, {"sk_state", "task_struct"}):
+        assert unsaved.render(unsaved.keep(names)) == saved.render(saved.keep(names)) \
+            == index.render(index.keep(names))
+    assert cut == index.render(index.keep({"u32"}))
+    assert unsaved.identifiers == saved.identifiers
+
+
 def _saved_index(tmp_path) -> bytes:
     path = tmp_path / "vmlinux.h"
     path.write_text(VMLINUX_H)

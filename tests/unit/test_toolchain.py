@@ -160,6 +160,23 @@ def test_object_does_not_depend_on_the_saved_index_or_how_clang_starts(tmp_path,
     assert built.object == from_saved.object == trampoline.object
 
 
+def test_a_one_off_compile_leaves_index_and_pch_to_the_next_process(tmp_path):
+    bundle = B("connect.bpf.c", {"connect.bpf.c": CONNECT_C, "hdr/connect.h": CONNECT_H})
+    first = Toolchain(work_dir=tmp_path, one_off=True)  # makes vmlinux.h
+    made = first.compile(bundle)
+    assert made.cut and not made.pch
+    assert not list(tmp_path.glob("vmlinux/*/vmlinux.h.index"))
+    assert not list(tmp_path.glob("pch/*/lbc.pch"))
+
+    later = first.compile(bundle)  # vmlinux.h was there: the PCH is built
+    nxt = Toolchain(work_dir=tmp_path, one_off=True).compile(bundle)  # and the index saved
+    assert later.pch and nxt.pch and nxt.cut
+    assert list(tmp_path.glob("vmlinux/*/vmlinux.h.index"))
+
+    service = Toolchain(work_dir=tmp_path / "service").compile(bundle)
+    assert made.object == later.object == nxt.object == service.object
+
+
 def _garble_declaration(index_path: Path, key: str) -> None:
     """Make the saved index's entry for ``key`` ("struct sock") unreadable,
     leaving its tables intact (found only when a cut reads it)."""

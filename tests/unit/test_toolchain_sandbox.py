@@ -1,9 +1,10 @@
 """The sandbox that clang and bpftool run in: filesystem, environment,
 capabilities, network and resource limits.  Needs no root; the Landlock
-checks skip on kernels without Landlock.  Every test runs twice: with the
-confining process forked from this one (a single-threaded caller, as ``lcc
-compile``) and started as the Python trampoline (a multi-threaded caller, as
-the service)."""
+checks skip on kernels without Landlock.  Every test runs three times: with
+the confining process forked from this one (a single-threaded caller, as
+``lcc compile``), forked by the spawner (a multi-threaded caller, as the
+service) and started as the Python trampoline (a multi-threaded caller without
+the spawner)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ needs_landlock = pytest.mark.skipif(landlock.abi_version() < 1,
 PY = shutil.which("python3", path="/usr/bin:/bin")
 
 
-@pytest.fixture(autouse=True, params=["fork", "trampoline"])
+@pytest.fixture(autouse=True, params=["fork", "spawner", "trampoline"])
 def start(request, monkeypatch):
     """How the confining process starts in this test."""
-    if request.param == "trampoline":
+    if request.param != "fork":
         monkeypatch.setattr(sandbox_mod, "_single_threaded", lambda: False)
+    if request.param == "trampoline":
+        monkeypatch.setattr(sandbox_mod, "_spawner_usable", lambda: False)
     return request.param
 
 
@@ -220,7 +223,7 @@ def test_cancel_kills_the_program(box):
     assert time.monotonic() - started < 5
 
 
-def test_a_single_threaded_caller_forks_a_threaded_one_starts_the_trampoline(box, start):
+def test_a_single_threaded_caller_forks_a_threaded_one_asks_the_spawner(box, start):
     import threading
 
     alone = Sandbox().run(["/bin/true"], cwd=box)
@@ -229,13 +232,16 @@ def test_a_single_threaded_caller_forks_a_threaded_one_starts_the_trampoline(box
     other.start()
     try:
         threaded = Sandbox().run(["/bin/true"], cwd=box)
+        plain = Sandbox(spawner=False).run(["/bin/true"], cwd=box)
     finally:
         stop.set()
         other.join()
 
-    assert alone.ok and threaded.ok
-    assert alone.started == start and threaded.started == "trampoline"
-    assert Sandbox(fork=False).run(["/bin/true"], cwd=box).started == "trampoline"
+    assert alone.ok and threaded.ok and plain.ok
+    assert alone.started == start
+    assert threaded.started == ("trampoline" if start == "trampoline" else "spawner")
+    assert plain.started == "trampoline"
+    assert Sandbox(fork=False, spawner=False).run(["/bin/true"], cwd=box).started == "trampoline"
 
 
 def test_the_program_inherits_no_descriptor_of_the_caller(box):

@@ -24,6 +24,8 @@ Modules, one concept each:
   lbc.h; ``index_file``: vmlinux.h's index saved as a mapped binary file;
 - ``sandbox`` + ``sandbox_exec`` + ``landlock`` + ``_syscalls``: how clang
   and bpftool are confined (``_syscalls`` is the only ctypes user);
+  ``spawner`` + ``spawner_main``: the single-threaded process a
+  multi-threaded caller (the service) has fork each confined run;
 - ``validation``: what a bundle, define, arch, release or digest may be;
 - ``diagnostics``: clang's output into ``Diagnostic`` records, server paths
   scrubbed; ``objinfo``: programs and maps of a compiled object;

@@ -60,7 +60,8 @@ class _Type(NamedTuple):  # a tuple: a kernel's BTF has over 100,000 of them
     name: str
     kind_flag: bool
     ref: int                         # type (PTR, TYPEDEF, FUNC, ...) or 0
-    extra: tuple = ()                # FUNC_PROTO: (offset, count) of its params; ARRAY: (elem, n)
+    extra: tuple = ()                # FUNC_PROTO: (offset, count) of its params; ARRAY: (elem, n);
+    #                                  FUNC: (name offset,), its name left "" (``_Btf.func_name``)
 
 
 class _Btf:
@@ -86,14 +87,19 @@ class _Btf:
         u32 = struct.Struct(order + "I")
         triple = struct.Struct(order + "III")
         pos, end = types_at, types_at + type_len
-        new, append, name_of = tuple.__new__, self.types.append, self._str
+        new, append, name_of, names = tuple.__new__, self.types.append, self._str, self._names
         try:
             while pos < end:
                 name_off, info, ref = triple.unpack_from(data, pos)
                 pos += 12
                 kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
-                name = name_of(name_off)
                 extra: tuple = ()
+                if kind == _FUNC:  # tens of thousands; a name is read only for a kfunc
+                    append(new(_Type, (kind, "", kflag, ref, (name_off,))))
+                    continue
+                name = names.get(name_off)
+                if name is None:
+                    name = name_of(name_off)
                 if kind == _INT or kind == _VAR:
                     pos += 4
                 elif kind == _ARRAY:
@@ -131,6 +137,10 @@ class _Btf:
             name = self._names[off] = self._strs[off:end].decode("utf-8", errors="replace")
         return name
 
+    def func_name(self, func: _Type) -> str:
+        """The name of a FUNC (not decoded while reading the types)."""
+        return self._str(func.extra[0])
+
     def params(self, proto: _Type) -> tuple[tuple[str, int], ...]:
         """((name, type id), ...) of a FUNC_PROTO."""
         pos, vlen = proto.extra
@@ -156,8 +166,9 @@ class _Writer:
         self.btf = btf
         # Names bpftool had to rename in vmlinux.h (two types, one name).
         seen: dict[tuple[str, str], list[_Type]] = {}
+        spaces = self._SPACES
         for t in btf.types[1:]:
-            space = self._space(t)
+            space = spaces.get(t.kind)
             if space is not None and t.name:
                 seen.setdefault((space, t.name), []).append(t)
         # Typedefs of one integer type under one name (u8 twice: once for
@@ -180,15 +191,13 @@ class _Writer:
             t = self.btf.types[t.ref]
         return None
 
-    @staticmethod
-    def _space(t: _Type) -> str | None:
-        if t.kind in (_STRUCT, _UNION, _FWD):
-            return "record"
-        if t.kind in (_ENUM, _ENUM64):
-            return "enum"
-        if t.kind == _TYPEDEF:
-            return "typedef"
-        return None
+    #: The name spaces of C: two types of one kind of space may not share a name.
+    _SPACES = {_STRUCT: "record", _UNION: "record", _FWD: "record", _ENUM: "enum",
+               _ENUM64: "enum", _TYPEDEF: "typedef"}
+
+    @classmethod
+    def _space(cls, t: _Type) -> str | None:
+        return cls._SPACES.get(t.kind)
 
     def _base(self, t: _Type) -> str:
         """The name a type is spelled with; raises for anonymous or ambiguous ones."""
@@ -271,16 +280,19 @@ def kfunc_prototypes(btf_bytes: bytes, *, skip: Iterable[str] = ()) -> list[tupl
         if tag != "bpf_kfunc" or component != 0xFFFFFFFF:
             continue
         func = btf.get(tid)
-        if func.kind != _FUNC or not _IDENT.fullmatch(func.name) or func.name in skip:
+        if func.kind != _FUNC:
+            continue
+        name = btf.func_name(func)
+        if not _IDENT.fullmatch(name) or name in skip:
             continue
         proto = btf.get(func.ref)
         if proto.kind != _FUNC_PROTO:
             continue
         try:
-            text = writer.decl(proto.ref, f"{func.name}({writer.params(proto, 0)})")
+            text = writer.decl(proto.ref, f"{name}({writer.params(proto, 0)})")
         except (_Unwritable, BtfError):
             continue
-        out[func.name] = f"extern {text} __weak __ksym;"
+        out[name] = f"extern {text} __weak __ksym;"
     return sorted(out.items())
 
 

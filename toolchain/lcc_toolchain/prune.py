@@ -46,7 +46,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,11 +155,42 @@ class _Decl:
     kfunc: bool = False  # an extern declaration in the kfunc block
 
 
+class _ScannedOnUse(Sequence):
+    """The declarations of a vmlinux.h being indexed, each scanned for what
+    it refers to when first read (two threads may both scan one: the same
+    result, the last one kept)."""
+
+    def __init__(self, pending: list[tuple[str, str, bool]], typedefs: frozenset[str]) -> None:
+        self._pending = pending
+        self._typedefs = typedefs
+        self._done: list[_Decl | None] = [None] * len(pending)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        decl = self._done[i]
+        if decl is None:
+            text, body, kfunc = self._pending[i]
+            decl = _Decl(text=text, kfunc=kfunc)
+            VmlinuxIndex._scan(decl, body)
+            # typedef names are known once the whole header was split
+            decl.by_value.update(decl.words & self._typedefs)
+            decl.words = set()
+            self._done[i] = decl
+        return decl
+
+
 class VmlinuxIndex:
     """The declarations of one vmlinux.h and what each refers to."""
 
     def __init__(self, text: str) -> None:
-        self._decls: list[_Decl] = []
+        """Split ``text`` into declarations and key them; what each refers to
+        is read when ``keep`` or ``render`` first looks at it (a cut reads a
+        small part of the header; ``index_file.encode`` reads all of it)."""
+        self._pending: list[tuple[str, str, bool]] = []  # (text, body, kfunc)
         self._lead: list[str] = []   # preprocessor lines before the first type
         self._trail: list[str] = []  # and after the last
         self._by_key: dict[str, int] = {}  # "struct sock", "enum x", "u32", kfunc name
@@ -178,16 +209,15 @@ class VmlinuxIndex:
                 if in_kfuncs:
                     self._parse_kfunc(chunk, typedef_names)
             elif chunk.startswith("#"):
-                (self._trail if self._decls else self._lead).append(chunk)
+                (self._trail if self._pending else self._lead).append(chunk)
             elif self._trail:
                 raise ValueError("vmlinux.h has preprocessor lines between its types")
             else:
                 self._parse(chunk, typedef_names)
-        for decl in self._decls:  # typedef names are only known after the pass
-            decl.by_value.update(decl.words & typedef_names)
-            decl.words = set()
         self._typedefs = frozenset(typedef_names)
-        self._identifiers: frozenset[str] | None = frozenset(_IDENT.findall(text))
+        self._decls = _ScannedOnUse(self._pending, self._typedefs)
+        self._identifiers: frozenset[str] | None = None
+        self._load_identifiers = lambda: _IDENT.findall(text)
 
     @property
     def identifiers(self) -> frozenset[str]:
@@ -198,11 +228,12 @@ class VmlinuxIndex:
         return self._identifiers
 
     @classmethod
-    def load(cls, vmlinux_h: Path) -> VmlinuxIndex:
+    def load(cls, vmlinux_h: Path, *, save: bool = True) -> VmlinuxIndex:
         """The index of ``vmlinux_h``, read from ``<vmlinux_h>.index`` (see
         ``lcc_toolchain.index_file``) when that was made from the same text,
-        else built and saved there.  Raises ``ValueError`` when vmlinux.h is
-        not laid out as bpftool writes it."""
+        else built and, with ``save``, saved there (which scans every
+        declaration; without, only those a cut reads are).  Raises
+        ``ValueError`` when vmlinux.h is not laid out as bpftool writes it."""
         vmlinux_h = Path(vmlinux_h)
         raw = vmlinux_h.read_bytes()
         stamp = hashlib.sha256(raw).hexdigest()
@@ -214,14 +245,17 @@ class VmlinuxIndex:
                 log.info("indexing %s again: %s", vmlinux_h, exc)
         with _no_gc():  # tens of thousands of small containers, none of them cyclic
             index = cls(raw.decode())
-        try:
-            write_atomic(saved, index_file.encode(
-                stamp=stamp, lead=index._lead, trail=index._trail,
-                kfunc_head=index._kfunc_head, by_key=index._by_key,
-                enumerator=index._enumerator, typedefs=index._typedefs,
-                identifiers=index.identifiers, decls=index._decls), mode=0o644)
-        except OSError as exc:
-            log.warning("could not save the vmlinux.h index: %s", exc)
+            if not save:
+                return index
+            try:
+                data = index_file.encode(
+                    stamp=stamp, lead=index._lead, trail=index._trail,
+                    kfunc_head=index._kfunc_head, by_key=index._by_key,
+                    enumerator=index._enumerator, typedefs=index._typedefs,
+                    identifiers=index.identifiers, decls=index._decls)
+                write_atomic(saved, data, mode=0o644)
+            except OSError as exc:
+                log.warning("could not save the vmlinux.h index: %s", exc)
         # The JSON index of earlier releases is not read again.
         with contextlib.suppress(OSError):
             vmlinux_h.with_name(vmlinux_h.name + ".index.json").unlink()
@@ -252,8 +286,7 @@ class VmlinuxIndex:
         first, _, _ = chunk.partition("\n")
         if re.fullmatch(r"(struct|union) \w+;", first):
             return  # a forward declaration: render writes its own
-        index = len(self._decls)
-        decl = _Decl(text=chunk)
+        index = len(self._pending)
         body = chunk
         if (m := _RECORD_DEF.match(first)) is not None:
             key = f"{m.group(1)} {m.group(2)}"
@@ -273,9 +306,8 @@ class VmlinuxIndex:
             typedef_names.add(key)
         else:
             key = f"#{index}"
-        self._scan(decl, body)
         self._by_key.setdefault(key, index)
-        self._decls.append(decl)
+        self._pending.append((chunk, body, False))
 
     def _parse_kfunc(self, chunk: str, typedef_names: set[str]) -> None:
         """One ``extern <prototype> __weak __ksym;`` of the kfunc block, kept
@@ -283,10 +315,8 @@ class VmlinuxIndex:
         m = _FN_TYPE_NAME.search(chunk)
         if not chunk.startswith("extern ") or m is None:
             raise ValueError(f"vmlinux.h: unexpected text in the kfunc block: {chunk[:60]!r}")
-        decl = _Decl(text=chunk, kfunc=True)
-        self._scan(decl, chunk)
-        self._by_key.setdefault(m.group(1), len(self._decls))
-        self._decls.append(decl)
+        self._by_key.setdefault(m.group(1), len(self._pending))
+        self._pending.append((chunk, chunk, True))
 
     @staticmethod
     def _scan(decl: _Decl, body: str) -> None:
@@ -481,8 +511,9 @@ class CutterCache:
         self._items: OrderedDict[tuple, Cutter] = OrderedDict()
         self._keep = keep
 
-    def get(self, vmlinux_h: Path, fixed: FixedHeaders) -> Cutter:
-        """Raises ``ValueError`` when vmlinux.h is not laid out as bpftool writes it."""
+    def get(self, vmlinux_h: Path, fixed: FixedHeaders, *, save: bool = True) -> Cutter:
+        """Raises ``ValueError`` when vmlinux.h is not laid out as bpftool writes it.
+        ``save=False``: an index built here is not saved (``VmlinuxIndex.load``)."""
         key = (str(vmlinux_h), fixed)
         with self._locks.hold(str(vmlinux_h)):
             with self._guard:
@@ -491,14 +522,14 @@ class CutterCache:
                     self._items.move_to_end(key)
                     return cutter
             try:
-                cutter = Cutter(VmlinuxIndex.load(vmlinux_h), fixed)
+                cutter = Cutter(VmlinuxIndex.load(vmlinux_h, save=save), fixed)
             except ValueError as exc:
                 # A saved index damaged past its tables: index the text again
                 # (a cut must not depend on the state of a cache file).
                 if not VmlinuxIndex.discard_saved(vmlinux_h):
                     raise
                 log.warning("indexing %s again: %s", vmlinux_h, exc)
-                cutter = Cutter(VmlinuxIndex.load(vmlinux_h), fixed)
+                cutter = Cutter(VmlinuxIndex.load(vmlinux_h, save=save), fixed)
             with self._guard:
                 self._items[key] = cutter
                 while len(self._items) > self._keep:

@@ -26,13 +26,16 @@ changes (for hosts that forbid them).  ``probe`` (default
 ``landlock.abi_version``) tells which Landlock ABI the kernel offers; tests
 pass one answering 0.
 How the confining process starts: the confinement must be applied by a
-single-threaded process right before ``execve``.  A multi-threaded caller (the
-service) starts a fresh Python running the trampoline (``python -S -c``, 10 ms
-and more); a single-threaded one (``lcc compile``: this process has one thread,
-as ``/proc/self/task`` shows) forks, and the child applies the same
-``sandbox_exec.main`` itself, never returning to the caller's code: whatever
-happens, it executes the program confined or exits 125.
-``Sandbox(fork=False)`` always uses the trampoline.
+single-threaded process right before ``execve``.  A single-threaded caller
+(``lcc compile``: this process has one thread, as ``/proc/self/task`` shows)
+forks, and the child applies ``sandbox_exec.main`` itself, never returning to
+the caller's code: whatever happens, it executes the program confined or exits
+125.  A multi-threaded caller (the service) asks its spawner
+(``lcc_toolchain.spawner``, one single-threaded Python started on first use)
+to fork a child that does the same; with ``spawner=False`` it starts a fresh
+Python running the trampoline per run (``python -S -c``, 10 ms and more), as
+``Sandbox(fork=False, spawner=False)`` always does.  ``close()`` stops the
+spawner.
 The outcome is a ``Completed``; ``Completed.exceeded`` names the limit that
 stopped the program, if any, and ``Completed.started`` how it was started.
 ``run(..., cancel=event)`` kills the program when the ``threading.Event`` is
@@ -58,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcc_toolchain import landlock, sandbox_exec
+from lcc_toolchain.spawner import Spawner, SpawnerDied
 from lcc_toolchain.sandbox_exec import encode_policy
 
 __all__ = ["Cancelled", "Completed", "Limits", "Sandbox", "SandboxError", "SYSTEM_READ_PATHS"]
@@ -109,7 +113,7 @@ class Completed:
     stdout: bytes = b""
     stderr: bytes = b""
     exceeded: str | None = None  # "CPU time", "wall-clock time", "memory", "output size"
-    started: str = "trampoline"  # or "fork": how the confining process started
+    started: str = "trampoline"  # or "fork", "spawner": how the confining process started
 
     @property
     def ok(self) -> bool:
@@ -127,6 +131,7 @@ class Sandbox:
     probe: Callable[[], int] = landlock.abi_version
     user: tuple[int, int] | None = None
     fork: bool = True  # fork instead of starting the trampoline when single-threaded
+    spawner: bool = True  # else ask the spawner to fork, rather than start the trampoline
 
     def __post_init__(self) -> None:
         self.landlock_abi = self.probe() if self.enabled else 0
@@ -139,6 +144,33 @@ class Sandbox:
         pkg_parent = str(Path(__file__).resolve().parent.parent)
         self._bootstrap = (f"import sys; sys.path.insert(0, {pkg_parent!r}); "
                            "from lcc_toolchain.sandbox_exec import main; main(sys.argv[1:])")
+        self._spawner: Spawner | None = None
+        self._spawner_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the spawner, if one was started (a later run starts another)."""
+        with self._spawner_lock:
+            spawner, self._spawner = self._spawner, None
+        if spawner is not None:
+            spawner.close()
+
+    def start(self) -> None:
+        """Start the spawner now, if this (multi-threaded) caller will use
+        one, rather than on the first run.  Raises ``SandboxError``."""
+        if (spawner := self._the_spawner()) is not None and not _single_threaded():
+            try:
+                spawner.start()
+            except OSError as exc:
+                raise SandboxError(f"lcc-sandbox: the spawner could not start: {exc}") \
+                    from None
+
+    def _the_spawner(self) -> Spawner | None:
+        if not self.spawner or not _spawner_usable():
+            return None
+        with self._spawner_lock:
+            if self._spawner is None:
+                self._spawner = Spawner(self.python)
+            return self._spawner
 
     @property
     def unconfined(self) -> str | None:
@@ -188,6 +220,40 @@ class Sandbox:
             for path in write:  # fresh directories made for this run
                 os.chown(path, *self.user)
         forked = self.fork and _single_threaded()
+        spawner = None if forked else self._the_spawner()
+        # Output goes to files, not pipes: the file-size limit then bounds it
+        # too, and only its head is read back into this process.
+        with contextlib.ExitStack() as files:
+            out_f = files.enter_context(open(stdout_path, "wb") if stdout_path  # noqa: SIM115
+                                        else tempfile.TemporaryFile())
+            err_f = files.enter_context(tempfile.TemporaryFile())
+            if spawner is not None:
+                returncode = _spawned(spawner, [*options, *argv], out_f, err_f,
+                                      limits.wall_seconds, cancel)
+            else:
+                returncode = self._popen(argv, options, forked, cwd, out_f, err_f,
+                                         limits.wall_seconds, cancel)
+            timed_out = returncode is None
+            if timed_out and cancel is not None and cancel.is_set():
+                raise Cancelled(f"{Path(argv[0]).name} killed: its request was cancelled")
+            out = b"" if stdout_path else _head(out_f)
+            err = _head(err_f)
+        started = "fork" if forked else "spawner" if spawner is not None else "trampoline"
+        done = Completed(returncode if returncode is not None else -signal.SIGKILL,
+                         out or b"", err or b"", started=started)
+        if timed_out:
+            done.exceeded = "wall-clock time"
+        else:
+            done.exceeded = _exceeded(done.returncode, done.stderr)
+        if done.returncode == _SETUP_FAILED and err.startswith(b"lcc-sandbox:"):
+            raise SandboxError(err.decode(errors="replace").strip())
+        return done
+
+    def _popen(self, argv: list[str], options: list[str], forked: bool, cwd: Path,
+               out_f, err_f, wall_seconds: float,
+               cancel: threading.Event | None) -> int | None:
+        """Run by forking this process or starting the trampoline; the return
+        code, or None when killed for the wall-clock limit or ``cancel``."""
         if forked:
             # Popen forks and calls _confine_and_exec in the child, which
             # executes the program itself: Popen's own exec of ``cmd`` is
@@ -196,32 +262,54 @@ class Sandbox:
         else:
             cmd = [self.python, "-E", "-s", "-S", "-c", self._bootstrap, *options, *argv]
             child = None
-        # Output goes to files, not pipes: the file-size limit then bounds it
-        # too, and only its head is read back into this process.
-        with contextlib.ExitStack() as files:
-            out_f = files.enter_context(open(stdout_path, "wb") if stdout_path  # noqa: SIM115
-                                        else tempfile.TemporaryFile())
-            err_f = files.enter_context(tempfile.TemporaryFile())
-            proc = subprocess.Popen(  # noqa: S603 - argv is built by lcc, never by a request
-                cmd, cwd=str(cwd), env={}, stdin=subprocess.DEVNULL, stdout=out_f,
-                stderr=err_f, start_new_session=True, preexec_fn=child)  # noqa: PLW1509
-            timed_out = not _wait(proc, limits.wall_seconds, cancel)
-            if timed_out:
-                _kill_group(proc.pid)
-                proc.wait()
-                if cancel is not None and cancel.is_set():
-                    raise Cancelled(f"{Path(argv[0]).name} killed: its request was cancelled")
-            out = b"" if stdout_path else _head(out_f)
-            err = _head(err_f)
-        done = Completed(proc.returncode, out or b"", err or b"",
-                         started="fork" if forked else "trampoline")
-        if timed_out:
-            done.exceeded = "wall-clock time"
-        else:
-            done.exceeded = _exceeded(proc.returncode, done.stderr)
-        if proc.returncode == _SETUP_FAILED and err.startswith(b"lcc-sandbox:"):
-            raise SandboxError(err.decode(errors="replace").strip())
-        return done
+        proc = subprocess.Popen(  # noqa: S603 - argv is built by lcc, never by a request
+            cmd, cwd=str(cwd), env={}, stdin=subprocess.DEVNULL, stdout=out_f,
+            stderr=err_f, start_new_session=True, preexec_fn=child)  # noqa: PLW1509
+        if not _wait(proc, wall_seconds, cancel):
+            _kill_group(proc.pid)
+            proc.wait()
+            return None
+        return proc.returncode
+
+
+def _spawned(spawner: Spawner, args: list[str], out_f, err_f, wall_seconds: float,
+             cancel: threading.Event | None) -> int | None:
+    """Run through the spawner; the return code, or None when killed for the
+    wall-clock limit or ``cancel``.  Raises ``SandboxError`` when the spawner
+    cannot run it (the request fails, as when confinement fails)."""
+    try:
+        run = spawner.launch(args, out_f.fileno(), err_f.fileno())
+    except OSError as exc:
+        raise SandboxError(f"lcc-sandbox: the spawner could not start the program: {exc}") \
+            from None
+    try:
+        deadline = time.monotonic() + wall_seconds
+        while True:
+            left = deadline - time.monotonic()
+            step = left if cancel is None else min(left, 0.05)
+            code = run.wait(max(0.0, step))
+            if code is not None:
+                return code
+            if left <= step or (cancel is not None and cancel.is_set()):
+                run.kill()
+                run.wait(None)
+                return None
+    except SpawnerDied as exc:
+        raise SandboxError(f"lcc-sandbox: {exc}") from None
+    finally:
+        run.close()
+
+
+@functools.cache
+def _spawner_usable() -> bool:
+    """Whether this process may open pidfds (Linux 5.3; a seccomp filter may
+    refuse them), which the spawner watches its programs with; else the
+    trampoline is used."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
 def _single_threaded() -> bool:

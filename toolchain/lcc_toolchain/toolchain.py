@@ -97,13 +97,18 @@ class Toolchain:
     ``sandbox`` is True (confine tools, see ``lcc_toolchain.sandbox``), False
     (limits only) or a ready ``Sandbox``.  ``pch=False`` never uses
     precompiled headers; ``cut=False`` always compiles against the whole
-    vmlinux.h.
+    vmlinux.h.  ``one_off=True`` (``lcc compile``, a tool's first start: a
+    process that compiles once and exits): a compile that had to make
+    vmlinux.h cuts it with an index read only as far as the cut needs and
+    not saved, and builds no precompiled header (neither pays back within one
+    compile); the next compile, or the next process, saves and builds them.
+    The object is the same either way.
     """
 
     def __init__(self, *, clang: str = "clang", bpftool: str = "bpftool", work_dir: Path,
                  sandbox: bool | Sandbox = True, limits: Limits | None = None,
                  pch: bool = True, cut: bool = True, caps: Caps | None = None,
-                 libbpf_include: Path = Path("/usr/include")) -> None:
+                 libbpf_include: Path = Path("/usr/include"), one_off: bool = False) -> None:
         self.work_dir = Path(work_dir)
         self._clang_name = clang
         self._bpftool_name = bpftool
@@ -114,6 +119,7 @@ class Toolchain:
             self.sandbox.extra_read = tuple(self.sandbox.toolchain_paths(clang, bpftool))
         self.use_pch = pch
         self.use_cut = cut
+        self.one_off = one_off
         self._cutters = prune.CutterCache()
         self._fixed: tuple[tuple, prune.FixedHeaders] | None = None  # (stamp, headers)
         self.caps = caps or Caps()
@@ -172,6 +178,10 @@ class Toolchain:
             os.chmod(dirpath, 0o755)
             for name in filenames:
                 os.chmod(os.path.join(dirpath, name), 0o644)
+
+    def close(self) -> None:
+        """Stop the sandbox's spawner (a later compile starts another)."""
+        self.sandbox.close()
 
     # -- tools and identity -------------------------------------------------
 
@@ -325,8 +335,12 @@ class Toolchain:
 
     def prepare(self, btf_path: Path = HOST_BTF, arch: str = "x86_64") -> bool:
         """Build vmlinux.h, its cut for lbc.h and the PCHs ahead of the first
-        compile; True if a PCH exists."""
+        compile, and start the sandbox's spawner; True if a PCH exists."""
         check_arch(arch)
+        try:
+            self.sandbox.start()
+        except SandboxError as exc:
+            log.warning("%s (retried on the first compile)", exc)
         btf_sha = self.btf_sha256(btf_path)
         vmdir = self.vmlinux_h(btf_path).parent
         if self.use_cut and (cutter := self._cutter(vmdir)) is not None and self.use_pch:
@@ -349,9 +363,11 @@ class Toolchain:
             self._fixed = (stamp, fixed)
         return fixed
 
-    def _cutter(self, vmdir: Path, identity: dict | None = None) -> prune.Cutter | None:
+    def _cutter(self, vmdir: Path, identity: dict | None = None, *,
+                save: bool = True) -> prune.Cutter | None:
         try:
-            return self._cutters.get(vmdir / "vmlinux.h", self._fixed_headers(identity))
+            return self._cutters.get(vmdir / "vmlinux.h", self._fixed_headers(identity),
+                                     save=save)
         except (OSError, ValueError) as exc:
             log.warning("compiling against the whole vmlinux.h: %s", exc)
             return None
@@ -367,8 +383,8 @@ class Toolchain:
         return base
 
     def _cut_plan(self, vmdir: Path, main: str, files: Mapping[str, str],
-                  defines: Mapping[str, str | None],
-                  identity: dict | None = None) -> tuple[Path, str] | None:
+                  defines: Mapping[str, str | None], identity: dict | None = None,
+                  save_index: bool = True) -> tuple[Path, str] | None:
         """(directory of the base vmlinux.h, text of the program's further
         types), or None when this bundle compiles against the whole header."""
         if not self.use_cut or not prune.usable(files):
@@ -377,7 +393,7 @@ class Toolchain:
         for text in [*files.values(), *(v for v in defines.values() if v)]:
             names |= prune.identifiers(text)
         for again in (False, True):
-            cutter = self._cutter(vmdir, identity)
+            cutter = self._cutter(vmdir, identity, save=save_index)
             if cutter is None:
                 return None
             try:
@@ -418,9 +434,12 @@ class Toolchain:
         btf_path = Path(btf_path)
         btf_sha = self.btf_sha256(btf_path)
         vmdir = self._vmlinux.get(btf_path, btf_sha)
+        # A one-off process that just made vmlinux.h leaves the index and the
+        # PCH to the next one (see the class docstring).
+        first = self.one_off and self._vmlinux.take_made(btf_sha)
 
-        want_pch = self.use_pch and use_pch is not False
-        plan = self._cut_plan(vmdir, main, files, defines, identity)
+        want_pch = self.use_pch and use_pch is not False and not first
+        plan = self._cut_plan(vmdir, main, files, defines, identity, save_index=not first)
 
         tmp_root = self.work_dir / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)

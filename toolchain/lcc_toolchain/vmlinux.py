@@ -90,6 +90,16 @@ class VmlinuxCache:
         self._skip_kfuncs = skip_kfuncs
         self._locks = KeyedLocks()
         self._verified: dict[str, tuple] = {}  # directory -> header identity checked
+        self._made: set[str] = set()  # BTF digests whose vmlinux.h get() made, not yet taken
+
+    def take_made(self, sha: str) -> bool:
+        """Whether ``get`` made the vmlinux.h of ``sha`` (rather than finding it)
+        since the last call for it."""
+        with self._locks.hold(sha):
+            if sha in self._made:
+                self._made.discard(sha)
+                return True
+            return False
 
     def path(self, sha: str) -> Path:
         return self.root / f"{sha}.{self.LAYOUT}"
@@ -159,6 +169,7 @@ class VmlinuxCache:
                 shutil.rmtree(tmp, ignore_errors=True)
             # The directory of an older layout is not used again.
             shutil.rmtree(self.root / sha, ignore_errors=True)
+            self._made.add(sha)
         return final
 
     def _kfunc_block(self, btf_path: Path) -> str:

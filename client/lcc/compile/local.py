@@ -140,8 +140,11 @@ class LocalBackend:
 
 @functools.lru_cache(maxsize=4)
 def _toolchain(work_dir: str, clang: str, bpftool: str, sandbox: bool):
-    """The embedded toolchain for these settings (one per process)."""
-    return _toolchain_class()(clang=clang, bpftool=bpftool, work_dir=Path(work_dir), sandbox=sandbox)
+    """The embedded toolchain for these settings (one per process), which
+    compiles once or a few times before the process exits (``one_off``: a
+    fresh vmlinux.h is not indexed or precompiled for later here)."""
+    return _toolchain_class()(clang=clang, bpftool=bpftool, work_dir=Path(work_dir),
+                              sandbox=sandbox, one_off=True)
 
 
 def _local_identity(work_dir: str, clang: str, bpftool: str, sandbox: bool) -> dict:
