@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 import struct
 
+from ._files import write_atomic
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -147,19 +149,11 @@ def write(name: str, data: bytes) -> str | None:
     if d is None:
         return None
     path = os.path.join(d, name)
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(d, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        return path
+        write_atomic(path, data)
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return None
+    return path
 
 
 class Answers:

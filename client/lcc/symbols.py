@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lcc._files import write_atomic
 from lcc.errors import BinaryNotFound, LccError, SymbolNotFound, SymbolsUnavailable
 
 __all__ = [
@@ -287,16 +288,8 @@ def _cached_kallsyms(*, fresh: bool = False) -> _KallsymsTable:
             pass
     table = _parse_kallsyms(KALLSYMS)
     if stamp is not None:
-        tmp = f"{path}.{os.getpid()}.tmp"
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(table.to_bytes(stamp))
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            write_atomic(path, table.to_bytes(stamp), mode=0o600)
     return table
 
 

@@ -17,7 +17,7 @@ LCC = Path(lcc.__file__).resolve().parent
 
 # Layers, lowest first: a module may import only from its own layer or lower.
 LAYERS = [
-    {"lcc._lazy", "lcc._record", "lcc.errors", "lcc.hist", "lcc.netfmt", "lcc.flame",
+    {"lcc._lazy", "lcc._files", "lcc._record", "lcc.errors", "lcc.hist", "lcc.netfmt", "lcc.flame",
      "lcc.kernelcache"},
     {"lcc._libbpf_abi", "lcc._libbpf", "lcc._btf_raw", "lcc.symbols", "lcc.procsyms",
      "lcc.syscalls", "lcc.tracepipe"},

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 
+from .._files import write_atomic
 from ..errors import LccError
 
 __all__ = ["VERIFIER_LOG_TAIL", "add_server_option", "command_with_actions", "error_report",
@@ -54,13 +53,8 @@ def server_client(args: argparse.Namespace):
 
 def write_file(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".lcc-", dir=directory)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError as e:
         raise LccError(f"cannot write {path}: {e.strerror or e}") from None
 

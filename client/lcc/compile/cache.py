@@ -61,6 +61,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._files import write_atomic
 from ..errors import CacheError, Diagnostic, UntrustedArtifact
 from . import kernel as _kernel
 from .artifact import Artifact
@@ -233,7 +234,7 @@ class ArtifactCache:
         try:
             obj_path = self._put_blob(obj, obj_sha, "o")
             btf_path = self._put_blob(btf, btf_sha, "btf") if btf is not None else None
-            _atomic_write(self._key_path(key),
+            write_atomic(self._key_path(key),
                           json.dumps(record, sort_keys=True, indent=1).encode())
         except OSError as e:
             raise CacheError(f"cannot write the artifact cache at {self.root}: "
@@ -249,7 +250,7 @@ class ArtifactCache:
                 return path  # content-addressed: already there
         except OSError:
             pass
-        _atomic_write(path, data)
+        write_atomic(path, data)
         return path
 
     @contextlib.contextmanager
@@ -452,10 +453,7 @@ def spill_btf(data: bytes) -> Path:
     d = private_tmp_dir("lcc-btf")
     path = d / f"{hashlib.sha256(data).hexdigest()}.btf"
     if not path.exists() or path.read_bytes() != data:
-        fd, tmp = tempfile.mkstemp(dir=d)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_atomic(path, data, mode=0o600)
     return path
 
 
@@ -486,20 +484,6 @@ def _read_verified(path: Path, sha: str) -> bytes:
         raise _Damaged(path, f"{path.name} has sha256 {got[:16]}..., not {sha[:16]}...")
     return data
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _tree_size(root: Path) -> int:

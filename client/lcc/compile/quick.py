@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 
 from .. import kernelcache
+from .._files import write_atomic
 
 __all__ = ["QuickHit", "lookup", "quick_key", "remember"]
 
@@ -191,17 +192,9 @@ def remember(root: str, key: str | None, *, art_key: str, digest: str,
     if any("\n" in ln or ln.count("\t") > 5 for ln in lines):
         return None  # a path this format cannot hold: no shortcut for it
     path = _path(root, key)
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, ("\n".join(lines) + "\n").encode())
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return None
     return path
 

@@ -40,14 +40,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import ipaddress
 import json
 import logging
 import os
 import re
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -57,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from lcc_toolchain.keys import ALGORITHM, fingerprint, key_line, verify
 
+from .._files import write_atomic
 from ..errors import Diagnostic, LccError, UntrustedArtifact
 from .artifact import Artifact
 from .config import ClientConfig
@@ -239,16 +238,7 @@ class TrustStore:
         text = _HEADER + "".join(k.line() + "\n" for k in keys)
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".trusted_keys.", dir=self.path.parent)
-            try:
-                os.fchmod(fd, 0o644)
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(text)
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomic(self.path, text.encode("utf-8"))
         except OSError as e:
             raise LccError(f"cannot write {self.path}: {e.strerror or e}") from None
 
