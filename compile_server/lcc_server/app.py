@@ -254,10 +254,6 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         return ObjectSource(art.digest, art.object,
                             object_path(art.digest) if object_path else None)
 
-    # One upload at a time per kernel in this process: two first uploads of
-    # different BTF must not both be told 201 while one overwrites the other.
-    upload_locks: dict[tuple[str, str], list] = {}  # kernel -> [lock, requests using it]
-
     @app.get("/healthz", tags=["service"])
     async def healthz() -> JSONResponse:
         """Health, open even when a token is configured: 503 when the service
@@ -348,18 +344,13 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         check_arch(arch)
         check_release(release)
         data = await request.body()
-        slot = upload_locks.setdefault((arch, release), [asyncio.Lock(), 0])
-        slot[1] += 1
+        # Two first uploads of different BTF for one kernel give one 201 and one
+        # 409 across processes and replicas: the store decides (BtfStore.put).
         try:
-            async with slot[0]:
-                entry, created = await service.put_btf(arch, release, data, replace,
-                                                       caller=request.state.caller)
+            entry, created = await service.put_btf(arch, release, data, replace,
+                                                   caller=request.state.caller)
         except BtfUnavailable as exc:  # bpftool cannot read the upload: the client's fault
             raise InvalidRequest(str(exc)) from None
-        finally:
-            slot[1] -= 1
-            if not slot[1]:  # nobody else waits: forget it (the table stays small)
-                upload_locks.pop((arch, release), None)
         return JSONResponse(entry, status_code=201 if created else 200)
 
     def openapi() -> dict:

@@ -23,6 +23,10 @@ lcc_singleflight_waits_total           counter    scope: local (a compile runnin
 lcc_lease_takeovers_total              counter    leases taken after their holder went away
 lcc_store_errors_total                 counter    failed operations on the shared store
 lcc_store_degraded                     gauge      1 while the shared store is unreachable
+lcc_btf_synced_total                   counter    result: pushed (an upload made while the
+                                                  shared store was down, stored there since)
+                                                  | conflict (a different BTF was uploaded
+                                                  elsewhere meanwhile; this one set aside)
 =====================================  =========  ===============================
 
 Every counter is this replica's own: summed over the replicas of a fleet
@@ -66,6 +70,9 @@ class Metrics:
                                     registry=r)
         self.store_degraded = Gauge("lcc_store_degraded",
                                     "1 while the shared store is unreachable", registry=r)
+        self.btf_synced = Counter("lcc_btf_synced",
+                                  "Uploads made while the shared store was down, by outcome",
+                                  ["result"], registry=r)
 
     def watch_artifacts(self, store) -> None:
         """Report ``store``'s (an ``ArtifactStore``) disk use and evictions."""

@@ -172,14 +172,21 @@ def test_btf_is_shared_never_expires_and_keeps_its_owner(where, tmp_path, redis_
     assert created and entry.owner == "alice"
 
     found = two.find("x86_64", release)
-    assert found is not None and found.path.read_bytes() == data and found.owner == "alice"
-    assert found.path.is_relative_to(tmp_path / "two")  # materialised on this replica
+    sha = hashlib.sha256(data).hexdigest()
+    assert found is not None and found.owner == "alice" and found.sha256 == sha
+    assert two.local.find("x86_64", release) is None  # found, not yet copied here
+    path = two.materialise("x86_64", release)
+    assert path.is_relative_to(tmp_path / "two") and path.read_bytes() == data
+    assert two.read("x86_64", release) == data
     listed = [e for e in replica("three").entries() if e.release == release]
-    assert [(e.owner, e.sha256, e.size, e.path) for e in listed] == [
-        ("alice", hashlib.sha256(data).hexdigest(), len(data), None)]
+    assert [(e.owner, e.sha256, e.size) for e in listed] == [("alice", sha, len(data))]
     c = two.link.client
     assert c.pttl(f"lcc:btf:{{x86_64/{release}}}:meta") == -1  # no TTL: never evicted
-    assert c.pttl(f"lcc:btf:{{x86_64/{release}}}:0") == -1
+    assert c.pttl(f"lcc:btf:{{x86_64/{release}}}:{sha}:0") == -1
+
+    # a copy damaged on this replica's disk is fetched again, checked
+    path.write_bytes(_flipped(data))
+    assert two.materialise("x86_64", release).read_bytes() == data
 
     other = _flipped(data)
     with pytest.raises(BtfConflict):
@@ -197,7 +204,8 @@ def test_each_replica_registers_its_own_kernel(tmp_path, redis_url):
     host.register_host()
     other = FleetBtfStore(DiskBtfStore(tmp_path / "o", host_btf=tmp_path / "none"), link)
     entry = other.find("x86_64", release)
-    assert entry is not None and entry.owner == "host" and entry.source == "upload"
+    assert entry is not None and entry.owner == "host" and entry.source == "host"
+    assert other.materialise("x86_64", release).read_bytes() == HOST_BTF.read_bytes()
     assert [e.source for e in other.entries() if e.release == release] == ["host"]
     with pytest.raises(BtfConflict, match="kernel of a replica"):
         other.put("x86_64", release, _flipped(HOST_BTF.read_bytes()), replace=True)
