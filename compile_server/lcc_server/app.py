@@ -195,7 +195,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     metrics.watch_state(stores.artifacts, stores.usage, settings.max_artifact_bytes,
                         stores.btf.upload_count)
     service = CompileService(settings, toolchain, stores.btf, stores.artifacts, metrics,
-                             leases=stores.leases)
+                             leases=stores.leases, notices=stores.notices)
     if service.refusal is not None:
         log.error("%s", service.refusal)
     elif toolchain.sandbox.unconfined is not None:
@@ -206,9 +206,11 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await asyncio.get_running_loop().run_in_executor(None, stores.register_host)
+        stores.start()
         if settings.warm:
             service.warm()
         yield
+        stores.close()
         service.close()
 
     app = FastAPI(title="lcc compile service", version="1",

@@ -11,7 +11,8 @@
    ``max_concurrency`` slots (``Busy`` when ``max_queue`` already wait);
    with a fleet store, one compile per key runs fleet-wide: the replica
    holding the key's lease (``lcc_server.stores.lease``) compiles, the others
-   poll the store until its artifact appears, or take the lease over when
+   wait for its notice (``lcc_server.stores.notices``, pub/sub; polling the
+   store when notices are not listening) until its artifact appears, or take the lease over when
    its holder went away (``lcc_lease_takeovers_total``);
 5. with ``btf=True``, BTF tailored to the object, cached per (object, BTF).
 
@@ -55,8 +56,10 @@ __all__ = ["BtfMissing", "Busy", "CompileService", "ObjectTooLarge", "Outcome",
 
 log = logging.getLogger("lcc_server")
 
-# How often a replica waiting for another's compile looks at the store.
+# How often a replica waiting for another's compile looks at the store: without
+# notices (pub/sub), and with them (they wake it at once; this is the fallback).
 _FLEET_POLL_SECONDS = 0.1
+_FLEET_NOTICE_SECONDS = 0.5
 
 
 class Busy(Exception):
@@ -105,7 +108,7 @@ class CompileService:
 
     def __init__(self, settings: Settings, toolchain: Toolchain, btf_store: BtfStore,
                  artifacts: ArtifactStore, metrics: Metrics, *, leases=None,
-                 btf_files: BtfFiles | None = None) -> None:
+                 notices=None, btf_files: BtfFiles | None = None) -> None:
         self.settings = settings
         self.toolchain = toolchain
         self.btf_store = btf_store
@@ -115,6 +118,8 @@ class CompileService:
         self.metrics = metrics
         #: ``lcc_server.stores.lease.Leases`` of a fleet store, else None.
         self.leases = leases
+        #: ``lcc_server.stores.notices.Notices`` of a fleet store, else None.
+        self.notices = notices
         self._slots_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         # Compiles (and the start-up warm-up) get their own threads, so that
         # short blocking work on the cache-hit path never waits behind clang.
@@ -320,7 +325,13 @@ class CompileService:
                 waited = True
                 self.metrics.singleflight_waits.labels("fleet").inc()
             while True:
-                await asyncio.sleep(_FLEET_POLL_SECONDS)
+                if self.notices is not None and self.notices.listening:
+                    # woken by the holder's notice; the store is still looked at
+                    # now and then (a notice may come before we listen, or be lost)
+                    if await self.notices.wait(key, _FLEET_NOTICE_SECONDS):
+                        self.metrics.fleet_notices.inc()
+                else:
+                    await asyncio.sleep(_FLEET_POLL_SECONDS)
                 hit = await self._blocking(self.artifacts.find, key)
                 if hit is not None:
                     return hit.artifact, False

@@ -11,6 +11,7 @@ and an answering one ends it; the same operations work through Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
@@ -30,6 +31,7 @@ from lcc_server.stores import StoreUnavailable, open_stores
 from lcc_server.stores.base import ArtifactStore, BtfStore
 from lcc_server.stores.lease import Leases
 from lcc_server.stores.link import RedisLink
+from lcc_server.stores.notices import Notices
 from lcc_server.stores.redis_artifacts import CHUNK, FleetArtifactStore, RedisArtifacts
 from lcc_server.stores.redis_btf import FleetBtfStore
 from lcc_server.tokens import Caller
@@ -259,6 +261,32 @@ def test_lease_is_exclusive_renewed_and_expires_without_its_holder(where, redis_
     final = b.acquire(key)
     assert final.took_over is None
     final.release()
+
+
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_releasing_a_lease_wakes_the_replicas_waiting_for_it(where, redis_url, cluster_url):
+    url = redis_url if where == "redis" else cluster_url
+    notices = Notices(RedisLink(url, retry_seconds=0.2))
+    notices.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not notices.listening and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert notices.listening
+        holder = Leases(RedisLink(url), ttl_ms=5000, holder="h")
+        key, other = fresh_key(), fresh_key()
+
+        async def scenario() -> tuple[bool, bool]:
+            waiting = asyncio.ensure_future(notices.wait(key, 60))
+            await asyncio.sleep(0)  # it listens for key from here on
+            holder.acquire(other).release()  # another key's notice does not wake it
+            await asyncio.sleep(0.3)
+            early = waiting.done()
+            holder.acquire(key).release()
+            return early, await waiting
+        assert asyncio.run(scenario()) == (False, True)
+    finally:
+        notices.close()
 
 
 # -- degraded mode ------------------------------------------------------------------------
