@@ -157,6 +157,31 @@ def test_fleet_artifacts_read_through_to_the_local_disk(tmp_path, redis_url):
     assert two.find(key).tier == "memory"
 
 
+def test_tailored_btf_is_shared_sealed_and_verified(tmp_path, redis_url):
+    keys = KeyRing.generate()
+    one = FleetArtifactStore(DiskArtifactStore(tmp_path / "a", keys=keys),
+                             RedisArtifacts(RedisLink(redis_url), keys=keys, ttl=60))
+    two_local = DiskArtifactStore(tmp_path / "b", keys=keys)
+    two = FleetArtifactStore(two_local, RedisArtifacts(RedisLink(redis_url), keys=keys, ttl=60))
+    art, kernel = artifact(4000, seed=os.urandom(8)), fresh_key()
+    tailored = os.urandom(700)
+    one.put(art)
+    one.put_btf(art.digest, kernel, tailored)
+
+    assert two.get(art.digest) is not None  # the object, now on this replica's disk
+    assert two_local.get_btf(art.digest, kernel) is None
+    assert two.get_btf(art.digest, kernel) == tailored
+    assert two_local.get_btf(art.digest, kernel) == tailored  # kept beside its object
+    c = one.shared.link.client
+    name = f"lcc:a:{{{art.digest}}}:btf:{kernel}"
+    assert 0 < c.pttl(name) <= 60_000  # evicted with artifacts, not kept like kernels
+    # another fleet's key, or a flipped byte: not served
+    other = RedisArtifacts(RedisLink(redis_url), keys=KeyRing.generate(), ttl=60)
+    assert other.get_btf(art.digest, kernel) is None
+    c.setrange(name, len(c.get(name)) - 1, b"\x00" if tailored[-1] else b"\x01")
+    assert one.shared.get_btf(art.digest, kernel) is None
+
+
 # -- BTF ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["redis", "cluster"])
