@@ -2,9 +2,10 @@
 
 The service talks to these protocols only.  The default implementations are
 the disk stores (``lcc_server.artifacts.ArtifactStore``,
-``lcc_server.btf_store.BtfStore``); a fleet's are in ``lcc_server.stores.redis_artifacts``/``redis_btf``
-(Redis shared by replicas, the disk stores in front as each replica's cache
-and as its fallback while Redis is down).
+``lcc_server.btf_store.BtfStore``); a fleet's are in
+``lcc_server.stores.redis_artifacts`` and ``redis_btf`` (Redis shared by
+replicas, the disk stores in front as each replica's cache and as its
+fallback while Redis is down).
 
 Every method may block (disk, network): the service calls them from its I/O
 threads, never on the event loop.
