@@ -254,6 +254,17 @@ def test_uploaded_releases_are_capped_fleet_wide(tmp_path, redis_url):
         two.remove("x86_64", "6.0-b")
         assert one.put("x86_64", "6.0-c", data)[1] is True
 
+        # an upload that never finished (its replica died after counting it) holds
+        # its place for a while, then gives it up to a new release
+        two.remove("x86_64", "6.0-c")
+        c, now = link.client, int(time.time() * 1000)
+        c.zadd("lcc:btf:uploaded", {"x86_64/6.0-dead": now})
+        with pytest.raises(BtfQuotaExceeded):
+            one.put("x86_64", "6.0-d", data)
+        c.zadd("lcc:btf:uploaded", {"x86_64/6.0-dead": now - 120_000})
+        assert one.put("x86_64", "6.0-d", data)[1] is True
+        assert two.upload_count() == 2
+
 
 # -- leases -------------------------------------------------------------------------------
 

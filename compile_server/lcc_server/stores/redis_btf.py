@@ -5,7 +5,9 @@ Keys (``{arch/release}`` a hash tag, so one kernel's keys share a slot)::
     lcc:btf:{<arch>/<release>}:meta            hash: sha256, size, chunks, owner, source
     lcc:btf:{<arch>/<release>}:<sha256>:<i>    the raw BTF in chunks
     lcc:btf:index                              set of "<arch>/<release>"
-    lcc:btf:uploads                            the uploaded ones (the release cap)
+    lcc:btf:uploaded                           sorted set: the uploaded releases, score 0,
+                                               and reservations of uploads under way,
+                                               scored by when they started (the cap)
 
 No key has a TTL, so ``volatile-lru`` never evicts them.  Each replica
 registers its own kernel at start (``register_host``: source "host", owner
@@ -15,7 +17,10 @@ Races are settled in Redis: an upload writes its chunks under its own
 sha256, then creates the meta hash only if absent (a script), so of two first
 uploads of different BTF for one kernel, from any replicas, one is created and
 the other is a ``BtfConflict``; a new release is counted against the cap by a
-check-and-add script on the uploads set, so concurrent uploads never pass it.
+check-and-add script on the uploads set before its chunks are written, so
+concurrent uploads never pass it.  A reservation whose upload never finished
+(its replica died) is dropped once it is ``_STALE_MS`` old and the cap is
+reached.
 
 Entries carry no path.  ``materialise(arch, release)`` gives the file the
 tools need: the replica's disk store's copy when its sha256 matches the
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 from lcc_server.btf_store import (BtfConflict, BtfEntry, BtfForbidden, BtfQuotaExceeded,
                                   BtfStore as DiskBtfStore, check_btf)
@@ -48,7 +54,9 @@ __all__ = ["FleetBtfStore"]
 log = logging.getLogger("lcc_server.stores")
 
 _INDEX = "lcc:btf:index"
-_UPLOADS = "lcc:btf:uploads"
+_UPLOADS = "lcc:btf:uploaded"
+# A reservation older than this belongs to an upload that will not finish.
+_STALE_MS = 60_000
 
 # KEYS: meta; ARGV: field, value, ...  -> nil when created, else the stored sha256
 _CREATE = """
@@ -57,12 +65,16 @@ if had then return had end
 redis.call('hset', KEYS[1], unpack(ARGV))
 return false
 """
-# KEYS: the uploads set; ARGV: "<arch>/<release>", limit (-1: none)  -> 1 counted, 0 full
+# KEYS: the uploads set; ARGV: "<arch>/<release>", limit (-1: none), now (ms), stale (ms)
+# -> 1 counted (or already), 0 full
 _RESERVE = """
-if redis.call('sismember', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('zscore', KEYS[1], ARGV[1]) then return 1 end
 local limit = tonumber(ARGV[2])
-if limit >= 0 and redis.call('scard', KEYS[1]) >= limit then return 0 end
-redis.call('sadd', KEYS[1], ARGV[1])
+if limit >= 0 and redis.call('zcard', KEYS[1]) >= limit then
+  redis.call('zremrangebyscore', KEYS[1], 1, tonumber(ARGV[3]) - tonumber(ARGV[4]))
+  if redis.call('zcard', KEYS[1]) >= limit then return 0 end
+end
+redis.call('zadd', KEYS[1], ARGV[3], ARGV[1])
 return 1
 """
 
@@ -134,7 +146,10 @@ class FleetBtfStore:
             if had != sha:
                 self._drop_chunks(arch, release, sha, n)
             return had
-        self.link.run(lambda c: c.sadd(_INDEX, f"{arch}/{release}"), "storing BTF")
+        name = f"{arch}/{release}"
+        self.link.run(lambda c: c.sadd(_INDEX, name), "storing BTF")
+        if source == "upload":  # the reservation becomes the upload
+            self.link.run(lambda c: c.zadd(_UPLOADS, {name: 0}), "storing BTF")
         return None
 
     def _reserve(self, arch: str, release: str) -> None:
@@ -142,7 +157,9 @@ class FleetBtfStore:
         ``BtfQuotaExceeded``, ``StoreUnavailable``."""
         limit = self.local.max_releases
         ok = self.link.run(lambda c: c.eval(_RESERVE, 1, _UPLOADS, f"{arch}/{release}",
-                                            -1 if limit is None else limit), "counting BTF")
+                                            -1 if limit is None else limit,
+                                            int(time.time() * 1000), _STALE_MS),
+                           "counting BTF")
         if not ok:
             raise BtfQuotaExceeded(limit)
 
@@ -311,7 +328,7 @@ class FleetBtfStore:
             meta = self._shared_meta(arch, release)
             self.link.run(lambda c: (c.delete(_meta(arch, release)),
                                      c.srem(_INDEX, f"{arch}/{release}"),
-                                     c.srem(_UPLOADS, f"{arch}/{release}")), "removing BTF")
+                                     c.zrem(_UPLOADS, f"{arch}/{release}")), "removing BTF")
             if meta and meta.get("chunks"):
                 self._drop_chunks(arch, release, meta["sha256"], int(meta["chunks"]))
         except StoreUnavailable:
@@ -320,7 +337,7 @@ class FleetBtfStore:
     def upload_count(self) -> int:
         """Releases uploaded to the fleet (this replica's alone while degraded)."""
         try:
-            return self.link.run(lambda c: c.scard(_UPLOADS), "counting BTF")
+            return self.link.run(lambda c: c.zcard(_UPLOADS), "counting BTF")
         except StoreUnavailable:
             return self.local.upload_count()
 
