@@ -266,6 +266,32 @@ def test_uploaded_releases_are_capped_fleet_wide(tmp_path, redis_url):
         assert two.upload_count() == 2
 
 
+def test_uploads_kept_while_redis_was_down_are_pushed_at_start(tmp_path, redis_url):
+    metrics = Metrics()
+    data, other = HOST_BTF.read_bytes(), _flipped(HOST_BTF.read_bytes())
+    salt = os.urandom(3).hex()
+    alone, contested = f"6.2.{salt}-alone", f"6.2.{salt}-contested"
+    local = DiskBtfStore(tmp_path / "a", host_btf=tmp_path / "none")
+    local.put("x86_64", alone, data, caller=Caller("alice"), unsynced=True)
+    local.put("x86_64", contested, data, unsynced=True)
+    elsewhere = FleetBtfStore(DiskBtfStore(tmp_path / "b", host_btf=tmp_path / "none"),
+                              RedisLink(redis_url))
+    elsewhere.put("x86_64", contested, other, caller=Caller("bob"))
+
+    FleetBtfStore(local, RedisLink(redis_url, metrics=metrics)).register_host()
+    assert local.unsynced() == []
+    entry = elsewhere.find("x86_64", alone)
+    assert entry is not None and entry.owner == "alice"
+    assert elsewhere.read("x86_64", alone) == data
+    assert elsewhere.read("x86_64", contested) == other  # the fleet's stays
+    assert local.find("x86_64", contested) is None  # set aside, not served...
+    aside = list((tmp_path / "a" / ".set-aside" / "x86_64").glob(f"{contested}-*.btf"))
+    assert [p.read_bytes() for p in aside] == [data]  # ...and not lost
+    for result in ("pushed", "conflict"):
+        assert metrics.registry.get_sample_value("lcc_btf_synced_total",
+                                                 {"result": result}) == 1
+
+
 # -- leases -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["redis", "cluster"])
