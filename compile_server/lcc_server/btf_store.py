@@ -292,6 +292,9 @@ class BtfStore:
                 for p in sorted(self.root.glob("*/*.unsynced"))
                 if p.with_suffix(".btf").is_file()]
 
+    def is_unsynced(self, arch: str, release: str) -> bool:
+        return self._upload_path(arch, release).with_suffix(".unsynced").is_file()
+
     def mark_synced(self, arch: str, release: str) -> None:
         self._upload_path(arch, release).with_suffix(".unsynced").unlink(missing_ok=True)
 

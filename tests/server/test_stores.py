@@ -266,6 +266,21 @@ def test_uploaded_releases_are_capped_fleet_wide(tmp_path, redis_url):
         assert two.upload_count() == 2
 
 
+def test_an_unpushed_upload_is_set_aside_not_overwritten_by_the_fleets(tmp_path, redis_url):
+    data, other = HOST_BTF.read_bytes(), _flipped(HOST_BTF.read_bytes())
+    release = f"6.3.{os.urandom(3).hex()}-late"
+    local = DiskBtfStore(tmp_path / "a", host_btf=tmp_path / "none")
+    local.put("x86_64", release, data, unsynced=True)  # by a process that saw Redis down
+    FleetBtfStore(DiskBtfStore(tmp_path / "b", host_btf=tmp_path / "none"),
+                  RedisLink(redis_url)).put("x86_64", release, other)
+
+    # another process on that state directory, whose Redis never failed, compiles for it
+    path = FleetBtfStore(local, RedisLink(redis_url)).materialise("x86_64", release)
+    assert path.read_bytes() == other
+    aside = list((tmp_path / "a" / ".set-aside" / "x86_64").glob(f"{release}-*.btf"))
+    assert [p.read_bytes() for p in aside] == [data]
+
+
 def test_uploads_kept_while_redis_was_down_are_pushed_at_start(tmp_path, redis_url):
     metrics = Metrics()
     data, other = HOST_BTF.read_bytes(), _flipped(HOST_BTF.read_bytes())

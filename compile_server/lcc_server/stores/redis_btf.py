@@ -251,6 +251,12 @@ class FleetBtfStore:
             return self.local.materialise(arch, release)
         try:
             meta = self._shared_meta(arch, release)
+            if (meta is not None and local is not None and local.sha256 != meta.get("sha256")
+                    and self.local.is_unsynced(arch, release)):
+                # kept while Redis was down and not pushed yet (by another process on
+                # this state directory, say): push or set it aside before replacing it
+                self.push_unsynced()
+                local = self.local.find(arch, release)
             if meta is not None and (local is None or local.sha256 != meta.get("sha256")):
                 data = self._read_shared(arch, release, meta)
                 if data is None:
