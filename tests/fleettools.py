@@ -11,6 +11,7 @@ compile-service replicas, each on free loopback ports, each cleaned up.
   ``redis-cli --cluster create``; yields a :class:`RedisCluster` whose
   ``.url`` (and ``str()``) is ``redis+cluster://127.0.0.1:PORT,...`` once
   ``cluster_state:ok``.
+- ``tiny_btf(name)``: a small valid raw BTF, distinct per name, to upload.
 - ``start_replica(state_dir, port=None, store=URL, env=...)``: the compile
   service (``python -m uvicorn lcc_server.app:create_app --factory``) as its
   own process with its own state directory, returning a :class:`Replica` once
@@ -40,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["FleetSecrets", "RedisCluster", "RedisServer", "Replica", "fleet_secrets",
-           "free_port", "parse_metrics", "redis_cluster", "redis_server", "start_replica"]
+           "free_port", "parse_metrics", "redis_cluster", "redis_server", "start_replica",
+           "tiny_btf"]
 
 _SBIN = ":/usr/sbin:/sbin"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -211,6 +213,16 @@ def redis_cluster(n: int = 3) -> Iterator[RedisCluster]:
         for node in nodes:
             node.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def tiny_btf(name: str) -> bytes:
+    """Raw BTF holding one 32-bit int type called ``name``: valid (bpftool turns
+    it into a vmlinux.h), a few dozen bytes, and different for each ``name``."""
+    import struct
+    strings = b"\0" + name.encode() + b"\0"
+    types = struct.pack("<IIII", 1, 1 << 24, 4, 32)  # name_off, INT, size 4, 32 bits
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types),
+                       len(strings)) + types + strings
 
 
 # -- compile-service replicas --------------------------------------------------------------

@@ -195,7 +195,7 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     metrics.watch_state(stores.artifacts, stores.usage, settings.max_artifact_bytes,
                         stores.btf.upload_count)
     service = CompileService(settings, toolchain, stores.btf, stores.artifacts, metrics,
-                             leases=stores.leases)
+                             leases=stores.leases, notices=stores.notices)
     if service.refusal is not None:
         log.error("%s", service.refusal)
     elif toolchain.sandbox.unconfined is not None:
@@ -206,9 +206,11 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await asyncio.get_running_loop().run_in_executor(None, stores.register_host)
+        stores.start()
         if settings.warm:
             service.warm()
         yield
+        stores.close()
         service.close()
 
     app = FastAPI(title="lcc compile service", version="1",
@@ -253,10 +255,6 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         object_path = getattr(getattr(service, "artifacts", None), "object_path", None)
         return ObjectSource(art.digest, art.object,
                             object_path(art.digest) if object_path else None)
-
-    # One upload at a time per kernel in this process: two first uploads of
-    # different BTF must not both be told 201 while one overwrites the other.
-    upload_locks: dict[tuple[str, str], list] = {}  # kernel -> [lock, requests using it]
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> JSONResponse:
@@ -348,18 +346,13 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         check_arch(arch)
         check_release(release)
         data = await request.body()
-        slot = upload_locks.setdefault((arch, release), [asyncio.Lock(), 0])
-        slot[1] += 1
+        # Two first uploads of different BTF for one kernel give one 201 and one
+        # 409 across processes and replicas: the store decides (BtfStore.put).
         try:
-            async with slot[0]:
-                entry, created = await service.put_btf(arch, release, data, replace,
-                                                       caller=request.state.caller)
+            entry, created = await service.put_btf(arch, release, data, replace,
+                                                   caller=request.state.caller)
         except BtfUnavailable as exc:  # bpftool cannot read the upload: the client's fault
             raise InvalidRequest(str(exc)) from None
-        finally:
-            slot[1] -= 1
-            if not slot[1]:  # nobody else waits: forget it (the table stays small)
-                upload_locks.pop((arch, release), None)
         return JSONResponse(entry, status_code=201 if created else 200)
 
     def openapi() -> dict:

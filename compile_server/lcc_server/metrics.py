@@ -21,8 +21,14 @@ lcc_btf_uploads                        gauge      uploaded kernel releases (LCC_
 lcc_singleflight_waits_total           counter    scope: local (a compile running in this
                                                   process) | fleet (another replica's lease)
 lcc_lease_takeovers_total              counter    leases taken after their holder went away
+lcc_fleet_notices_total                counter    fleet waits woken by the holder's notice
+                                                  (pub/sub) rather than by polling
 lcc_store_errors_total                 counter    failed operations on the shared store
 lcc_store_degraded                     gauge      1 while the shared store is unreachable
+lcc_btf_synced_total                   counter    result: pushed (an upload made while the
+                                                  shared store was down, stored there since)
+                                                  | conflict (a different BTF was uploaded
+                                                  elsewhere meanwhile; this one set aside)
 =====================================  =========  ===============================
 
 Every counter is this replica's own: summed over the replicas of a fleet
@@ -62,10 +68,15 @@ class Metrics:
         self.lease_takeovers = Counter(
             "lcc_lease_takeovers", "Fleet leases taken after their holder went away",
             registry=r)
+        self.fleet_notices = Counter(
+            "lcc_fleet_notices", "Fleet waits woken by the lease holder's notice", registry=r)
         self.store_errors = Counter("lcc_store_errors", "Failed shared-store operations",
                                     registry=r)
         self.store_degraded = Gauge("lcc_store_degraded",
                                     "1 while the shared store is unreachable", registry=r)
+        self.btf_synced = Counter("lcc_btf_synced",
+                                  "Uploads made while the shared store was down, by outcome",
+                                  ["result"], registry=r)
 
     def watch_artifacts(self, store) -> None:
         """Report ``store``'s (an ``ArtifactStore``) disk use and evictions."""

@@ -2,7 +2,8 @@
 
 ``CompileService.compile(request)`` answers a validated ``CompileRequest``:
 
-1. find the kernel's BTF in the ``BtfStore`` (``BtfMissing`` if unknown);
+1. find the kernel's BTF in the ``BtfStore`` (``BtfMissing`` if unknown) and
+   have ``BtfFiles.materialise`` give the tools a local, sha256-checked file;
 2. key = sha256(bundle, defines, arch, BTF sha256, toolchain identity);
 3. a stored artifact for the key answers at once (``cached``);
 4. else one compile per key runs (``SingleFlight``: identical concurrent
@@ -10,7 +11,8 @@
    ``max_concurrency`` slots (``Busy`` when ``max_queue`` already wait);
    with a fleet store, one compile per key runs fleet-wide: the replica
    holding the key's lease (``lcc_server.stores.lease``) compiles, the others
-   poll the store until its artifact appears, or take the lease over when
+   wait for its notice (``lcc_server.stores.notices``, pub/sub; polling the
+   store when notices are not listening) until its artifact appears, or take the lease over when
    its holder went away (``lcc_lease_takeovers_total``);
 5. with ``btf=True``, BTF tailored to the object, cached per (object, BTF).
 
@@ -41,7 +43,7 @@ from lcc_server.metrics import Metrics
 from lcc_server.models import CompileRequest
 from lcc_server.settings import Settings
 from lcc_server.singleflight import SingleFlight
-from lcc_server.stores.base import ArtifactStore, BtfStore, StoreUnavailable
+from lcc_server.stores.base import ArtifactStore, BtfFiles, BtfStore, StoreUnavailable
 from lcc_server.tokens import Caller
 from lcc_toolchain import objinfo
 from lcc_toolchain.digest import bundle_digest
@@ -54,8 +56,10 @@ __all__ = ["BtfMissing", "Busy", "CompileService", "ObjectTooLarge", "Outcome",
 
 log = logging.getLogger("lcc_server")
 
-# How often a replica waiting for another's compile looks at the store.
+# How often a replica waiting for another's compile looks at the store: without
+# notices (pub/sub), and with them (they wake it at once; this is the fallback).
 _FLEET_POLL_SECONDS = 0.1
+_FLEET_NOTICE_SECONDS = 0.5
 
 
 class Busy(Exception):
@@ -103,14 +107,19 @@ class CompileService:
     """Owns the thread pools; ``close()`` shuts them down."""
 
     def __init__(self, settings: Settings, toolchain: Toolchain, btf_store: BtfStore,
-                 artifacts: ArtifactStore, metrics: Metrics, *, leases=None) -> None:
+                 artifacts: ArtifactStore, metrics: Metrics, *, leases=None,
+                 notices=None, btf_files: BtfFiles | None = None) -> None:
         self.settings = settings
         self.toolchain = toolchain
         self.btf_store = btf_store
+        #: where the tools get a local BTF file (default: ``btf_store`` itself)
+        self.btf_files: BtfFiles = btf_files or btf_store
         self.artifacts = artifacts
         self.metrics = metrics
         #: ``lcc_server.stores.lease.Leases`` of a fleet store, else None.
         self.leases = leases
+        #: ``lcc_server.stores.notices.Notices`` of a fleet store, else None.
+        self.notices = notices
         self._slots_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         # Compiles (and the start-up warm-up) get their own threads, so that
         # short blocking work on the cache-hit path never waits behind clang.
@@ -190,11 +199,13 @@ class CompileService:
 
     def warm(self) -> asyncio.Future | None:
         """Start building vmlinux.h and the PCH of the host kernel in the background."""
-        entry = self._host_entry()
-        if entry is None or self.refusal is not None:
+        if self._host_entry() is None or self.refusal is not None:
             return None
-        fut = asyncio.get_running_loop().run_in_executor(
-            self._pool, self.toolchain.prepare, entry.path, self.default_arch)
+
+        def prepare():
+            path = self.btf_files.materialise(self.default_arch, self.default_release)
+            return self.toolchain.prepare(path, self.default_arch)
+        fut = asyncio.get_running_loop().run_in_executor(self._pool, prepare)
         fut.add_done_callback(_log_warm_result)
         return fut
 
@@ -215,7 +226,10 @@ class CompileService:
 
     async def btf_bytes(self, arch: str, release: str) -> bytes:
         """The raw BTF of a known kernel; raises ``InvalidRequest``, ``BtfMissing``."""
-        return await self._blocking(lambda: self.btf_entry(arch, release).path.read_bytes())
+        data = await self._blocking(self.btf_store.read, arch, release)
+        if data is None:
+            raise BtfMissing(arch, release)
+        return data
 
     async def put_btf(self, arch: str, release: str, data: bytes,
                       replace: bool, caller: Caller | None = None) -> tuple[dict, bool]:
@@ -229,19 +243,16 @@ class CompileService:
         entry, created = await self._blocking(
             lambda: self.btf_store.put(arch, release, data, replace=replace, caller=caller))
         try:
-            await self._in_slot(self.toolchain.vmlinux_h, entry.path)
+            path = await self._blocking(self.btf_files.materialise, arch, release)
+            await self._in_slot(self.toolchain.vmlinux_h, path)
         except BtfUnavailable:
             if created:
                 await self._blocking(self.btf_store.remove, arch, release)
             raise
-        sha = await self._blocking(self.toolchain.btf_sha256, entry.path)
-        return entry.to_dict(sha), created
+        return entry.to_dict(), created
 
     async def list_btf(self) -> list[dict]:
-        def listing():
-            return [e.to_dict(e.sha256 or self.toolchain.btf_sha256(e.path))
-                    for e in self.btf_store.entries()]
-        return await self._blocking(listing)
+        return await self._blocking(lambda: [e.to_dict() for e in self.btf_store.entries()])
 
     # -- compiling ----------------------------------------------------------
 
@@ -254,8 +265,9 @@ class CompileService:
         check_bundle(bundle.main, bundle.files, self.settings.caps)
         arch = req.arch or self.default_arch
         release = req.kernel or self.default_release
-        entry = await self._blocking(self.btf_entry, arch, release)
-        btf_sha = await self._blocking(self.toolchain.btf_sha256, entry.path)
+        await self._blocking(self.btf_entry, arch, release)
+        btf_path = await self._blocking(self.btf_files.materialise, arch, release)
+        btf_sha = await self._blocking(self.toolchain.btf_sha256, btf_path)
         identity = await self._blocking(self.toolchain.identity)  # runs clang --version once
         bdigest = bundle_digest(bundle.main, bundle.files)
         key = hashlib.sha256(json.dumps({
@@ -270,14 +282,14 @@ class CompileService:
             art, cached = hit.artifact, True
         else:
             (art, compiled), shared = await self._flight.do(key, lambda: self._fleet_compile(
-                key, lambda: self._compile_job(key, bundle, arch, req.defines, entry.path)))
+                key, lambda: self._compile_job(key, bundle, arch, req.defines, btf_path)))
             cached = shared or not compiled
             if shared:
                 self.metrics.singleflight_waits.labels("local").inc()
                 self.metrics.cache_hits.labels("shared", "memory").inc()
             elif not compiled:
                 self.metrics.cache_hits.labels("shared", "store").inc()
-        btf = await self._tailored_btf(art, entry.path, btf_sha) if req.btf else None
+        btf = await self._tailored_btf(art, btf_path, btf_sha) if req.btf else None
         request = {"bundle": bdigest, "defines": dict(req.defines), "arch": arch,
                    "kernel": release, "kernel_btf": f"sha256:{btf_sha}"}
         return Outcome(artifact=art, btf=btf, cached=cached, request=request)
@@ -313,7 +325,13 @@ class CompileService:
                 waited = True
                 self.metrics.singleflight_waits.labels("fleet").inc()
             while True:
-                await asyncio.sleep(_FLEET_POLL_SECONDS)
+                if self.notices is not None and self.notices.listening:
+                    # woken by the holder's notice; the store is still looked at
+                    # now and then (a notice may come before we listen, or be lost)
+                    if await self.notices.wait(key, _FLEET_NOTICE_SECONDS):
+                        self.metrics.fleet_notices.inc()
+                else:
+                    await asyncio.sleep(_FLEET_POLL_SECONDS)
                 hit = await self._blocking(self.artifacts.find, key)
                 if hit is not None:
                     return hit.artifact, False

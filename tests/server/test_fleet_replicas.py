@@ -93,6 +93,7 @@ def test_burst_compiles_each_program_once_fleet_wide(fleet):
     sources = [program(salt, i) for i in range(16)]
     compiles = fleet_sum(replicas, "lcc_compiles_total")
     from_store = fleet_sum(replicas, "lcc_cache_hits_total", tier="store")
+    notices = fleet_sum(replicas, "lcc_fleet_notices_total")
 
     # client c asks replica c % 3 for program c % 16: every program reaches all three
     with ThreadPoolExecutor(64) as pool:
@@ -107,6 +108,8 @@ def test_burst_compiles_each_program_once_fleet_wide(fleet):
     assert fleet_sum(replicas, "lcc_compiles_total") - compiles == 16
     # the two replicas that did not compile a program read it from Redis
     assert fleet_sum(replicas, "lcc_cache_hits_total", tier="store") - from_store >= 32
+    # waiting replicas were woken by the holders' notices (pub/sub), not only by polling
+    assert fleet_sum(replicas, "lcc_fleet_notices_total") > notices
     assert_signed_by_the_fleet([r for _, r in replies], replicas)
 
 

@@ -11,6 +11,7 @@ and an answering one ends it; the same operations work through Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
@@ -30,6 +31,7 @@ from lcc_server.stores import StoreUnavailable, open_stores
 from lcc_server.stores.base import ArtifactStore, BtfStore
 from lcc_server.stores.lease import Leases
 from lcc_server.stores.link import RedisLink
+from lcc_server.stores.notices import Notices
 from lcc_server.stores.redis_artifacts import CHUNK, FleetArtifactStore, RedisArtifacts
 from lcc_server.stores.redis_btf import FleetBtfStore
 from lcc_server.tokens import Caller
@@ -155,6 +157,31 @@ def test_fleet_artifacts_read_through_to_the_local_disk(tmp_path, redis_url):
     assert two.find(key).tier == "memory"
 
 
+def test_tailored_btf_is_shared_sealed_and_verified(tmp_path, redis_url):
+    keys = KeyRing.generate()
+    one = FleetArtifactStore(DiskArtifactStore(tmp_path / "a", keys=keys),
+                             RedisArtifacts(RedisLink(redis_url), keys=keys, ttl=60))
+    two_local = DiskArtifactStore(tmp_path / "b", keys=keys)
+    two = FleetArtifactStore(two_local, RedisArtifacts(RedisLink(redis_url), keys=keys, ttl=60))
+    art, kernel = artifact(4000, seed=os.urandom(8)), fresh_key()
+    tailored = os.urandom(700)
+    one.put(art)
+    one.put_btf(art.digest, kernel, tailored)
+
+    assert two.get(art.digest) is not None  # the object, now on this replica's disk
+    assert two_local.get_btf(art.digest, kernel) is None
+    assert two.get_btf(art.digest, kernel) == tailored
+    assert two_local.get_btf(art.digest, kernel) == tailored  # kept beside its object
+    c = one.shared.link.client
+    name = f"lcc:a:{{{art.digest}}}:btf:{kernel}"
+    assert 0 < c.pttl(name) <= 60_000  # evicted with artifacts, not kept like kernels
+    # another fleet's key, or a flipped byte: not served
+    other = RedisArtifacts(RedisLink(redis_url), keys=KeyRing.generate(), ttl=60)
+    assert other.get_btf(art.digest, kernel) is None
+    c.setrange(name, len(c.get(name)) - 1, b"\x00" if tailored[-1] else b"\x01")
+    assert one.shared.get_btf(art.digest, kernel) is None
+
+
 # -- BTF ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["redis", "cluster"])
@@ -172,14 +199,21 @@ def test_btf_is_shared_never_expires_and_keeps_its_owner(where, tmp_path, redis_
     assert created and entry.owner == "alice"
 
     found = two.find("x86_64", release)
-    assert found is not None and found.path.read_bytes() == data and found.owner == "alice"
-    assert found.path.is_relative_to(tmp_path / "two")  # materialised on this replica
+    sha = hashlib.sha256(data).hexdigest()
+    assert found is not None and found.owner == "alice" and found.sha256 == sha
+    assert two.local.find("x86_64", release) is None  # found, not yet copied here
+    path = two.materialise("x86_64", release)
+    assert path.is_relative_to(tmp_path / "two") and path.read_bytes() == data
+    assert two.read("x86_64", release) == data
     listed = [e for e in replica("three").entries() if e.release == release]
-    assert [(e.owner, e.sha256, e.size, e.path) for e in listed] == [
-        ("alice", hashlib.sha256(data).hexdigest(), len(data), None)]
+    assert [(e.owner, e.sha256, e.size) for e in listed] == [("alice", sha, len(data))]
     c = two.link.client
     assert c.pttl(f"lcc:btf:{{x86_64/{release}}}:meta") == -1  # no TTL: never evicted
-    assert c.pttl(f"lcc:btf:{{x86_64/{release}}}:0") == -1
+    assert c.pttl(f"lcc:btf:{{x86_64/{release}}}:{sha}:0") == -1
+
+    # a copy damaged on this replica's disk is fetched again, checked
+    path.write_bytes(_flipped(data))
+    assert two.materialise("x86_64", release).read_bytes() == data
 
     other = _flipped(data)
     with pytest.raises(BtfConflict):
@@ -197,7 +231,8 @@ def test_each_replica_registers_its_own_kernel(tmp_path, redis_url):
     host.register_host()
     other = FleetBtfStore(DiskBtfStore(tmp_path / "o", host_btf=tmp_path / "none"), link)
     entry = other.find("x86_64", release)
-    assert entry is not None and entry.owner == "host" and entry.source == "upload"
+    assert entry is not None and entry.owner == "host" and entry.source == "host"
+    assert other.materialise("x86_64", release).read_bytes() == HOST_BTF.read_bytes()
     assert [e.source for e in other.entries() if e.release == release] == ["host"]
     with pytest.raises(BtfConflict, match="kernel of a replica"):
         other.put("x86_64", release, _flipped(HOST_BTF.read_bytes()), replace=True)
@@ -218,6 +253,58 @@ def test_uploaded_releases_are_capped_fleet_wide(tmp_path, redis_url):
         assert two.upload_count() == 2
         two.remove("x86_64", "6.0-b")
         assert one.put("x86_64", "6.0-c", data)[1] is True
+
+        # an upload that never finished (its replica died after counting it) holds
+        # its place for a while, then gives it up to a new release
+        two.remove("x86_64", "6.0-c")
+        c, now = link.client, int(time.time() * 1000)
+        c.zadd("lcc:btf:uploaded", {"x86_64/6.0-dead": now})
+        with pytest.raises(BtfQuotaExceeded):
+            one.put("x86_64", "6.0-d", data)
+        c.zadd("lcc:btf:uploaded", {"x86_64/6.0-dead": now - 120_000})
+        assert one.put("x86_64", "6.0-d", data)[1] is True
+        assert two.upload_count() == 2
+
+
+def test_an_unpushed_upload_is_set_aside_not_overwritten_by_the_fleets(tmp_path, redis_url):
+    data, other = HOST_BTF.read_bytes(), _flipped(HOST_BTF.read_bytes())
+    release = f"6.3.{os.urandom(3).hex()}-late"
+    local = DiskBtfStore(tmp_path / "a", host_btf=tmp_path / "none")
+    local.put("x86_64", release, data, unsynced=True)  # by a process that saw Redis down
+    FleetBtfStore(DiskBtfStore(tmp_path / "b", host_btf=tmp_path / "none"),
+                  RedisLink(redis_url)).put("x86_64", release, other)
+
+    # another process on that state directory, whose Redis never failed, compiles for it
+    path = FleetBtfStore(local, RedisLink(redis_url)).materialise("x86_64", release)
+    assert path.read_bytes() == other
+    aside = list((tmp_path / "a" / ".set-aside" / "x86_64").glob(f"{release}-*.btf"))
+    assert [p.read_bytes() for p in aside] == [data]
+
+
+def test_uploads_kept_while_redis_was_down_are_pushed_at_start(tmp_path, redis_url):
+    metrics = Metrics()
+    data, other = HOST_BTF.read_bytes(), _flipped(HOST_BTF.read_bytes())
+    salt = os.urandom(3).hex()
+    alone, contested = f"6.2.{salt}-alone", f"6.2.{salt}-contested"
+    local = DiskBtfStore(tmp_path / "a", host_btf=tmp_path / "none")
+    local.put("x86_64", alone, data, caller=Caller("alice"), unsynced=True)
+    local.put("x86_64", contested, data, unsynced=True)
+    elsewhere = FleetBtfStore(DiskBtfStore(tmp_path / "b", host_btf=tmp_path / "none"),
+                              RedisLink(redis_url))
+    elsewhere.put("x86_64", contested, other, caller=Caller("bob"))
+
+    FleetBtfStore(local, RedisLink(redis_url, metrics=metrics)).register_host()
+    assert local.unsynced() == []
+    entry = elsewhere.find("x86_64", alone)
+    assert entry is not None and entry.owner == "alice"
+    assert elsewhere.read("x86_64", alone) == data
+    assert elsewhere.read("x86_64", contested) == other  # the fleet's stays
+    assert local.find("x86_64", contested) is None  # set aside, not served...
+    aside = list((tmp_path / "a" / ".set-aside" / "x86_64").glob(f"{contested}-*.btf"))
+    assert [p.read_bytes() for p in aside] == [data]  # ...and not lost
+    for result in ("pushed", "conflict"):
+        assert metrics.registry.get_sample_value("lcc_btf_synced_total",
+                                                 {"result": result}) == 1
 
 
 # -- leases -------------------------------------------------------------------------------
@@ -251,6 +338,32 @@ def test_lease_is_exclusive_renewed_and_expires_without_its_holder(where, redis_
     final = b.acquire(key)
     assert final.took_over is None
     final.release()
+
+
+@pytest.mark.parametrize("where", ["redis", "cluster"])
+def test_releasing_a_lease_wakes_the_replicas_waiting_for_it(where, redis_url, cluster_url):
+    url = redis_url if where == "redis" else cluster_url
+    notices = Notices(RedisLink(url, retry_seconds=0.2))
+    notices.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not notices.listening and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert notices.listening
+        holder = Leases(RedisLink(url), ttl_ms=5000, holder="h")
+        key, other = fresh_key(), fresh_key()
+
+        async def scenario() -> tuple[bool, bool]:
+            waiting = asyncio.ensure_future(notices.wait(key, 60))
+            await asyncio.sleep(0)  # it listens for key from here on
+            holder.acquire(other).release()  # another key's notice does not wake it
+            await asyncio.sleep(0.3)
+            early = waiting.done()
+            holder.acquire(key).release()
+            return early, await waiting
+        assert asyncio.run(scenario()) == (False, True)
+    finally:
+        notices.close()
 
 
 # -- degraded mode ------------------------------------------------------------------------

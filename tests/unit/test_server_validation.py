@@ -3,6 +3,7 @@ that needs no compiler."""
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from lcc_server.btf_store import BtfConflict, BtfStore, check_btf
 from lcc_server.settings import Settings
 from lcc_toolchain import diagnostics, validation
+from lcc_toolchain.errors import BtfUnavailable
 from lcc_toolchain.pch import Pch, _parse_depfile, reason_not_applicable
 from lcc_toolchain.sandbox_exec import decode_policy, encode_policy
 from lcc_toolchain.validation import InvalidRequest
@@ -236,13 +238,22 @@ def test_btf_store(tmp_path):
     assert store.find("x86_64", "6.0-host").source == "host"
     assert store.find("x86_64", "5.10") is None
     entry, created = store.put("x86_64", "5.10", _btf())
-    assert created and entry.path == (tmp_path / "store/x86_64/5.10.btf").resolve()
+    assert created and entry.sha256 == hashlib.sha256(_btf()).hexdigest()
+    assert not hasattr(entry, "path")  # entries never carry a local path
+    assert store.materialise("x86_64", "5.10") == (tmp_path / "store/x86_64/5.10.btf").resolve()
+    assert store.read("x86_64", "5.10") == _btf()
     assert store.put("x86_64", "5.10", _btf()) == (entry, False)
     with pytest.raises(BtfConflict):
         store.put("x86_64", "5.10", _btf(b"\0" * 12))
     assert store.put("x86_64", "5.10", _btf(b"\0" * 12), replace=True)[1]
     with pytest.raises(BtfConflict):
         store.put("x86_64", "6.0-host", _btf())
+    damaged = tmp_path / "store/x86_64/5.10.btf"
+    damaged.write_bytes(damaged.read_bytes()[:-1] + b"\1")
+    with pytest.raises(BtfUnavailable, match="does not match its sha256"):
+        store.materialise("x86_64", "5.10")
+    with pytest.raises(BtfUnavailable):
+        store.materialise("x86_64", "4.19")
     assert [(e.arch, e.release, e.source) for e in store.entries()] == [
         ("x86_64", "6.0-host", "host"), ("x86_64", "5.10", "upload")]
     for arch, release in (("x86_64", ".."), ("x86_64", "../../etc"), ("../x", "1"), ("x86", "1")):

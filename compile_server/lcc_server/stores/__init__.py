@@ -7,7 +7,8 @@
 - ``link``: a replica's Redis connection and its degraded mode;
 - ``redis_artifacts``, ``redis_btf``: a fleet's shared state in Redis, each
   replica's disk stores in front;
-- ``lease``: fleet-wide single flight.
+- ``lease``: fleet-wide single flight; ``notices``: its completion notices
+  (pub/sub) that wake waiting requests.
 
 ``open_stores(settings, ...)`` picks them from ``settings.store``
 (``LCC_STORE``): ``disk``, ``redis://host:port/db`` or
@@ -35,6 +36,16 @@ class Stores:
     leases: object | None = None
     link: object | None = None
     usage: object | None = None  # ``StateUsage`` of the state directory
+    notices: object | None = None  # ``Notices`` of a fleet store
+
+    def start(self) -> None:
+        """Start listening for the fleet's completion notices (no-op on disk)."""
+        if self.notices is not None:
+            self.notices.start()
+
+    def close(self) -> None:
+        if self.notices is not None:
+            self.notices.close()
 
     def status(self) -> StoreStatus:
         """Blocking (pings Redis)."""
@@ -71,6 +82,7 @@ def open_stores(settings, *, keys=None, metrics=None, btf_store=None,
         return Stores(artifacts, btf_store, usage=usage)
     from lcc_server.stores.lease import Leases
     from lcc_server.stores.link import RedisLink
+    from lcc_server.stores.notices import Notices
     from lcc_server.stores.redis_artifacts import FleetArtifactStore, RedisArtifacts
     from lcc_server.stores.redis_btf import FleetBtfStore
     link = RedisLink(settings.store, retry_seconds=settings.store_retry_seconds,
@@ -80,4 +92,4 @@ def open_stores(settings, *, keys=None, metrics=None, btf_store=None,
     # A Redis that restarted empty learns this replica's kernel again.
     link.on_recover.append(btf.register_host)
     return Stores(FleetArtifactStore(artifacts, shared), btf,
-                  Leases(link, ttl_ms=settings.lease_ms), link, usage)
+                  Leases(link, ttl_ms=settings.lease_ms), link, usage, Notices(link))

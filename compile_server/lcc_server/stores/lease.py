@@ -9,7 +9,9 @@ dies (SIGKILL, lost host) renews nothing: its lease expires after ``ttl`` ms
 and a waiting replica takes it over.  Beside the lease, a *claim*
 (``lcc:claim:{<key>}``, 20 ttl long) names the holder until it releases; a
 new holder that finds another's claim took the lease over from a holder that
-went away (``Lease.took_over``).  Every call raises ``StoreUnavailable``
+went away (``Lease.took_over``).  Releasing publishes the key on
+``lcc_server.stores.notices.CHANNEL``, which wakes the replicas waiting for
+it.  Every call raises ``StoreUnavailable``
 when Redis fails; the service then compiles on its own.
 """
 
@@ -21,6 +23,7 @@ import secrets
 import threading
 
 from lcc_server.stores.link import RedisLink
+from lcc_server.stores.notices import CHANNEL
 
 __all__ = ["Lease", "Leases"]
 
@@ -43,8 +46,12 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# ARGV: token, notice channel, request key (published when the lease was ours)
 _RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1])
+  redis.call('publish', ARGV[2], ARGV[3])
+end
 if redis.call('get', KEYS[2]) == ARGV[1] then redis.call('del', KEYS[2]) end
 return 1
 """
@@ -87,10 +94,12 @@ class Lease:
                 return
 
     def release(self) -> None:
-        """Stop renewing and delete the lease if still ours; raises ``StoreUnavailable``."""
+        """Stop renewing, delete the lease if still ours and then tell the waiting
+        replicas (``Notices``); raises ``StoreUnavailable``."""
         self._stop.set()
         self._leases.link.run(lambda c: c.eval(_RELEASE, 2, _lease_key(self.key),
-                                               _claim_key(self.key), self.token),
+                                               _claim_key(self.key), self.token, CHANNEL,
+                                               self.key),
                               "releasing a lease")
 
 

@@ -5,6 +5,9 @@ Keys (``{digest}`` is a hash tag: one artifact's keys share a cluster slot)::
     lcc:a:{<digest>}:meta       JSON: the sealed record (as on disk) and the chunk count
     lcc:a:{<digest>}:<i>        the object, in chunks of CHUNK bytes
     lcc:k:<request key>         "<digest>\\n<seal>", as the disk's keys/ files
+    lcc:a:{<digest>}:btf:<kernel BTF sha256>
+                                BTF tailored to the object for that kernel:
+                                "<its sha256>\\n<seal>\\n" then the bytes
 
 Every key has a TTL (``ttl`` seconds, renewed on each hit), so Redis run with
 ``maxmemory-policy volatile-lru`` evicts least recently used artifacts and
@@ -16,7 +19,8 @@ evicted under it, as a miss.
 ``FleetArtifactStore`` puts the replica's disk store in front: hits there
 cost no network, what Redis answers is kept on disk too, and while Redis is
 down (``StoreUnavailable``) the replica works from its disk store alone.
-Tailored BTF stays per replica (it is derived cheaply from a stored object).
+Tailored BTF is shared the same way (one value, sealed, with the artifact's
+TTL; one larger than ``CHUNK`` stays on the replica that made it).
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import json
 import logging
 
 from lcc_server.artifacts import (Artifact, ArtifactStore as DiskArtifactStore, Hit,
-                                  _artifact_statement, _request_statement, seal_statement,
-                                  seal_verifies)
+                                  _artifact_statement, _btf_statement, _request_statement,
+                                  seal_statement, seal_verifies)
 from lcc_server.signing import KeyRing
 from lcc_server.stores.base import StoreUnavailable
 from lcc_server.stores.link import RedisLink
@@ -48,6 +52,10 @@ def _meta_key(digest: str) -> str:
 
 def _chunk_key(digest: str, i: int) -> str:
     return f"lcc:a:{{{digest}}}:{i}"
+
+
+def _tailored_key(digest: str, btf_sha: str) -> str:
+    return f"lcc:a:{{{digest}}}:btf:{btf_sha}"
 
 
 def _request_key(key: str) -> str:
@@ -146,6 +154,32 @@ class RedisArtifacts:
                       "touching a request key")
         return digest
 
+    def put_btf(self, digest: str, btf_sha: str, data: bytes) -> None:
+        """Share BTF tailored to object ``digest`` for kernel BTF ``btf_sha`` (not
+        when larger than ``CHUNK``: one value, not chunks)."""
+        if len(data) > CHUNK:
+            return
+        statement = _btf_statement(digest, btf_sha, data)
+        head = f"{statement['btf']['sha256']}\n{seal_statement(self.keys, statement)}\n"
+        self.link.run(lambda c: c.set(_tailored_key(digest, btf_sha), head.encode() + data,
+                                      px=self.ttl_ms), "storing tailored BTF")
+
+    def get_btf(self, digest: str, btf_sha: str) -> bytes | None:
+        """What :meth:`put_btf` shared, if its sha256 and seal verify."""
+        if not DIGEST_RE.fullmatch(digest) or not DIGEST_RE.fullmatch(btf_sha):
+            return None
+        raw = self.link.run(lambda c: c.get(_tailored_key(digest, btf_sha)),
+                            "reading tailored BTF")
+        if raw is None:
+            return None
+        sha, seal, data = (raw.split(b"\n", 2) + [b"", b""])[:3]
+        statement = _btf_statement(digest, btf_sha, data)
+        if (sha.decode(errors="replace") != statement["btf"]["sha256"]
+                or not seal_verifies(self.keys, statement, seal.decode(errors="replace"))):
+            log.warning("tailored BTF of %s in Redis does not verify; ignored", digest[:16])
+            return None
+        return data
+
     def lookup(self, key: str) -> Artifact | None:
         digest = self.digest_of(key)
         return None if digest is None else self.get(digest)
@@ -212,6 +246,19 @@ class FleetArtifactStore:
 
     def put_btf(self, digest: str, btf_sha: str, data: bytes) -> None:
         self.local.put_btf(digest, btf_sha, data)
+        try:
+            self.shared.put_btf(digest, btf_sha, data)
+        except StoreUnavailable:
+            pass
 
     def get_btf(self, digest: str, btf_sha: str) -> bytes | None:
-        return self.local.get_btf(digest, btf_sha)
+        data = self.local.get_btf(digest, btf_sha)
+        if data is not None:
+            return data
+        try:
+            data = self.shared.get_btf(digest, btf_sha)
+        except StoreUnavailable:
+            return None
+        if data is not None and self.local.object_path(digest).is_file():
+            self.local.put_btf(digest, btf_sha, data)  # beside its object, in its budget
+        return data
