@@ -27,8 +27,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
@@ -62,9 +61,12 @@ def _reset_reasons() -> dict[int, str]:
     return {v: n.removeprefix("SK_RST_REASON_") for v, n in names.items()}
 
 
-@dataclass(frozen=True)
-class TcpEvent:
-    """A state change, retransmit or reset, as the tool reports it."""
+class TcpEvent(NamedTuple):
+    """A state change, retransmit or reset, as the tool reports it (immutable).
+
+    A NamedTuple rather than a dataclass: importing ``dataclasses`` (and with
+    it ``inspect``) costs about 10 ms of every start.
+    """
 
     kind: str            # state | retransmit | reset_sent | reset_recv
     skaddr: int
@@ -82,7 +84,7 @@ class TcpEvent:
     detail: str = ""     # reset reason; retransmit error
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = self._asdict()
         d["skaddr"] = f"{self.skaddr:x}"
         return {"type": d.pop("kind"), **d}
 
@@ -180,7 +182,7 @@ class TcpStates(RingEvents, ClbcBase):
                         ms=ev.delta_ns / 1e6, ts=ev.ts_ns / 1e9, detail=self.detail(ev))
 
     def event_dict(self, ev: Any) -> dict[str, Any]:
-        """``decode(ev).to_dict()``, without the dataclass in between (for --json)."""
+        """``decode(ev).to_dict()``, without the TcpEvent in between (for --json)."""
         fam = ev.family
         return {"type": KINDS.get(ev.kind, str(ev.kind)), "skaddr": f"{ev.skaddr:x}",
                 "pid": ev.pid, "comm": ev.comm, "ip": 6 if fam == AF_INET6 else 4,
@@ -216,7 +218,9 @@ class Printer:
         self._line = (f"%-16x %-5d %-{cw}.{cw}s %s%-{aw}s %-5d %-{aw}s %-5d %-11s %s "
                       f"%-11s %s\n")
         self._prefixed = time_col or timestamp
-        self._dumps = __import__("json").JSONEncoder(separators=(",", ":")).encode
+        if json:  # imported only for --json: the table's start does without it
+            from json import JSONEncoder
+            self._dumps = JSONEncoder(separators=(",", ":")).encode
 
     def _prefix(self, ts: float | None) -> str:
         out = ""
@@ -292,7 +296,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tcpstates", description="Trace TCP state changes, retransmits and resets.",
         epilog="examples:\n" + doc[2] + "\n\n" + doc[3] + "\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=cli.formatter(argparse.RawDescriptionHelpFormatter))
     parser.add_argument("-p", "--pid", type=int, default=0,
                         help="sockets this process connects, listens on, accepts or closes")
     parser.add_argument("-a", "--addr", help="local or remote address (IPv4 or IPv6)")
