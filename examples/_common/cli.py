@@ -136,6 +136,35 @@ def run_tool(main: Callable[[Sequence[str] | None], int | None],
         return 0
 
 
+def ring_mib(text: str) -> int:
+    """argparse type: a ring buffer size in MiB, a power of two from 1 to 1024."""
+    try:
+        mib = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of MiB: {text!r}") from None
+    if not 1 <= mib <= 1024 or mib & (mib - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of 2 from 1 to 1024: {text!r}")
+    return mib
+
+
+def add_ring_arg(parser: argparse.ArgumentParser, default_mib: int) -> None:
+    """Add ``--ring-mib MIB``: the size of the tool's ``events`` ring buffer.
+
+    The ring is mapped (twice, so that a record never wraps) and resident
+    from the start: it counts in the tool's memory whether or not it fills.
+    A tool passes ``ring_sizes(args)`` as ``map_sizes`` to its constructor.
+    """
+    parser.add_argument("--ring-mib", type=ring_mib, default=default_mib, metavar="MIB",
+                        help=f"events ring buffer size in MiB, a power of 2 (default "
+                             f"{default_mib}): room for the backlog of a burst, and twice "
+                             "that in the tool's resident memory")
+
+
+def ring_sizes(args: argparse.Namespace) -> dict[str, int]:
+    """``{"events": bytes}`` from ``--ring-mib``, for ``ClbcBase(map_sizes=...)``."""
+    return {"events": args.ring_mib << 20}
+
+
 def ports(text: str) -> list[int]:
     """argparse type: a comma-separated list of ports (``80,443``)."""
     out = []

@@ -34,8 +34,12 @@ const volatile __u8 reason_filter = 0;    /* 0: every reason, 1: only those in r
 /* Events lost because the ring buffer was full. */
 __u64 dropped = 0;
 
-/* 8 MiB: 80k drops, a second of a flood on loopback, for a reader off the CPU (its RSS counts it). */
-LBC_RINGBUF(events, struct drop_event, 8 * 1024 * 1024);
+/*
+ * 1 MiB: 10k drops.  The reader keeps pace with a loopback flood (tools_bench:
+ * 100% of 50,000 UDP drops with 1, 2, 4 and 8 MiB), and the ring is resident
+ * from the start (mapped twice: 2 MiB of RSS).  --ring-mib sets another size.
+ */
+LBC_RINGBUF(events, struct drop_event, 1024 * 1024);
 LBC_STACK(stacks, 4096);
 LBC_HASH(stack_counts, struct stack_key, __u64, 4096);
 /* The drop reasons reason_filter names (filled before attach). */

@@ -58,6 +58,7 @@ from lcc.symbols import SymbolsUnavailable, kernel_symbols  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALTERNATIVES = ("btf_kfree_skb", "raw_kfree_skb", "tp_kfree_skb")
+RING_MIB = 1  # --ring-mib's default: 100% of 50,000 UDP drops in tools_bench
 PORTLESS = {"ICMP", "ICMPV6"}
 # What a non-IP packet is, by the family of the socket it belonged to.
 SOCKET_FAMILIES = {1: "UNIX", 16: "NETLINK", 17: "PACKET", 40: "VSOCK", 44: "XDP"}
@@ -486,7 +487,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     doc = __doc__.split("\n\n")
     p = argparse.ArgumentParser(prog="dropwatch", description=doc[0],
                                 epilog="examples:\n" + doc[2] + "\n",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=cli.formatter(argparse.RawDescriptionHelpFormatter))
     p.add_argument("-P", "--proto", metavar="PROTO",
                    help="only this IP protocol (tcp, udp, icmp, ... or a number)")
     p.add_argument("-a", "--addr", metavar="ADDR",
@@ -511,6 +512,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="also the packets a socket held when closed ("
                         + ", ".join(NORMAL_CLOSE_REASONS) + "), left out by default")
     flameout.add_flame_args(p)
+    cli.add_ring_arg(p, RING_MIB)
     cli.add_common_args(p)
     args = p.parse_args(argv)
     flameout.check_flame_args(p, args)
@@ -541,7 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = not ((args.quiet or args.folded) and args.stacks)
     excluded = [] if args.all_reasons else [*NORMAL_CLOSE_REASONS, *args.exclude_reason]
     with DropWatch(proto=args.proto, address=args.addr, port=args.port, stacks=args.stacks,
-                   events=events, reasons=args.reason, exclude_reasons=excluded) as tool:
+                   events=events, reasons=args.reason, exclude_reasons=excluded,
+                   map_sizes=cli.ring_sizes(args)) as tool:
         cli.report_fallbacks(tool, args.verbose)
         printer = Printer(json=args.json, quiet=args.quiet or args.folded,
                           wide=tool.device if args.wide else None, fields=tool.fields)

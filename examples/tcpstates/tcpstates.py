@@ -46,6 +46,7 @@ from lcc.netfmt import (  # noqa: E402
 )
 
 MAX_PORTS = 8  # tcpstates.h
+RING_MIB = 8  # --ring-mib's default: the smallest delivering 100% of 20,000 connects
 
 # enum event_kind in tcpstates.h -> the name printed and used in JSON
 KINDS = {1: "state", 2: "retransmit", 3: "reset_sent", 4: "reset_recv"}
@@ -320,6 +321,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="do not trace retransmits")
     parser.add_argument("--no-resets", dest="resets", action="store_false",
                         help="do not trace resets")
+    cli.add_ring_arg(parser, RING_MIB)
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
     if args.addr:
@@ -339,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with TcpStates(pid=args.pid, family=args.family, addr=args.addr, lports=args.localport,
                    rports=args.remoteport, ports=args.port, retransmits=args.retransmits,
-                   resets=args.resets) as tool:
+                   resets=args.resets, map_sizes=cli.ring_sizes(args)) as tool:
         printer = Printer(tool, json=args.json, wide=args.wide, time_col=args.time,
                           timestamp=args.timestamp)
         tool.open_events(printer, raw=True)
