@@ -27,6 +27,8 @@ STARTS = {
                  "time_col=False, timestamp=False)",
     "syslat": "t.parse_args(['-c', 'x', 'getppid']); t.syscall_table().number('getppid')",
     "offcpu": "t.parse_args([])",
+    "dropwatch": "t.parse_args([]); t.Printer(json=False)",
+    "tcpconnlat": "t.parse_args([]); t.Printer(json=False, lport=False, timestamp=False)",
 }
 
 PROBE = """
