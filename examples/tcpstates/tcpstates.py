@@ -27,6 +27,7 @@ import argparse
 import os
 import sys
 import time
+from operator import itemgetter
 from typing import Any, Callable, NamedTuple, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -105,6 +106,13 @@ _STATES = {0: "-", **TCP_STATES}
 def _state(n: int) -> str:
     name = _STATES.get(n)
     return name if name is not None else tcp_state_name(n)
+
+
+# What Printer reads of each struct event (tcpstates.h), in one itemgetter call.
+_LINE_MEMBERS = ("kind", "oldstate", "newstate", "skaddr", "pid", "comm", "family", "saddr",
+                 "sport", "daddr", "dport", "delta_ns")
+# -w's IP column: the family's number, padded.
+_IP_COLUMN = {AF_INET6: "6  "}
 
 
 class TcpStates(RingEvents, ClbcBase):
@@ -215,9 +223,13 @@ class Printer:
         self._fmt = (f"{{sk:<16}} {{pid:<5}} {{comm:<{cw}.{cw}}} {{ip}}{{laddr:<{aw}}} "
                      f"{{lport:<5}} {{raddr:<{aw}}} {{rport:<5}} {{old:<11}} {{arrow}} "
                      f"{{new:<11}} {{ms}}")
-        # The same columns as one %-format, for the per-event path.
+        # The same columns as one %-format, for the per-event path; state
+        # changes (most events) format their MS column in it too.
         self._line = (f"%-16x %-5d %-{cw}.{cw}s %s%-{aw}s %-5d %-{aw}s %-5d %-11s %s "
                       f"%-11s %s\n")
+        self._state_line = (f"%-16x %-5d %-{cw}.{cw}s %s%-{aw}s %-5d %-{aw}s %-5d %-11s -> "
+                            f"%-11s %.3f\n")
+        self._members: Any = None  # itemgetter of the members a line needs, at the 1st event
         self._prefixed = time_col or timestamp
         if json:  # imported only for --json: the table's start does without it
             from json import JSONEncoder
@@ -246,30 +258,35 @@ class Printer:
             arrow="->", new="NEWSTATE", ms="MS"), flush=True)
 
     def __call__(self, ev: Any) -> None:
-        # Once per event: plain lookups and one format, no object per event.
-        kind = ev.kind
+        # Once per event: the members taken in one C call, plain lookups and
+        # one format, no object per event.
+        get = self._members
+        if get is None:
+            get = self._members = itemgetter(*map(ev._fields.index, _LINE_MEMBERS))
+        # (of the plain tuple: the event class's own __getitem__ is Python code)
+        kind, old, new, skaddr, pid, comm, fam, saddr, sport, daddr, dport, delta = get(tuple(ev))
         kinds = self.kinds
         kinds[kind] = kinds.get(kind, 0) + 1
         if kind == 1:
-            key = (ev.oldstate, ev.newstate)
+            key = (old, new)
             self.transitions[key] = self.transitions.get(key, 0) + 1
         if self.json:
             self.write(self._dumps(self.tool.event_dict(ev)) + "\n")
             return
-        if kind == 1:
-            arrow, new, ms = "->", _state(ev.newstate), f"{ev.delta_ns / 1e6:.3f}"
-        else:
-            arrow = "::"
-            name = KINDS.get(kind, str(kind))
-            new = KIND_LABELS.get(name, name)
-            detail = self.tool.detail(ev)
-            ms = f"{ev.delta_ns / 1e6:.3f}" + (f" {detail}" if detail else "")
-        fam = ev.family
         addr = self.tool.addr
-        line = self._line % (
-            ev.skaddr, ev.pid, ev.comm, f"{6 if fam == AF_INET6 else 4:<2} " if self.wide else "",
-            addr(fam, ev.saddr), ev.sport, addr(fam, ev.daddr), ev.dport, _state(ev.oldstate),
-            arrow, new, ms)
+        ip = (_IP_COLUMN.get(fam, "4  ") if self.wide else "")
+        states = _STATES
+        if kind == 1:
+            line = self._state_line % (
+                skaddr, pid, comm, ip, addr(fam, saddr), sport, addr(fam, daddr), dport,
+                states.get(old) or _state(old), states.get(new) or _state(new), delta / 1e6)
+        else:
+            name = KINDS.get(kind, str(kind))
+            detail = self.tool.detail(ev)
+            ms = f"{delta / 1e6:.3f}" + (f" {detail}" if detail else "")
+            line = self._line % (
+                skaddr, pid, comm, ip, addr(fam, saddr), sport, addr(fam, daddr), dport,
+                _state(old), "::", KIND_LABELS.get(name, name), ms)
         self.write(self._prefix(ev.ts_ns / 1e9) + line if self._prefixed else line)
 
     def summary(self, dropped: int, seconds: float) -> None:
