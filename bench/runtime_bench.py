@@ -39,7 +39,8 @@ Measurements (each in a fresh child process):
   consumer alone, independently of how fast the producer runs and of other
   load on the machine.  Every run checks that all events arrived in order.
 
-Two more tables (``--tools``, on by default; ``--no-tools`` skips them):
+Two more tables (``--tools``, on by default; ``--no-tools`` skips them,
+``--only-tools`` prints only them):
 
 * tool start: the example tools beside the libbpf-tools C tools doing the
   same job (examples/tcpstates vs /usr/sbin/tcpstates, syslat vs syscount,
@@ -433,6 +434,8 @@ def main() -> int:
     ap.add_argument("--ring-mib", type=int, default=64, help="ring buffer size for the drain")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--only-tools", action="store_true",
+                    help="only the example tools' start and the kernel symbols tables")
     ap.add_argument("--no-tools", dest="tools", action="store_false",
                     help="skip the example tools' start and the kernel symbols tables")
     a = ap.parse_args()
@@ -447,9 +450,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="lcc-bench-"))
     try:
         b = Bench(a, work)
-        b.prepare()
-        st = b.start()
-        drains = b.drains()
+        if not a.only_tools:
+            b.prepare()
+            st = b.start()
+            drains = b.drains()
         tools = b.tool_starts() if a.tools else {}
         ksyms = b.ksyms() if a.tools else {}
     finally:
@@ -458,7 +462,8 @@ def main() -> int:
         else:
             print(f"scratch directory kept: {work}")
 
-    report(a, b, st, drains)
+    if not a.only_tools:
+        report(a, b, st, drains)
     if a.tools:
         report_tools(a, tools, ksyms)
     return 0

@@ -48,6 +48,8 @@ cache enabled.
     bench/tools_bench.py --quick               # 1 run, a tenth of the load
     bench/tools_bench.py --tools tcpstates,dropwatch --rows load --connects 20000
     bench/tools_bench.py --rows decode         # only read_batch's bulk decoding rates
+    bench/tools_bench.py --tools tcpstates,dropwatch --ring-mib 2,4,8 --peers lcc
+                                               # lcc's tools with each ring size, side by side
 
 The decode row times, in memory, a million 96-byte events decoded by the
 per-event callback path and by ``RingBuffer.read_batch``'s bulk decoding
@@ -558,6 +560,26 @@ def decode_rates(n: int = 1 << 20) -> None:
         print(f"{k:<22} {cell}")
 
 
+# Tools whose lcc version takes --ring-mib (the size of its events ring).
+RING_TOOLS = {"tcpstates", "dropwatch"}
+
+
+def with_ring_sizes(tool: Tool, sizes: str) -> list[Peer]:
+    """``tool``'s peers, its lcc peer once per ring size in ``sizes`` ("2,4,8") when it has one."""
+    mibs = [int(x) for x in sizes.split(",") if x.strip()]
+    if not mibs or tool.name not in RING_TOOLS:
+        return list(tool.peers)
+    out = []
+    for p in tool.peers:
+        if p.who != "lcc":
+            out.append(p)
+            continue
+        for mib in mibs:
+            out.append(Peer(f"lcc-{mib}MiB", lambda pid, p=p, mib=mib: p.argv(pid) + [
+                "--ring-mib", str(mib)], p.ready, p.delivered, p.binary))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tools", default=",".join(t.name for t in TOOLS),
@@ -569,6 +591,12 @@ def main() -> int:
     ap.add_argument("--drops", type=int, default=50000)
     ap.add_argument("--syscalls", type=int, default=2000000)
     ap.add_argument("--quick", action="store_true", help="1 run and a tenth of the load")
+    ap.add_argument("--ring-mib", default="",
+                    help="comma-separated ring sizes in MiB: the tools with --ring-mib run "
+                         "once per size (as lcc-<N>MiB) instead of with their default")
+    ap.add_argument("--peers", default="",
+                    help="comma-separated: only the peers whose name starts with one of "
+                         "these (e.g. lcc)")
     args = ap.parse_args()
     if args.quick:
         args.runs = 1
@@ -593,7 +621,10 @@ def main() -> int:
         run = Runner(args, Path(tmp))
         run.build()
         for tool in [t for t in TOOLS if t.name in names]:
-            peers = [p for p in tool.peers if p.available()]
+            peers = [p for p in with_ring_sizes(tool, args.ring_mib) if p.available()]
+            if args.peers:
+                peers = [p for p in peers
+                         if p.who.startswith(tuple(args.peers.split(",")))]
             missing = [p.who for p in tool.peers if not p.available()]
             if missing:
                 print(f"\n({tool.name}: {', '.join(missing)} not installed, left out)")

@@ -14,7 +14,6 @@ on are shared by every architecture), extended by the kernel headers'
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import re
@@ -210,6 +209,8 @@ class SyscallTable(Mapping[str, int]):
         try:
             return self._by_name[key]
         except KeyError:
+            import difflib  # only for the did-you-mean of a name that is not a syscall
+
             close = difflib.get_close_matches(key, list(self._by_name), n=4)
             raise UnknownSyscall(
                 f"no syscall named '{name}' on {self.arch}",

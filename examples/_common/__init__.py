@@ -13,13 +13,16 @@ added to ``sys.path``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-if importlib.util.find_spec("lcc") is None:  # a checkout without `pip install -e .`
+try:  # (not importlib.util.find_spec: importing importlib.util is start time too)
+    import lcc  # noqa: F401  the tool imports it next anyway
+except ModuleNotFoundError as e:  # a checkout without `pip install -e .`
+    if e.name != "lcc":
+        raise
     for sub in ("client", "compile_server"):
         path = os.path.join(_REPO, sub)
         if os.path.isdir(path) and path not in sys.path:

@@ -8,6 +8,8 @@
   :class:`lcc.LccError` becomes one line on stderr (with its hint) and exit
   status 1; a closed pipe (``tool | head``) ends quietly.
 - :func:`print_json` writes one JSON object per line and flushes.
+- :func:`formatter` gives argparse its help width without ``shutil`` (which
+  argparse would import for it, with zlib, bz2 and lzma, on every start).
 - :func:`fallback_report` says which alternative programs a tool runs and why
   the others were passed over; :func:`report_fallbacks` prints that with ``-v``.
 """
@@ -15,10 +17,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any, Callable, Iterable, Sequence
+
+# Imports stay few here: everything imported before a tool's ready line is
+# start time (json, for one, is imported by the functions that write it).
 
 
 def positive_float(text: str) -> float:
@@ -30,6 +34,35 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
     return value
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` finds it: $COLUMNS, then stdout's tty, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def formatter(cls: type[argparse.HelpFormatter] = argparse.HelpFormatter
+              ) -> Callable[[str], argparse.HelpFormatter]:
+    """An argparse ``formatter_class`` making ``cls`` with the help width already known.
+
+    argparse makes a formatter for every ``add_argument`` and, without a
+    width, imports ``shutil`` to ask the terminal's (a few ms and half a MiB
+    of compression modules at each start).  The width is read when the
+    formatter is made, as argparse would (minus its 2 columns of margin).
+    """
+    def make(prog: str) -> argparse.HelpFormatter:
+        return cls(prog, width=_columns() - 2)
+
+    return make
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +78,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 def print_json(obj: dict[str, Any], *, flush: bool = True) -> None:
     """One JSON object on one line of stdout, flushed (for pipes and tests) unless
     ``flush=False`` (a tool that flushes once per poll)."""
+    import json  # only once a tool prints JSON: not part of its start
+
     sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
     if flush:
         sys.stdout.flush()
@@ -99,6 +134,35 @@ def run_tool(main: Callable[[Sequence[str] | None], int | None],
         except OSError:
             pass
         return 0
+
+
+def ring_mib(text: str) -> int:
+    """argparse type: a ring buffer size in MiB, a power of two from 1 to 1024."""
+    try:
+        mib = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of MiB: {text!r}") from None
+    if not 1 <= mib <= 1024 or mib & (mib - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of 2 from 1 to 1024: {text!r}")
+    return mib
+
+
+def add_ring_arg(parser: argparse.ArgumentParser, default_mib: int) -> None:
+    """Add ``--ring-mib MIB``: the size of the tool's ``events`` ring buffer.
+
+    The ring is mapped (twice, so that a record never wraps) and resident
+    from the start: it counts in the tool's memory whether or not it fills.
+    A tool passes ``ring_sizes(args)`` as ``map_sizes`` to its constructor.
+    """
+    parser.add_argument("--ring-mib", type=ring_mib, default=default_mib, metavar="MIB",
+                        help=f"events ring buffer size in MiB, a power of 2 (default "
+                             f"{default_mib}): room for the backlog of a burst, and twice "
+                             "that in the tool's resident memory")
+
+
+def ring_sizes(args: argparse.Namespace) -> dict[str, int]:
+    """``{"events": bytes}`` from ``--ring-mib``, for ``ClbcBase(map_sizes=...)``."""
+    return {"events": args.ring_mib << 20}
 
 
 def ports(text: str) -> list[int]:

@@ -33,8 +33,7 @@ import os
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
@@ -43,7 +42,7 @@ from _common.events import POLL_SECONDS, RingEvents, polling  # noqa: E402
 
 from lcc import ClbcBase, Fallback, LccError, loop  # noqa: E402
 from lcc.btf import enum_names  # noqa: E402
-from lcc.errors import BtfError  # noqa: E402
+from lcc.errors import BtfError, SymbolsUnavailable  # noqa: E402
 from lcc.netfmt import (  # noqa: E402
     AF_INET,
     AF_INET6,
@@ -54,10 +53,10 @@ from lcc.netfmt import (  # noqa: E402
     ip_proto_name,
     ip_proto_number,
 )
-from lcc.symbols import SymbolsUnavailable, kernel_symbols  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALTERNATIVES = ("btf_kfree_skb", "raw_kfree_skb", "tp_kfree_skb")
+RING_MIB = 4  # --ring-mib's default: the smallest delivering 100% of 50,000 UDP drops
 PORTLESS = {"ICMP", "ICMPV6"}
 # What a non-IP packet is, by the family of the socket it belonged to.
 SOCKET_FAMILIES = {1: "UNIX", 16: "NETLINK", 17: "PACKET", 40: "VSOCK", 44: "XDP"}
@@ -180,8 +179,10 @@ def _endpoint(addr: str | None, port: int | None) -> str:
     return fmt_endpoint(addr, port) if port is not None else addr
 
 
-@dataclass(frozen=True)
-class Drop:
+# Records are NamedTuples rather than dataclasses: importing ``dataclasses``
+# (and with it ``inspect``) costs about 10 ms of every start.
+
+class Drop(NamedTuple):
     """One dropped packet as the tool reports it."""
 
     ts_ns: int
@@ -214,11 +215,10 @@ class Drop:
         return _endpoint(self.daddr, self.dport)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "drop", "time": _wall(self.ts_ns), **asdict(self)}
+        return {"type": "drop", "time": _wall(self.ts_ns), **self._asdict()}
 
 
-@dataclass(frozen=True)
-class StackSum:
+class StackSum(NamedTuple):
     """Drops with one reason counted under one kernel stack (-s)."""
 
     count: int
@@ -227,7 +227,7 @@ class StackSum:
     frames: list[str]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "stack", **asdict(self)}
+        return {"type": "stack", **self._asdict()}
 
 
 class DropWatch(RingEvents, ClbcBase):
@@ -292,7 +292,7 @@ class DropWatch(RingEvents, ClbcBase):
             self.maps["reasons"][code] = 1
         if attach:
             self.attach_all()
-        self._ksyms = kernel_symbols()
+        self._ksyms: Any = None  # lcc.symbols, imported at the first drop: not part of the start
         self._locations: dict[int, str] = {}  # drops come from a few places: remembered
         self.addr = AddrNames()
         self._own_netns = _netns_inode("self")
@@ -302,6 +302,9 @@ class DropWatch(RingEvents, ClbcBase):
         """``func+0xoff`` of a kernel address (hex when kallsyms is hidden)."""
         name = self._locations.get(addr)
         if name is None:
+            if self._ksyms is None:
+                from lcc.symbols import kernel_symbols
+                self._ksyms = kernel_symbols()
             try:
                 name = self._ksyms.format(addr)
             except SymbolsUnavailable:
@@ -412,7 +415,9 @@ class Printer:
         self.wall = WallClock()
         self.write = sys.stdout.write
         self.flush = sys.stdout.flush
-        self._dumps = __import__("json").JSONEncoder(separators=(",", ":")).encode
+        if json:  # imported only for --json: the table's start does without it
+            from json import JSONEncoder
+            self._dumps = JSONEncoder(separators=(",", ":")).encode
 
     def header(self) -> None:
         if not self.json and not self.quiet:
@@ -422,7 +427,7 @@ class Printer:
                   f"{'REASON':<22} {loc}{extra}", flush=True)
 
     def __call__(self, ev: Any) -> None:
-        d = self.fields(ev) if self.fields is not None else asdict(ev)
+        d = self.fields(ev) if self.fields is not None else ev._asdict()
         self.count += 1
         reason = d["reason"]
         self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
@@ -486,7 +491,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     doc = __doc__.split("\n\n")
     p = argparse.ArgumentParser(prog="dropwatch", description=doc[0],
                                 epilog="examples:\n" + doc[2] + "\n",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=cli.formatter(argparse.RawDescriptionHelpFormatter))
     p.add_argument("-P", "--proto", metavar="PROTO",
                    help="only this IP protocol (tcp, udp, icmp, ... or a number)")
     p.add_argument("-a", "--addr", metavar="ADDR",
@@ -511,6 +516,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="also the packets a socket held when closed ("
                         + ", ".join(NORMAL_CLOSE_REASONS) + "), left out by default")
     flameout.add_flame_args(p)
+    cli.add_ring_arg(p, RING_MIB)
     cli.add_common_args(p)
     args = p.parse_args(argv)
     flameout.check_flame_args(p, args)
@@ -541,7 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = not ((args.quiet or args.folded) and args.stacks)
     excluded = [] if args.all_reasons else [*NORMAL_CLOSE_REASONS, *args.exclude_reason]
     with DropWatch(proto=args.proto, address=args.addr, port=args.port, stacks=args.stacks,
-                   events=events, reasons=args.reason, exclude_reasons=excluded) as tool:
+                   events=events, reasons=args.reason, exclude_reasons=excluded,
+                   map_sizes=cli.ring_sizes(args)) as tool:
         cli.report_fallbacks(tool, args.verbose)
         printer = Printer(json=args.json, quiet=args.quiet or args.folded,
                           wide=tool.device if args.wide else None, fields=tool.fields)

@@ -32,8 +32,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
@@ -74,8 +73,10 @@ def state_mask(states: str) -> int:
     return mask
 
 
-@dataclass(frozen=True)
-class OffCpuEvent:
+# Records are NamedTuples rather than dataclasses: importing ``dataclasses``
+# (and with it ``inspect``) costs about 10 ms of every start.
+
+class OffCpuEvent(NamedTuple):
     """One off-CPU period: who, in which state, how long, and where it blocked."""
 
     pid: int
@@ -85,15 +86,14 @@ class OffCpuEvent:
     delta_ns: int
     ts_ns: int  # switch-in time, ns since boot
     stack_id: int
-    stack: list[str] = field(default_factory=list)
-    ustack: list[str] = field(default_factory=list)  # user frames (-U), innermost first
+    stack: Sequence[str] = ()
+    ustack: Sequence[str] = ()  # user frames (-U), innermost first
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "event", **asdict(self)}
+        return {"type": "event", **self._asdict()}
 
 
-@dataclass(frozen=True)
-class StackTotal:
+class StackTotal(NamedTuple):
     """All off-CPU periods over the threshold that blocked at one stack in one state."""
 
     state: str
@@ -102,10 +102,10 @@ class StackTotal:
     count: int
     total_ns: int
     max_ns: int
-    ustack: list[str] = field(default_factory=list)  # user frames (-U), innermost first
+    ustack: Sequence[str] = ()  # user frames (-U), innermost first
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "stack", **asdict(self)}
+        return {"type": "stack", **self._asdict()}
 
 
 class OffCpu(ClbcBase):
@@ -169,7 +169,7 @@ class OffCpu(ClbcBase):
         """All stacks as ``{"root;...;leaf": microseconds off CPU}`` (see lcc.flame.fold);
         stacks equal but for offsets, or recorded in different states, are merged."""
         from lcc.flame import fold
-        return fold((s.stack + s.ustack, s.total_ns // 1000) for s in self.top_stacks(None))
+        return fold(([*s.stack, *s.ustack], s.total_ns // 1000) for s in self.top_stacks(None))
 
     def top_stacks(self, n: int | None = 10) -> list[StackTotal]:
         """Stacks with the most time off CPU (over the threshold), largest first."""
@@ -224,7 +224,7 @@ class _Printer:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="offcpu", description="Tasks off CPU longer than a threshold, in a chosen state, "
+        formatter_class=cli.formatter(), prog="offcpu", description="Tasks off CPU longer than a threshold, in a chosen state, "
         "with the kernel stack where they blocked; top stacks at exit.",
         epilog="states: R waiting for a CPU, S sleeping, D uninterruptible, I idle kernel "
                "thread, T stopped, ... (ps(1) letters; 'all' for every state)")

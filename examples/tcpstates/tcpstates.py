@@ -27,8 +27,8 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from operator import itemgetter
+from typing import Any, Callable, NamedTuple, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
@@ -47,6 +47,7 @@ from lcc.netfmt import (  # noqa: E402
 )
 
 MAX_PORTS = 8  # tcpstates.h
+RING_MIB = 8  # --ring-mib's default: the smallest delivering 100% of 20,000 connects
 
 # enum event_kind in tcpstates.h -> the name printed and used in JSON
 KINDS = {1: "state", 2: "retransmit", 3: "reset_sent", 4: "reset_recv"}
@@ -62,9 +63,12 @@ def _reset_reasons() -> dict[int, str]:
     return {v: n.removeprefix("SK_RST_REASON_") for v, n in names.items()}
 
 
-@dataclass(frozen=True)
-class TcpEvent:
-    """A state change, retransmit or reset, as the tool reports it."""
+class TcpEvent(NamedTuple):
+    """A state change, retransmit or reset, as the tool reports it (immutable).
+
+    A NamedTuple rather than a dataclass: importing ``dataclasses`` (and with
+    it ``inspect``) costs about 10 ms of every start.
+    """
 
     kind: str            # state | retransmit | reset_sent | reset_recv
     skaddr: int
@@ -82,7 +86,7 @@ class TcpEvent:
     detail: str = ""     # reset reason; retransmit error
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = self._asdict()
         d["skaddr"] = f"{self.skaddr:x}"
         return {"type": d.pop("kind"), **d}
 
@@ -102,6 +106,13 @@ _STATES = {0: "-", **TCP_STATES}
 def _state(n: int) -> str:
     name = _STATES.get(n)
     return name if name is not None else tcp_state_name(n)
+
+
+# What Printer reads of each struct event (tcpstates.h), in one itemgetter call.
+_LINE_MEMBERS = ("kind", "oldstate", "newstate", "skaddr", "pid", "comm", "family", "saddr",
+                 "sport", "daddr", "dport", "delta_ns")
+# -w's IP column: the family's number, padded.
+_IP_COLUMN = {AF_INET6: "6  "}
 
 
 class TcpStates(RingEvents, ClbcBase):
@@ -180,7 +191,7 @@ class TcpStates(RingEvents, ClbcBase):
                         ms=ev.delta_ns / 1e6, ts=ev.ts_ns / 1e9, detail=self.detail(ev))
 
     def event_dict(self, ev: Any) -> dict[str, Any]:
-        """``decode(ev).to_dict()``, without the dataclass in between (for --json)."""
+        """``decode(ev).to_dict()``, without the TcpEvent in between (for --json)."""
         fam = ev.family
         return {"type": KINDS.get(ev.kind, str(ev.kind)), "skaddr": f"{ev.skaddr:x}",
                 "pid": ev.pid, "comm": ev.comm, "ip": 6 if fam == AF_INET6 else 4,
@@ -212,11 +223,17 @@ class Printer:
         self._fmt = (f"{{sk:<16}} {{pid:<5}} {{comm:<{cw}.{cw}}} {{ip}}{{laddr:<{aw}}} "
                      f"{{lport:<5}} {{raddr:<{aw}}} {{rport:<5}} {{old:<11}} {{arrow}} "
                      f"{{new:<11}} {{ms}}")
-        # The same columns as one %-format, for the per-event path.
+        # The same columns as one %-format, for the per-event path; state
+        # changes (most events) format their MS column in it too.
         self._line = (f"%-16x %-5d %-{cw}.{cw}s %s%-{aw}s %-5d %-{aw}s %-5d %-11s %s "
                       f"%-11s %s\n")
+        self._state_line = (f"%-16x %-5d %-{cw}.{cw}s %s%-{aw}s %-5d %-{aw}s %-5d %-11s -> "
+                            f"%-11s %.3f\n")
+        self._members: Any = None  # itemgetter of the members a line needs, at the 1st event
         self._prefixed = time_col or timestamp
-        self._dumps = __import__("json").JSONEncoder(separators=(",", ":")).encode
+        if json:  # imported only for --json: the table's start does without it
+            from json import JSONEncoder
+            self._dumps = JSONEncoder(separators=(",", ":")).encode
 
     def _prefix(self, ts: float | None) -> str:
         out = ""
@@ -241,30 +258,35 @@ class Printer:
             arrow="->", new="NEWSTATE", ms="MS"), flush=True)
 
     def __call__(self, ev: Any) -> None:
-        # Once per event: plain lookups and one format, no object per event.
-        kind = ev.kind
+        # Once per event: the members taken in one C call, plain lookups and
+        # one format, no object per event.
+        get = self._members
+        if get is None:
+            get = self._members = itemgetter(*map(ev._fields.index, _LINE_MEMBERS))
+        # (of the plain tuple: the event class's own __getitem__ is Python code)
+        kind, old, new, skaddr, pid, comm, fam, saddr, sport, daddr, dport, delta = get(tuple(ev))
         kinds = self.kinds
         kinds[kind] = kinds.get(kind, 0) + 1
         if kind == 1:
-            key = (ev.oldstate, ev.newstate)
+            key = (old, new)
             self.transitions[key] = self.transitions.get(key, 0) + 1
         if self.json:
             self.write(self._dumps(self.tool.event_dict(ev)) + "\n")
             return
-        if kind == 1:
-            arrow, new, ms = "->", _state(ev.newstate), f"{ev.delta_ns / 1e6:.3f}"
-        else:
-            arrow = "::"
-            name = KINDS.get(kind, str(kind))
-            new = KIND_LABELS.get(name, name)
-            detail = self.tool.detail(ev)
-            ms = f"{ev.delta_ns / 1e6:.3f}" + (f" {detail}" if detail else "")
-        fam = ev.family
         addr = self.tool.addr
-        line = self._line % (
-            ev.skaddr, ev.pid, ev.comm, f"{6 if fam == AF_INET6 else 4:<2} " if self.wide else "",
-            addr(fam, ev.saddr), ev.sport, addr(fam, ev.daddr), ev.dport, _state(ev.oldstate),
-            arrow, new, ms)
+        ip = (_IP_COLUMN.get(fam, "4  ") if self.wide else "")
+        states = _STATES
+        if kind == 1:
+            line = self._state_line % (
+                skaddr, pid, comm, ip, addr(fam, saddr), sport, addr(fam, daddr), dport,
+                states.get(old) or _state(old), states.get(new) or _state(new), delta / 1e6)
+        else:
+            name = KINDS.get(kind, str(kind))
+            detail = self.tool.detail(ev)
+            ms = f"{delta / 1e6:.3f}" + (f" {detail}" if detail else "")
+            line = self._line % (
+                skaddr, pid, comm, ip, addr(fam, saddr), sport, addr(fam, daddr), dport,
+                _state(old), "::", KIND_LABELS.get(name, name), ms)
         self.write(self._prefix(ev.ts_ns / 1e9) + line if self._prefixed else line)
 
     def summary(self, dropped: int, seconds: float) -> None:
@@ -292,7 +314,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tcpstates", description="Trace TCP state changes, retransmits and resets.",
         epilog="examples:\n" + doc[2] + "\n\n" + doc[3] + "\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=cli.formatter(argparse.RawDescriptionHelpFormatter))
     parser.add_argument("-p", "--pid", type=int, default=0,
                         help="sockets this process connects, listens on, accepts or closes")
     parser.add_argument("-a", "--addr", help="local or remote address (IPv4 or IPv6)")
@@ -316,6 +338,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="do not trace retransmits")
     parser.add_argument("--no-resets", dest="resets", action="store_false",
                         help="do not trace resets")
+    cli.add_ring_arg(parser, RING_MIB)
     cli.add_common_args(parser)
     args = parser.parse_args(argv)
     if args.addr:
@@ -335,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with TcpStates(pid=args.pid, family=args.family, addr=args.addr, lports=args.localport,
                    rports=args.remoteport, ports=args.port, retransmits=args.retransmits,
-                   resets=args.resets) as tool:
+                   resets=args.resets, map_sizes=cli.ring_sizes(args)) as tool:
         printer = Printer(tool, json=args.json, wide=args.wide, time_col=args.time,
                           timestamp=args.timestamp)
         tool.open_events(printer, raw=True)

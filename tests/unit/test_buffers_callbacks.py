@@ -21,6 +21,17 @@ class Tool:
         pass
 
 
+class BccPrinter:
+    def __call__(self, ctx, event, size):
+        pass
+
+
+class StaticCall:
+    @staticmethod
+    def __call__(event):
+        pass
+
+
 def anything(*args):
     pass
 
@@ -31,6 +42,8 @@ def anything(*args):
     (Tool().bcc, 3),                      # bound methods do not count self
     (Tool().plain, 1),
     (Tool(), 1),                          # objects with __call__
+    (BccPrinter(), 3),
+    (StaticCall(), 1),                    # a static __call__ has no self to leave out
     (anything, 99),                       # *args takes whatever is passed
     (functools.partial(lambda a, ctx, event, size: None, 1), 3),
     ([].append, 1),                       # builtins

@@ -40,11 +40,18 @@ _read = _libbpf.read_memory  # ctypes.string_at
 def _positional_arity(fn: Callable[..., Any]) -> int:
     """How many positional arguments ``fn`` takes (bound methods exclude self); 99 for *args."""
     code = getattr(getattr(fn, "__func__", fn), "__code__", None)
-    if code is not None and not isinstance(fn, type):  # functions, lambdas, bound methods
+    bound = hasattr(fn, "__self__")
+    if code is None and not isinstance(fn, type):
+        # An object whose class defines __call__ in Python (a tool's printer):
+        # its method's code, self excluded, without importing inspect at start.
+        call = getattr(fn, "__call__", None)
+        code = getattr(getattr(call, "__func__", call), "__code__", None)
+        bound = hasattr(call, "__self__")
+    if code is not None and not isinstance(fn, type):  # functions, lambdas, methods
         if code.co_flags & 0x04:  # CO_VARARGS
             return 99
-        return code.co_argcount - (1 if hasattr(fn, "__self__") else 0)
-    import inspect  # other callables (partials, builtins, objects with __call__)
+        return code.co_argcount - (1 if bound else 0)
+    import inspect  # other callables (partials, builtins, classes)
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):

@@ -10,6 +10,10 @@ decodes them here, all at once:
   no Python object per event (tens of millions of events a second);
 * otherwise: the events are built as a callback would get them (one
   ``struct.iter_unpack`` per run) and transposed, each column a tuple.
+  That is the per-event decoding plus a transposition and every event kept,
+  so it is slower than a callback (``bench/tools_bench.py --rows decode``:
+  about half its rate): a convenience for code that wants columns; the
+  bulk speed is numpy's.
 
 Either way ``batch["pid"]`` is every event's ``pid``, in the order the
 kernel committed them; ``len(batch)`` counts them and iterating gives the

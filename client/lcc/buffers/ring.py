@@ -225,6 +225,9 @@ class RingBuffer:
         holds every event's ``pid`` in commit order (numpy arrays with the
         ``numpy`` extra installed and an event type it can view, else
         tuples; ``use_numpy`` True requires numpy, False never uses it).
+        Only numpy columns are a bulk decode (no object per event); tuple
+        columns are the per-event decoding transposed, slower than a
+        callback (about half its rate): a convenience, not a fast path.
         Waits up to ``timeout`` seconds (None: until events come; 0, the
         default: not at all) when none wait; an empty batch after that.
         The records are copied out of the ring a run at a time and their
