@@ -154,8 +154,14 @@ class CompileService:
         return sem
 
     def close(self) -> None:
+        """Shut the pools down and stop the toolchain's sandbox spawner (its
+        running tools are killed with it), so that a closed service leaves no
+        process behind."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._io.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self.toolchain, "close", None)  # injected fakes may have none
+        if close is not None:
+            close()
 
     # -- running blocking work ---------------------------------------------
 

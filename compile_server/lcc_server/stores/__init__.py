@@ -44,8 +44,12 @@ class Stores:
             self.notices.start()
 
     def close(self) -> None:
+        """Stop the notices' subscriber, then close the Redis connections
+        (no-op on disk)."""
         if self.notices is not None:
             self.notices.close()
+        if self.link is not None:
+            self.link.close()
 
     def status(self) -> StoreStatus:
         """Blocking (pings Redis)."""
