@@ -76,3 +76,27 @@ def test_shutdown_closes_the_redis_connections(tmp_path):
         left = _other_clients(observer)
         observer.close()
         assert left == [], f"connections left open after shutdown: {left}"
+
+
+def _open_files_under(root: Path) -> list[str]:
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(root)):
+            out.append(target)
+    return out
+
+
+@pytest.mark.server
+def test_shutdown_closes_the_artifact_ledger(tmp_path):
+    settings = Settings(state_dir=tmp_path / "state", warm=False, host_btf=HOST_BTF,
+                        insecure_no_sandbox=True)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        r = client.get("/metrics")  # the disk gauges open the ledger
+        assert r.status_code == 200 and "lcc_artifact_disk_bytes" in r.text
+        assert any(p.endswith("ledger.sqlite") for p in _open_files_under(tmp_path))
+    assert _open_files_under(tmp_path) == []
