@@ -21,8 +21,15 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+    # The name is predictable: never open what is already there (a symlink
+    # planted at it would redirect the write), only a file made here.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            fd = os.open(tmp, flags, mode)
+        except FileExistsError:  # left by a writer that died (same pid and thread id)
+            os.unlink(tmp)
+            fd = os.open(tmp, flags, mode)
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)  # not narrowed by the umask
             f.write(data)

@@ -210,7 +210,8 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
         if settings.warm:
             service.warm()
         yield
-        stores.close()
+        # joins the notices' thread and closes sockets: off the event loop
+        await asyncio.get_running_loop().run_in_executor(None, stores.close)
         service.close()
 
     app = FastAPI(title="lcc compile service", version="1",

@@ -288,6 +288,13 @@ class ArtifactStore:
             return self.disk_bytes
         return max(0, self.disk_bytes - self.reserved())
 
+    def close(self) -> None:
+        """Close the ledger's database (a later use opens it again)."""
+        with self._lock:
+            ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            ledger.close()
+
     def _ledger_ready(self) -> Ledger:
         with self._lock:
             if self._ledger is None:

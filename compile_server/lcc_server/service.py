@@ -154,8 +154,14 @@ class CompileService:
         return sem
 
     def close(self) -> None:
+        """Shut the pools down and stop the toolchain's sandbox spawner (its
+        running tools are killed with it), so that a closed service leaves no
+        process behind."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._io.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self.toolchain, "close", None)  # injected fakes may have none
+        if close is not None:
+            close()
 
     # -- running blocking work ---------------------------------------------
 
@@ -304,7 +310,7 @@ class CompileService:
         waited = False
         while True:
             try:
-                lease = await self._blocking(self.leases.acquire, key)
+                lease = await self._acquire(key)
             except StoreUnavailable:
                 return await compile_job(), True
             if lease is not None:
@@ -340,6 +346,32 @@ class CompileService:
                         break  # released without an artifact, or expired: take it over
                 except StoreUnavailable:
                     return await compile_job(), True
+
+    async def _acquire(self, key: str):
+        """``leases.acquire(key)`` in a thread.  Cancelled meanwhile (the last
+        client waiting for the compile went away), the thread may still take
+        the lease: it is then released as soon as it is taken, rather than
+        renewed for ever by a holder nobody will release (the replicas waiting
+        for it would wait for ever)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._io, self.leases.acquire, key)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(self._release_abandoned)
+            raise
+
+    def _release_abandoned(self, fut: asyncio.Future) -> None:
+        if fut.cancelled() or fut.exception() is not None or fut.result() is None:
+            return
+
+        def release(lease) -> None:
+            with contextlib.suppress(StoreUnavailable):
+                lease.release()
+        try:
+            fut.get_loop().run_in_executor(self._io, release, fut.result())
+        except RuntimeError:  # the pool was shut down (the service is closing)
+            threading.Thread(target=release, args=(fut.result(),), daemon=True).start()
 
     async def _compile_job(self, key: str, bundle, arch: str, defines: dict,
                            btf_path: Path) -> Artifact:

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lcc_toolchain import landlock, sandbox_exec
+from lcc_toolchain.errors import ToolchainError
 from lcc_toolchain.spawner import Spawner, SpawnerDied
 from lcc_toolchain.sandbox_exec import encode_policy
 
@@ -80,8 +81,10 @@ _EXEC_FAILED = 127
 _MAX_FD = 1 << 20
 
 
-class SandboxError(RuntimeError):
-    """The sandbox itself could not be set up (not the program's failure)."""
+class SandboxError(ToolchainError, RuntimeError):
+    """The sandbox itself could not be set up (not the program's failure).  A
+    ``ToolchainError``, so that whichever tool run meets it (clang, bpftool,
+    the PCH build) the service answers 503 ``unavailable``, never 500."""
 
 
 class Cancelled(Exception):

@@ -44,8 +44,15 @@ class Stores:
             self.notices.start()
 
     def close(self) -> None:
+        """Stop the notices' subscriber, close the Redis connections and the
+        artifact ledger's database."""
         if self.notices is not None:
             self.notices.close()
+        if self.link is not None:
+            self.link.close()
+        close = getattr(self.artifacts, "close", None)  # an injected store may have none
+        if close is not None:
+            close()
 
     def status(self) -> StoreStatus:
         """Blocking (pings Redis)."""

@@ -110,6 +110,16 @@ class RedisLink:
             if self.metrics is not None:
                 self.metrics.store_degraded.set(1)
 
+    def close(self) -> None:
+        """Close the client's connections (a later ``run`` makes a new client)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception as exc:  # noqa: BLE001 - closing on shutdown
+                log.debug("closing the shared store's client: %s", exc)
+
     def status(self) -> StoreStatus:
         """Pings Redis unless degraded mode is waiting to retry."""
         try:

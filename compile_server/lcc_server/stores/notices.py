@@ -49,8 +49,12 @@ class Notices:
             self._thread = threading.Thread(target=self._run, name="lcc-notices", daemon=True)
             self._thread.start()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop the subscriber and wait (up to ``timeout`` seconds) for its
+        thread to close its connection."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     async def wait(self, key: str, timeout: float) -> bool:
         """True when a notice for ``key`` came within ``timeout`` seconds."""

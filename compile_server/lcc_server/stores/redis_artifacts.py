@@ -199,6 +199,9 @@ class FleetArtifactStore:
     def disk_usage(self) -> int:
         return self.local.disk_usage()
 
+    def close(self) -> None:
+        self.local.close()
+
     def put(self, art: Artifact) -> None:
         self.local.put(art)
         try:
