@@ -165,3 +165,25 @@ def test_program_load_answers_are_kept_for_this_boot_only(kdir, monkeypatch):
     r = features.Probes()
     monkeypatch.setattr(r.host, "load_program", lambda *a, **k: loads.append(a) or (1, ""))
     assert not r.can_load_tp_btf("sched_switch") and loads  # probed anew after a reboot
+
+
+@pytest.mark.toolchain
+def test_bpftool_saying_no_is_remembered_but_failing_to_run_it_is_not(tmp_path, monkeypatch):
+    monkeypatch.setattr(kernelcache, "_build_id", BID)
+    digest = "1" * 64
+    obj = tmp_path / "not-an-object.o"
+    obj.write_bytes(b"not ELF")
+    mine = tmp_path / "artifacts" / "v1" / "minbtf" / BID
+
+    # A bpftool that cannot be started (exec fails): nothing is recorded, the
+    # next start tries again.
+    broken = tmp_path / "bpftool-broken"
+    broken.write_bytes(b"\x7fELF garbage")
+    broken.chmod(0o755)
+    assert minbtf.for_object(str(tmp_path), digest, str(obj), bpftool=str(broken)) is None
+    assert not (mine / f"{digest}.none").exists()
+
+    # The real bpftool refuses this input: that answer is kept.
+    assert minbtf.for_object(str(tmp_path), digest, str(obj)) is None
+    assert (mine / f"{digest}.none").exists()
+    assert sorted(p.name for p in mine.iterdir()) == [f"{digest}.none"]  # no work files left

@@ -89,29 +89,35 @@ def _make(d: str, path: str, digest: str, object_path: str, bpftool: str | None,
     tool = _which(bpftool or os.environ.get("LCC_BPFTOOL") or "bpftool")
     if tool == "-":
         return None  # no bpftool here: nothing recorded, it may be installed later
+    import shutil
     import subprocess
+    import tempfile
     try:
         os.makedirs(d, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        r = subprocess.run([tool, "gen", "min_core_btf", kernel_btf, tmp, object_path],
-                           capture_output=True, timeout=60)
-        with open(tmp, "rb") as f:
-            ok = r.returncode == 0 and is_btf(f.read())
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    if ok:
+        # bpftool writes into a fresh private directory: no name another user
+        # could plant a link at.
+        work = tempfile.mkdtemp(prefix=".minbtf-", dir=d)
+    except OSError:
+        return None
+    try:
+        tmp = os.path.join(work, "min.btf")
         try:
-            os.replace(tmp, path)
-            return path
+            r = subprocess.run([tool, "gen", "min_core_btf", kernel_btf, tmp, object_path],
+                               capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return None  # could not run it this time (e.g. timed out under load): try again later
+        try:
+            with open(tmp, "rb") as f:
+                ok = r.returncode == 0 and is_btf(f.read())
+            if ok:
+                os.replace(tmp, path)
+                return path
         except OSError:
             pass
-    for p in (f"{path}.{os.getpid()}.tmp",):
-        try:
-            os.unlink(p)
-        except OSError:
-            pass
-    discard(path)
-    return None
+        discard(path)  # bpftool ran and could not make one for this object
+        return None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def discard(path: str) -> None:
