@@ -59,6 +59,9 @@ def _takes_size(cb: Callable[..., Any]) -> bool:
     return n >= 3
 
 
+_ONE_CALLBACK_AT_A_TIME = threading.Lock()
+
+
 class CeventThread(threading.Thread):
     """pyLCC's event thread: polls one event map of ``lbc`` and calls ``cb`` per event.
 
@@ -68,7 +71,10 @@ class CeventThread(threading.Thread):
     decoded event (``lbc.getMap(name, event, size)`` returns it unchanged).
     ``lost(cpu, count)`` or ``lost(count)`` is told about perf samples the
     kernel dropped.  The buffer is opened here, before the thread starts, so
-    no event made after the constructor returns is missed.
+    no event made after the constructor returns is missed.  Callbacks of all
+    CeventThreads run one at a time, so what two of them print never
+    interleaves within a line (``print`` writes the text and the newline
+    separately).
     """
 
     def __init__(self, lbc: ClbcBase, event: str, cb: Callable[..., Any],
@@ -92,10 +98,11 @@ class CeventThread(threading.Thread):
     def cb(self, cpu: int, data: Any, size: int) -> None:
         """Hand one event to the user's callback; print what it raises and go on."""
         try:
-            if self._with_size:
-                self._cb(cpu, data, size)
-            else:
-                self._cb(cpu, data)
+            with _ONE_CALLBACK_AT_A_TIME:
+                if self._with_size:
+                    self._cb(cpu, data, size)
+                else:
+                    self._cb(cpu, data)
         except Exception:  # noqa: BLE001 - pyLCC's threads outlive a failing callback
             print(f"CeventThread '{self._event}': the callback raised:", file=sys.stderr)
             traceback.print_exc()
