@@ -51,7 +51,7 @@ from lcc.netfmt import (  # noqa: E402
 )
 
 MAX_PORTS = 8  # tcpstates.h
-RING_MIB = 8  # --ring-mib's default: the smallest delivering 100% of 20,000 connects
+RING_MIB = 4  # --ring-mib's default: the smallest delivering 100% of 20,000 connects
 
 # enum event_kind in tcpstates.h -> the name printed and used in JSON
 KINDS = {1: "state", 2: "retransmit", 3: "reset_sent", 4: "reset_recv"}
