@@ -17,13 +17,13 @@ same as BCC tools print) and back again for filters.  Nothing here prints.
 from __future__ import annotations
 
 import struct
+import sys
+from collections.abc import Sequence
 
 try:  # inet_ntop/inet_pton without socket.py, which builds IntEnums and imports
     import _socket as socket  # selectors at import: about 2 ms of a tool's start
 except ImportError:  # pragma: no cover - an interpreter without CPython's _socket
-    import socket
-import sys
-from collections.abc import Sequence
+    import socket  # type: ignore[no-redef]
 
 __all__ = [
     "AF_INET",
