@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from typing import Any
 
 _SCRIPT = """\
@@ -50,6 +51,21 @@ class GatedChild:
         self.pid = self.proc.pid
         with open(f"/proc/{self.pid}/comm") as f:
             self.comm = f.read().rstrip("\n")
+        self._wait_asleep()
+
+    def _wait_asleep(self, timeout: float = 10) -> None:
+        """Return once the child sleeps at its gate (state S: after "ready" its only
+        sleep is sigwait); a tracer that attached between "ready" and the sigwait
+        would see the sigwait's entry."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(f"/proc/{self.pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+            if state == "S":
+                return
+            time.sleep(0.0005)
+        self.kill()
+        raise AssertionError(f"child {self.pid} did not reach its sigwait (state {state})")
 
     def release(self) -> None:
         """Open the gate: the child runs ``body`` now."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import struct
 
-from ._files import write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -149,6 +148,7 @@ def write(name: str, data: bytes) -> str | None:
     if d is None:
         return None
     path = os.path.join(d, name)
+    from ._files import write_atomic  # (it imports threading: not on a cached start)
     try:
         write_atomic(path, data)
     except OSError:

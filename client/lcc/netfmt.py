@@ -16,11 +16,14 @@ same as BCC tools print) and back again for filters.  Nothing here prints.
 
 from __future__ import annotations
 
-import socket
 import struct
 import sys
 from collections.abc import Sequence
-from typing import SupportsBytes, Union
+
+try:  # inet_ntop/inet_pton without socket.py, which builds IntEnums and imports
+    import _socket as socket  # selectors at import: about 2 ms of a tool's start
+except ImportError:  # pragma: no cover - an interpreter without CPython's _socket
+    import socket  # type: ignore[no-redef]
 
 __all__ = [
     "AF_INET",
@@ -52,8 +55,22 @@ __all__ = [
 AF_INET = 2
 AF_INET6 = 10
 
-#: What the address functions accept; see the module docstring.
-RawAddr = Union[int, bytes, bytearray, memoryview, Sequence[int], SupportsBytes]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (3 ms) at start
+if TYPE_CHECKING:
+    from typing import SupportsBytes, Union
+
+    #: What the address functions accept; see the module docstring.
+    RawAddr = Union[int, bytes, bytearray, memoryview, Sequence[int], SupportsBytes]
+
+
+def __getattr__(name: str) -> object:
+    """``RawAddr``, made on first use: it needs ``typing``, which a tool's start does without."""
+    if name == "RawAddr":
+        from typing import SupportsBytes, Union
+        value = Union[int, bytes, bytearray, memoryview, Sequence[int], SupportsBytes]
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: ``include/net/tcp_states.h`` numbers -> names as BCC's tcpstates prints them.
 TCP_STATES: dict[int, str] = {

@@ -38,13 +38,18 @@ import os
 import select
 import sys
 import time
+from collections import namedtuple
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (3 ms) at start
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Sequence
+
+    from lcc.hist import Log2Hist
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _common import cli  # noqa: E402  (also makes a source checkout's lcc importable)
 from lcc import ClbcBase, LccError, loop  # noqa: E402
-from lcc.hist import Log2Hist, render_summary  # noqa: E402
 from lcc.syscalls import syscall_table  # noqa: E402
 
 MAX_SYSCALLS = 512  # SYSLAT_MAX_SYSCALLS in syslat.h
@@ -78,22 +83,26 @@ def estimate_percentile(hist: Log2Hist, pct: float, max_value: float | None = No
     return float(hist.buckets[-1].high) if max_value is None else float(max_value)
 
 
-class SyscallLatency(NamedTuple):
+class SyscallLatency(namedtuple("SyscallLatency", (
+        "nr",        # int
+        "name",      # str
+        "count",     # int
+        "total_ns",  # int
+        "max_ns",    # int
+        "hist",      # lcc.hist.Log2Hist, in ``unit``
+        "unit",      # str
+        "errors",    # int: calls that returned an error (0 by default)
+        "errnos",    # Mapping[str, int]: errno name -> calls, most first (empty by default)
+        ), defaults=(0, MappingProxyType({})))):
     """What syslat measured for one syscall: counts, times (ns) and the log2 histogram.
 
-    A NamedTuple rather than a dataclass: importing ``dataclasses`` (and with
-    it ``inspect``) costs about 10 ms of every start.
+    A ``collections.namedtuple`` rather than a dataclass or a
+    ``typing.NamedTuple``: importing ``dataclasses`` (with ``inspect``) costs
+    about 10 ms of every start, ``typing`` about 3 ms (:mod:`lcc.hist`, which
+    imports it, is imported only once results are read).
     """
 
-    nr: int
-    name: str
-    count: int
-    total_ns: int
-    max_ns: int
-    hist: Log2Hist  # in ``unit``
-    unit: str
-    errors: int = 0                  # calls that returned an error
-    errnos: Mapping[str, int] = MappingProxyType({})  # errno name -> calls, most first
+    __slots__ = ()
 
     @property
     def avg_ns(self) -> float:
@@ -134,6 +143,7 @@ class SyscallLatency(NamedTuple):
         if star_hist:
             body = self.hist.render(label) + f"\naverage: {self.avg_ns / div:.2f} {label}"
         else:
+            from lcc.hist import render_summary
             body = render_summary(self.hist, self.total_ns / div, label)
         pct = ", ".join(f"{k} {_num(v)}" for k, v in self.percentiles().items())
         tail = f"\npercentiles (estimated from the histogram): {pct} {label}"
@@ -188,6 +198,7 @@ class SysLat(ClbcBase):
             hists_map.clear()
             stats_map.clear()
             errnos_map.clear()
+        from lcc.hist import Log2Hist  # (not at start: it imports typing)
         hists = Log2Hist.grouped(slots)
         out = []
         for nr, st in stats.items():

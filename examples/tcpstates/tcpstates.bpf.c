@@ -50,14 +50,15 @@ struct {
 } listen_ports SEC(".maps");
 
 /*
- * 8 MiB: 80k events, 0.4 s of a loopback connect storm (10 state changes
+ * 4 MiB: 40k events, 0.2 s of a loopback connect storm (10 state changes
  * per connect, 20k connects a second), for a reader that is off the CPU for
  * a while or a little slower than the storm.  The reader maps the ring
  * (twice, as every ring buffer reader does): it counts in its RSS from the
- * start.  tools_bench under 20k connects delivered 100% with 8 MiB, 88% with
- * 4 and 76% with 2: the smallest that keeps up.  --ring-mib sets another size.
+ * start.  tools_bench under 20k connects on a quiet machine delivered 100%
+ * with 4 MiB and with 8 in every run (2 MiB lost some); on a loaded one 4
+ * MiB lost up to 6-12%.  --ring-mib sets another size.
  */
-LBC_RINGBUF(events, struct event, 8 * 1024 * 1024);
+LBC_RINGBUF(events, struct event, 4 * 1024 * 1024);
 
 __u64 dropped = 0;	/* events lost because the ring buffer was full */
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import os
 
 from .. import kernelcache
-from .._files import write_atomic
 
 __all__ = ["QuickHit", "lookup", "quick_key", "remember"]
 
@@ -192,6 +191,7 @@ def remember(root: str, key: str | None, *, art_key: str, digest: str,
     if any("\n" in ln or ln.count("\t") > 5 for ln in lines):
         return None  # a path this format cannot hold: no shortcut for it
     path = _path(root, key)
+    from .._files import write_atomic  # (it imports threading: not on a hit)
     try:
         write_atomic(path, ("\n".join(lines) + "\n").encode())
     except OSError:
