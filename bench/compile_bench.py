@@ -272,14 +272,21 @@ def summary(samples: list[float]) -> str:
 
 # -- baseline: plain clang ----------------------------------------------------------
 
-def plain_clang(runs: int, work: Path) -> list[float]:
-    """clang -g -O2 -target bpf on the same bundle, directly, no PCH."""
+def whole_vmlinux_h(work: Path) -> Path:
+    """``work/vmlinux/vmlinux.h``: the running kernel's whole header, as plain
+    clang is handed it; returns its directory."""
     vm = work / "vmlinux"
     vm.mkdir()
     bpftool = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
     with open(vm / "vmlinux.h", "wb") as f:
         subprocess.run([bpftool, "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"],
                        stdout=f, check=True)
+    return vm
+
+
+def plain_clang(runs: int, work: Path) -> list[float]:
+    """clang -g -O2 -target bpf on the same bundle, directly, no PCH."""
+    vm = whole_vmlinux_h(work)
     src = work / "src"
     src.mkdir()
     for name, text in bundle()["files"].items():
@@ -419,12 +426,7 @@ def _timed(argv: list[str], **kw) -> float:
 def oneoff_cli(runs: int, work: Path, baseline_tree: Path | None = None) -> None:
     """The one-off ``lcc compile`` table (see the module docstring); with
     ``baseline_tree``, also that checkout's empty-cache compile, interleaved."""
-    vm = work / "vmlinux"
-    vm.mkdir()
-    bpftool = shutil.which("bpftool") or shutil.which("bpftool", path="/usr/sbin:/sbin")
-    with open(vm / "vmlinux.h", "wb") as f:
-        subprocess.run([bpftool, "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"],
-                       stdout=f, check=True)
+    vm = whole_vmlinux_h(work)
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
