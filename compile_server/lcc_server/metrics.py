@@ -17,6 +17,7 @@ lcc_artifacts_evicted                  gauge      entries evicted since start
 lcc_state_disk_bytes                   gauge      part: artifacts | btf_uploads | derived
                                                   (vmlinux.h, PCH), all under one budget
 lcc_state_disk_budget_bytes            gauge      that budget (LCC_MAX_ARTIFACT_MB)
+lcc_derived_evicted                    gauge      kernels' derived file sets evicted since start
 lcc_btf_uploads                        gauge      uploaded kernel releases (LCC_MAX_BTF_RELEASES)
 lcc_singleflight_waits_total           counter    scope: local (a compile running in this
                                                   process) | fleet (another replica's lease)
