@@ -58,6 +58,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lcc_server.artifacts import Artifact, ArtifactStore
 from lcc_server.btf_store import BtfConflict, BtfForbidden, BtfStore
+from lcc_server.derived import DerivedFiles
 from lcc_server.docs import mount_docs
 from lcc_server.guard import RequestGuard
 from lcc_server.metrics import CONTENT_TYPE, Metrics
@@ -194,8 +195,14 @@ def create_app(settings: Settings | None = None, *, toolchain: Toolchain | None 
     metrics.watch_artifacts(stores.artifacts)
     metrics.watch_state(stores.artifacts, stores.usage, settings.max_artifact_bytes,
                         stores.btf.upload_count)
+    disk_store = getattr(stores.artifacts, "local", stores.artifacts)
+    derived = None
+    if hasattr(disk_store, "put_derived") and getattr(toolchain, "work_dir", None) is not None:
+        derived = DerivedFiles(toolchain.work_dir, disk_store)
+        derived.adopt()
+        metrics.watch_derived(derived)
     service = CompileService(settings, toolchain, stores.btf, stores.artifacts, metrics,
-                             leases=stores.leases, notices=stores.notices)
+                             leases=stores.leases, notices=stores.notices, derived=derived)
     if service.refusal is not None:
         log.error("%s", service.refusal)
     elif toolchain.sandbox.unconfined is not None:

@@ -26,12 +26,14 @@ object is compiled again when next asked for; it is never served.  A store
 made without keys (``keys=None``, for tests and tools) writes no seals.
 
 The files of all entries are kept under ``disk_bytes`` (less what
-``reserved()`` reports for the rest of the state directory: BTF uploads,
-vmlinux.h and precompiled headers, so that one budget covers them all):
+``reserved()`` reports for the rest of the state directory: the BTF uploads,
+so that one budget covers them all):
 after each store the least recently used entries (object, metadata, tailored
-BTF and the request keys that led to them) are deleted until the total fits,
+BTF and the request keys that led to them, or a kernel's derived files) are deleted until the total fits,
 so a stream of unique requests cannot fill the disk.  A request whose entry
-was evicted is simply compiled again.  The accounting is a ledger shared by
+was evicted is simply compiled again.  A kernel's derived files (vmlinux.h,
+its index and cuts, its PCHs; ``lcc_server.derived``) are entries of the same
+ledger, evicted in the same order unless a compile holds them (``pinned``).  The accounting is a ledger shared by
 every process on the directory (``lcc_server.ledger``), so the worker
 processes of one service keep one budget between them, not one each.
 """
@@ -45,11 +47,11 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lcc_server.ledger import Ledger
+from lcc_server.ledger import DERIVED, Ledger
 from lcc_server.signing import KeyRing, canonical
 from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.errors import Diagnostic
@@ -109,6 +111,8 @@ class ArtifactStore:
         self.reserved = reserved
         self.evicted = 0  # entries this process deleted to stay under disk_bytes
         self._ledger: Ledger | None = None
+        #: deletes a derived file set the budget evicted (``lcc_server.derived``)
+        self.evict_derived: Callable[[str], None] | None = None
 
     def _remember_in_memory(self, art: Artifact) -> None:
         with self._lock:
@@ -189,12 +193,13 @@ class ArtifactStore:
         """Record that request ``key`` compiled to ``digest``."""
         self._obj(digest)
         seal = self._seal(_request_statement(key, digest))
-        write_atomic(self.root / "keys" / key, f"{digest}\n{seal}".rstrip().encode())
+        record = f"{digest}\n{seal}".rstrip().encode()
+        write_atomic(self.root / "keys" / key, record)
         with self._lock:
             self._keys[key] = digest
             while len(self._keys) > 4096:
                 self._keys.popitem(last=False)
-        self._ledger_ready().add_key(key, digest)
+        self._ledger_ready().add_key(key, digest, len(record))
 
     def lookup(self, key: str) -> Artifact | None:
         """The artifact request ``key`` compiled to, if still stored and intact."""
@@ -279,8 +284,31 @@ class ArtifactStore:
     # -- the disk budget ------------------------------------------------------
 
     def disk_usage(self) -> int:
-        """Bytes of the entries on disk (all processes sharing the directory)."""
-        return self._ledger_ready().total()
+        """Bytes of the entries on disk (all processes sharing the directory),
+        without the derived per-kernel files (:meth:`put_derived`)."""
+        return self._ledger_ready().total(derived=False)
+
+    # -- derived per-kernel files, in the same budget -------------------------
+
+    def derived_usage(self) -> int:
+        """Bytes of the derived per-kernel file sets counted in the ledger."""
+        return self._ledger_ready().total(derived=True)
+
+    def put_derived(self, name: str, size: int) -> None:
+        """Count ``size`` bytes for ``name`` (``ledger.DERIVED`` + the kernel
+        BTF's sha256), mark it most recently used, and evict until the total fits;
+        a derived victim is handed to ``evict_derived``."""
+        self._evict(self._ledger_ready().put(name, size, budget=self.budget()))
+
+    @contextlib.contextmanager
+    def pinned(self, name: str) -> Iterator[None]:
+        """Keep entry ``name`` from eviction (by any process) while inside."""
+        ledger = self._ledger_ready()
+        ledger.pin(name)
+        try:
+            yield
+        finally:
+            ledger.unpin(name)
 
     def budget(self) -> int:
         """Bytes the entries may use now: ``disk_bytes`` less ``reserved()``."""
@@ -326,6 +354,8 @@ class ArtifactStore:
                 continue
             if digest in found:
                 keys.append((path.name, digest))
+                with contextlib.suppress(OSError):
+                    found[digest][1] += path.stat().st_size
         return [(d, e[1], e[0]) for d, e in found.items()], keys
 
     def _used(self, digest: str) -> None:
@@ -335,7 +365,15 @@ class ArtifactStore:
         """Count ``size`` more bytes for ``digest`` (``stored``: its object and
         metadata, counted once however often the same object is stored), mark
         it most recently used, and evict others until the total fits."""
-        victims = self._ledger_ready().add(digest, size, stored=stored, budget=self.budget())
+        self._evict(self._ledger_ready().add(digest, size, stored=stored,
+                                             budget=self.budget()))
+
+    def _evict(self, victims: list[tuple[str, list[str]]]) -> None:
+        derived = [v for v, _ in victims if v.startswith(DERIVED)]
+        victims = [(v, k) for v, k in victims if not v.startswith(DERIVED)]
+        for name in derived:
+            if self.evict_derived is not None:
+                self.evict_derived(name)
         with self._lock:
             for victim, _ in victims:
                 art = self._mem.pop(victim, None)

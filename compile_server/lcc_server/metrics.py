@@ -17,6 +17,7 @@ lcc_artifacts_evicted                  gauge      entries evicted since start
 lcc_state_disk_bytes                   gauge      part: artifacts | btf_uploads | derived
                                                   (vmlinux.h, PCH), all under one budget
 lcc_state_disk_budget_bytes            gauge      that budget (LCC_MAX_ARTIFACT_MB)
+lcc_derived_evicted                    gauge      kernels' derived file sets evicted since start
 lcc_btf_uploads                        gauge      uploaded kernel releases (LCC_MAX_BTF_RELEASES)
 lcc_singleflight_waits_total           counter    scope: local (a compile running in this
                                                   process) | fleet (another replica's lease)
@@ -92,12 +93,20 @@ class Metrics:
         g = Gauge("lcc_state_disk_bytes", "Bytes of the state directory by part",
                   ["part"], registry=self.registry)
         g.labels("artifacts").set_function(artifacts.disk_usage)
-        for part in ("btf_uploads", "derived"):
-            g.labels(part).set_function(lambda part=part: usage.parts()[part])
+        g.labels("btf_uploads").set_function(lambda: usage.parts()["btf_uploads"])
+        # the derived sets as the ledger counts them (the budget evicts by that)
+        derived = getattr(getattr(artifacts, "local", artifacts), "derived_usage", None)
+        g.labels("derived").set_function(derived or (lambda: usage.parts()["derived"]))
         Gauge("lcc_state_disk_budget_bytes", "The state directory's disk budget",
               registry=self.registry).set(budget)
         Gauge("lcc_btf_uploads", "Uploaded kernel releases",
               registry=self.registry).set_function(uploads)
+
+    def watch_derived(self, derived) -> None:
+        """Report the derived per-kernel file sets ``derived`` (a ``DerivedFiles``) evicted."""
+        Gauge("lcc_derived_evicted", "Derived per-kernel file sets this process evicted "
+              "for the disk budget", registry=self.registry).set_function(
+                  lambda: derived.evicted)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from lcc_server.artifacts import Artifact
 from lcc_server.btf_store import BtfEntry
+from lcc_server.derived import DerivedFiles
 from lcc_server.metrics import Metrics
 from lcc_server.models import CompileRequest
 from lcc_server.settings import Settings
@@ -108,13 +109,16 @@ class CompileService:
 
     def __init__(self, settings: Settings, toolchain: Toolchain, btf_store: BtfStore,
                  artifacts: ArtifactStore, metrics: Metrics, *, leases=None,
-                 notices=None, btf_files: BtfFiles | None = None) -> None:
+                 notices=None, btf_files: BtfFiles | None = None,
+                 derived: DerivedFiles | None = None) -> None:
         self.settings = settings
         self.toolchain = toolchain
         self.btf_store = btf_store
         #: where the tools get a local BTF file (default: ``btf_store`` itself)
         self.btf_files: BtfFiles = btf_files or btf_store
         self.artifacts = artifacts
+        #: the derived per-kernel files in the disk budget (``lcc_server.derived``)
+        self.derived = derived
         self.metrics = metrics
         #: ``lcc_server.stores.lease.Leases`` of a fleet store, else None.
         self.leases = leases
@@ -210,7 +214,8 @@ class CompileService:
 
         def prepare():
             path = self.btf_files.materialise(self.default_arch, self.default_release)
-            return self.toolchain.prepare(path, self.default_arch)
+            with self._derived_in_use(self.toolchain.btf_sha256(path)):
+                return self.toolchain.prepare(path, self.default_arch)
         fut = asyncio.get_running_loop().run_in_executor(self._pool, prepare)
         fut.add_done_callback(_log_warm_result)
         return fut
@@ -250,7 +255,7 @@ class CompileService:
             lambda: self.btf_store.put(arch, release, data, replace=replace, caller=caller))
         try:
             path = await self._blocking(self.btf_files.materialise, arch, release)
-            await self._in_slot(self.toolchain.vmlinux_h, path)
+            await self._in_slot(self._vmlinux_h, path)
         except BtfUnavailable:
             if created:
                 await self._blocking(self.btf_store.remove, arch, release)
@@ -288,7 +293,8 @@ class CompileService:
             art, cached = hit.artifact, True
         else:
             (art, compiled), shared = await self._flight.do(key, lambda: self._fleet_compile(
-                key, lambda: self._compile_job(key, bundle, arch, req.defines, btf_path)))
+                key, lambda: self._compile_job(key, bundle, arch, req.defines, btf_path,
+                                               btf_sha)))
             cached = shared or not compiled
             if shared:
                 self.metrics.singleflight_waits.labels("local").inc()
@@ -374,12 +380,14 @@ class CompileService:
             threading.Thread(target=release, args=(fut.result(),), daemon=True).start()
 
     async def _compile_job(self, key: str, bundle, arch: str, defines: dict,
-                           btf_path: Path) -> Artifact:
+                           btf_path: Path, btf_sha: str) -> Artifact:
         def run(cancel: threading.Event):
             started = time.perf_counter()
             try:
-                result = self.toolchain.compile(bundle, arch=arch, defines=defines,
-                                                btf_path=btf_path, cancel=cancel)
+                # the kernel's derived files stay while clang reads them
+                with self._derived_in_use(btf_sha):
+                    result = self.toolchain.compile(bundle, arch=arch, defines=defines,
+                                                    btf_path=btf_path, cancel=cancel)
             except CompileFailed:
                 self.metrics.compiles.labels("error", "-").inc()
                 raise
@@ -399,6 +407,15 @@ class CompileService:
             self.artifacts.remember(key, art.digest)
         await self._blocking(store)
         return art
+
+    def _derived_in_use(self, btf_sha: str):
+        """Pin the derived files of ``btf_sha`` (no-op without ``derived``)."""
+        return contextlib.nullcontext() if self.derived is None else \
+            self.derived.in_use(btf_sha)
+
+    def _vmlinux_h(self, btf_path: Path) -> Path:
+        with self._derived_in_use(self.toolchain.btf_sha256(btf_path)):
+            return self.toolchain.vmlinux_h(btf_path)
 
     async def _tailored_btf(self, art: Artifact, btf_path: Path, btf_sha: str) -> bytes:
         data = await self._blocking(self.artifacts.get_btf, art.digest, btf_sha)

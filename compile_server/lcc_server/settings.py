@@ -14,9 +14,9 @@ LCC_MAX_QUEUE              compiles waiting before 503                  256
 LCC_MAX_BODY_BYTES         JSON request body                            8 MiB
 LCC_MAX_BTF_BYTES          uploaded BTF                                 64 MiB
 LCC_MAX_ARTIFACT_MB        the state directory's one disk budget:       2048
-                           compiled objects (evicted LRU beyond it),
-                           BTF uploads, vmlinux.h and PCH; one budget
-                           for all worker processes
+                           compiled objects and per-kernel vmlinux.h
+                           and PCH (evicted LRU beyond it), BTF
+                           uploads; one budget for all worker processes
 LCC_MAX_BTF_RELEASES       uploaded kernel releases kept (409 beyond)   256
 LCC_MAX_OBJECT_MB          one compiled object handed out (larger:      32
                            422 object_too_large)

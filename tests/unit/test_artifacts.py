@@ -42,7 +42,7 @@ def test_corrupt_object_is_dropped(tmp_path):
 
 
 def test_least_recently_used_entries_are_evicted_beyond_the_budget(tmp_path):
-    store = ArtifactStore(tmp_path, disk_bytes=3500)  # room for three 1000-byte objects
+    store = ArtifactStore(tmp_path, disk_bytes=3600)  # room for three entries (object, record, key, BTF)
     arts = [art(n) for n in range(5)]
     for n, a in enumerate(arts[:3]):
         store.put(a)
@@ -55,7 +55,7 @@ def test_least_recently_used_entries_are_evicted_beyond_the_budget(tmp_path):
 
     assert on_disk(store) == {arts[0].digest, arts[3].digest, arts[4].digest}
     assert store.evicted == 2
-    assert store.disk_usage() <= 3500
+    assert store.disk_usage() <= 3600
     # everything of an evicted entry goes: object, metadata, tailored BTF, request keys
     assert store.get(arts[1].digest) is None
     assert store.lookup(key(1)) is None
@@ -121,3 +121,32 @@ def test_storing_the_same_object_again_counts_it_once(tmp_path):
 
     assert store.disk_usage() == once
     assert once >= len(a.object) + 500
+
+
+def test_request_key_files_count_once(tmp_path):
+    store = ArtifactStore(tmp_path)
+    a = art(1)
+    store.put(a)
+    before = store.disk_usage()
+    store.remember(key(1), a.digest)
+    store.remember(key(1), a.digest)  # the same key again: counted once
+
+    assert store.disk_usage() == before + (tmp_path / "keys" / key(1)).stat().st_size
+
+
+def test_derived_sets_share_the_budget_and_a_pinned_one_stays(tmp_path):
+    store = ArtifactStore(tmp_path, disk_bytes=3000)
+    gone: list[str] = []
+    store.evict_derived = gone.append
+    store.put_derived("kernel:" + "a" * 64, 1500)
+    with store.pinned("kernel:" + "a" * 64):
+        store.put_derived("kernel:" + "b" * 64, 1400)
+        store.put(art(1))  # over the budget: b goes, a is pinned though older
+    assert gone == ["kernel:" + "b" * 64]
+    assert store.derived_usage() == 1500
+    # objects only: the derived sets are reported apart
+    assert store.disk_usage() == sum(p.stat().st_size for p in (tmp_path / "objects").iterdir())
+
+    store.put(art(2))  # unpinned now: a, the least recently used, goes
+    assert gone[-1] == "kernel:" + "a" * 64
+    assert store.derived_usage() == 0

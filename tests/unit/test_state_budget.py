@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from lcc_server.artifacts import Artifact, ArtifactStore
 from lcc_server.btf_store import BtfConflict, BtfQuotaExceeded, BtfStore
+from lcc_server.derived import DerivedFiles
 from lcc_server.settings import Settings
 from lcc_server.stores import open_stores
 from lcc_server.stores.usage import StateUsage
@@ -59,17 +60,29 @@ def test_processes_sharing_a_directory_keep_one_budget(tmp_path):
 def test_uploads_and_derived_headers_count_against_the_budget(tmp_path):
     (tmp_path / "btf" / "x86_64").mkdir(parents=True)
     (tmp_path / "btf" / "x86_64" / "6.0.btf").write_bytes(b"b" * 1200)
-    (tmp_path / "work" / "pch").mkdir(parents=True)
-    (tmp_path / "work" / "pch" / "lbc.pch").write_bytes(b"p" * 800)
+    sha = "c" * 64
+    vmdir = tmp_path / "work" / "vmlinux" / f"{sha}.2"
+    vmdir.mkdir(parents=True)
+    (vmdir / "vmlinux.h").write_bytes(b"h" * 500)
+    (tmp_path / "work" / "pch" / "k1").mkdir(parents=True)
+    (tmp_path / "work" / "pch" / "k1" / "lbc.pch").write_bytes(b"p" * 300)
+    (tmp_path / "work" / "pch" / "k1" / "inputs.txt").write_text(f"{vmdir}/vmlinux.h\n")
     usage = StateUsage(tmp_path)
-    assert usage.parts() == {"btf_uploads": 1200, "derived": 800}
+    assert usage.parts() == {"btf_uploads": 1200, "derived": 500 + 300 + len(f"{vmdir}") + 11}
 
     store = ArtifactStore(tmp_path / "artifacts", disk_bytes=4500, reserved=usage.reserved)
+    derived = DerivedFiles(tmp_path / "work", store)
+    derived.adopt()  # the kernel's set: vmlinux.h and the PCH built over it, one entry
+    assert store.derived_usage() == usage.parts()["derived"]
     for n in range(3):
         store.put(art(n))
 
-    assert store.budget() == 2500
-    assert on_disk(tmp_path / "artifacts") == {art(1).digest, art(2).digest}
+    # the uploads are left room for; the derived set, least recently used, made room
+    assert store.budget() == 4500 - 1200
+    assert on_disk(tmp_path / "artifacts") == {art(n).digest for n in range(3)}
+    assert not vmdir.exists() and not (tmp_path / "work" / "pch" / "k1").exists()
+    assert store.derived_usage() == 0 and derived.evicted == 1
+    assert (tmp_path / "btf" / "x86_64" / "6.0.btf").exists()  # uploads are never evicted
 
 
 def test_uploaded_releases_are_capped(tmp_path):

@@ -112,6 +112,11 @@ class PchCache:
         missing.  Returns None when it cannot be built (compiles go on without)."""
         with self._loaded_lock:
             pch = self._loaded.get(key)
+            if pch is not None and not pch.path.is_file():
+                # deleted on disk (the service evicted its kernel's derived
+                # files): built again below rather than refused by clang
+                del self._loaded[key]
+                pch = None
             if pch is not None:
                 self._loaded.move_to_end(key)
                 return pch

@@ -4,7 +4,9 @@
 derived per kernel BTF (``work/vmlinux``: vmlinux.h, ``work/pch``: precompiled
 headers); compiled objects and tailored BTF are the artifact store's own
 (``ArtifactStore.disk_usage``).  ``reserved()`` is what the artifact store
-leaves room for: the budget (``LCC_MAX_ARTIFACT_MB``) covers all of it.
+leaves room for, the BTF uploads: the derived files are entries of the
+artifact store's ledger (``lcc_server.derived``), evicted with the objects, so
+the budget (``LCC_MAX_ARTIFACT_MB``) covers all of it.
 Measuring walks those directories, so a result is reused for ``max_age``
 seconds.
 """
@@ -51,4 +53,5 @@ class StateUsage:
             return dict(self._parts)
 
     def reserved(self) -> int:
-        return sum(self.parts().values())
+        """Bytes of the BTF uploads (never evicted; ``LCC_MAX_BTF_RELEASES`` bounds them)."""
+        return self.parts()["btf_uploads"]
