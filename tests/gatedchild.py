@@ -10,6 +10,7 @@ attached while the child waits sees exactly what ``body`` does, no more.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -90,3 +91,17 @@ class GatedChild:
 
     def __exit__(self, *exc: Any) -> None:
         self.kill()
+
+
+class GoOnAttach(io.StringIO):
+    """``lcc run``'s err stream: when it reports the attach, the child runs to its end."""
+
+    def __init__(self, child: GatedChild) -> None:
+        super().__init__()
+        self.child = child
+
+    def write(self, s: str) -> int:
+        n = super().write(s)
+        if s.startswith("Attached"):
+            self.child.go()
+        return n

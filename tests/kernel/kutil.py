@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from typing import Callable
 
@@ -26,3 +27,22 @@ def wait_for(cond: Callable[[], object], what: str, timeout: float = 10.0) -> ob
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+class Target:
+    """A test binary that waits on stdin: ``call(n)`` writes n, it runs once
+    (calling the traced function) and answers one integer line."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.proc = subprocess.Popen([os.fspath(path)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def call(self, n: int) -> int:
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self.proc.stdout.close()

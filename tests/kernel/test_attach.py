@@ -20,7 +20,7 @@ from lcc.links import Link, LinkGroup, read_iter
 from lcc.symbols import ElfSymbols
 from lcc.syscalls import syscall_table
 
-from kutil import trigger
+from kutil import Target, trigger
 
 pytestmark = pytest.mark.bpf
 
@@ -113,24 +113,6 @@ def target_binary(tmp_path_factory):
     (d / "target.c").write_text(TARGET_C)
     subprocess.run(["gcc", "-O1", "-o", str(d / "target"), str(d / "target.c")], check=True)
     return str(d / "target")
-
-
-class Target:
-    """The test binary, waiting on stdin; call(x) makes it call lcc_target(x) once."""
-
-    def __init__(self, path: str) -> None:
-        self.proc = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-
-    def call(self, x: int) -> int:
-        self.proc.stdin.write(f"{x}\n")
-        self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(10)
-        self.proc.stdout.close()
 
 
 @pytest.fixture

@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from lcc import AttachPointMissing, BpfError, ClbcBase, NotSupported, features
 from lcc.syscalls import syscall_table
 
-from kutil import trigger
+from kutil import Target, trigger
 
 pytestmark = pytest.mark.bpf
 
@@ -75,24 +74,6 @@ def target_binary(tmp_path_factory):
     subprocess.run(["cc", "-O1", *sdt, "-o", str(d / "target"), str(d / "target.c")],
                    check=True)
     return (d / "target", bool(sdt))
-
-
-class Target:
-    """The child, waiting on stdin; call(n) makes it run one iteration."""
-
-    def __init__(self, path: Path) -> None:
-        self.proc = subprocess.Popen([str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-
-    def call(self, n: int) -> int:
-        self.proc.stdin.write(f"{n}\n")
-        self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(10)
-        self.proc.stdout.close()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from gatedchild import GatedChild
+from gatedchild import GatedChild, GoOnAttach
 from lcc.cli import run as lcc_run
 from lcc.hist import Log2Hist
 
@@ -42,20 +42,6 @@ for _ in range(int(sys.argv[1])):
         os._exit(0)
     os.waitpid(pid, 0)
 """
-
-
-class GoOnAttach(io.StringIO):
-    """run()'s err stream: when it reports the attach, the child runs to its end."""
-
-    def __init__(self, child: GatedChild) -> None:
-        super().__init__()
-        self.child = child
-
-    def write(self, s: str) -> int:
-        n = super().write(s)
-        if s.startswith("Attached"):
-            self.child.go()
-        return n
 
 
 @pytest.fixture

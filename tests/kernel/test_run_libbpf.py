@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 import pytest
-from gatedchild import GatedChild
+from gatedchild import GatedChild, GoOnAttach
 from lcc import ClbcBase
 from lcc.cli import run as lcc_run
 from lcc.errors import BpfError, BtfError
@@ -36,20 +36,6 @@ RUNQLAT = PROGS / "libbpf_runqlat.bpf.c"
 PROFILE = PROGS / "libbpf_profile.bpf.c"
 OFFSETS = [1, 2, 3, 5, 8, 100, 1000, 1000, 70000]
 BPF_F_MMAPABLE = 1 << 10
-
-
-class GoOnAttach(io.StringIO):
-    """run()'s err stream: when it reports the attach, the child runs to its end."""
-
-    def __init__(self, child: GatedChild) -> None:
-        super().__init__()
-        self.child = child
-
-    def write(self, s: str) -> int:
-        n = super().write(s)
-        if s.startswith("Attached"):
-            self.child.go()
-        return n
 
 
 def _run(path: Path, child: GatedChild, json_out: bool = False, **kw) -> tuple[int, str, str]:
