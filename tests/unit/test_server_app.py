@@ -24,43 +24,18 @@ from lcc_toolchain.errors import (BtfUnavailable, CompileFailed, Diagnostic,  # 
 from lcc_toolchain.toolchain import CompileResult  # noqa: E402
 from lcc_toolchain.validation import Caps  # noqa: E402
 
-FAKE_BTF = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, 1) + b"\0"
+import faketoolchain  # noqa: E402
+from faketoolchain import FAKE_BTF, FakeSandbox  # noqa: E402
 
 
-def _elf(payload: bytes) -> bytes:
-    """A minimal ELF64 relocatable BPF object with no sections, then ``payload``."""
-    ident = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9
-    header = struct.pack("<HHIQQQIHHHHHH", 1, 247, 1, 0, 0, 0, 0, 64, 0, 0, 64, 0, 0)
-    return ident + header + payload
-
-
-class FakeSandbox:
-    landlock_abi = 6
-    unconfined = None
-
-
-class FakeToolchain:
+class FakeToolchain(faketoolchain.FakeToolchain):
     """Compiles by hashing the source; 'FAIL' in it is a compile error."""
 
     def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
         self.delay = delay
-        self.calls = 0
-        self.sandbox = FakeSandbox()
         self.hanging = threading.Event()
         self.killed = False
-        self._lock = threading.Lock()
-
-    def identity(self) -> dict:
-        return {"clang": "fake 1.0"}
-
-    def btf_sha256(self, path: Path) -> str:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-    def vmlinux_h(self, path: Path) -> Path:
-        return Path(path)
-
-    def prepare(self, *args) -> bool:
-        return False
 
     def compile(self, bundle, *, arch, defines, btf_path, cancel=None) -> CompileResult:
         with self._lock:
@@ -78,12 +53,7 @@ class FakeToolchain:
             raise CompileFailed("clang could not compile the program",
                                 [Diagnostic(bundle.main, 2, 5, "error", "FAIL found")],
                                 f"{bundle.main}:2:5: error: FAIL found\n")
-        obj = _elf(repr((text, sorted(defines.items()), arch)).encode())
-        return CompileResult(object=obj, digest=hashlib.sha256(obj).hexdigest(),
-                             toolchain=self.identity())
-
-    def min_core_btf(self, obj: bytes, btf_path: Path) -> bytes:
-        return FAKE_BTF
+        return self.result(text, defines, arch)
 
 
 @pytest.fixture

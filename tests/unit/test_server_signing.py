@@ -11,10 +11,8 @@ import json
 import logging
 import os
 import stat
-import struct
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,42 +30,18 @@ from lcc_toolchain.digest import bundle_digest  # noqa: E402
 from lcc_toolchain.errors import Diagnostic  # noqa: E402
 from lcc_toolchain.toolchain import CompileResult  # noqa: E402
 
-FAKE_BTF = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, 1) + b"\0"
+import faketoolchain  # noqa: E402
+from faketoolchain import FAKE_BTF  # noqa: E402
+
 TAILORED = FAKE_BTF + b"tailored"
 
 
-def _elf(payload: bytes) -> bytes:
-    """A minimal ELF64 relocatable BPF object with no sections, then ``payload``."""
-    ident = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9
-    return ident + struct.pack("<HHIQQQIHHHHHH", 1, 247, 1, 0, 0, 0, 0, 64, 0, 0, 64, 0, 0) \
-        + payload
-
-
-class FakeSandbox:
-    landlock_abi = 6
-    unconfined = None
-
-
-class FakeToolchain:
+class FakeToolchain(faketoolchain.FakeToolchain):
     """Compiles by hashing the source; 'WARN' in it gives a warning."""
 
     def __init__(self) -> None:
-        self.calls = 0
+        super().__init__()
         self.tailored = 0
-        self.sandbox = FakeSandbox()
-        self._lock = threading.Lock()
-
-    def identity(self) -> dict:
-        return {"clang": "fake 1.0"}
-
-    def btf_sha256(self, path: Path) -> str:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-    def vmlinux_h(self, path: Path) -> Path:
-        return Path(path)
-
-    def prepare(self, *args) -> bool:
-        return False
 
     def compile(self, bundle, *, arch, defines, btf_path, cancel=None) -> CompileResult:
         with self._lock:
@@ -75,9 +49,7 @@ class FakeToolchain:
         text = bundle.files[bundle.main]
         warnings = [Diagnostic(bundle.main, 1, 1, "warning", "WARN seen")] \
             if "WARN" in text else []
-        obj = _elf(repr((text, sorted(defines.items()), arch)).encode())
-        return CompileResult(object=obj, digest=hashlib.sha256(obj).hexdigest(),
-                             warnings=warnings, toolchain=self.identity())
+        return self.result(text, defines, arch, warnings=warnings)
 
     def min_core_btf(self, obj: bytes, btf_path: Path) -> bytes:
         with self._lock:
