@@ -46,6 +46,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from lcc_toolchain.atomic import write_atomic
 from lcc_toolchain.keys import ALGORITHM, fingerprint, key_line, verify
 
 __all__ = ["ALGORITHM", "MANIFEST_FORMAT", "KeyRing", "PublicKey", "Sealed", "canonical",
@@ -281,16 +282,7 @@ def _make_dir(directory: Path) -> None:
 def _write(path: Path, data: bytes, mode: int) -> None:
     """Write ``path`` whole with ``mode``, through a temporary file and a rename."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, mode=mode)
 
 
 def _create_private(path: Path) -> None:

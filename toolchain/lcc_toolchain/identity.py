@@ -92,21 +92,10 @@ def identity_cached(clang: str, work_dir: Path, *, bpftool: str = "bpftool",
 def remember(work_dir: Path, fp: list, identity: dict) -> None:
     """Save ``identity`` for fingerprint ``fp`` (best effort: a read-only work
     directory only costs the next process the computation)."""
-    import tempfile  # only when saving: a cache hit reads
+    from .atomic import write_atomic  # only when saving: a cache hit reads
 
-    path = Path(work_dir) / FILE
+    data = json.dumps({"fingerprint": fp, "identity": identity}).encode()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{FILE}.", dir=path.parent)
+        write_atomic(Path(work_dir) / FILE, data, prefix=f".{FILE}.", mode=0o644)
     except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o644)
-            json.dump({"fingerprint": fp, "identity": identity}, f)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass
